@@ -1,0 +1,166 @@
+package taskbridge
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Stores, policies and executors return these (wrapped with
+// %w as they like); [HTTPError] maps them to protocol error codes.
+var (
+	// ErrTaskNotFound: the task does not exist, or the caller may not see it.
+	ErrTaskNotFound = errors.New("taskbridge: task not found")
+	// ErrSuspensionNotFound: the task has no suspension with that id.
+	ErrSuspensionNotFound = errors.New("taskbridge: suspension not found")
+	// ErrReceiptNotFound: no action receipt for that (task, clientActionId).
+	ErrReceiptNotFound = errors.New("taskbridge: action receipt not found")
+	// ErrInvalidRequest: the request is malformed.
+	ErrInvalidRequest = errors.New("taskbridge: invalid request")
+	// ErrInvalidCursor: an event cursor is malformed or names no event the
+	// task's log could have issued (it is ahead of the log).
+	ErrInvalidCursor = errors.New("taskbridge: invalid event cursor")
+	// ErrEventsExpired: events after the cursor were removed by retention, so
+	// replay from it would skip events.
+	ErrEventsExpired = errors.New("taskbridge: events after cursor have expired")
+	// ErrIdempotencyConflict: a clientRequestId or clientActionId was reused
+	// with a different payload.
+	ErrIdempotencyConflict = errors.New("taskbridge: idempotency conflict")
+	// ErrAccessDenied is returned by an [OwnershipPolicy] to deny an operation.
+	ErrAccessDenied = errors.New("taskbridge: access denied")
+	// ErrTaskOwnership: the caller may not create the task.
+	ErrTaskOwnership = errors.New("taskbridge: task creation not allowed")
+	// ErrUnauthenticated: the request carries no valid credentials.
+	ErrUnauthenticated = errors.New("taskbridge: unauthenticated")
+	// ErrSubmission: the executor did not accept the task.
+	ErrSubmission = errors.New("taskbridge: task submission failed")
+	// ErrTaskTerminal: the task already has a terminal event; nothing more is
+	// appended to its log.
+	ErrTaskTerminal = errors.New("taskbridge: task is terminal")
+	// ErrInvalidTransition: the event is not allowed in the task's status
+	// (for example TASK_PROGRESS before TASK_STARTED).
+	ErrInvalidTransition = errors.New("taskbridge: invalid task status transition")
+	// ErrInvalidEvent: an event or payload violates the protocol schema.
+	ErrInvalidEvent = errors.New("taskbridge: invalid event")
+	// ErrDuplicateSuspension: the suspendId was already used in the task.
+	ErrDuplicateSuspension = errors.New("taskbridge: suspension id already used")
+	// ErrUploadRejected: an upload broke a limit or the upload policy.
+	ErrUploadRejected = errors.New("taskbridge: upload rejected")
+	// ErrUploadTooLarge: an upload exceeded a size limit (wraps ErrUploadRejected).
+	ErrUploadTooLarge = fmt.Errorf("%w: too large", ErrUploadRejected)
+	// ErrClosed: the service, store or handler was shut down.
+	ErrClosed = errors.New("taskbridge: closed")
+)
+
+// Protocol error codes.
+const (
+	CodeInvalidRequest      = "INVALID_REQUEST"
+	CodeValidation          = "REQUEST_VALIDATION_ERROR"
+	CodeAuthentication      = "AUTHENTICATION_ERROR"
+	CodeTaskNotFound        = "TASK_NOT_FOUND"
+	CodeTaskOwnership       = "TASK_OWNERSHIP_ERROR"
+	CodeIdempotencyConflict = "IDEMPOTENCY_CONFLICT"
+	CodeEventsExpired       = "EVENTS_EXPIRED"
+	CodeSubmission          = "TASK_SUBMISSION_ERROR"
+	CodeUpload              = "UPLOAD_VALIDATION_ERROR"
+	CodeAlreadyTerminal     = "TASK_ALREADY_TERMINAL"
+	CodeInvalidTaskState    = "INVALID_TASK_STATE"
+	CodeUnavailable         = "SERVICE_UNAVAILABLE"
+	CodeInternal            = "INTERNAL_ERROR"
+)
+
+// FieldError names one invalid request field.
+type FieldError struct {
+	// Field is the request field (a JSON member, query parameter or form part).
+	Field string `json:"field"`
+	// Message says what is wrong with it.
+	Message string `json:"message"`
+}
+
+// ValidationError reports well-formed requests with invalid fields. It maps
+// to HTTP 422 REQUEST_VALIDATION_ERROR with details.errors listing Fields.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+// Error implements error.
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		parts[i] = f.Field + ": " + f.Message
+	}
+	return "taskbridge: request validation failed: " + strings.Join(parts, "; ")
+}
+
+// Add records a field error.
+func (e *ValidationError) Add(field, format string, args ...any) {
+	e.Fields = append(e.Fields, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
+}
+
+// Err returns e if it holds any field error, else nil.
+func (e *ValidationError) Err() error {
+	if e == nil || len(e.Fields) == 0 {
+		return nil
+	}
+	return e
+}
+
+// HTTPError returns the HTTP status, protocol error code and client-safe
+// message for err. Errors not produced by taskbridge map to 500
+// INTERNAL_ERROR with a generic message, so internals never reach clients.
+func HTTPError(err error) (status int, code, message string) {
+	var verr *ValidationError
+	switch {
+	case errors.As(err, &verr):
+		return http.StatusUnprocessableEntity, CodeValidation, "Request validation failed"
+	case errors.Is(err, ErrUnauthenticated):
+		return http.StatusUnauthorized, CodeAuthentication, "Authentication required"
+	case errors.Is(err, ErrTaskNotFound), errors.Is(err, ErrSuspensionNotFound):
+		return http.StatusNotFound, CodeTaskNotFound, clientMessage(err)
+	case errors.Is(err, ErrTaskOwnership):
+		return http.StatusForbidden, CodeTaskOwnership, clientMessage(err)
+	case errors.Is(err, ErrEventsExpired):
+		return http.StatusGone, CodeEventsExpired, clientMessage(err)
+	case errors.Is(err, ErrInvalidCursor), errors.Is(err, ErrInvalidRequest):
+		return http.StatusBadRequest, CodeInvalidRequest, clientMessage(err)
+	case errors.Is(err, ErrIdempotencyConflict):
+		return http.StatusConflict, CodeIdempotencyConflict, clientMessage(err)
+	case errors.Is(err, ErrUploadTooLarge):
+		return http.StatusRequestEntityTooLarge, CodeUpload, clientMessage(err)
+	case errors.Is(err, ErrUploadRejected):
+		return http.StatusBadRequest, CodeUpload, clientMessage(err)
+	case errors.Is(err, ErrSubmission):
+		return http.StatusServiceUnavailable, CodeSubmission, "The task could not be submitted; retry later"
+	case errors.Is(err, ErrClosed):
+		return http.StatusServiceUnavailable, CodeUnavailable, "The service is shutting down; retry later"
+	case errors.Is(err, ErrTaskTerminal):
+		return http.StatusConflict, CodeAlreadyTerminal, clientMessage(err)
+	case errors.Is(err, ErrInvalidTransition):
+		return http.StatusConflict, CodeInvalidTaskState, clientMessage(err)
+	}
+	return http.StatusInternalServerError, CodeInternal, "Internal server error"
+}
+
+// clientMessage turns "taskbridge: task not found: x" into "Task not found: x".
+func clientMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "taskbridge: ")
+	if msg == "" {
+		return msg
+	}
+	return strings.ToUpper(msg[:1]) + msg[1:]
+}
+
+// NewErrorEnvelope builds the protocol error body for err at time now, and
+// returns it with its HTTP status. Field errors of a [ValidationError] go to
+// details.errors.
+func NewErrorEnvelope(err error, now time.Time) (int, ErrorEnvelope) {
+	status, code, msg := HTTPError(err)
+	details := map[string]any{}
+	var verr *ValidationError
+	if errors.As(err, &verr) {
+		details["errors"] = verr.Fields
+	}
+	return status, ErrorEnvelope{Code: code, Message: msg, Details: details, Timestamp: now.UTC()}
+}

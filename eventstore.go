@@ -1,0 +1,70 @@
+package taskbridge
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+)
+
+// EventStore is an append-only, per-task ordered event log. Implementations
+// must be safe for concurrent use.
+//
+// The store assigns positions: the first event of a task gets Seq 1, every
+// later one Seq = previous+1, under a lock or transaction so that concurrent
+// appends never share or skip a number. EventID is always
+// [FormatEventID](Seq). "After cursor c" means Seq > c: order is the append
+// order, never a string comparison of ids.
+type EventStore interface {
+	// Append appends ev to the log of ev.TaskID and returns it with Seq and
+	// EventID assigned. In the same atomic step it applies [NextStatus] to
+	// the task, sets the task's Status, LastSeq and UpdatedAt
+	// (= ev.CreatedAt) and, for a terminal event, moves the task's OPEN
+	// suspensions to CANCELLED.
+	//
+	// It fails with [ErrTaskNotFound] for an unknown task, [ErrTaskTerminal]
+	// or [ErrInvalidTransition] when NextStatus refuses, and
+	// [ErrInvalidEvent] when ev carries an EventID or Seq, has a zero
+	// CreatedAt, an invalid type, or is TASK_SUSPENDED or
+	// TASK_ACTION_ACCEPTED (those are appended by [SuspensionStore]).
+	// After a successful append every watcher of the task is notified.
+	Append(ctx context.Context, ev TaskEvent) (TaskEvent, error)
+
+	// Read returns up to limit (>= 1) events of the task with Seq > after, in
+	// Seq order. after == 0 reads from the start of the retained log. It
+	// fails with [ErrTaskNotFound] for an unknown task, [ErrInvalidCursor]
+	// when after < 0 or after is beyond the task's last event, and
+	// [ErrEventsExpired] when after >= 1 and events with Seq > after were
+	// removed by retention.
+	Read(ctx context.Context, taskID string, after int64, limit int) ([]TaskEvent, error)
+
+	// Watch registers notify to be called after events are appended to
+	// taskID, until stop is called. Every append that succeeds after Watch
+	// returns is followed by at least one call; calls may be coalesced or
+	// spurious, so the watcher re-reads the log. notify must not block.
+	// stop is idempotent, and no call starts after it returns.
+	Watch(taskID string, notify func()) (stop func())
+}
+
+// FormatEventID returns the wire event id for position seq.
+func FormatEventID(seq int64) string { return strconv.FormatInt(seq, 10) }
+
+// ParseEventID parses a client cursor. "" and "0" mean "from the start". Any
+// other value must be an id produced by [FormatEventID]; anything else fails
+// with an error wrapping [ErrInvalidCursor].
+func ParseEventID(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 || strconv.FormatInt(n, 10) != s {
+		return 0, fmt.Errorf("%w: %q is not an event id", ErrInvalidCursor, truncate(s, 64))
+	}
+	return n, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,78 @@
+package taskbridge
+
+import (
+	"context"
+	"time"
+)
+
+// TaskExecutor runs tasks. The host picks one: the in-process runner
+// package, or an adapter to a queue or workflow engine.
+type TaskExecutor interface {
+	// Submit hands a newly created task to the executor. It should only
+	// enqueue: the work runs elsewhere and reports through emit. An error
+	// fails the task (TASK_FAILED is appended) and the create request with
+	// TASK_SUBMISSION_ERROR (HTTP 503).
+	Submit(ctx context.Context, task Task, emit Emitter) error
+
+	// Cancel tells the executor that a client asked to cancel the task. It
+	// is called at most once per task, after the request was recorded
+	// (task.CancelRequested is true). The executor ends the task with
+	// TASK_CANCELLED through its Emitter when it has stopped the work.
+	Cancel(ctx context.Context, task Task) error
+}
+
+// Resumer is implemented by executors whose tasks wait on suspensions. After
+// an action is accepted the service calls Resume; an error leaves the hand-off
+// PENDING, and [Service.Reconcile] retries it later.
+type Resumer interface {
+	Resume(ctx context.Context, task Task, s Suspension, r ActionReceipt) error
+}
+
+// TaskValidator is implemented by executors that can reject a create request
+// before a task exists, for example an unknown task type. An error that is a
+// [*ValidationError] becomes 422 REQUEST_VALIDATION_ERROR; any other error
+// becomes 400 INVALID_REQUEST with the error's text as message.
+type TaskValidator interface {
+	ValidateTask(ctx context.Context, req CreateTaskRequest) error
+}
+
+// Emitter is how executors report a task's progress. It enforces the
+// protocol: events are validated against the schema, the status goes
+// ACCEPTED → RUNNING → exactly one terminal status, and nothing is accepted
+// after a terminal event ([ErrTaskTerminal]).
+type Emitter interface {
+	// TaskID is the task the emitter reports for.
+	TaskID() string
+	// Emit appends an event with payload p (TASK_SUSPENDED and
+	// TASK_ACTION_ACCEPTED excepted: use Suspend, and actions are appended
+	// by the service).
+	Emit(ctx context.Context, p Payload) (TaskEvent, error)
+	// Suspend opens a suspension and appends its TASK_SUSPENDED event in one
+	// step.
+	Suspend(ctx context.Context, opts SuspendOpts) (Suspension, error)
+	// CloseSuspension withdraws or expires an OPEN suspension (status
+	// EXPIRED or CANCELLED); changed is false if it was no longer OPEN.
+	CloseSuspension(ctx context.Context, suspendID string, status SuspensionStatus) (s Suspension, changed bool, err error)
+}
+
+// SuspendOpts describes a suspension to open.
+type SuspendOpts struct {
+	// SuspendID identifies the suspension within the task. Empty means a
+	// new UUID. Ids are never reused within a task.
+	SuspendID string
+	// Kind defaults to USER_ACTION_REQUIRED.
+	Kind SuspensionKind
+	// ReasonCode is required.
+	ReasonCode string
+	// AllowedActions lists the accepted actionType values; at least one.
+	AllowedActions []string
+	// SchemaVersion of the interaction; defaults to 1.
+	SchemaVersion int
+	// TTL sets ExpiresAt to now+TTL when positive; ExpiresAt wins if set.
+	TTL time.Duration
+	// ExpiresAt is the deadline for an action; nil means none.
+	ExpiresAt *time.Time
+	// UIHints and Interaction are free-form objects for the client.
+	UIHints     map[string]any
+	Interaction map[string]any
+}

@@ -1,0 +1,155 @@
+package taskbridge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Config configures a [Service]. A zero field means its default.
+type Config struct {
+	// Store keeps tasks, events, suspensions and receipts. Required.
+	Store Store
+	// Executor runs tasks. Required.
+	Executor TaskExecutor
+	// Ownership decides who may create and see tasks. Defaults to [OwnerOnly].
+	Ownership OwnershipPolicy
+	// Metrics receives counters and gauges. Defaults to a no-op sink.
+	Metrics MetricsSink
+	// Logger receives structured logs (never payload contents). Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Defaults to time.Now.
+	Now func() time.Time
+	// NewID generates task and suspension ids; they must satisfy
+	// [ValidTaskID]. Defaults to random UUIDs.
+	NewID func() string
+	// ReceiptRetention is how long action receipts are kept for
+	// deduplication. Defaults to 24h.
+	ReceiptRetention time.Duration
+	// TaskRetention is how long terminal tasks (with their events) are kept
+	// by [Service.Prune]. Zero keeps them forever.
+	TaskRetention time.Duration
+	// ReplayBatch is how many events one store read returns while replaying
+	// a stream. Defaults to 256.
+	ReplayBatch int
+	// Probes are extra readiness probes reported by [Service.Readiness].
+	Probes Readiness
+}
+
+// Service implements the TaskBridge operations over a [Store] and a
+// [TaskExecutor]. Transports (httpapi, sse, ws) call it; executors report
+// through its [Emitter]s. It is safe for concurrent use.
+type Service struct {
+	cfg     Config
+	store   Store
+	exec    TaskExecutor
+	policy  OwnershipPolicy
+	metrics MetricsSink
+	log     *slog.Logger
+	now     func() time.Time
+	newID   func() string
+	hub     *hub
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New validates cfg, fills in defaults and returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("taskbridge: Config.Store is required")
+	}
+	if cfg.Executor == nil {
+		return nil, errors.New("taskbridge: Config.Executor is required")
+	}
+	if cfg.Ownership == nil {
+		cfg.Ownership = OwnerOnly{}
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = nopMetrics{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.NewID == nil {
+		cfg.NewID = uuid.NewString
+	}
+	if cfg.ReceiptRetention <= 0 {
+		cfg.ReceiptRetention = 24 * time.Hour
+	}
+	if cfg.TaskRetention < 0 {
+		return nil, errors.New("taskbridge: Config.TaskRetention must not be negative")
+	}
+	if cfg.ReplayBatch <= 0 {
+		cfg.ReplayBatch = 256
+	}
+	s := &Service{
+		cfg:     cfg,
+		store:   cfg.Store,
+		exec:    cfg.Executor,
+		policy:  cfg.Ownership,
+		metrics: cfg.Metrics,
+		log:     cfg.Logger,
+		now:     cfg.Now,
+		newID:   cfg.NewID,
+	}
+	s.hub = newHub(s)
+	return s, nil
+}
+
+// Logger returns the service's logger, for transports.
+func (s *Service) Logger() *slog.Logger { return s.log }
+
+// Now returns the current time from the service's clock, in UTC.
+func (s *Service) Now() time.Time { return s.now().UTC() }
+
+// Metrics returns the service's metrics sink, for transports.
+func (s *Service) Metrics() MetricsSink { return s.metrics }
+
+// Readiness returns the composite readiness probe: the store and the
+// executor when they implement [ReadinessProbe], the service itself (not
+// ready once shut down) and Config.Probes.
+func (s *Service) Readiness() Readiness {
+	r := Readiness{"service": ProbeFunc(func(context.Context) error {
+		if s.isClosed() {
+			return ErrClosed
+		}
+		return nil
+	})}
+	if p, ok := s.store.(ReadinessProbe); ok {
+		r["store"] = p
+	}
+	if p, ok := s.exec.(ReadinessProbe); ok {
+		r["executor"] = p
+	}
+	for n, p := range s.cfg.Probes {
+		r[n] = p
+	}
+	return r
+}
+
+func (s *Service) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Shutdown stops the service: new subscriptions and commands fail with
+// [ErrClosed], every open subscription ends with [ErrClosed] (transports
+// close SSE streams and send WebSocket close 1001), and Shutdown waits until
+// all of them were closed by their transports or ctx ends. It does not stop
+// the executor or the store, which the host owns. Safe to call twice.
+func (s *Service) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	return s.hub.shutdown(ctx)
+}
