@@ -1,4 +1,98 @@
 // Package taskbridge streams the events of long-running tasks to mobile,
-// browser and service clients over polling, SSE and WebSocket, replay-safe
-// and wire-compatible with the TaskBridge v1 protocol.
+// browser and service clients over long polling, Server-Sent Events and
+// WebSocket. Delivery is replay-safe: every event has an id, and a client
+// that reconnects with the last id it saw resumes exactly after it, on any
+// transport. The wire format is the TaskBridge v1 protocol (see the
+// protocol directory of the repository), so the TaskBridge Android SDK works
+// unchanged.
+//
+// A task is created by a client, runs in an executor, and reports an ordered
+// event log: TASK_STARTED, TASK_PROGRESS, TASK_MESSAGE, TASK_SUSPENDED
+// (waiting for a client action), TASK_ACTION_ACCEPTED, and exactly one
+// terminal TASK_COMPLETED, TASK_FAILED or TASK_CANCELLED.
+//
+// The library owns the models, the [Service] (create, poll, cancel, actions,
+// subscribe, snapshots and listings), the HTTP, SSE and WebSocket handlers
+// (packages httpapi, sse and ws), and replay-safe delivery. The host owns
+// its http.Server or router, its authentication ([AuthContextResolver]),
+// where state lives (a [Store]) and how work runs (a [TaskExecutor]).
+//
+// # Services
+//
+// A [Service] ties a store and an executor together:
+//
+//	store := memstore.New(memstore.Config{})
+//	exec, _ := runner.New(runner.Config{Handlers: handlers})
+//	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: exec})
+//
+// Its methods take the caller's [AuthContext] explicitly and return sentinel
+// errors ([ErrTaskNotFound], [ErrInvalidCursor], [ErrEventsExpired], ...)
+// that [HTTPError] maps to protocol error codes and HTTP statuses. Commands
+// are idempotent: creates by the caller's clientRequestId, actions by
+// clientActionId.
+//
+// # Mounting handlers
+//
+// The transports are plain http.Handlers that work in chi (r.Mount) and in
+// http.ServeMux, with every path configurable:
+//
+//	api, _ := httpapi.New(svc, httpapi.Config{Auth: auth, Stream: sseHandler, WebSocket: wsHandler})
+//	r := chi.NewRouter()
+//	r.Mount("/", api)
+//
+// See the httpapi, sse and ws packages.
+//
+// # Stores
+//
+// A [Store] is a [TaskRegistry], an [EventStore] and a [SuspensionStore]
+// implemented by one backend, because an append, the task's status change
+// and suspension/receipt updates must happen atomically. The store assigns
+// event positions (Seq 1, 2, 3, ... per task); event ids are their decimal
+// form, and "after cursor c" means strictly after c in append order. A
+// malformed cursor is a client error ([ErrInvalidCursor], HTTP 400); a cursor
+// older than the retained log is reported as [ErrEventsExpired] (HTTP 410,
+// WebSocket close 4410), never skipped silently. Waiting is push-based:
+// stores notify watchers on append. The memstore package is the in-memory
+// default, and the storetest package is the conformance suite every store
+// must pass.
+//
+// # Executors
+//
+// A [TaskExecutor] receives new tasks with an [Emitter], through which it
+// reports events. The emitter enforces the protocol: payloads are typed
+// ([StartedPayload], [ProgressPayload], ...) and validated against the event
+// schema, the status goes ACCEPTED → RUNNING → exactly one terminal status,
+// and a suspension is recorded together with its TASK_SUSPENDED event.
+// Executors that wait on suspensions implement [Resumer]; the service calls
+// it after accepting an action, and [Service.Reconcile] retries hand-offs
+// that failed. The runner package is an in-process executor.
+//
+// # Fan-out
+//
+// One mechanism serves polling, SSE and WebSocket: a subscription
+// ([Service.Subscribe]) replays from the store, then joins a per-task live
+// window in which each event is read once and JSON-encoded once for all
+// subscribers. Subscribers hold no queues; one that falls behind reads the
+// store with its own cursor and rejoins, so nothing is lost and nobody is
+// slowed down.
+//
+// # Observability
+//
+// A [MetricsSink] receives the upstream metric names (task_starts_total,
+// duplicates_total, task_failures_total, cancels_total, replays_total,
+// actions_total{status}, actions_accepted_total,
+// actions_resume_pending_total and the streams_active{transport} gauge), each
+// counted in exactly one place. [Service.Readiness] combines the readiness
+// of the store, the executor and the host's own probes. Logs go to log/slog
+// with the fields taskId, eventId, clientRequestId, userId, transport and
+// outcome, never payload contents.
+//
+// # Shutdown
+//
+// http.Server.Shutdown does not end hijacked WebSockets or endless SSE
+// streams. Register the transports' shutdown hooks with
+// srv.RegisterOnShutdown, or call [Service.Shutdown], which ends every
+// subscription (SSE streams close, WebSockets close with 1001) and waits for
+// the transports to let go. Maintenance ([Service.RunMaintenance]) runs in a
+// goroutine the host starts and stops with a context.
 package taskbridge

@@ -23,7 +23,10 @@ type TaskExecutor interface {
 
 // Resumer is implemented by executors whose tasks wait on suspensions. After
 // an action is accepted the service calls Resume; an error leaves the hand-off
-// PENDING, and [Service.Reconcile] retries it later.
+// PENDING, and [Service.Reconcile] retries it later. The hand-off is
+// at-least-once: Resume may be called again for an action it already took
+// (after a crash between Resume and recording the hand-off), so it must
+// tolerate duplicates.
 type Resumer interface {
 	Resume(ctx context.Context, task Task, s Suspension, r ActionReceipt) error
 }

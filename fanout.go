@@ -1,27 +1,55 @@
 package taskbridge
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// hub is the event fan-out shared by polling, SSE and WebSocket.
-type hub struct{ s *Service }
+// The fan-out.
+//
+// One hub per Service serves polling, SSE and WebSocket alike. For every task
+// with at least one live subscriber the hub keeps a topic: it watches the
+// store, reads each new event once, encodes it once into a shared Frame and
+// keeps the newest frames in a window. Subscribers do not own queues: each
+// remembers the Seq of the last event it delivered and takes the frames after
+// it from the window (events have dense Seqs, so that is an index). A
+// subscriber that falls behind the window, or that is still replaying
+// history, reads the store itself with its own cursor; it rejoins the window
+// when it has caught up. Nothing is ever dropped, and a slow subscriber costs
+// nobody else anything: transports disconnect it through write deadlines and
+// it resumes by cursor.
+//
+// Heartbeats come from one scheduler goroutine per distinct interval, not a
+// ticker per connection.
 
-func newHub(s *Service) *hub { return &hub{s: s} }
-
-func (h *hub) shutdown(ctx context.Context) error { return nil }
+const (
+	// topicWindow is how many frames a topic keeps for subscribers that are
+	// a little behind; the slice is compacted when it reaches twice this.
+	topicWindow = 1024
+	// maxFramesPerNext bounds the frames one Next call returns, so one
+	// write stays bounded.
+	maxFramesPerNext = 512
+)
 
 // SubscribeOpts configures [Service.Subscribe].
 type SubscribeOpts struct {
-	// Transport names the transport ("sse", "ws", "poll") in the
-	// streams_active gauge and in logs.
+	// Transport names the transport ("sse", "ws") in the streams_active
+	// gauge and in logs. Empty means an internal subscription that is not
+	// counted as a stream.
 	Transport string
 	// HeartbeatInterval is the idle time after which HeartbeatDue reports
 	// true. Zero disables heartbeats.
 	HeartbeatInterval time.Duration
 	// Signal, when set, is used as the subscription's Ready channel, so one
-	// connection can wait on several subscriptions. It must have capacity
+	// connection can wait on several subscriptions. It must have a capacity
 	// of at least 1.
 	Signal chan struct{}
 }
@@ -34,39 +62,696 @@ type Frame struct {
 	JSON  []byte
 }
 
-// Subscription is a replay-then-live stream of one task's events.
-type Subscription struct{}
+// newFrame encodes ev.
+func newFrame(ev TaskEvent) *Frame {
+	return &Frame{Event: ev, JSON: AppendEventJSON(make([]byte, 0, 128+len(ev.Payload)), ev)}
+}
+
+// AppendEventJSON appends the compact JSON encoding of ev to dst. It is the
+// encoding used on every transport, identical in content to json.Marshal but
+// without reflection. The payload is compacted if it contains whitespace
+// (SSE data lines must not contain line breaks).
+func AppendEventJSON(dst []byte, ev TaskEvent) []byte {
+	if !jsonSafeString(string(ev.Type)) || !jsonSafeString(ev.TaskID) || !jsonSafeString(ev.EventID) ||
+		!json.Valid(ev.Payload) {
+		b, err := json.Marshal(ev)
+		if err != nil {
+			// Only an invalid payload gets here; keep the envelope valid.
+			ev.Payload = json.RawMessage(`{}`)
+			b, _ = json.Marshal(ev)
+		}
+		return append(dst, b...)
+	}
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, ev.Type...)
+	dst = append(dst, `","taskId":"`...)
+	dst = append(dst, ev.TaskID...)
+	dst = append(dst, `","eventId":"`...)
+	dst = append(dst, ev.EventID...)
+	dst = append(dst, `","createdAt":"`...)
+	dst = ev.CreatedAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","payload":`...)
+	if bytes.ContainsAny(ev.Payload, " \t\r\n") {
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, ev.Payload)
+		dst = append(dst, buf.Bytes()...)
+	} else {
+		dst = append(dst, ev.Payload...)
+	}
+	return append(dst, '}')
+}
+
+// jsonSafeString reports whether s can be written between JSON quotes as is.
+func jsonSafeString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
+
+// hub is the event fan-out shared by polling, SSE and WebSocket.
+type hub struct {
+	s      *Service
+	ctx    context.Context // cancelled by shutdown; used by topic reads
+	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	topics  map[string]*topic
+	subs    map[*Subscription]struct{}
+	closed  bool
+	drained chan struct{} // closed when closed && len(subs) == 0
+	hb      map[time.Duration]*hbGroup
+
+	wg sync.WaitGroup // topic fetchers and heartbeat schedulers
+}
+
+func newHub(s *Service) *hub {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &hub{
+		s:       s,
+		ctx:     ctx,
+		cancel:  cancel,
+		topics:  map[string]*topic{},
+		subs:    map[*Subscription]struct{}{},
+		drained: make(chan struct{}),
+		hb:      map[time.Duration]*hbGroup{},
+	}
+}
+
+// Subscription is a replay-then-live stream of one task's events. Next and
+// Close must be called from one goroutine at a time (the transport's).
+type Subscription struct {
+	h         *hub
+	taskID    string
+	transport string
+	ready     chan struct{}
+	batch     int
+
+	// Owned by the consumer goroutine.
+	last    int64    // Seq of the last event handed out
+	pending []*Frame // first replay batch, read by Subscribe
+	t       *topic   // joined topic; nil while replaying from the store
+	done    bool     // terminal frame handed out
+	closed  bool
+
+	// Shared with the hub, topics and the heartbeat scheduler.
+	failErr    atomic.Pointer[error] // ErrClosed on shutdown, ErrTaskNotFound on deletion
+	hbInterval time.Duration
+	lastActive atomic.Int64 // unix nanos of the last frame or heartbeat
+	hbDue      atomic.Bool
+}
 
 // Subscribe checks that auth may see the task and that lastEventID is a
 // valid, unexpired cursor, and returns a subscription that delivers every
-// event strictly after it: first replayed from the store, then live.
+// event strictly after it: first replayed from the store, then live. Errors
+// are those of the checks ([ErrTaskNotFound], [ErrInvalidCursor],
+// [ErrEventsExpired], [ErrClosed]), so a transport can answer them before it
+// commits to a stream. The caller must Close the subscription.
 func (s *Service) Subscribe(ctx context.Context, auth AuthContext, taskID, lastEventID string, opts SubscribeOpts) (*Subscription, error) {
-	return nil, errTODO
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	if opts.Signal != nil && cap(opts.Signal) < 1 {
+		return nil, errors.New("taskbridge: SubscribeOpts.Signal must be buffered")
+	}
+	after, err := ParseEventID(lastEventID)
+	if err != nil {
+		return nil, err
+	}
+	task, err := s.ownedTask(ctx, auth, taskID)
+	if err != nil {
+		return nil, err
+	}
+	events, err := s.store.Read(ctx, taskID, after, s.cfg.ReplayBatch)
+	if err != nil {
+		return nil, err
+	}
+	sub := s.hub.newSubscription(taskID, after, opts)
+	for _, ev := range events {
+		sub.pending = append(sub.pending, newFrame(ev))
+	}
+	// The task was read before its log: if it was terminal then and nothing
+	// follows the cursor, the cursor is at (or after) the terminal event.
+	if task.Status.Terminal() && len(events) == 0 {
+		sub.done = true
+	}
+	if err := s.hub.register(sub); err != nil {
+		return nil, err
+	}
+	if lastEventID != "" {
+		s.metrics.AddCounter(MetricReplays, 1)
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "taskbridge: subscribed",
+		slog.String("taskId", taskID), slog.String("eventId", lastEventID),
+		slog.String("userId", auth.Subject), slog.String("transport", opts.Transport),
+		slog.String("outcome", "subscribed"))
+	return sub, nil
+}
+
+func (h *hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *Subscription {
+	sub := &Subscription{
+		h:          h,
+		taskID:     taskID,
+		transport:  opts.Transport,
+		ready:      opts.Signal,
+		batch:      h.s.cfg.ReplayBatch,
+		last:       after,
+		hbInterval: opts.HeartbeatInterval,
+	}
+	if sub.ready == nil {
+		sub.ready = make(chan struct{}, 1)
+	}
+	sub.lastActive.Store(time.Now().UnixNano())
+	return sub
+}
+
+// register makes sub known to shutdown, the gauge and the heartbeat
+// scheduler.
+func (h *hub) register(sub *Subscription) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return ErrClosed
+	}
+	h.subs[sub] = struct{}{}
+	var g *hbGroup
+	if sub.hbInterval > 0 {
+		g = h.hb[sub.hbInterval]
+		if g == nil {
+			g = &hbGroup{h: h, interval: sub.hbInterval, members: map[*Subscription]struct{}{}}
+			h.hb[sub.hbInterval] = g
+		}
+	}
+	h.mu.Unlock()
+	if g != nil {
+		g.add(sub)
+	}
+	if sub.transport != "" {
+		h.s.metrics.AddGauge(MetricStreamsActive, 1, Label{"transport", sub.transport})
+	}
+	return nil
 }
 
 // TaskID returns the subscribed task's id.
-func (sub *Subscription) TaskID() string { return "" }
+func (sub *Subscription) TaskID() string { return sub.taskID }
 
 // Ready is signalled when Next may have frames, a heartbeat is due or the
-// subscription ended.
-func (sub *Subscription) Ready() <-chan struct{} { return nil }
+// subscription ended. It is SubscribeOpts.Signal when that was set.
+func (sub *Subscription) Ready() <-chan struct{} { return sub.ready }
+
+func (sub *Subscription) signal() {
+	select {
+	case sub.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (sub *Subscription) fail(err error) {
+	sub.failErr.CompareAndSwap(nil, &err)
+	sub.signal()
+}
 
 // Next appends the frames available now to dst and returns it. It reads the
 // store while replaying but never waits for live events: with no frames and
 // a nil error, wait on Ready. After returning a terminal event's frame, the
 // next call returns io.EOF; it returns io.EOF at once if the stream started
-// at or after the terminal event. It returns ErrClosed when the service
-// shuts down.
+// at or after the terminal event. It returns [ErrClosed] when the service
+// shuts down or after Close, [ErrTaskNotFound] if the task was deleted, and
+// [ErrEventsExpired] if retention removed events it had yet to deliver.
 func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, error) {
-	return dst, errTODO
+	switch {
+	case sub.closed:
+		return dst, ErrClosed
+	case sub.done:
+		return dst, io.EOF
+	}
+	if p := sub.failErr.Load(); p != nil {
+		return dst, *p
+	}
+	n := len(dst)
+	var err error
+	switch {
+	case len(sub.pending) > 0:
+		dst = sub.take(dst, sub.pending)
+		sub.pending = nil
+		if len(dst)-n < sub.batch {
+			sub.join()
+		}
+	case sub.t == nil:
+		dst, err = sub.replay(ctx, dst)
+	default:
+		var ok bool
+		if dst, ok = sub.t.frames(sub, dst); !ok {
+			// Fell behind the window: read the store until caught up.
+			sub.leave()
+			dst, err = sub.replay(ctx, dst)
+		}
+	}
+	if len(dst) > n {
+		sub.lastActive.Store(time.Now().UnixNano())
+	}
+	return dst, err
 }
 
-// HeartbeatDue reports, and clears, that no frame was returned for
-// HeartbeatInterval.
-func (sub *Subscription) HeartbeatDue() bool { return false }
+// take appends frames to dst, tracking the cursor and the terminal event.
+func (sub *Subscription) take(dst, frames []*Frame) []*Frame {
+	for _, f := range frames {
+		dst = append(dst, f)
+		sub.last = f.Event.Seq
+		if f.Event.Terminal() {
+			sub.done = true
+			break
+		}
+	}
+	return dst
+}
+
+// replay reads one batch from the store; when the batch shows the
+// subscriber caught up, it joins the task's topic.
+func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, error) {
+	events, err := sub.h.s.store.Read(ctx, sub.taskID, sub.last, sub.batch)
+	if err != nil {
+		return dst, err
+	}
+	for _, ev := range events {
+		dst = append(dst, newFrame(ev))
+		sub.last = ev.Seq
+		if ev.Terminal() {
+			sub.done = true
+			return dst, nil
+		}
+	}
+	if len(events) < sub.batch {
+		sub.join()
+		if len(events) == 0 {
+			// Events may have reached the topic between the read and the
+			// join; take them now rather than wait for a signal.
+			if out, ok := sub.t.frames(sub, dst); ok {
+				dst = out
+			}
+		}
+	}
+	return dst, nil
+}
+
+func (sub *Subscription) join() {
+	if sub.t == nil && !sub.done {
+		sub.t = sub.h.join(sub)
+	}
+}
+
+func (sub *Subscription) leave() {
+	if sub.t != nil {
+		sub.h.leave(sub.t, sub)
+		sub.t = nil
+	}
+}
+
+// HeartbeatDue reports, and clears, that nothing was delivered for the
+// heartbeat interval. The caller is expected to send a heartbeat.
+func (sub *Subscription) HeartbeatDue() bool {
+	if sub.hbDue.Swap(false) {
+		sub.lastActive.Store(time.Now().UnixNano())
+		return true
+	}
+	return false
+}
 
 // Close ends the subscription and releases its resources. Idempotent.
-func (sub *Subscription) Close() {}
+func (sub *Subscription) Close() {
+	if sub.closed {
+		return
+	}
+	sub.closed = true
+	sub.leave()
+	h := sub.h
+	h.mu.Lock()
+	delete(h.subs, sub)
+	g := h.hb[sub.hbInterval]
+	drained := h.closed && len(h.subs) == 0
+	h.mu.Unlock()
+	if g != nil {
+		g.remove(sub)
+	}
+	if drained {
+		h.closeDrained()
+	}
+	if sub.transport != "" {
+		h.s.metrics.AddGauge(MetricStreamsActive, -1, Label{"transport", sub.transport})
+	}
+}
 
-// Emitter returns the emitter that reports events for taskID.
-func (s *Service) Emitter(taskID string) Emitter { return nil }
+func (h *hub) closeDrained() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.drained:
+	default:
+		close(h.drained)
+	}
+}
+
+// shutdown fails every subscription with ErrClosed and waits for the
+// transports to close them, then for the hub's goroutines.
+func (h *hub) shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	first := !h.closed
+	h.closed = true
+	subs := make([]*Subscription, 0, len(h.subs))
+	for sub := range h.subs {
+		subs = append(subs, sub)
+	}
+	empty := len(h.subs) == 0
+	h.mu.Unlock()
+	if first {
+		for _, sub := range subs {
+			sub.fail(ErrClosed)
+		}
+		if empty {
+			h.closeDrained()
+		}
+	}
+	select {
+	case <-h.drained:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.cancel()
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// waitForEvent blocks until the task has an event with Seq > after, ctx ends
+// or timeout passes. It reports whether such an event exists.
+func (h *hub) waitForEvent(ctx context.Context, taskID string, after int64, timeout time.Duration) (bool, error) {
+	sub := h.newSubscription(taskID, after, SubscribeOpts{})
+	if err := h.register(sub); err != nil {
+		return false, err
+	}
+	defer sub.Close()
+	sub.join()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var buf [1]*Frame
+	for {
+		frames, err := sub.Next(ctx, buf[:0])
+		if len(frames) > 0 {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		select {
+		case <-sub.ready:
+		case <-timer.C:
+			return false, nil
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+}
+
+// topic is the live state of one task with subscribers.
+type topic struct {
+	h      *hub
+	taskID string
+
+	mu       sync.Mutex
+	window   []*Frame // events with Seq in (base, base+len(window)]
+	base     int64
+	subs     map[*Subscription]struct{}
+	fetching bool
+	dirty    bool
+	dead     bool  // removed from the hub
+	err      error // permanent read failure, delivered to subscribers
+	stop     func()
+}
+
+// join adds sub to its task's topic, creating the topic at sub's position
+// if there is none.
+func (h *hub) join(sub *Subscription) *topic {
+	h.mu.Lock()
+	t := h.topics[sub.taskID]
+	created := t == nil
+	if created {
+		t = &topic{h: h, taskID: sub.taskID, base: sub.last, subs: map[*Subscription]struct{}{}}
+		h.topics[sub.taskID] = t
+	}
+	t.mu.Lock()
+	t.subs[sub] = struct{}{}
+	if t.err != nil {
+		sub.fail(t.err)
+	}
+	t.mu.Unlock()
+	h.mu.Unlock()
+	if created {
+		// Watch first, then read: an append between the subscriber's last
+		// read and the watch is caught by this first fetch.
+		stop := h.s.store.Watch(t.taskID, t.notify)
+		t.mu.Lock()
+		dead := t.dead
+		if !dead {
+			t.stop = stop
+		}
+		t.mu.Unlock()
+		if dead {
+			stop()
+		} else {
+			t.notify()
+		}
+	}
+	return t
+}
+
+// leave removes sub from t and drops t when it has no subscribers left.
+func (h *hub) leave(t *topic, sub *Subscription) {
+	h.mu.Lock()
+	t.mu.Lock()
+	delete(t.subs, sub)
+	var stop func()
+	if len(t.subs) == 0 && !t.dead {
+		t.dead = true
+		stop = t.stop
+		t.window = nil
+		if h.topics[t.taskID] == t {
+			delete(h.topics, t.taskID)
+		}
+	}
+	t.mu.Unlock()
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+// notify is the store's watch callback: it starts a fetch, or marks the
+// running one dirty so it reads again.
+func (t *topic) notify() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.dead || t.err != nil {
+		return
+	}
+	if t.fetching {
+		t.dirty = true
+		return
+	}
+	t.fetching = true
+	t.h.wg.Add(1)
+	go t.fetch()
+}
+
+// fetch reads new events until the topic is caught up with the store.
+func (t *topic) fetch() {
+	defer t.h.wg.Done()
+	batch := t.h.s.cfg.ReplayBatch
+	backoff := 10 * time.Millisecond
+	for {
+		t.mu.Lock()
+		if t.dead {
+			t.fetching = false
+			t.mu.Unlock()
+			return
+		}
+		after := t.base + int64(len(t.window))
+		t.dirty = false
+		t.mu.Unlock()
+
+		events, err := t.h.s.store.Read(t.h.ctx, t.taskID, after, batch)
+		switch {
+		case errors.Is(err, ErrEventsExpired):
+			// The topic fell behind retention: restart the window at the
+			// oldest retained event. Subscribers behind it replay from the
+			// store and get ErrEventsExpired themselves.
+			events, err = t.h.s.store.Read(t.h.ctx, t.taskID, 0, batch)
+			if err == nil && len(events) > 0 {
+				t.mu.Lock()
+				t.window = nil
+				t.base = events[0].Seq - 1
+				t.mu.Unlock()
+			}
+		case errors.Is(err, ErrTaskNotFound):
+			t.failAll(err)
+			return
+		}
+		if err != nil {
+			if t.h.ctx.Err() != nil {
+				t.mu.Lock()
+				t.fetching = false
+				t.mu.Unlock()
+				return
+			}
+			t.h.s.log.Warn("taskbridge: reading events for fan-out failed; retrying",
+				slog.String("taskId", t.taskID), slog.Any("error", err))
+			select {
+			case <-time.After(backoff):
+			case <-t.h.ctx.Done():
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 10 * time.Millisecond
+
+		frames := make([]*Frame, len(events))
+		for i, ev := range events {
+			frames[i] = newFrame(ev)
+		}
+		t.mu.Lock()
+		if t.dead {
+			t.fetching = false
+			t.mu.Unlock()
+			return
+		}
+		if len(frames) > 0 {
+			if want := t.base + int64(len(t.window)) + 1; frames[0].Event.Seq != want ||
+				frames[len(frames)-1].Event.Seq != want+int64(len(frames))-1 {
+				t.mu.Unlock()
+				t.failAll(fmt.Errorf("taskbridge: store returned events %d..%d after %d; Seqs must be dense",
+					frames[0].Event.Seq, frames[len(frames)-1].Event.Seq, want-1))
+				return
+			}
+			t.window = append(t.window, frames...)
+			if len(t.window) >= 2*topicWindow {
+				keep := make([]*Frame, topicWindow, 2*topicWindow)
+				copy(keep, t.window[len(t.window)-topicWindow:])
+				t.base += int64(len(t.window) - topicWindow)
+				t.window = keep
+			}
+			for sub := range t.subs {
+				sub.signal()
+			}
+		}
+		if len(events) < batch && !t.dirty {
+			t.fetching = false
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+	}
+}
+
+func (t *topic) failAll(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.fetching = false
+	t.err = err
+	for sub := range t.subs {
+		sub.fail(err)
+	}
+}
+
+// frames appends to dst the window frames after sub's cursor. ok is false
+// when sub is behind the window and must read the store.
+func (t *topic) frames(sub *Subscription, dst []*Frame) ([]*Frame, bool) {
+	t.mu.Lock()
+	if sub.last < t.base {
+		t.mu.Unlock()
+		return dst, false
+	}
+	i := sub.last - t.base
+	var out []*Frame
+	if i < int64(len(t.window)) {
+		out = t.window[i:]
+		if len(out) > maxFramesPerNext {
+			out = out[:maxFramesPerNext]
+			sub.signal()
+		}
+	}
+	t.mu.Unlock()
+	return sub.take(dst, out), true
+}
+
+// hbGroup schedules heartbeats for the subscriptions sharing one interval.
+type hbGroup struct {
+	h        *hub
+	interval time.Duration
+
+	mu      sync.Mutex
+	members map[*Subscription]struct{}
+	running bool
+}
+
+func (g *hbGroup) add(sub *Subscription) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.members[sub] = struct{}{}
+	if !g.running {
+		g.running = true
+		g.h.wg.Add(1)
+		go g.run()
+	}
+}
+
+func (g *hbGroup) remove(sub *Subscription) {
+	g.mu.Lock()
+	delete(g.members, sub)
+	g.mu.Unlock()
+}
+
+// run ticks at a quarter of the interval, so an idle subscription gets its
+// heartbeat between 1 and 1.25 intervals after its last frame. It exits when
+// the group is empty.
+func (g *hbGroup) run() {
+	defer g.h.wg.Done()
+	tick := max(g.interval/4, time.Millisecond)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+		case <-g.h.ctx.Done():
+			g.mu.Lock()
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		now := time.Now().UnixNano()
+		g.mu.Lock()
+		if len(g.members) == 0 {
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		for sub := range g.members {
+			if now-sub.lastActive.Load() >= int64(g.interval) && !sub.hbDue.Load() {
+				sub.hbDue.Store(true)
+				sub.signal()
+			}
+		}
+		g.mu.Unlock()
+	}
+}
+
+// String describes the subscription for logs.
+func (sub *Subscription) String() string {
+	return fmt.Sprintf("subscription(task=%s, transport=%s, after=%d)", sub.taskID, sub.transport, sub.last)
+}

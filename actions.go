@@ -1,0 +1,122 @@
+package taskbridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+)
+
+// SubmitAction answers a suspension of a task. The checks run in this order:
+// the caller must see the task and the suspension must exist (else
+// [ErrTaskNotFound]); the action type must be allowed (else
+// [ErrInvalidRequest]); a repeated clientActionId with the same content is
+// DEDUPLICATED and with different content fails with
+// [ErrIdempotencyConflict]; an expired suspension gives REJECTED_EXPIRED; a
+// suspension that is no longer OPEN, or a terminal task, gives
+// REJECTED_ALREADY_RESOLVED; otherwise the action is ACCEPTED: the
+// suspension is resolved, the receipt stored and TASK_ACTION_ACCEPTED
+// appended in one atomic step, and then the executor's [Resumer] is called.
+// If that call fails the hand-off stays PENDING for [Service.Reconcile].
+func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID string, req ActionRequest) (ActionResponse, error) {
+	if err := s.checkOpen(); err != nil {
+		return ActionResponse{}, err
+	}
+	var verr ValidationError
+	checkID(&verr, "clientActionId", req.ClientActionID)
+	checkID(&verr, "suspendId", req.SuspendID)
+	checkID(&verr, "actionType", req.ActionType)
+	payload, ok := jsonObject(req.Payload)
+	if !ok {
+		verr.Add("payload", "must be a JSON object")
+	}
+	metadata, ok := jsonObject(req.Metadata)
+	if !ok {
+		verr.Add("metadata", "must be a JSON object")
+	}
+	if err := verr.Err(); err != nil {
+		return ActionResponse{}, err
+	}
+	task, err := s.ownedTask(ctx, auth, taskID)
+	if err != nil {
+		return ActionResponse{}, err
+	}
+	sus, err := s.store.GetSuspension(ctx, taskID, req.SuspendID)
+	if err != nil {
+		if errors.Is(err, ErrSuspensionNotFound) {
+			return ActionResponse{}, fmt.Errorf("%w: task %s has no suspension %s",
+				ErrTaskNotFound, taskID, truncate(req.SuspendID, 64))
+		}
+		return ActionResponse{}, err
+	}
+	if !slices.Contains(sus.AllowedActions, req.ActionType) {
+		return ActionResponse{}, fmt.Errorf("%w: actionType %q is not allowed; allowed: %s",
+			ErrInvalidRequest, truncate(req.ActionType, 64), strings.Join(sus.AllowedActions, ", "))
+	}
+
+	now := s.clock()
+	accepted, err := EncodePayload(ActionAcceptedPayload{
+		SuspendID: req.SuspendID, ClientActionID: req.ClientActionID, ActionType: req.ActionType, AcceptedAt: now,
+	})
+	if err != nil {
+		return ActionResponse{}, err
+	}
+	res, err := s.store.AcceptAction(ctx, ActionAttempt{
+		Receipt: ActionReceipt{
+			TaskID:         taskID,
+			SuspendID:      req.SuspendID,
+			ClientActionID: req.ClientActionID,
+			ActionType:     req.ActionType,
+			Payload:        payload,
+			Metadata:       metadata,
+			ActorID:        auth.Subject,
+			Fingerprint:    actionFingerprint(req.SuspendID, req.ActionType, payload),
+			CreatedAt:      now,
+		},
+		Event: TaskEvent{Type: EventTaskActionAccepted, TaskID: taskID, CreatedAt: now, Payload: accepted},
+		Now:   now,
+	})
+	attrs := []slog.Attr{
+		slog.String("taskId", taskID), slog.String("clientRequestId", req.ClientActionID),
+		slog.String("userId", auth.Subject),
+	}
+	if err != nil {
+		if errors.Is(err, ErrIdempotencyConflict) {
+			s.log.LogAttrs(ctx, slog.LevelInfo, "taskbridge: action conflict", append(attrs, slog.String("outcome", "conflict"))...)
+			return ActionResponse{}, fmt.Errorf("%w: clientActionId %q was used for a different action",
+				ErrIdempotencyConflict, truncate(req.ClientActionID, 64))
+		}
+		if errors.Is(err, ErrSuspensionNotFound) {
+			return ActionResponse{}, fmt.Errorf("%w: task %s has no suspension %s", ErrTaskNotFound, taskID, truncate(req.SuspendID, 64))
+		}
+		return ActionResponse{}, err
+	}
+	s.metrics.AddCounter(MetricActions, 1, Label{"status", string(res.Status)})
+	if res.Status == ActionAccepted {
+		s.metrics.AddCounter(MetricActionsAccepted, 1)
+		attrs = append(attrs, slog.String("eventId", res.Event.EventID))
+		if err := s.resume(context.WithoutCancel(ctx), task, res.Suspension, res.Receipt); err != nil {
+			s.metrics.AddCounter(MetricActionsResumePending, 1)
+			s.log.LogAttrs(ctx, slog.LevelWarn, "taskbridge: resume hand-off failed; left pending",
+				append(attrs, slog.String("outcome", "resume_pending"), slog.Any("error", err))...)
+		}
+	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "taskbridge: action submitted", append(attrs, slog.String("outcome", string(res.Status)))...)
+	return ActionResponse{TaskID: taskID, SuspendID: req.SuspendID, ClientActionID: req.ClientActionID, Status: res.Status}, nil
+}
+
+// resume hands an accepted action to the executor's [Resumer] and records
+// the hand-off as dispatched. On error the hand-off stays PENDING.
+func (s *Service) resume(ctx context.Context, task Task, sus Suspension, rec ActionReceipt) error {
+	if r, ok := s.exec.(Resumer); ok {
+		if err := r.Resume(ctx, task, sus, rec); err != nil {
+			return err
+		}
+	}
+	if err := s.store.MarkResumeDispatched(ctx, task.ID, sus.SuspendID); err != nil {
+		return fmt.Errorf("taskbridge: recording resume hand-off: %w", err)
+	}
+	return nil
+}
