@@ -74,6 +74,7 @@ func newFrame(ev TaskEvent) *Frame {
 func AppendEventJSON(dst []byte, ev TaskEvent) []byte {
 	if !jsonSafeString(string(ev.Type)) || !jsonSafeString(ev.TaskID) || !jsonSafeString(ev.EventID) ||
 		!json.Valid(ev.Payload) {
+		ev.CreatedAt = ev.CreatedAt.UTC()
 		b, err := json.Marshal(ev)
 		if err != nil {
 			// Only an invalid payload gets here; keep the envelope valid.

@@ -39,24 +39,27 @@ func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string
 	if auth.Subject == "" {
 		return Task{}, ErrUnauthenticated
 	}
-	notFound := fmt.Errorf("%w: %s", ErrTaskNotFound, truncate(taskID, 64))
 	if !ValidTaskID(taskID) {
-		return Task{}, notFound
+		return Task{}, taskNotFound(taskID)
 	}
 	t, err := s.store.GetTask(ctx, taskID)
 	if errors.Is(err, ErrTaskNotFound) {
-		return Task{}, notFound
+		return Task{}, taskNotFound(taskID)
 	}
 	if err != nil {
 		return Task{}, err
 	}
 	if err := s.policy.CanAccess(ctx, auth, t); err != nil {
 		if errors.Is(err, ErrAccessDenied) {
-			return Task{}, notFound
+			return Task{}, taskNotFound(taskID)
 		}
 		return Task{}, err
 	}
 	return t, nil
+}
+
+func taskNotFound(taskID string) error {
+	return fmt.Errorf("%w: %s", ErrTaskNotFound, truncate(taskID, 64))
 }
 
 // jsonObject normalises an optional JSON object: nil/empty/null → {}, an
