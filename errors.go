@@ -110,6 +110,11 @@ func (e *ValidationError) Err() error {
 // HTTPError returns the HTTP status, protocol error code and client-safe
 // message for err. Errors not produced by taskbridge map to 500
 // INTERNAL_ERROR with a generic message, so internals never reach clients.
+//
+// The message of a sentinel error is the sentinel's text and whatever err
+// adds after it ("%w: detail"); context wrapped around it ("store: get: %w")
+// is left out. An [ErrAccessDenied] that reaches HTTPError is reported as
+// TASK_NOT_FOUND, so that task ids cannot be probed.
 func HTTPError(err error) (status int, code, message string) {
 	var verr *ValidationError
 	switch {
@@ -117,35 +122,51 @@ func HTTPError(err error) (status int, code, message string) {
 		return http.StatusUnprocessableEntity, CodeValidation, "Request validation failed"
 	case errors.Is(err, ErrUnauthenticated):
 		return http.StatusUnauthorized, CodeAuthentication, "Authentication required"
-	case errors.Is(err, ErrTaskNotFound), errors.Is(err, ErrSuspensionNotFound):
-		return http.StatusNotFound, CodeTaskNotFound, clientMessage(err)
+	case errors.Is(err, ErrTaskNotFound):
+		return http.StatusNotFound, CodeTaskNotFound, clientMessage(err, ErrTaskNotFound)
+	case errors.Is(err, ErrSuspensionNotFound):
+		return http.StatusNotFound, CodeTaskNotFound, clientMessage(err, ErrSuspensionNotFound)
 	case errors.Is(err, ErrTaskOwnership):
-		return http.StatusForbidden, CodeTaskOwnership, clientMessage(err)
+		return http.StatusForbidden, CodeTaskOwnership, clientMessage(err, ErrTaskOwnership)
+	case errors.Is(err, ErrAccessDenied):
+		return http.StatusNotFound, CodeTaskNotFound, "Task not found"
 	case errors.Is(err, ErrEventsExpired):
-		return http.StatusGone, CodeEventsExpired, clientMessage(err)
-	case errors.Is(err, ErrInvalidCursor), errors.Is(err, ErrInvalidRequest):
-		return http.StatusBadRequest, CodeInvalidRequest, clientMessage(err)
+		return http.StatusGone, CodeEventsExpired, clientMessage(err, ErrEventsExpired)
+	case errors.Is(err, ErrInvalidCursor):
+		return http.StatusBadRequest, CodeInvalidRequest, clientMessage(err, ErrInvalidCursor)
+	case errors.Is(err, ErrInvalidRequest):
+		return http.StatusBadRequest, CodeInvalidRequest, clientMessage(err, ErrInvalidRequest)
 	case errors.Is(err, ErrIdempotencyConflict):
-		return http.StatusConflict, CodeIdempotencyConflict, clientMessage(err)
+		return http.StatusConflict, CodeIdempotencyConflict, clientMessage(err, ErrIdempotencyConflict)
 	case errors.Is(err, ErrUploadTooLarge):
-		return http.StatusRequestEntityTooLarge, CodeUpload, clientMessage(err)
+		return http.StatusRequestEntityTooLarge, CodeUpload, clientMessage(err, ErrUploadTooLarge)
 	case errors.Is(err, ErrUploadRejected):
-		return http.StatusBadRequest, CodeUpload, clientMessage(err)
+		return http.StatusBadRequest, CodeUpload, clientMessage(err, ErrUploadRejected)
 	case errors.Is(err, ErrSubmission):
 		return http.StatusServiceUnavailable, CodeSubmission, "The task could not be submitted; retry later"
 	case errors.Is(err, ErrClosed):
 		return http.StatusServiceUnavailable, CodeUnavailable, "The service is shutting down; retry later"
 	case errors.Is(err, ErrTaskTerminal):
-		return http.StatusConflict, CodeAlreadyTerminal, clientMessage(err)
+		return http.StatusConflict, CodeAlreadyTerminal, clientMessage(err, ErrTaskTerminal)
 	case errors.Is(err, ErrInvalidTransition):
-		return http.StatusConflict, CodeInvalidTaskState, clientMessage(err)
+		return http.StatusConflict, CodeInvalidTaskState, clientMessage(err, ErrInvalidTransition)
 	}
 	return http.StatusInternalServerError, CodeInternal, "Internal server error"
 }
 
-// clientMessage turns "taskbridge: task not found: x" into "Task not found: x".
-func clientMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "taskbridge: ")
+// clientMessage returns the part of err's text that starts with sentinel's
+// text, without the "taskbridge: " prefix and capitalised:
+// "store: taskbridge: task not found: x" gives "Task not found: x". When
+// err's text does not contain the sentinel's (a custom Is or Error method),
+// the sentinel's own text is used.
+func clientMessage(err, sentinel error) string {
+	msg, want := err.Error(), sentinel.Error()
+	if i := strings.Index(msg, want); i >= 0 {
+		msg = msg[i:]
+	} else {
+		msg = want
+	}
+	msg = strings.TrimPrefix(msg, "taskbridge: ")
 	if msg == "" {
 		return msg
 	}
@@ -160,7 +181,11 @@ func NewErrorEnvelope(err error, now time.Time) (int, ErrorEnvelope) {
 	details := map[string]any{}
 	var verr *ValidationError
 	if errors.As(err, &verr) {
-		details["errors"] = verr.Fields
+		fields := verr.Fields
+		if fields == nil {
+			fields = []FieldError{}
+		}
+		details["errors"] = fields
 	}
 	return status, ErrorEnvelope{Code: code, Message: msg, Details: details, Timestamp: now.UTC()}
 }

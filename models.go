@@ -3,6 +3,7 @@ package taskbridge
 import (
 	"encoding/json"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -139,12 +140,15 @@ type Task struct {
 	UpdatedAt       time.Time `json:"updatedAt"`
 }
 
-// taskIDPattern is the Android SDK's task id check.
+// taskIDPattern is the Android SDK's task id pattern.
 var taskIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,254}$`)
 
-// ValidTaskID reports whether id is acceptable to TaskBridge clients
-// (^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,254}$).
-func ValidTaskID(id string) bool { return taskIDPattern.MatchString(id) }
+// ValidTaskID reports whether id is acceptable to TaskBridge clients: it
+// matches ^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,254}$ and does not contain "..",
+// as the Android SDK requires.
+func ValidTaskID(id string) bool {
+	return taskIDPattern.MatchString(id) && !strings.Contains(id, "..")
+}
 
 // CreateTaskRequest asks the service to create a task. Input and Metadata must
 // be JSON objects when set; nil means {}.

@@ -3,8 +3,15 @@ package taskbridge
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"math/big"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -238,92 +245,248 @@ func EncodePayload(p Payload) (json.RawMessage, error) {
 }
 
 // DecodePayload decodes e.Payload into the typed payload of e.Type. It is
-// strict: a field the schema does not allow (except in TASK_COMPLETED) is an
-// error, as is a payload that fails the type's Validate.
+// strict, so that it accepts no payload the event schema rejects:
+//
+//   - the payload must be a single JSON object, without repeated member
+//     names;
+//   - member names must match exactly (encoding/json alone would also match
+//     "Message" to message), and a member the schema does not define is an
+//     error, except in TASK_COMPLETED, whose payload may carry extra members;
+//   - required members must be present, and no member may be null except
+//     expiresAt of TASK_SUSPENDED (and anything in TASK_COMPLETED);
+//   - date-times must be RFC 3339, progress must lie within 0..100 exactly
+//     (not merely after rounding to float64), and level, when present, must
+//     be one of the levels;
+//   - the decoded value must pass the type's Validate.
+//
+// It is deliberately stricter than the schema where a payload is ambiguous
+// (a member name repeated: readers disagree on which one counts), where
+// Validate is (non-empty
+// ids, kinds, codes, reasons and actions; a non-zero acceptedAt) and where a
+// value does not fit the Go type: a schemaVersion written other than as a
+// plain integer within int (1.0, 1e1), a date-time with a lowercase "t" or
+// "z" or a leap second, numbers beyond float64 in result, uiHints or
+// interaction.
 func DecodePayload(e TaskEvent) (Payload, error) {
-	var p Payload
-	switch e.Type {
-	case EventTaskStarted:
-		p = &StartedPayload{}
-	case EventTaskProgress:
-		p = &ProgressPayload{}
-	case EventTaskMessage:
-		p = &MessagePayload{}
-	case EventTaskSuspended:
-		p = &SuspendedPayload{}
-	case EventTaskActionAccepted:
-		p = &ActionAcceptedPayload{}
-	case EventTaskCompleted:
-		p = &CompletedPayload{}
-	case EventTaskFailed:
-		p = &FailedPayload{}
-	case EventTaskCancelled:
-		p = &CancelledPayload{}
-	default:
+	spec, ok := payloadSpecs[e.Type]
+	if !ok {
 		return nil, fmt.Errorf("%w: unknown event type %q", ErrInvalidEvent, e.Type)
 	}
-	dec := json.NewDecoder(bytes.NewReader(e.Payload))
-	if e.Type != EventTaskCompleted {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(p); err != nil {
+	members, err := payloadMembers(e.Payload)
+	if err != nil {
 		return nil, invalidPayload(e.Type, "%v", err)
 	}
-	if err := requirePayloadFields(e.Type, e.Payload); err != nil {
+	if err := spec.checkMembers(e.Type, members); err != nil {
 		return nil, err
 	}
-	// Return the value, not the pointer, so callers can type-switch on
-	// StartedPayload, ProgressPayload, ...
-	var v Payload
-	switch q := p.(type) {
-	case *StartedPayload:
-		v = *q
-	case *ProgressPayload:
-		v = *q
-	case *MessagePayload:
-		v = *q
-	case *SuspendedPayload:
-		v = *q
-	case *ActionAcceptedPayload:
-		v = *q
-	case *CompletedPayload:
-		v = *q
-	case *FailedPayload:
-		v = *q
-	case *CancelledPayload:
-		v = *q
+	p, err := spec.decode(e.Payload, members)
+	if err != nil {
+		return nil, invalidPayload(e.Type, "%v", err)
 	}
-	if err := v.Validate(); err != nil {
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	return v, nil
+	return p, nil
 }
 
-// requiredFields lists the payload members the schema requires to be present
-// (decoding into a struct cannot tell "absent" from a zero value).
-var requiredFields = map[EventType][]string{
-	EventTaskProgress:       {"progress"},
-	EventTaskMessage:        {"message"},
-	EventTaskSuspended:      {"suspendId", "kind", "reasonCode", "allowedActions", "schemaVersion"},
-	EventTaskActionAccepted: {"suspendId", "clientActionId", "actionType", "acceptedAt"},
-	EventTaskCompleted:      {"result"},
-	EventTaskFailed:         {"code", "message", "retryable"},
-	EventTaskCancelled:      {"reason"},
+// payloadSpec is what DecodePayload knows of one payload type beyond its Go
+// struct: the member names the schema defines, which of them may be null,
+// which are required, and value rules that the struct decoding loses.
+type payloadSpec struct {
+	// fields maps each defined member name to whether it may be null; nil
+	// means any member is allowed and may be null (TASK_COMPLETED).
+	fields   map[string]bool
+	required []string
+	check    func(members map[string]json.RawMessage) error
+	decode   func(raw []byte, members map[string]json.RawMessage) (Payload, error)
 }
 
-func requirePayloadFields(t EventType, raw json.RawMessage) error {
-	names := requiredFields[t]
-	if len(names) == 0 {
-		return nil
+var payloadSpecs = map[EventType]payloadSpec{
+	EventTaskStarted:  structSpec[StartedPayload](nil, nil),
+	EventTaskProgress: structSpec[ProgressPayload]([]string{"progress"}, checkProgress),
+	EventTaskMessage:  structSpec[MessagePayload]([]string{"message"}, checkLevel),
+	EventTaskSuspended: structSpec[SuspendedPayload](
+		[]string{"suspendId", "kind", "reasonCode", "allowedActions", "schemaVersion"},
+		checkDateTimes("expiresAt"), "expiresAt"),
+	EventTaskActionAccepted: structSpec[ActionAcceptedPayload](
+		[]string{"suspendId", "clientActionId", "actionType", "acceptedAt"},
+		checkDateTimes("acceptedAt")),
+	EventTaskCompleted: {
+		required: []string{"result"},
+		// Only "result" is decoded, by its exact name, so that an extra
+		// "Result" member cannot replace it.
+		decode: func(_ []byte, members map[string]json.RawMessage) (Payload, error) {
+			var p CompletedPayload
+			if err := json.Unmarshal(members["result"], &p.Result); err != nil {
+				return nil, fmt.Errorf("result: %w", err)
+			}
+			return p, nil
+		},
+	},
+	EventTaskFailed:    structSpec[FailedPayload]([]string{"code", "message", "retryable"}, nil),
+	EventTaskCancelled: structSpec[CancelledPayload]([]string{"reason"}, nil),
+}
+
+// structSpec derives a payloadSpec from the JSON tags of payload struct P.
+func structSpec[P Payload](required []string, check func(map[string]json.RawMessage) error, nullable ...string) payloadSpec {
+	fields := map[string]bool{}
+	rt := reflect.TypeFor[P]()
+	for i := range rt.NumField() {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		fields[name] = false
 	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return invalidPayload(t, "%v", err)
+	for _, n := range nullable {
+		fields[n] = true
 	}
-	for _, n := range names {
-		if _, ok := m[n]; !ok {
+	return payloadSpec{
+		fields:   fields,
+		required: required,
+		check:    check,
+		decode: func(raw []byte, _ map[string]json.RawMessage) (Payload, error) {
+			var p P
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&p); err != nil {
+				return nil, err
+			}
+			return p, nil
+		},
+	}
+}
+
+func (s payloadSpec) checkMembers(t EventType, members map[string]json.RawMessage) error {
+	if s.fields != nil {
+		names := make([]string, 0, len(members))
+		for n := range members {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			nullable, known := s.fields[n]
+			if !known {
+				return invalidPayload(t, "unknown field %q", n)
+			}
+			if !nullable && isJSONNull(members[n]) {
+				return invalidPayload(t, "%s must not be null", n)
+			}
+		}
+	}
+	for _, n := range s.required {
+		if _, ok := members[n]; !ok {
 			return invalidPayload(t, "%s is required", n)
 		}
 	}
+	if s.check != nil {
+		if err := s.check(members); err != nil {
+			return invalidPayload(t, "%v", err)
+		}
+	}
 	return nil
+}
+
+// payloadMembers splits a payload into its top-level members. It fails
+// unless raw is a single JSON object whose member names are all distinct.
+func payloadMembers(raw []byte) (map[string]json.RawMessage, error) {
+	if !json.Valid(raw) {
+		return nil, errors.New("payload is not valid JSON")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("payload is not a JSON object")
+	}
+	members := map[string]json.RawMessage{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := tok.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, err
+		}
+		if _, dup := members[name]; dup {
+			return nil, fmt.Errorf("member %q is repeated", truncate(name, 64))
+		}
+		members[name] = v
+	}
+	return members, nil
+}
+
+func isJSONNull(raw json.RawMessage) bool {
+	return bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+}
+
+// checkProgress checks progress against 0..100 on its exact decimal value:
+// decoding to float64 rounds -1e-400 to -0 and 100.00000000000000001 to 100,
+// both of which the schema rejects. Non-numbers are left to the decoder.
+func checkProgress(members map[string]json.RawMessage) error {
+	s := string(bytes.TrimSpace(members["progress"]))
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return nil
+	}
+	switch f {
+	case 0:
+		if mantissa, _, _ := strings.Cut(strings.ToLower(s), "e"); strings.HasPrefix(s, "-") &&
+			strings.ContainsAny(mantissa, "123456789") {
+			return fmt.Errorf("progress %s is below 0", truncate(s, 32))
+		}
+	case 100:
+		// f == 100 bounds the exponent by the literal's length, so this
+		// exact comparison is cheap.
+		r, ok := new(big.Rat).SetString(s)
+		if !ok || r.Cmp(big.NewRat(100, 1)) > 0 {
+			return fmt.Errorf("progress %s is above 100", truncate(s, 32))
+		}
+	}
+	return nil
+}
+
+// checkLevel rejects an explicit empty level, which Validate treats as
+// "unset" but the schema's enum does not allow.
+func checkLevel(members map[string]json.RawMessage) error {
+	if raw, ok := members["level"]; ok && string(bytes.TrimSpace(raw)) == `""` {
+		return errors.New(`level "" is not info, warning or debug`)
+	}
+	return nil
+}
+
+// checkDateTimes checks that the named members, when present and not null,
+// are RFC 3339 date-times as the schema's "date-time" format defines them.
+// time.Time's decoder alone is more lenient (it accepts "T1:00:00Z",
+// "00:00:00,5Z" and offsets such as +24:00).
+func checkDateTimes(names ...string) func(map[string]json.RawMessage) error {
+	return func(members map[string]json.RawMessage) error {
+		for _, n := range names {
+			raw, ok := members[n]
+			if !ok || isJSONNull(raw) {
+				continue
+			}
+			var s string
+			if err := json.Unmarshal(raw, &s); err != nil {
+				return fmt.Errorf("%s: %w", n, err)
+			}
+			if !validDateTime(s) {
+				return fmt.Errorf("%s %q is not an RFC 3339 date-time", n, truncate(s, 64))
+			}
+		}
+		return nil
+	}
+}
+
+var dateTimePattern = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-](\d{2}):(\d{2}))$`)
+
+// validDateTime reports whether s is an RFC 3339 date-time that time.Parse
+// can represent (so no leap second, and an uppercase "T" and "Z").
+func validDateTime(s string) bool {
+	m := dateTimePattern.FindStringSubmatch(s)
+	if m == nil {
+		return false
+	}
+	if m[1] != "" && (m[1] > "23" || m[2] > "59") {
+		return false
+	}
+	_, err := time.Parse(time.RFC3339Nano, s)
+	return err == nil
 }

@@ -1,0 +1,27 @@
+// Package memstore is the in-memory [taskbridge.Store]: tasks, event logs,
+// suspensions and action receipts kept in process memory. It is the default
+// store for tests, demos and single-process deployments, and the store the
+// benchmarks run on. Nothing survives a restart.
+//
+// The store is safe for concurrent use and built for throughput: every task
+// has its own lock, so appends, reads and watches of different tasks never
+// contend; a read copies only the events it returns; and watchers are called
+// synchronously by the appending goroutine after the task's lock is released,
+// with no allocation per notification. Maintenance operations
+// (ListTasks, ExpireSuspensions, ListPendingResumes, DeleteReceipts,
+// DeleteTerminalTasks) scan every task and are meant for periodic use.
+//
+// Everything the store returns is a deep copy, and everything it is given is
+// copied before it is kept, so callers may modify their values freely.
+//
+// Retention is optional: with [Config].MaxEventsPerTask set, each task keeps
+// only its newest events, and a cursor older than the retained log fails
+// with [taskbridge.ErrEventsExpired]. [Store.TrimEvents] trims one task's log
+// on demand.
+//
+// After [Store.Close] every method fails with [taskbridge.ErrClosed] and the
+// store reports itself not ready ([Store.CheckReady]).
+//
+// The storetest package checks the store against the [taskbridge.Store]
+// contract.
+package memstore

@@ -1,0 +1,238 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// checkNewEvent applies the checks every appended event must pass.
+func checkNewEvent(ev taskbridge.TaskEvent) error {
+	switch {
+	case ev.EventID != "" || ev.Seq != 0:
+		return fmt.Errorf("%w: the store assigns EventID and Seq", taskbridge.ErrInvalidEvent)
+	case ev.CreatedAt.IsZero():
+		return fmt.Errorf("%w: CreatedAt is required", taskbridge.ErrInvalidEvent)
+	case !ev.Type.Valid():
+		return fmt.Errorf("%w: unknown event type %q", taskbridge.ErrInvalidEvent, ev.Type)
+	}
+	return nil
+}
+
+// checkEventOf checks an event that a SuspensionStore method appends.
+func checkEventOf(ev taskbridge.TaskEvent, want taskbridge.EventType, taskID string) error {
+	if err := checkNewEvent(ev); err != nil {
+		return err
+	}
+	if ev.Type != want {
+		return fmt.Errorf("%w: event type is %s, want %s", taskbridge.ErrInvalidEvent, ev.Type, want)
+	}
+	if ev.TaskID != taskID {
+		return fmt.Errorf("%w: event of task %q for task %q", taskbridge.ErrInvalidEvent, ev.TaskID, taskID)
+	}
+	return nil
+}
+
+// appendLocked appends ev (whose payload the store owns) to the log,
+// applying the state machine and its side effects. ts.mu must be held.
+func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskbridge.TaskEvent, error) {
+	next, err := taskbridge.NextStatus(ts.task.Status, ev.Type)
+	if err != nil {
+		return taskbridge.TaskEvent{}, err
+	}
+	seq := ts.task.LastSeq + 1
+	ev.Seq = seq
+	ev.EventID = taskbridge.FormatEventID(seq)
+	ev.TaskID = ts.task.ID
+	ts.events = append(ts.events, ev)
+	ts.task.Status = next
+	ts.task.LastSeq = seq
+	ts.task.UpdatedAt = ev.CreatedAt
+	if ev.Type.Terminal() {
+		ts.terminalAt = ev.CreatedAt
+		for _, sp := range ts.susps {
+			if sp.Status == taskbridge.SuspensionOpen {
+				sp.Status = taskbridge.SuspensionCancelled
+				sp.ClosedAt = ev.CreatedAt
+			}
+		}
+	}
+	if maxEvents > 0 {
+		ts.trim(maxEvents)
+	}
+	return ev, nil
+}
+
+// trim drops all but the newest keep events. ts.mu must be held.
+func (ts *taskState) trim(keep int) {
+	drop := len(ts.events) - keep
+	if drop <= 0 {
+		return
+	}
+	clear(ts.events[:drop]) // let the payloads go
+	ts.events = ts.events[drop:]
+	ts.first += int64(drop)
+}
+
+// Append implements [taskbridge.EventStore]. Watchers are called by the
+// appending goroutine before Append returns.
+func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
+	if err := checkNewEvent(ev); err != nil {
+		return taskbridge.TaskEvent{}, err
+	}
+	if ev.Type == taskbridge.EventTaskSuspended || ev.Type == taskbridge.EventTaskActionAccepted {
+		return taskbridge.TaskEvent{}, fmt.Errorf("%w: %s is appended by the SuspensionStore", taskbridge.ErrInvalidEvent, ev.Type)
+	}
+	ts, err := s.lookup(ev.TaskID)
+	if err != nil {
+		return taskbridge.TaskEvent{}, err
+	}
+	stored := ev
+	stored.Payload = cloneBytes(ev.Payload)
+	ts.mu.Lock()
+	if ts.deleted {
+		ts.mu.Unlock()
+		return taskbridge.TaskEvent{}, taskNotFound(ev.TaskID)
+	}
+	stored, err = ts.appendLocked(stored, s.maxEvents)
+	ts.mu.Unlock()
+	if err != nil {
+		return taskbridge.TaskEvent{}, err
+	}
+	s.notify(ev.TaskID)
+	// The caller's payload stays the caller's: the store keeps its own copy.
+	ev.Seq, ev.EventID = stored.Seq, stored.EventID
+	return ev, nil
+}
+
+// Read implements [taskbridge.EventStore]. A limit below 1 fails with
+// [taskbridge.ErrInvalidRequest].
+func (s *Store) Read(_ context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	ts, err := s.lookup(taskID)
+	if err != nil {
+		return nil, err
+	}
+	ts.mu.RLock()
+	if ts.deleted {
+		ts.mu.RUnlock()
+		return nil, taskNotFound(taskID)
+	}
+	last, first := ts.task.LastSeq, ts.first
+	switch {
+	case after < 0 || after > last:
+		ts.mu.RUnlock()
+		return nil, fmt.Errorf("%w: %d is not a position in task %q (last event %d)", taskbridge.ErrInvalidCursor, after, taskID, last)
+	case after > 0 && after < first-1:
+		ts.mu.RUnlock()
+		return nil, fmt.Errorf("%w: task %q keeps events from %d on", taskbridge.ErrEventsExpired, taskID, first)
+	}
+	start := max(after+1, first) - first
+	n := min(int64(limit), int64(len(ts.events))-start)
+	out := make([]taskbridge.TaskEvent, n)
+	copy(out, ts.events[start:start+n])
+	ts.mu.RUnlock()
+	clonePayloads(out)
+	return out, nil
+}
+
+// TrimEvents applies retention to one task: it removes every event of the
+// task except the newest keepLast (keepLast >= 0). Reads from a cursor
+// older than the first kept event then fail with
+// [taskbridge.ErrEventsExpired]; the task's LastSeq is unchanged and the
+// next append continues the sequence. Trimming never adds events back: a
+// keepLast larger than the retained log changes nothing.
+func (s *Store) TrimEvents(taskID string, keepLast int) error {
+	if keepLast < 0 {
+		return invalidRequest("keepLast %d must not be negative", keepLast)
+	}
+	return s.update(taskID, func(ts *taskState) error {
+		ts.trim(keepLast)
+		return nil
+	})
+}
+
+// watchSet holds the watchers of one task. mu is read-locked while the
+// watchers are being called and write-locked to change list, so that a
+// removed watcher is never called after its stop returns.
+type watchSet struct {
+	mu   sync.RWMutex
+	list []*watcher
+	dead bool // removed from Store.watches; register in a new set
+}
+
+type watcher struct {
+	fn  func()
+	idx int // position in list; -1 once removed
+}
+
+// Watch implements [taskbridge.EventStore]. Watching works for a task that
+// does not exist yet. notify is called synchronously by the goroutine whose
+// append succeeded, after the task's lock is released; it must not block
+// and must not call back into the store (in particular not stop). After
+// [Store.Close], Watch returns a stop that does nothing.
+func (s *Store) Watch(taskID string, notify func()) (stop func()) {
+	if s.closed.Load() {
+		return func() {}
+	}
+	w := &watcher{fn: notify}
+	var ws *watchSet
+	for {
+		v, ok := s.watches.Load(taskID)
+		if !ok {
+			v, _ = s.watches.LoadOrStore(taskID, &watchSet{})
+		}
+		ws = v.(*watchSet)
+		ws.mu.Lock()
+		if !ws.dead {
+			w.idx = len(ws.list)
+			ws.list = append(ws.list, w)
+			ws.mu.Unlock()
+			break
+		}
+		ws.mu.Unlock()
+	}
+	stop = func() { s.unwatch(taskID, ws, w) }
+	// Close may have swept the sets before w was added.
+	if s.closed.Load() {
+		stop()
+	}
+	return stop
+}
+
+func (s *Store) unwatch(taskID string, ws *watchSet, w *watcher) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if w.idx < 0 {
+		return
+	}
+	last := len(ws.list) - 1
+	moved := ws.list[last]
+	ws.list[w.idx] = moved
+	moved.idx = w.idx
+	ws.list[last] = nil
+	ws.list = ws.list[:last]
+	w.idx = -1
+	if len(ws.list) == 0 {
+		ws.dead = true
+		s.watches.CompareAndDelete(taskID, ws)
+	}
+}
+
+// notify calls the watchers of taskID.
+func (s *Store) notify(taskID string) {
+	v, ok := s.watches.Load(taskID)
+	if !ok {
+		return
+	}
+	ws := v.(*watchSet)
+	ws.mu.RLock()
+	for _, w := range ws.list {
+		w.fn()
+	}
+	ws.mu.RUnlock()
+}

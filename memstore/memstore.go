@@ -1,0 +1,202 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// Config configures a [Store]. The zero value is ready to use.
+type Config struct {
+	// MaxEventsPerTask caps each task's retained log: when positive, only
+	// the newest MaxEventsPerTask events of a task are kept, and reading
+	// from a cursor older than that fails with
+	// [taskbridge.ErrEventsExpired]. Zero or negative keeps every event.
+	MaxEventsPerTask int
+}
+
+// Store is an in-memory [taskbridge.Store]. It also implements
+// [taskbridge.ReadinessProbe]. Create it with [New]; it is safe for
+// concurrent use.
+//
+// Its methods never block on I/O, so they ignore their context.
+type Store struct {
+	maxEvents int
+	closed    atomic.Bool
+
+	// tasks maps a task id to its *taskState. Read-mostly: entries are
+	// added by CreateTask and removed by DeleteTerminalTasks.
+	tasks sync.Map
+
+	// keyMu guards keys and serialises task creation and deletion. Lock
+	// order: keyMu before taskState.mu.
+	keyMu sync.Mutex
+	keys  map[taskKey]string // (owner, clientRequestId) → task id
+
+	// watches maps a task id to its *watchSet. It is independent of tasks,
+	// so a task can be watched before it exists.
+	watches sync.Map
+}
+
+var (
+	_ taskbridge.Store          = (*Store)(nil)
+	_ taskbridge.ReadinessProbe = (*Store)(nil)
+)
+
+// New returns an empty store configured by cfg.
+func New(cfg Config) *Store {
+	return &Store{
+		maxEvents: max(cfg.MaxEventsPerTask, 0),
+		keys:      make(map[taskKey]string),
+	}
+}
+
+// CheckReady implements [taskbridge.ReadinessProbe]: the store is ready
+// until it is closed.
+func (s *Store) CheckReady(context.Context) error {
+	return s.check()
+}
+
+// Close closes the store: every later call of a method fails with
+// [taskbridge.ErrClosed], and every watcher is called one last time (so
+// that waiters wake up and observe the closed store) and then released.
+// Close is idempotent and always returns nil.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	s.watches.Range(func(k, v any) bool {
+		ws := v.(*watchSet)
+		ws.mu.Lock()
+		for _, w := range ws.list {
+			w.idx = -1
+			w.fn()
+		}
+		ws.list = nil
+		ws.dead = true
+		s.watches.CompareAndDelete(k, ws)
+		ws.mu.Unlock()
+		return true
+	})
+	// Release the data; in-flight calls keep what they already hold.
+	s.keyMu.Lock()
+	s.keys = make(map[taskKey]string)
+	s.tasks.Clear()
+	s.keyMu.Unlock()
+	return nil
+}
+
+func (s *Store) check() error {
+	if s.closed.Load() {
+		return taskbridge.ErrClosed
+	}
+	return nil
+}
+
+// taskKey is the create-idempotency key of a task.
+type taskKey struct{ owner, clientRequestID string }
+
+// taskState is one task with everything that belongs to it. mu guards all
+// fields. Stored byte slices and maps are never modified after they are
+// stored, so copies of their headers may be used after mu is released.
+type taskState struct {
+	mu      sync.RWMutex
+	deleted bool
+	task    taskbridge.Task
+	// events is the retained log: events[i].Seq == first+i.
+	events []taskbridge.TaskEvent
+	// first is the Seq of the oldest retained event, LastSeq+1 if none is
+	// retained.
+	first int64
+	// terminalAt is the CreatedAt of the terminal event.
+	terminalAt time.Time
+	// susps are the task's suspensions in the order they were opened;
+	// suspIdx maps a suspendId to its index.
+	susps   []*taskbridge.Suspension
+	suspIdx map[string]int
+	// receipts maps a clientActionId to its receipt.
+	receipts map[string]*taskbridge.ActionReceipt
+}
+
+// release marks a deleted task and drops its data; mu must be held.
+func (ts *taskState) release() {
+	ts.deleted = true
+	ts.task = taskbridge.Task{}
+	ts.events = nil
+	ts.susps = nil
+	ts.suspIdx = nil
+	ts.receipts = nil
+}
+
+func taskNotFound(id string) error {
+	return fmt.Errorf("%w: %q", taskbridge.ErrTaskNotFound, id)
+}
+
+func invalidRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: memstore: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
+}
+
+func checkLimit(limit int) error {
+	if limit < 1 {
+		return invalidRequest("limit %d must be at least 1", limit)
+	}
+	return nil
+}
+
+// lookup returns the state of task id; the caller must lock it and check
+// deleted.
+func (s *Store) lookup(id string) (*taskState, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	v, ok := s.tasks.Load(id)
+	if !ok {
+		return nil, taskNotFound(id)
+	}
+	return v.(*taskState), nil
+}
+
+// update runs fn with task id write-locked.
+func (s *Store) update(id string, fn func(ts *taskState) error) error {
+	ts, err := s.lookup(id)
+	if err != nil {
+		return err
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.deleted {
+		return taskNotFound(id)
+	}
+	return fn(ts)
+}
+
+// view runs fn with task id read-locked.
+func (s *Store) view(id string, fn func(ts *taskState) error) error {
+	ts, err := s.lookup(id)
+	if err != nil {
+		return err
+	}
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	if ts.deleted {
+		return taskNotFound(id)
+	}
+	return fn(ts)
+}
+
+// each calls fn for every live task, read-locked, until fn returns false.
+func (s *Store) each(fn func(ts *taskState) bool) {
+	s.tasks.Range(func(_, v any) bool {
+		ts := v.(*taskState)
+		ts.mu.RLock()
+		defer ts.mu.RUnlock()
+		if ts.deleted {
+			return true
+		}
+		return fn(ts)
+	})
+}

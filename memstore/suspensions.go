@@ -1,0 +1,381 @@
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+func suspensionNotFound(taskID, suspendID string) error {
+	return fmt.Errorf("%w: task %q has no suspension %q", taskbridge.ErrSuspensionNotFound, taskID, suspendID)
+}
+
+// suspension returns the task's suspension suspendID. ts.mu must be held.
+func (ts *taskState) suspension(suspendID string) (*taskbridge.Suspension, error) {
+	i, ok := ts.suspIdx[suspendID]
+	if !ok {
+		return nil, suspensionNotFound(ts.task.ID, suspendID)
+	}
+	return ts.susps[i], nil
+}
+
+// OpenSuspension implements [taskbridge.SuspensionStore]. The stored
+// suspension starts OPEN with ResumeStatus NONE, whatever s says; s.TaskID
+// may be empty (it is taken from ev). ev must be a TASK_SUSPENDED event of
+// the same task, else the call fails with [taskbridge.ErrInvalidEvent].
+func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev taskbridge.TaskEvent) (taskbridge.Suspension, taskbridge.TaskEvent, error) {
+	if sp.TaskID == "" {
+		sp.TaskID = ev.TaskID
+	}
+	if err := checkEventOf(ev, taskbridge.EventTaskSuspended, sp.TaskID); err != nil {
+		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, err
+	}
+	if sp.SuspendID == "" {
+		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, invalidRequest("suspendId is empty")
+	}
+	rec := cloneSuspension(sp)
+	rec.Status = taskbridge.SuspensionOpen
+	rec.ResumeStatus = taskbridge.ResumeNone
+	rec.ResolvedActionID = ""
+	rec.CreatedAt = ev.CreatedAt
+	rec.ClosedAt = time.Time{}
+	stored := ev
+	stored.Payload = cloneBytes(ev.Payload)
+
+	var out taskbridge.Suspension
+	err := s.update(sp.TaskID, func(ts *taskState) error {
+		if _, dup := ts.suspIdx[sp.SuspendID]; dup {
+			return fmt.Errorf("%w: task %q already has suspension %q", taskbridge.ErrDuplicateSuspension, sp.TaskID, sp.SuspendID)
+		}
+		var err error
+		if stored, err = ts.appendLocked(stored, s.maxEvents); err != nil {
+			return err
+		}
+		rec.EventSeq = stored.Seq
+		if ts.suspIdx == nil {
+			ts.suspIdx = make(map[string]int)
+		}
+		ts.suspIdx[rec.SuspendID] = len(ts.susps)
+		ts.susps = append(ts.susps, &rec)
+		out = cloneSuspension(rec)
+		return nil
+	})
+	if err != nil {
+		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, err
+	}
+	s.notify(sp.TaskID)
+	ev.Seq, ev.EventID = stored.Seq, stored.EventID
+	return out, ev, nil
+}
+
+// GetSuspension implements [taskbridge.SuspensionStore].
+func (s *Store) GetSuspension(_ context.Context, taskID, suspendID string) (taskbridge.Suspension, error) {
+	var out taskbridge.Suspension
+	err := s.view(taskID, func(ts *taskState) error {
+		sp, err := ts.suspension(suspendID)
+		if err != nil {
+			return err
+		}
+		out = cloneSuspension(*sp)
+		return nil
+	})
+	return out, err
+}
+
+// ListSuspensions implements [taskbridge.SuspensionStore].
+func (s *Store) ListSuspensions(_ context.Context, taskID string) ([]taskbridge.Suspension, error) {
+	var out []taskbridge.Suspension
+	err := s.view(taskID, func(ts *taskState) error {
+		out = make([]taskbridge.Suspension, len(ts.susps))
+		for i, sp := range ts.susps {
+			out[i] = cloneSuspension(*sp)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AcceptAction implements [taskbridge.SuspensionStore]. The task and the
+// suspension named by a.Receipt must exist before the decision table
+// applies, and a.Event must be a TASK_ACTION_ACCEPTED event of that task
+// (else [taskbridge.ErrInvalidEvent]). DEDUPLICATED returns the suspension
+// the existing receipt answered.
+func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (taskbridge.AcceptResult, error) {
+	taskID := a.Receipt.TaskID
+	if err := checkEventOf(a.Event, taskbridge.EventTaskActionAccepted, taskID); err != nil {
+		return taskbridge.AcceptResult{}, err
+	}
+	if a.Receipt.ClientActionID == "" {
+		return taskbridge.AcceptResult{}, invalidRequest("clientActionId is empty")
+	}
+	rec := cloneReceipt(a.Receipt)
+	stored := a.Event
+	stored.Payload = cloneBytes(a.Event.Payload)
+
+	var res taskbridge.AcceptResult
+	err := s.update(taskID, func(ts *taskState) error {
+		sp, err := ts.suspension(rec.SuspendID)
+		if err != nil {
+			return err
+		}
+		if old, ok := ts.receipts[rec.ClientActionID]; ok {
+			if old.Fingerprint != rec.Fingerprint {
+				return fmt.Errorf("%w: clientActionId %q of task %q was used for a different action",
+					taskbridge.ErrIdempotencyConflict, rec.ClientActionID, taskID)
+			}
+			if answered, err := ts.suspension(old.SuspendID); err == nil {
+				sp = answered
+			}
+			res = taskbridge.AcceptResult{Status: taskbridge.ActionDeduplicated, Suspension: cloneSuspension(*sp), Receipt: cloneReceipt(*old)}
+			return nil
+		}
+		if sp.Status == taskbridge.SuspensionOpen && sp.ExpiredAt(a.Now) {
+			sp.Status = taskbridge.SuspensionExpired
+			sp.ClosedAt = a.Now
+		}
+		switch {
+		case sp.Status == taskbridge.SuspensionExpired:
+			res = taskbridge.AcceptResult{Status: taskbridge.ActionRejectedExpired, Suspension: cloneSuspension(*sp)}
+			return nil
+		case sp.Status != taskbridge.SuspensionOpen || ts.task.Status.Terminal():
+			res = taskbridge.AcceptResult{Status: taskbridge.ActionRejectedAlreadyResolved, Suspension: cloneSuspension(*sp)}
+			return nil
+		}
+		if stored, err = ts.appendLocked(stored, s.maxEvents); err != nil {
+			return err
+		}
+		sp.Status = taskbridge.SuspensionResolved
+		sp.ResolvedActionID = rec.ClientActionID
+		sp.ClosedAt = a.Now
+		sp.ResumeStatus = taskbridge.ResumePending
+		rec.EventSeq = stored.Seq
+		if ts.receipts == nil {
+			ts.receipts = make(map[string]*taskbridge.ActionReceipt)
+		}
+		ts.receipts[rec.ClientActionID] = &rec
+		res = taskbridge.AcceptResult{Status: taskbridge.ActionAccepted, Suspension: cloneSuspension(*sp), Receipt: cloneReceipt(rec)}
+		return nil
+	})
+	if err != nil {
+		return taskbridge.AcceptResult{}, err
+	}
+	if res.Status == taskbridge.ActionAccepted {
+		s.notify(taskID)
+		ev := a.Event
+		ev.Seq, ev.EventID = stored.Seq, stored.EventID
+		res.Event = ev
+	}
+	return res, nil
+}
+
+// CloseSuspension implements [taskbridge.SuspensionStore]. A status other
+// than EXPIRED or CANCELLED fails with [taskbridge.ErrInvalidTransition].
+func (s *Store) CloseSuspension(_ context.Context, taskID, suspendID string, status taskbridge.SuspensionStatus, now time.Time) (taskbridge.Suspension, bool, error) {
+	if status != taskbridge.SuspensionExpired && status != taskbridge.SuspensionCancelled {
+		return taskbridge.Suspension{}, false, fmt.Errorf("%w: a suspension is closed as EXPIRED or CANCELLED, not %q",
+			taskbridge.ErrInvalidTransition, status)
+	}
+	var (
+		out     taskbridge.Suspension
+		changed bool
+	)
+	err := s.update(taskID, func(ts *taskState) error {
+		sp, err := ts.suspension(suspendID)
+		if err != nil {
+			return err
+		}
+		if sp.Status == taskbridge.SuspensionOpen {
+			sp.Status = status
+			sp.ClosedAt = now
+			changed = true
+		}
+		out = cloneSuspension(*sp)
+		return nil
+	})
+	if err != nil {
+		return taskbridge.Suspension{}, false, err
+	}
+	return out, changed, nil
+}
+
+// suspensionRef names one suspension found by a scan.
+type suspensionRef struct {
+	ts        *taskState
+	taskID    string
+	suspendID string
+	seq       int64
+	at        time.Time // the scan's sort key
+}
+
+func compareRefs(a, b suspensionRef) int {
+	return cmp.Or(a.at.Compare(b.at), strings.Compare(a.taskID, b.taskID), cmp.Compare(a.seq, b.seq))
+}
+
+// scanSuspensions returns the suspensions for which key reports true,
+// ordered by the time it returns.
+func (s *Store) scanSuspensions(key func(sp *taskbridge.Suspension) (time.Time, bool)) []suspensionRef {
+	var refs []suspensionRef
+	s.each(func(ts *taskState) bool {
+		for _, sp := range ts.susps {
+			if at, ok := key(sp); ok {
+				refs = append(refs, suspensionRef{ts, sp.TaskID, sp.SuspendID, sp.EventSeq, at})
+			}
+		}
+		return true
+	})
+	slices.SortFunc(refs, compareRefs)
+	return refs
+}
+
+// ExpireSuspensions implements [taskbridge.SuspensionStore]. It scans every
+// task and expires the suspensions with the earliest deadlines first; each
+// gets ClosedAt = now. A limit below 1 fails with
+// [taskbridge.ErrInvalidRequest].
+func (s *Store) ExpireSuspensions(_ context.Context, now time.Time, limit int) ([]taskbridge.Suspension, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	due := s.scanSuspensions(func(sp *taskbridge.Suspension) (time.Time, bool) {
+		if sp.Status != taskbridge.SuspensionOpen || !sp.ExpiredAt(now) {
+			return time.Time{}, false
+		}
+		return *sp.ExpiresAt, true
+	})
+	var out []taskbridge.Suspension
+	for _, r := range due {
+		if len(out) == limit {
+			break
+		}
+		r.ts.mu.Lock()
+		if !r.ts.deleted {
+			// Re-check: the suspension may have changed since the scan.
+			if sp, err := r.ts.suspension(r.suspendID); err == nil && sp.Status == taskbridge.SuspensionOpen && sp.ExpiredAt(now) {
+				sp.Status = taskbridge.SuspensionExpired
+				sp.ClosedAt = now
+				out = append(out, cloneSuspension(*sp))
+			}
+		}
+		r.ts.mu.Unlock()
+	}
+	return out, nil
+}
+
+// ListPendingResumes implements [taskbridge.SuspensionStore]: oldest first
+// means by ClosedAt, the time the action was accepted. It scans every task.
+// A limit below 1 fails with [taskbridge.ErrInvalidRequest].
+func (s *Store) ListPendingResumes(_ context.Context, limit int) ([]taskbridge.Suspension, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return nil, err
+	}
+	var found []taskbridge.Suspension
+	s.each(func(ts *taskState) bool {
+		for _, sp := range ts.susps {
+			if sp.Status == taskbridge.SuspensionResolved && sp.ResumeStatus == taskbridge.ResumePending {
+				found = append(found, *sp)
+			}
+		}
+		return true
+	})
+	slices.SortFunc(found, func(a, b taskbridge.Suspension) int {
+		return cmp.Or(a.ClosedAt.Compare(b.ClosedAt), strings.Compare(a.TaskID, b.TaskID), cmp.Compare(a.EventSeq, b.EventSeq))
+	})
+	found = found[:min(len(found), limit)]
+	out := make([]taskbridge.Suspension, len(found))
+	for i, sp := range found {
+		out[i] = cloneSuspension(sp)
+	}
+	return out, nil
+}
+
+// MarkResumeDispatched implements [taskbridge.SuspensionStore]. Only a
+// PENDING hand-off changes; marking one that is already DISPATCHED, or a
+// suspension that was never resolved, succeeds without a change.
+func (s *Store) MarkResumeDispatched(_ context.Context, taskID, suspendID string) error {
+	return s.update(taskID, func(ts *taskState) error {
+		sp, err := ts.suspension(suspendID)
+		if err != nil {
+			return err
+		}
+		if sp.ResumeStatus == taskbridge.ResumePending {
+			sp.ResumeStatus = taskbridge.ResumeDispatched
+		}
+		return nil
+	})
+}
+
+// GetReceipt implements [taskbridge.SuspensionStore]. An unknown task fails
+// with [taskbridge.ErrTaskNotFound].
+func (s *Store) GetReceipt(_ context.Context, taskID, clientActionID string) (taskbridge.ActionReceipt, error) {
+	var out taskbridge.ActionReceipt
+	err := s.view(taskID, func(ts *taskState) error {
+		r, ok := ts.receipts[clientActionID]
+		if !ok {
+			return fmt.Errorf("%w: task %q, clientActionId %q", taskbridge.ErrReceiptNotFound, taskID, clientActionID)
+		}
+		out = cloneReceipt(*r)
+		return nil
+	})
+	return out, err
+}
+
+// DeleteReceipts implements [taskbridge.SuspensionStore]. It scans every
+// task and removes the oldest receipts first. A limit below 1 fails with
+// [taskbridge.ErrInvalidRequest].
+func (s *Store) DeleteReceipts(_ context.Context, before time.Time, limit int) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return 0, err
+	}
+	type candidate struct {
+		ts  *taskState
+		rec *taskbridge.ActionReceipt
+	}
+	var cands []candidate
+	s.each(func(ts *taskState) bool {
+		for _, r := range ts.receipts {
+			if r.CreatedAt.Before(before) && !ts.resumePending(r) {
+				cands = append(cands, candidate{ts, r})
+			}
+		}
+		return true
+	})
+	// Receipts are never modified once stored, so their fields may be read
+	// without the task's lock.
+	slices.SortFunc(cands, func(a, b candidate) int {
+		return cmp.Or(a.rec.CreatedAt.Compare(b.rec.CreatedAt), strings.Compare(a.rec.TaskID, b.rec.TaskID),
+			strings.Compare(a.rec.ClientActionID, b.rec.ClientActionID))
+	})
+	n := 0
+	for _, c := range cands {
+		if n == limit {
+			break
+		}
+		c.ts.mu.Lock()
+		if !c.ts.deleted && c.ts.receipts[c.rec.ClientActionID] == c.rec && !c.ts.resumePending(c.rec) {
+			delete(c.ts.receipts, c.rec.ClientActionID)
+			n++
+		}
+		c.ts.mu.Unlock()
+	}
+	return n, nil
+}
+
+// resumePending reports whether r's suspension still waits for its resume
+// hand-off. ts.mu must be held.
+func (ts *taskState) resumePending(r *taskbridge.ActionReceipt) bool {
+	sp, err := ts.suspension(r.SuspendID)
+	return err == nil && sp.ResumeStatus == taskbridge.ResumePending
+}

@@ -1,0 +1,197 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// job is one submitted task.
+type job struct {
+	r       *Runner
+	task    taskbridge.Task
+	handler HandlerFunc
+	emit    taskbridge.Emitter
+	// ctx is the handler's context; it carries the job for [Suspend].
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+
+	mu         sync.Mutex
+	returned   bool // the handler returned, or will never run
+	userCancel bool // a cancel request arrived before that
+	reason     string
+	waiters    map[string]*waiter // suspensions a handler waits on
+	delivered  map[string]string  // suspendId → clientActionId handed over
+}
+
+type jobKey struct{}
+
+func (r *Runner) newJob(task taskbridge.Task, h HandlerFunc, emit taskbridge.Emitter) *job {
+	j := &job{r: r, task: task, handler: h, emit: emit}
+	ctx, cancel := context.WithCancelCause(r.base)
+	j.ctx, j.cancel = context.WithValue(ctx, jobKey{}, j), cancel
+	return j
+}
+
+func jobFromContext(ctx context.Context) *job {
+	j, _ := ctx.Value(jobKey{}).(*job)
+	return j
+}
+
+// requestCancel records a client cancel and cancels the handler's context,
+// unless the handler already returned.
+func (j *job) requestCancel(reason string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.returned || j.userCancel {
+		return
+	}
+	j.userCancel, j.reason = true, reason
+	j.cancel(errUserCancel)
+}
+
+// finish marks the handler as returned and reports whether a cancel request
+// came first. Waiters are dropped: nobody takes their actions any more.
+func (j *job) finish() (userCancel bool, reason string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.returned = true
+	j.waiters = nil
+	return j.userCancel, j.reason
+}
+
+// outcome is what running a job produced.
+type outcome struct {
+	ran      bool // the handler was called
+	startErr error
+	panicked bool
+	result   any
+	err      error
+}
+
+// run starts j (TASK_STARTED), calls its handler and emits the one terminal
+// event.
+func (r *Runner) run(j *job) {
+	var o outcome
+	// The base context is checked too: cancelling it reaches the jobs'
+	// contexts one after the other, so a worker freed by the shutdown could
+	// otherwise start a queued job whose context is not cancelled yet.
+	if j.ctx.Err() == nil && r.base.Err() == nil {
+		_, err := j.emit.Emit(j.ctx, taskbridge.StartedPayload{Message: r.cfg.StartedMessage})
+		switch {
+		case errors.Is(err, taskbridge.ErrTaskTerminal):
+			// Ended elsewhere (recovered, or failed by the service):
+			// there is nothing left to run or report.
+			j.finish()
+			r.log.LogAttrs(j.ctx, slog.LevelInfo, "runner: task already terminal, not started", j.attrs()...)
+			return
+		case err != nil:
+			o.startErr = err
+		default:
+			o = r.call(j)
+		}
+	}
+	userCancel, reason := j.finish()
+	p := r.decide(j, o, userCancel, reason)
+	_ = r.emitTerminal(j.ctx, j, p)
+}
+
+// call runs the handler, turning a panic into an outcome.
+func (r *Runner) call(j *job) (o outcome) {
+	o.ran = true
+	defer func() {
+		if v := recover(); v != nil {
+			o.panicked = true
+			r.log.LogAttrs(j.ctx, slog.LevelError, "runner: task handler panicked",
+				append(j.attrs(), slog.String("panic", fmt.Sprint(v)), slog.String("stack", string(debug.Stack())))...)
+		}
+	}()
+	task := j.task
+	o.result, o.err = j.handler(j.ctx, &task, handlerEmitter{j.emit})
+	return o
+}
+
+// decide picks the terminal payload. In order: a cancel request that came
+// before the handler returned wins (TASK_CANCELLED); a panic is INTERNAL; a
+// nil error completes the task; after a forced shutdown an error (or a task
+// that never ran) is EXECUTOR_SHUTDOWN; then a failed start, a [*Failure]
+// and finally any other error.
+func (r *Runner) decide(j *job, o outcome, userCancel bool, reason string) taskbridge.Payload {
+	var f *Failure
+	switch {
+	case userCancel:
+		return cancelledPayload(reason)
+	case o.panicked:
+		return failedInternal
+	case o.ran && o.err == nil:
+		p := taskbridge.CompletedPayload{Result: o.result}
+		if err := p.Validate(); err != nil {
+			r.log.LogAttrs(j.ctx, slog.LevelError, "runner: task result cannot be encoded",
+				append(j.attrs(), slog.Any("error", err))...)
+			return failedResult
+		}
+		return p
+	case r.base.Err() != nil:
+		return failedShutdown
+	case o.startErr != nil:
+		r.log.LogAttrs(j.ctx, slog.LevelError, "runner: TASK_STARTED could not be emitted",
+			append(j.attrs(), slog.Any("error", o.startErr))...)
+		return failedStart
+	case errors.As(o.err, &f):
+		r.log.LogAttrs(j.ctx, slog.LevelInfo, "runner: task failed",
+			append(j.attrs(), slog.Any("error", o.err))...)
+		return f.payload()
+	default:
+		r.log.LogAttrs(j.ctx, slog.LevelWarn, "runner: task handler error",
+			append(j.attrs(), slog.Any("error", o.err))...)
+		return failedPlain
+	}
+}
+
+// emitTerminal appends a terminal event with a context that outlives ctx's
+// cancellation but is bounded by EmitTimeout. A task that is already
+// terminal is not an error: the store keeps exactly one terminal event.
+func (r *Runner) emitTerminal(ctx context.Context, j *job, p taskbridge.Payload) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.EmitTimeout)
+	defer cancel()
+	_, err := j.emit.Emit(ctx, p)
+	attrs := append(j.attrs(), slog.String("outcome", string(p.EventType())))
+	switch {
+	case err == nil:
+		r.log.LogAttrs(ctx, slog.LevelDebug, "runner: task ended", attrs...)
+	case errors.Is(err, taskbridge.ErrTaskTerminal):
+		r.log.LogAttrs(ctx, slog.LevelInfo, "runner: task was already terminal", attrs...)
+		return nil
+	default:
+		r.log.LogAttrs(ctx, slog.LevelError, "runner: terminal event not emitted",
+			append(attrs, slog.Any("error", err))...)
+		return fmt.Errorf("runner: emitting %s for task %s: %w", p.EventType(), j.task.ID, err)
+	}
+	return nil
+}
+
+func (j *job) attrs() []slog.Attr {
+	return []slog.Attr{slog.String("taskId", j.task.ID), slog.String("taskType", j.task.TaskType)}
+}
+
+// handlerEmitter is the Emitter handlers get: the task's emitter, except
+// that TASK_STARTED and the terminal events belong to the runner.
+type handlerEmitter struct {
+	taskbridge.Emitter
+}
+
+// Emit implements [taskbridge.Emitter].
+func (e handlerEmitter) Emit(ctx context.Context, p taskbridge.Payload) (taskbridge.TaskEvent, error) {
+	if p != nil {
+		if t := p.EventType(); t == taskbridge.EventTaskStarted || t.Terminal() {
+			return taskbridge.TaskEvent{}, fmt.Errorf(
+				"%w: the runner emits %s; a handler ends its task by returning", taskbridge.ErrInvalidTransition, t)
+		}
+	}
+	return e.Emitter.Emit(ctx, p)
+}

@@ -1,0 +1,349 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// HandlerFunc runs one task. It reports progress through e (TASK_PROGRESS,
+// TASK_MESSAGE, and suspensions through [Suspend]) and ends the task by
+// returning: a nil error completes it with result, an error fails it (see
+// [Failure]). It must return soon after ctx is cancelled. task is the
+// handler's own copy.
+type HandlerFunc func(ctx context.Context, task *taskbridge.Task, e taskbridge.Emitter) (result any, err error)
+
+// Config configures a [Runner]. A zero field means its default.
+type Config struct {
+	// Handlers maps task types to their handlers. At least one is
+	// required; create requests for other types are rejected with 400
+	// INVALID_REQUEST.
+	Handlers map[string]HandlerFunc
+	// Concurrency is the most handlers running at once. A handler waiting
+	// in [Suspend] holds its slot, so size it for the tasks that wait, not
+	// for the CPUs. Defaults to 64.
+	Concurrency int
+	// QueueSize is how many submitted tasks may wait for a free slot;
+	// Submit fails with [ErrQueueFull] beyond it. Negative means no queue.
+	// Defaults to 1024.
+	QueueSize int
+	// StartedMessage is the message of the TASK_STARTED event the runner
+	// emits before calling a handler. Defaults to "Task started".
+	StartedMessage string
+	// EmitTimeout bounds each terminal event the runner emits; those emits
+	// are not cancelled with the task. Defaults to 10s.
+	EmitTimeout time.Duration
+	// Now is the clock that schedules suspension deadlines; it should be
+	// the Service's clock. Defaults to time.Now.
+	Now func() time.Time
+	// Logger receives handler errors, panics and failed emits. Defaults to
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Default configuration values.
+const (
+	DefaultConcurrency    = 64
+	DefaultQueueSize      = 1024
+	DefaultStartedMessage = "Task started"
+	DefaultEmitTimeout    = 10 * time.Second
+)
+
+// Stats is a snapshot of a runner's load.
+type Stats struct {
+	// Running is the number of tasks held by a worker.
+	Running int
+	// Queued is the number of tasks waiting for a worker.
+	Queued int
+}
+
+// Runner is an in-process [taskbridge.TaskExecutor]: it runs each task's
+// handler on a bounded pool of goroutines fed by a bounded FIFO queue. It
+// also implements [taskbridge.Resumer], [taskbridge.TaskValidator] and
+// [taskbridge.ReadinessProbe]. It is safe for concurrent use.
+type Runner struct {
+	cfg  Config
+	log  *slog.Logger
+	base context.Context
+	stop context.CancelCauseFunc
+
+	mu      sync.Mutex
+	jobs    map[string]*job // queued and running, by task id
+	pending []*job          // FIFO of queued jobs
+	running int             // worker goroutines
+	closed  bool
+	drained chan struct{} // closed once closed and running == 0
+	wg      sync.WaitGroup
+}
+
+// Interface checks.
+var (
+	_ taskbridge.TaskExecutor   = (*Runner)(nil)
+	_ taskbridge.Resumer        = (*Runner)(nil)
+	_ taskbridge.TaskValidator  = (*Runner)(nil)
+	_ taskbridge.ReadinessProbe = (*Runner)(nil)
+)
+
+// Causes of a job's context cancellation.
+var (
+	errUserCancel = errors.New("runner: task cancelled by client")
+	errShutdown   = errors.New("runner: executor shut down")
+)
+
+// New validates cfg, fills in defaults and returns a Runner. Workers are
+// started on demand, so an idle runner owns no goroutines.
+func New(cfg Config) (*Runner, error) {
+	if len(cfg.Handlers) == 0 {
+		return nil, errors.New("runner: Config.Handlers needs at least one handler")
+	}
+	handlers := make(map[string]HandlerFunc, len(cfg.Handlers))
+	for name, h := range cfg.Handlers {
+		if name == "" {
+			return nil, errors.New("runner: Config.Handlers has an empty task type")
+		}
+		if h == nil {
+			return nil, fmt.Errorf("runner: Config.Handlers[%q] is nil", name)
+		}
+		handlers[name] = h
+	}
+	cfg.Handlers = handlers
+	switch {
+	case cfg.Concurrency < 0:
+		return nil, errors.New("runner: Config.Concurrency must not be negative")
+	case cfg.Concurrency == 0:
+		cfg.Concurrency = DefaultConcurrency
+	}
+	switch {
+	case cfg.QueueSize < 0:
+		cfg.QueueSize = 0
+	case cfg.QueueSize == 0:
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.StartedMessage == "" {
+		cfg.StartedMessage = DefaultStartedMessage
+	}
+	switch {
+	case cfg.EmitTimeout < 0:
+		return nil, errors.New("runner: Config.EmitTimeout must not be negative")
+	case cfg.EmitTimeout == 0:
+		cfg.EmitTimeout = DefaultEmitTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	base, stop := context.WithCancelCause(context.Background())
+	return &Runner{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		base:    base,
+		stop:    stop,
+		jobs:    map[string]*job{},
+		drained: make(chan struct{}),
+	}, nil
+}
+
+// ValidateTask implements [taskbridge.TaskValidator]: a task type without a
+// handler is an error wrapping [taskbridge.ErrInvalidRequest], so the
+// create request fails with 400 INVALID_REQUEST before the task exists.
+func (r *Runner) ValidateTask(_ context.Context, req taskbridge.CreateTaskRequest) error {
+	if _, ok := r.cfg.Handlers[req.TaskType]; !ok {
+		return fmt.Errorf("%w: unknown taskType %q", taskbridge.ErrInvalidRequest, clip(req.TaskType, 64))
+	}
+	return nil
+}
+
+// Submit implements [taskbridge.TaskExecutor]. It only enqueues: the task
+// starts at once when a worker is free, else waits in the queue. It fails
+// with [ErrQueueFull] when the queue is full, with an error wrapping
+// [taskbridge.ErrClosed] after [Runner.Shutdown], and with
+// [ErrUnknownTaskType] for a type without a handler. A task submitted with
+// CancelRequested set is cancelled without running.
+func (r *Runner) Submit(_ context.Context, task taskbridge.Task, emit taskbridge.Emitter) error {
+	h, ok := r.cfg.Handlers[task.TaskType]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownTaskType, clip(task.TaskType, 64))
+	}
+	if emit == nil {
+		return errors.New("runner: Submit needs an emitter")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return fmt.Errorf("runner: not accepting tasks: %w", taskbridge.ErrClosed)
+	}
+	if _, dup := r.jobs[task.ID]; dup {
+		return fmt.Errorf("runner: task %s was already submitted", task.ID)
+	}
+	if r.running >= r.cfg.Concurrency && len(r.pending) >= r.cfg.QueueSize {
+		return ErrQueueFull
+	}
+	j := r.newJob(task, h, emit)
+	if task.CancelRequested {
+		j.requestCancel(task.CancelReason)
+	}
+	r.jobs[task.ID] = j
+	if r.running < r.cfg.Concurrency {
+		r.running++
+		r.wg.Add(1)
+		go r.work(j)
+	} else {
+		r.pending = append(r.pending, j)
+	}
+	return nil
+}
+
+// Cancel implements [taskbridge.TaskExecutor]. A queued task is removed from
+// the queue and ends with TASK_CANCELLED at once, without running. A
+// running task's handler context is cancelled; when the handler returns,
+// the task ends with TASK_CANCELLED whatever the handler returned
+// (cancellation wins over a late result). The reason is task.CancelReason,
+// or [DefaultCancelReason]. Cancel of a task this runner does not hold
+// (already finished, or never submitted here) does nothing.
+func (r *Runner) Cancel(ctx context.Context, task taskbridge.Task) error {
+	r.mu.Lock()
+	j := r.jobs[task.ID]
+	queued := false
+	if j != nil {
+		if i := slices.Index(r.pending, j); i >= 0 {
+			r.pending = slices.Delete(r.pending, i, i+1)
+			delete(r.jobs, task.ID)
+			queued = true
+		}
+	}
+	r.mu.Unlock()
+	switch {
+	case j == nil:
+		return nil
+	case queued:
+		j.finish()
+		return r.emitTerminal(ctx, j, cancelledPayload(task.CancelReason))
+	}
+	j.requestCancel(task.CancelReason)
+	return nil
+}
+
+// Resume implements [taskbridge.Resumer]: it hands the accepted action to
+// the handler waiting in [Suspend] on s. Handing over the same action again
+// succeeds. It fails with [ErrNotWaiting] when no handler of this runner
+// waits on s (the hand-off then stays PENDING for reconciliation); for a
+// terminal task it returns nil, since nobody can take the action any more.
+func (r *Runner) Resume(_ context.Context, task taskbridge.Task, s taskbridge.Suspension, rec taskbridge.ActionReceipt) error {
+	if task.Status.Terminal() {
+		return nil
+	}
+	r.mu.Lock()
+	j := r.jobs[task.ID]
+	r.mu.Unlock()
+	if j == nil {
+		return fmt.Errorf("%w: task %s is not running here", ErrNotWaiting, task.ID)
+	}
+	return j.deliver(s.SuspendID, actionFromReceipt(rec))
+}
+
+// CheckReady implements [taskbridge.ReadinessProbe]: the runner is ready
+// until [Runner.Shutdown] is called. A full queue does not make it unready
+// (readiness also routes streams and polls, which a busy runner still
+// serves); watch [Runner.Stats] for saturation.
+func (r *Runner) CheckReady(context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return fmt.Errorf("runner: shut down: %w", taskbridge.ErrClosed)
+	}
+	return nil
+}
+
+// Stats returns the number of running and queued tasks.
+func (r *Runner) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Stats{Running: r.running, Queued: len(r.pending)}
+}
+
+// Shutdown stops the runner gracefully. Submit fails with
+// [taskbridge.ErrClosed] from now on; the tasks already submitted, running
+// and queued, go on, and Shutdown waits for them. If ctx ends first, every
+// handler's context is cancelled and queued tasks are not started: they all
+// end with TASK_FAILED {code: EXECUTOR_SHUTDOWN, retryable: true} (or the
+// handler's result if it still completes), Shutdown waits for the handlers
+// to return and reports ctx's error. Handlers must honour ctx for this to
+// end. Safe to call twice.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	if !r.closed {
+		r.closed = true
+		if r.running == 0 {
+			close(r.drained)
+		}
+	}
+	r.mu.Unlock()
+	var err error
+	select {
+	case <-r.drained:
+	case <-ctx.Done():
+		err = fmt.Errorf("runner: shutdown cut short, running tasks cancelled: %w", ctx.Err())
+		r.stop(errShutdown)
+		<-r.drained
+	}
+	r.wg.Wait()
+	r.stop(errShutdown)
+	return err
+}
+
+// work runs j, then queued jobs until the queue is empty.
+func (r *Runner) work(j *job) {
+	defer r.wg.Done()
+	defer func() {
+		if j == nil {
+			return
+		}
+		// run did not return: the handler called runtime.Goexit (say
+		// t.FailNow). End its task and hand the queue to a new worker.
+		r.log.LogAttrs(j.ctx, slog.LevelError, "runner: task handler called runtime.Goexit", j.attrs()...)
+		userCancel, reason := j.finish()
+		_ = r.emitTerminal(j.ctx, j, r.decide(j, outcome{ran: true, panicked: true}, userCancel, reason))
+		if next := r.next(j); next != nil {
+			r.wg.Add(1)
+			go r.work(next)
+		}
+	}()
+	for j != nil {
+		r.run(j)
+		j = r.next(j)
+	}
+}
+
+// next retires the finished job j and returns the next queued job, or nil
+// after giving up the worker's slot.
+func (r *Runner) next(j *job) *job {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.jobs, j.task.ID)
+	if len(r.pending) > 0 {
+		j = r.pending[0]
+		r.pending[0] = nil
+		r.pending = r.pending[1:]
+		return j
+	}
+	r.running--
+	if r.closed && r.running == 0 {
+		close(r.drained)
+	}
+	return nil
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
