@@ -1,19 +1,26 @@
 package taskbridge_test
 
 import (
+	"encoding/json"
 	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
 )
 
-// validateEvents checks events against the protocol's event schema.
+// validateEvents checks each event, as it goes on the wire, against the
+// protocol's event schema, and that it decodes into its typed payload.
 func validateEvents(t *testing.T, events ...taskbridge.TaskEvent) {
 	t.Helper()
 	for _, ev := range events {
-		_, err := taskbridge.DecodePayload(ev)
+		raw, err := json.Marshal(ev)
+		require.NoError(t, err)
+		protocoltest.ValidateEvent(t, raw)
+		protocoltest.ValidateEvent(t, taskbridge.AppendEventJSON(nil, ev))
+		_, err = taskbridge.DecodePayload(ev)
 		require.NoError(t, err, "event %s %s", ev.EventID, ev.Type)
 	}
 }

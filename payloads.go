@@ -260,13 +260,12 @@ func EncodePayload(p Payload) (json.RawMessage, error) {
 //   - the decoded value must pass the type's Validate.
 //
 // It is deliberately stricter than the schema where a payload is ambiguous
-// (a member name repeated: readers disagree on which one counts), where
-// Validate is (non-empty
-// ids, kinds, codes, reasons and actions; a non-zero acceptedAt) and where a
-// value does not fit the Go type: a schemaVersion written other than as a
-// plain integer within int (1.0, 1e1), a date-time with a lowercase "t" or
-// "z" or a leap second, numbers beyond float64 in result, uiHints or
-// interaction.
+// (a repeated member name: readers disagree on which one counts), where
+// Validate is (non-empty ids, kinds, codes, reasons and actions; a non-zero
+// acceptedAt) and where a value does not fit the Go type: a schemaVersion
+// written other than as a plain integer within int (1.0, 1e1), a date-time
+// with a lowercase "t" or "z" or a leap second, numbers beyond float64 in
+// result, uiHints or interaction.
 func DecodePayload(e TaskEvent) (Payload, error) {
 	spec, ok := payloadSpecs[e.Type]
 	if !ok {

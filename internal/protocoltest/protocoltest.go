@@ -11,13 +11,28 @@ import (
 
 // protocolDir is the repository's protocol/ directory, found from this
 // file's location (internal/protocoltest/protocoltest.go) so that it does not
-// depend on the working directory of the test binary.
+// depend on the working directory of the test binary. When the source path
+// is unusable (a -trimpath build), it is searched for upwards from the
+// working directory instead.
 var protocolDir = func() string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return filepath.Join("..", "..", "protocol")
+	const marker = "openapi/taskbridge.openapi.yaml"
+	if _, file, _, ok := runtime.Caller(0); ok {
+		dir := filepath.Join(filepath.Dir(file), "..", "..", "protocol")
+		if _, err := os.Stat(filepath.Join(dir, marker)); err == nil {
+			return dir
+		}
 	}
-	return filepath.Join(filepath.Dir(file), "..", "..", "protocol")
+	if wd, err := os.Getwd(); err == nil {
+		for dir := wd; ; dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "protocol", marker)); err == nil {
+				return filepath.Join(dir, "protocol")
+			}
+			if filepath.Dir(dir) == dir {
+				break
+			}
+		}
+	}
+	return "protocol"
 }()
 
 // Dir returns the path of the repository's protocol/ directory.
