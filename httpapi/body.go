@@ -1,0 +1,222 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// maxIDBytes bounds client-chosen identifiers (clientRequestId, taskType,
+// clientActionId, suspendId, actionType), as the service does.
+const maxIDBytes = 255
+
+// statusError is an error with an HTTP status and protocol code chosen by
+// this package, for the few cases [taskbridge.HTTPError] has no mapping for
+// (413 for JSON bodies, 404 and 405 for routing).
+type statusError struct {
+	status  int
+	code    string
+	msg     string
+	details map[string]any
+}
+
+func (e *statusError) Error() string { return "httpapi: " + e.msg }
+
+func invalidRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
+}
+
+// readJSONBody reads at most limit bytes of r's body. A longer body fails
+// with 413. A non-empty body must not be declared as anything but JSON: a
+// missing Content-Type is accepted, but text/plain or form types (what a
+// cross-site form or fetch can send without a CORS preflight) are 400.
+func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	b, err := readBody(w, r, limit)
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return b, err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || !isJSONMediaType(mt) {
+			return nil, &statusError{
+				status: http.StatusBadRequest, code: taskbridge.CodeInvalidRequest,
+				msg: "Content-Type must be application/json",
+			}
+		}
+	}
+	return b, nil
+}
+
+// readJSONObject reads a body that must be one JSON object.
+func readJSONObject(w http.ResponseWriter, r *http.Request, limit int64) (jsonObject, error) {
+	body, err := readJSONBody(w, r, limit)
+	if err != nil {
+		return nil, err
+	}
+	return decodeJSONObject(body)
+}
+
+// readBody reads at most limit bytes of r's body. A longer body fails with
+// 413.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	tooLarge := &statusError{
+		status: http.StatusRequestEntityTooLarge, code: taskbridge.CodeInvalidRequest,
+		msg:     "Request body exceeds " + strconv.FormatInt(limit, 10) + " bytes",
+		details: map[string]any{"limitBytes": limit},
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooLarge
+		}
+		return nil, invalidRequest("reading the request body failed")
+	}
+	return b, nil
+}
+
+// jsonObject is a decoded JSON object whose members are checked one by one.
+type jsonObject map[string]json.RawMessage
+
+// decodeJSONObject parses body, which must be exactly one JSON object:
+// malformed JSON, trailing data and other top-level types are 400
+// INVALID_REQUEST.
+func decodeJSONObject(body []byte) (jsonObject, error) {
+	body = bytes.TrimSpace(body)
+	if len(body) == 0 {
+		return nil, invalidRequest("request body is empty; expected a JSON object")
+	}
+	if !json.Valid(body) {
+		return nil, invalidRequest("request body is not valid JSON")
+	}
+	if body[0] != '{' {
+		return nil, invalidRequest("request body must be a JSON object")
+	}
+	var obj jsonObject
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return nil, invalidRequest("request body is not valid JSON")
+	}
+	return obj, nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(raw) == "null" }
+
+// requiredID reads a required, non-blank string member of at most
+// maxIDBytes.
+func (o jsonObject) requiredID(verr *taskbridge.ValidationError, name string) string {
+	raw, ok := o[name]
+	if !ok || isNull(raw) {
+		verr.Add(name, "is required")
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		verr.Add(name, "must be a string")
+		return ""
+	}
+	checkID(verr, name, s)
+	return s
+}
+
+// checkID validates a required identifier's value.
+func checkID(verr *taskbridge.ValidationError, name, s string) {
+	switch {
+	case strings.TrimSpace(s) == "":
+		verr.Add(name, "must not be empty")
+	case len(s) > maxIDBytes:
+		verr.Add(name, "must be at most %d bytes", maxIDBytes)
+	}
+}
+
+// optionalString reads an optional string member; null counts as absent.
+func (o jsonObject) optionalString(verr *taskbridge.ValidationError, name string) string {
+	raw, ok := o[name]
+	if !ok || isNull(raw) {
+		return ""
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		verr.Add(name, "must be a string")
+	}
+	return s
+}
+
+// optionalObject reads an optional JSON object member; null counts as
+// absent and gives nil.
+func (o jsonObject) optionalObject(verr *taskbridge.ValidationError, name string) json.RawMessage {
+	raw, ok := o[name]
+	if !ok || isNull(raw) {
+		return nil
+	}
+	if raw[0] != '{' {
+		verr.Add(name, "must be a JSON object")
+		return nil
+	}
+	return raw
+}
+
+// rejectUnknown reports every member not in known, in name order.
+func (o jsonObject) rejectUnknown(verr *taskbridge.ValidationError, known ...string) {
+	var unknown []string
+	for name := range o {
+		if !slices.Contains(known, name) {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		verr.Add(name, "is not allowed")
+	}
+}
+
+// jsonObjectText parses a multipart text part that must hold a JSON object.
+// Empty text counts as absent.
+func jsonObjectText(verr *taskbridge.ValidationError, name string, text []byte) json.RawMessage {
+	text = bytes.TrimSpace(text)
+	if len(text) == 0 {
+		return nil
+	}
+	if !json.Valid(text) {
+		verr.Add(name, "must be a JSON object (the part is not valid JSON)")
+		return nil
+	}
+	if text[0] != '{' {
+		verr.Add(name, "must be a JSON object")
+		return nil
+	}
+	return json.RawMessage(text)
+}
+
+// textField validates a multipart text part as a required identifier.
+func textField(verr *taskbridge.ValidationError, name string, vals [][]byte) string {
+	switch len(vals) {
+	case 0:
+		verr.Add(name, "is required")
+		return ""
+	case 1:
+	default:
+		verr.Add(name, "must be given once")
+		return ""
+	}
+	if !utf8.Valid(vals[0]) {
+		verr.Add(name, "must be UTF-8 text")
+		return ""
+	}
+	s := string(vals[0])
+	checkID(verr, name, s)
+	return s
+}

@@ -1,0 +1,204 @@
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// Config configures a [Handler]. A zero field means its default.
+type Config struct {
+	// Auth authenticates every request except the health and readiness
+	// probes. Required: New fails without it. A request it does not
+	// authenticate gets 401 AUTHENTICATION_ERROR.
+	Auth taskbridge.AuthContextResolver
+
+	// Paths overrides the route paths. Zero fields keep their defaults.
+	Paths Paths
+
+	// Stream, when set, serves GET Paths.Stream (the sse package's handler).
+	// When nil the stream path answers 404.
+	Stream http.Handler
+	// WebSocket, when set, serves GET Paths.WebSocket (the ws package's
+	// handler). When nil the path is not routed specially.
+	//
+	// Requests handed to Stream and WebSocket are passed on unchanged (same
+	// r.URL.Path, same context) and are not authenticated by this handler:
+	// those handlers authenticate themselves. For the stream route the
+	// matched task id is available as r.PathValue("taskId").
+	WebSocket http.Handler
+
+	// Uploads limits multipart uploads on the create route.
+	Uploads UploadLimits
+	// UploadPolicy is asked about every file part before its bytes are
+	// read. Defaults to [taskbridge.AllowAllUploads].
+	UploadPolicy taskbridge.UploadPolicy
+	// Sink stores uploaded files. Defaults to a [TempDirSink] spooling to
+	// os.TempDir().
+	Sink AttachmentSink
+
+	// MaxJSONBytes bounds JSON request bodies and every non-file part of a
+	// multipart request. A larger body gets 413. Defaults to 1 MiB.
+	MaxJSONBytes int64
+	// ReadyTimeout bounds the readiness check behind the readiness route.
+	// Defaults to 5s.
+	ReadyTimeout time.Duration
+}
+
+// Paths are the routes a [Handler] serves, relative to where it is mounted.
+// Paths containing {taskId} must hold it as one whole segment, exactly
+// once; the others must not hold it. A zero field keeps its default.
+type Paths struct {
+	// Tasks serves POST (create a task) and GET (list the caller's tasks).
+	// Defaults to "/api/v1/tasks".
+	Tasks string
+	// Task serves GET (a task's snapshot). Defaults to
+	// "/api/v1/tasks/{taskId}".
+	Task string
+	// Events serves GET (poll events). Defaults to
+	// "/api/v1/tasks/{taskId}/events".
+	Events string
+	// Stream is where Config.Stream is mounted (GET). Defaults to
+	// "/api/v1/tasks/{taskId}/events/stream".
+	Stream string
+	// Cancel serves POST (request cancellation). Defaults to
+	// "/api/v1/tasks/{taskId}/cancel".
+	Cancel string
+	// Actions serves POST (submit an action). Defaults to
+	// "/api/v1/tasks/{taskId}/actions".
+	Actions string
+	// WebSocket is where Config.WebSocket is mounted (GET). Defaults to
+	// "/api/v1/tasks/ws".
+	WebSocket string
+	// Health serves GET and HEAD, unauthenticated: 200 {"status":"ok"}.
+	// Defaults to "/health".
+	Health string
+	// Ready serves GET and HEAD, unauthenticated: the service's readiness
+	// report, 200 when ready and 503 when not. Defaults to "/ready".
+	Ready string
+}
+
+// DefaultPaths returns the protocol's default route paths.
+func DefaultPaths() Paths {
+	return Paths{
+		Tasks:     "/api/v1/tasks",
+		Task:      "/api/v1/tasks/{taskId}",
+		Events:    "/api/v1/tasks/{taskId}/events",
+		Stream:    "/api/v1/tasks/{taskId}/events/stream",
+		Cancel:    "/api/v1/tasks/{taskId}/cancel",
+		Actions:   "/api/v1/tasks/{taskId}/actions",
+		WebSocket: "/api/v1/tasks/ws",
+		Health:    "/health",
+		Ready:     "/ready",
+	}
+}
+
+// UploadLimits bounds multipart create requests. They are enforced while the
+// body is read, so an oversized request is refused after reading at most a
+// few KiB beyond the limit. A zero field means its default.
+type UploadLimits struct {
+	// MaxFileBytes bounds each file. A larger file gets 413
+	// UPLOAD_VALIDATION_ERROR. Defaults to 10 MiB.
+	MaxFileBytes int64
+	// MaxRequestBytes bounds the whole multipart body, files and text parts
+	// together. A larger body gets 413 UPLOAD_VALIDATION_ERROR. Defaults to
+	// 32 MiB, or MaxFileBytes + 1 MiB if that is larger.
+	MaxRequestBytes int64
+	// MaxFiles bounds the number of file parts. More get 400
+	// UPLOAD_VALIDATION_ERROR. Defaults to 10.
+	MaxFiles int
+	// AllowedContentTypes lists the media types files may declare, such as
+	// "image/png", or "image/*" for a whole type; matching ignores case and
+	// parameters. A file with another type gets 400
+	// UPLOAD_VALIDATION_ERROR. Empty allows every type.
+	AllowedContentTypes []string
+}
+
+// Default limits.
+const (
+	DefaultMaxFileBytes    int64 = 10 << 20
+	DefaultMaxRequestBytes int64 = 32 << 20
+	DefaultMaxFiles              = 10
+	DefaultMaxJSONBytes    int64 = 1 << 20
+	DefaultReadyTimeout          = 5 * time.Second
+)
+
+// withDefaults validates cfg and fills in its defaults.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.Auth == nil {
+		return cfg, errors.New("httpapi: Config.Auth is required")
+	}
+	if cfg.UploadPolicy == nil {
+		cfg.UploadPolicy = taskbridge.AllowAllUploads{}
+	}
+	if cfg.Sink == nil {
+		cfg.Sink = &TempDirSink{}
+	}
+	if cfg.MaxJSONBytes < 0 || cfg.Uploads.MaxFileBytes < 0 || cfg.Uploads.MaxRequestBytes < 0 ||
+		cfg.Uploads.MaxFiles < 0 || cfg.ReadyTimeout < 0 {
+		return cfg, errors.New("httpapi: limits and timeouts must not be negative")
+	}
+	if cfg.MaxJSONBytes == 0 {
+		cfg.MaxJSONBytes = DefaultMaxJSONBytes
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	u := &cfg.Uploads
+	if u.MaxFileBytes == 0 {
+		u.MaxFileBytes = DefaultMaxFileBytes
+	}
+	if u.MaxRequestBytes == 0 {
+		u.MaxRequestBytes = max(DefaultMaxRequestBytes, u.MaxFileBytes+1<<20)
+	}
+	if u.MaxFiles == 0 {
+		u.MaxFiles = DefaultMaxFiles
+	}
+	types := make([]string, 0, len(u.AllowedContentTypes))
+	for _, t := range u.AllowedContentTypes {
+		t = strings.ToLower(strings.TrimSpace(t))
+		if t == "" || strings.Count(t, "/") != 1 || strings.HasPrefix(t, "/") || strings.HasSuffix(t, "/") {
+			return cfg, fmt.Errorf("httpapi: invalid allowed content type %q", t)
+		}
+		types = append(types, t)
+	}
+	u.AllowedContentTypes = types
+
+	def := DefaultPaths()
+	p := &cfg.Paths
+	for _, f := range []struct {
+		val  *string
+		def  string
+		name string
+	}{
+		{&p.Tasks, def.Tasks, "Tasks"}, {&p.Task, def.Task, "Task"}, {&p.Events, def.Events, "Events"},
+		{&p.Stream, def.Stream, "Stream"}, {&p.Cancel, def.Cancel, "Cancel"}, {&p.Actions, def.Actions, "Actions"},
+		{&p.WebSocket, def.WebSocket, "WebSocket"}, {&p.Health, def.Health, "Health"}, {&p.Ready, def.Ready, "Ready"},
+	} {
+		if *f.val == "" {
+			*f.val = f.def
+		}
+		wantParam := strings.Contains(f.def, "{taskId}")
+		if err := checkPath(*f.val, wantParam); err != nil {
+			return cfg, fmt.Errorf("httpapi: Paths.%s: %w", f.name, err)
+		}
+	}
+	return cfg, nil
+}
+
+// allowedType reports whether the lower-case media type mt is allowed.
+func (u UploadLimits) allowedType(mt string) bool {
+	if len(u.AllowedContentTypes) == 0 {
+		return true
+	}
+	for _, t := range u.AllowedContentTypes {
+		if t == mt || (strings.HasSuffix(t, "/*") && strings.HasPrefix(mt, t[:len(t)-1])) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,176 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
+)
+
+// Handler serves the TaskBridge HTTP API for one [taskbridge.Service]. It is
+// a plain http.Handler: mount it at the root of a chi router
+// (r.Mount("/", h)), under a prefix (r.Mount("/tb", h)), or in an
+// http.ServeMux (mux.Handle("/", h), or mux.Handle("/tb/",
+// http.StripPrefix("/tb", h))). Routes are matched relative to the mount
+// point. Every response it writes itself is JSON; every error is the
+// protocol error envelope.
+type Handler struct {
+	svc    *taskbridge.Service
+	cfg    Config
+	log    *slog.Logger
+	router router
+}
+
+// New validates cfg, fills in its defaults and returns the handler.
+func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
+	if svc == nil {
+		return nil, errors.New("httpapi: service is required")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger()}
+	p := cfg.Paths
+	routes := []routeDef{
+		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
+		{http.MethodGet, p.Tasks, h.authed(h.listTasks)},
+		{http.MethodGet, p.Task, h.authed(h.getTask)},
+		{http.MethodGet, p.Events, h.authed(h.pollEvents)},
+		{http.MethodPost, p.Cancel, h.authed(h.cancelTask)},
+		{http.MethodPost, p.Actions, h.authed(h.submitAction)},
+		{http.MethodGet, p.Health, h.health},
+		{http.MethodHead, p.Health, h.health},
+		{http.MethodGet, p.Ready, h.ready},
+		{http.MethodHead, p.Ready, h.ready},
+	}
+	if cfg.Stream != nil {
+		routes = append(routes, routeDef{http.MethodGet, p.Stream, delegate(cfg.Stream)})
+	}
+	if cfg.WebSocket != nil {
+		routes = append(routes, routeDef{http.MethodGet, p.WebSocket, delegate(cfg.WebSocket)})
+	}
+	for _, rt := range routes {
+		if err := h.router.handle(rt.method, rt.path, rt.fn); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+type routeDef struct {
+	method, path string
+	fn           routeFunc
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var (
+		pat    *pattern
+		taskID string
+	)
+	for _, p := range routePaths(r) {
+		if pat, taskID = h.router.match(p); pat != nil {
+			break
+		}
+	}
+	if pat == nil {
+		h.writeError(w, r, &statusError{
+			status: http.StatusNotFound, code: taskbridge.CodeInvalidRequest,
+			msg: "No such route", details: map[string]any{},
+		})
+		return
+	}
+	fn, ok := pat.methods[r.Method]
+	if !ok {
+		w.Header().Set("Allow", pat.allow())
+		h.writeError(w, r, &statusError{
+			status: http.StatusMethodNotAllowed, code: taskbridge.CodeInvalidRequest,
+			msg: "Method " + r.Method + " is not allowed here", details: map[string]any{},
+		})
+		return
+	}
+	fn(w, r, taskID)
+}
+
+// delegate passes a request on to a streaming handler, with the matched task
+// id available as r.PathValue("taskId").
+func delegate(next http.Handler) routeFunc {
+	return func(w http.ResponseWriter, r *http.Request, taskID string) {
+		if taskID != "" {
+			r = r.Clone(r.Context()) // leave the caller's request (and its path values) alone
+			r.SetPathValue("taskId", taskID)
+		}
+		next.ServeHTTP(w, r)
+	}
+}
+
+// authedFunc is a route handler that runs for an authenticated caller.
+type authedFunc func(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string)
+
+// authed authenticates the request before fn runs: 401 without valid
+// credentials. A task id the protocol cannot issue gets 404 at once.
+func (h *Handler) authed(fn authedFunc) routeFunc {
+	return func(w http.ResponseWriter, r *http.Request, taskID string) {
+		auth, err := httpx.Authenticate(h.cfg.Auth, r)
+		if err != nil {
+			h.fail(w, r, "auth", err, slog.String("taskId", taskID))
+			return
+		}
+		if taskID != "" && !taskbridge.ValidTaskID(taskID) {
+			h.writeError(w, r, taskbridge.ErrTaskNotFound)
+			return
+		}
+		fn(w, r, auth, taskID)
+	}
+}
+
+// writeError writes err as the protocol error envelope and returns its HTTP
+// status and code. A request whose context ended (the client went away, the
+// server is stopping) gets 503, never 500.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) (int, string) {
+	var se *statusError
+	if errors.As(err, &se) {
+		details := se.details
+		if details == nil {
+			details = map[string]any{}
+		}
+		httpx.WriteJSON(w, se.status, taskbridge.ErrorEnvelope{
+			Code: se.code, Message: se.msg, Details: details, Timestamp: h.svc.Now(),
+		})
+		return se.status, se.code
+	}
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		return h.writeError(w, r, &statusError{
+			status: http.StatusServiceUnavailable, code: taskbridge.CodeUnavailable,
+			msg: "The request was cancelled",
+		})
+	}
+	httpx.WriteError(w, r, h.log, h.svc.Now(), err)
+	status, code, _ := taskbridge.HTTPError(err)
+	return status, code
+}
+
+// fail writes err and logs the failed operation.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, op string, err error, attrs ...slog.Attr) {
+	status, code := h.writeError(w, r, err)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelWarn
+	}
+	h.logOp(r, level, op, code, append(attrs, slog.Int("status", status))...)
+}
+
+// logOp logs one operation's outcome with the protocol's log fields. It
+// never logs payload contents.
+func (h *Handler) logOp(r *http.Request, level slog.Level, op, outcome string, attrs ...slog.Attr) {
+	ctx := r.Context()
+	if !h.log.Enabled(ctx, level) {
+		return
+	}
+	attrs = append(attrs, slog.String("transport", "http"), slog.String("outcome", outcome))
+	h.log.LogAttrs(ctx, level, "taskbridge: http "+op, attrs...)
+}

@@ -1,0 +1,232 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
+)
+
+// Poll parameter defaults, as in the OpenAPI document.
+const (
+	defaultWaitTimeoutMs = 25000
+	maxWaitTimeoutMs     = int64(taskbridge.MaxWaitTimeout / time.Millisecond)
+	// pollWriteMargin is the time a long poll has to write its answer after
+	// waiting.
+	pollWriteMargin = 30 * time.Second
+)
+
+// Action request members (the schema allows no others).
+const (
+	fieldClientActionID = "clientActionId"
+	fieldSuspendID      = "suspendId"
+	fieldActionType     = "actionType"
+	fieldPayload        = "payload"
+)
+
+// pollEvents serves GET Paths.Events: afterEventId (absent or empty: from
+// the start), waitTimeoutMs 0..60000 (default 25000) and maxEvents 1..500
+// (default 100). The wait ends early when the client goes away. The write
+// deadline is extended to cover the wait.
+func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
+	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
+	q := r.URL.Query()
+	var verr taskbridge.ValidationError
+	waitMs := intParam(&verr, q, "waitTimeoutMs", 0, maxWaitTimeoutMs, defaultWaitTimeoutMs)
+	maxEvents := intParam(&verr, q, "maxEvents", 1, taskbridge.MaxMaxEvents, taskbridge.DefaultMaxEvents)
+	if err := verr.Err(); err != nil {
+		h.fail(w, r, "poll", err, attrs...)
+		return
+	}
+	wait := time.Duration(waitMs) * time.Millisecond
+	if wait > 0 {
+		// A host's http.Server.WriteTimeout must not cut a long poll short:
+		// allow the wait plus time to write the answer. Writers that do not
+		// support deadlines are left alone.
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + pollWriteMargin))
+	}
+	resp, err := h.svc.PollEvents(r.Context(), auth, taskID, taskbridge.PollRequest{
+		AfterEventID: q.Get("afterEventId"),
+		MaxEvents:    int(maxEvents),
+		WaitTimeout:  wait,
+	})
+	if err != nil {
+		h.fail(w, r, "poll", err, attrs...)
+		return
+	}
+	if resp.Events == nil {
+		resp.Events = []taskbridge.TaskEvent{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, resp)
+	h.logOp(r, slog.LevelDebug, "poll", "ok", append(attrs, slog.Int("events", len(resp.Events)))...)
+}
+
+// intParam reads an optional integer query parameter in [lo, hi].
+func intParam(verr *taskbridge.ValidationError, q url.Values, name string, lo, hi, def int64) int64 {
+	vals, ok := q[name]
+	if !ok || len(vals) == 0 {
+		return def
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(vals[0]), 10, 64)
+	if err != nil && !errors.Is(err, strconv.ErrRange) {
+		verr.Add(name, "must be an integer")
+		return def
+	}
+	if err != nil || n < lo || n > hi {
+		verr.Add(name, "must be between %d and %d", lo, hi)
+		return def
+	}
+	return n
+}
+
+// cancelTask serves POST Paths.Cancel. The body is optional: none, empty,
+// null, {} or {"reason": "..."} (reason may be null). Always 202 on success.
+func (h *Handler) cancelTask(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
+	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
+	body, err := readJSONBody(w, r, h.cfg.MaxJSONBytes)
+	if err != nil {
+		h.fail(w, r, "cancel", err, attrs...)
+		return
+	}
+	var req taskbridge.CancelRequest
+	if b := bytes.TrimSpace(body); len(b) > 0 && string(b) != "null" {
+		obj, err := decodeJSONObject(b)
+		if err != nil {
+			h.fail(w, r, "cancel", err, attrs...)
+			return
+		}
+		var verr taskbridge.ValidationError
+		req.Reason = obj.optionalString(&verr, "reason")
+		if err := verr.Err(); err != nil {
+			h.fail(w, r, "cancel", err, attrs...)
+			return
+		}
+	}
+	resp, err := h.svc.CancelTask(r.Context(), auth, taskID, req)
+	if err != nil {
+		h.fail(w, r, "cancel", err, attrs...)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusAccepted, resp)
+	h.logOp(r, slog.LevelDebug, "cancel", string(resp.Status), attrs...)
+}
+
+// submitAction serves POST Paths.Actions. The body follows
+// task_client_action.schema.json: unknown members are 422.
+func (h *Handler) submitAction(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
+	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
+	obj, err := readJSONObject(w, r, h.cfg.MaxJSONBytes)
+	if err != nil {
+		h.fail(w, r, "action", err, attrs...)
+		return
+	}
+	var verr taskbridge.ValidationError
+	req := taskbridge.ActionRequest{
+		ClientActionID: obj.requiredID(&verr, fieldClientActionID),
+		SuspendID:      obj.requiredID(&verr, fieldSuspendID),
+		ActionType:     obj.requiredID(&verr, fieldActionType),
+		Payload:        obj.optionalObject(&verr, fieldPayload),
+		Metadata:       obj.optionalObject(&verr, fieldMetadata),
+	}
+	obj.rejectUnknown(&verr, fieldClientActionID, fieldSuspendID, fieldActionType, fieldPayload, fieldMetadata)
+	attrs = append(attrs, slog.String("clientActionId", req.ClientActionID), slog.String("suspendId", req.SuspendID))
+	if err := verr.Err(); err != nil {
+		h.fail(w, r, "action", err, attrs...)
+		return
+	}
+	resp, err := h.svc.SubmitAction(r.Context(), auth, taskID, req)
+	if err != nil {
+		h.fail(w, r, "action", err, attrs...)
+		return
+	}
+	status := http.StatusAccepted
+	if resp.Status == taskbridge.ActionDeduplicated {
+		status = http.StatusOK
+	}
+	httpx.WriteJSON(w, status, resp)
+	h.logOp(r, slog.LevelDebug, "action", string(resp.Status), attrs...)
+}
+
+// getTask serves GET Paths.Task: the task's snapshot.
+func (h *Handler) getTask(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
+	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
+	snap, err := h.svc.GetTask(r.Context(), auth, taskID)
+	if err != nil {
+		h.fail(w, r, "get", err, attrs...)
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, snap)
+	h.logOp(r, slog.LevelDebug, "get", "ok", attrs...)
+}
+
+// listTasks serves GET Paths.Tasks: limit 1..100 (default 20), an opaque
+// cursor, and status filters given as repeated parameters and/or
+// comma-separated lists (case-insensitive).
+func (h *Handler) listTasks(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, _ string) {
+	attrs := []slog.Attr{slog.String("userId", auth.Subject)}
+	q := r.URL.Query()
+	var verr taskbridge.ValidationError
+	req := taskbridge.ListTasksRequest{
+		Limit:  int(intParam(&verr, q, "limit", 1, taskbridge.MaxListLimit, taskbridge.DefaultListLimit)),
+		Cursor: q.Get("cursor"),
+	}
+	for _, v := range q["status"] {
+		for s := range strings.SplitSeq(v, ",") {
+			st := taskbridge.TaskStatus(strings.ToUpper(strings.TrimSpace(s)))
+			switch {
+			case st == "":
+			case !st.Valid():
+				verr.Add("status", "unknown status %q", truncate(strings.TrimSpace(s), 32))
+			default:
+				req.Statuses = append(req.Statuses, st)
+			}
+		}
+	}
+	if err := verr.Err(); err != nil {
+		h.fail(w, r, "list", err, attrs...)
+		return
+	}
+	list, err := h.svc.ListTasks(r.Context(), auth, req)
+	if err != nil {
+		h.fail(w, r, "list", err, attrs...)
+		return
+	}
+	if list.Tasks == nil {
+		list.Tasks = []taskbridge.TaskSummary{}
+	}
+	httpx.WriteJSON(w, http.StatusOK, list)
+	h.logOp(r, slog.LevelDebug, "list", "ok", append(attrs, slog.Int("tasks", len(list.Tasks)))...)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// health serves the liveness probe.
+func (h *Handler) health(w http.ResponseWriter, _ *http.Request, _ string) {
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// ready serves the readiness probe: the service's composite readiness
+// report, 200 when ready and 503 when not.
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request, _ string) {
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ReadyTimeout)
+	defer cancel()
+	rep := h.svc.Readiness().Check(ctx)
+	status := http.StatusOK
+	if !rep.Ready() {
+		status = http.StatusServiceUnavailable
+	}
+	httpx.WriteJSON(w, status, rep)
+}
