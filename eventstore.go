@@ -19,7 +19,7 @@ type EventStore interface {
 	// EventID assigned. In the same atomic step it applies [NextStatus] to
 	// the task, sets the task's Status, LastSeq and UpdatedAt
 	// (= ev.CreatedAt) and, for a terminal event, moves the task's OPEN
-	// suspensions to CANCELLED.
+	// suspensions to CANCELLED with ClosedAt = ev.CreatedAt.
 	//
 	// It fails with [ErrTaskNotFound] for an unknown task, [ErrTaskTerminal]
 	// or [ErrInvalidTransition] when NextStatus refuses, and
@@ -40,8 +40,10 @@ type EventStore interface {
 	// Watch registers notify to be called after events are appended to
 	// taskID, until stop is called. Every append that succeeds after Watch
 	// returns is followed by at least one call; calls may be coalesced or
-	// spurious, so the watcher re-reads the log. notify must not block.
-	// stop is idempotent, and no call starts after it returns.
+	// spurious, so the watcher re-reads the log, but appends to other tasks
+	// do not call it. A task that does not exist yet may be watched.
+	// notify must not block, call stop or call back into the store. stop is
+	// idempotent, and no call starts after it returns.
 	Watch(taskID string, notify func()) (stop func())
 }
 

@@ -699,6 +699,7 @@ type hbGroup struct {
 	mu      sync.Mutex
 	members map[*Subscription]struct{}
 	running bool
+	empty   chan struct{} // signalled when the last member leaves
 }
 
 func (g *hbGroup) add(sub *Subscription) {
@@ -707,14 +708,25 @@ func (g *hbGroup) add(sub *Subscription) {
 	g.members[sub] = struct{}{}
 	if !g.running {
 		g.running = true
+		if g.empty == nil {
+			g.empty = make(chan struct{}, 1)
+		}
 		g.h.wg.Add(1)
 		go g.run()
 	}
 }
 
+// remove drops sub; the scheduler goroutine exits at once when it was the
+// last member, so no goroutine outlives the streams.
 func (g *hbGroup) remove(sub *Subscription) {
 	g.mu.Lock()
 	delete(g.members, sub)
+	if len(g.members) == 0 && g.running {
+		select {
+		case g.empty <- struct{}{}:
+		default:
+		}
+	}
 	g.mu.Unlock()
 }
 
@@ -729,6 +741,7 @@ func (g *hbGroup) run() {
 	for {
 		select {
 		case <-ticker.C:
+		case <-g.empty:
 		case <-g.h.ctx.Done():
 			g.mu.Lock()
 			g.running = false
@@ -739,6 +752,11 @@ func (g *hbGroup) run() {
 		g.mu.Lock()
 		if len(g.members) == 0 {
 			g.running = false
+			// Drop a stale signal so the next run does not exit at once.
+			select {
+			case <-g.empty:
+			default:
+			}
 			g.mu.Unlock()
 			return
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/memstore"
@@ -386,4 +387,33 @@ func BenchmarkFanOut(b *testing.B) {
 			_ = svc.Shutdown(ctx)
 		})
 	}
+}
+
+// TestNoGoroutinesOutliveStreams checks that the hub's goroutines (topic
+// fetchers, heartbeat schedulers) end with the last subscription, without a
+// service shutdown. It is not parallel: goleak looks at every goroutine.
+func TestNoGoroutinesOutliveStreams(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	ctx := context.Background()
+	store := memstore.New(memstore.Config{})
+	defer store.Close()
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
+	require.NoError(t, err)
+	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "t"})
+	require.NoError(t, err)
+	em := svc.Emitter(resp.TaskID)
+	_, err = em.Emit(ctx, taskbridge.StartedPayload{})
+	require.NoError(t, err)
+
+	sub, err := svc.Subscribe(ctx, alice, resp.TaskID, "", taskbridge.SubscribeOpts{Transport: "sse", HeartbeatInterval: time.Hour})
+	require.NoError(t, err)
+	_, err = next(t, sub)
+	require.NoError(t, err)
+	_, err = em.Emit(ctx, taskbridge.MessagePayload{Message: "live"})
+	require.NoError(t, err)
+	frames, err := next(t, sub)
+	require.NoError(t, err)
+	require.Len(t, frames, 1)
+	sub.Close()
+	goleak.VerifyNone(t, ignore)
 }

@@ -30,13 +30,15 @@ type TaskRegistry interface {
 
 	// RequestCancel records a cancellation request on a non-terminal task:
 	// it sets CancelRequested, keeps the first request's reason and returns
-	// first=true only for the call that set it. For a terminal task it
-	// returns the task unchanged with first=false.
+	// first=true only for the call that set it; that call also sets
+	// UpdatedAt to now. For a terminal task it returns the task unchanged
+	// with first=false.
 	RequestCancel(ctx context.Context, taskID, reason string, now time.Time) (t Task, first bool, err error)
 
-	// DeleteTerminalTasks removes up to limit tasks that reached a terminal
-	// status before the given time, together with their events, suspensions
-	// and receipts, and returns how many it removed.
+	// DeleteTerminalTasks removes up to limit tasks whose terminal event
+	// was created strictly before the given time, together with their
+	// events, suspensions and receipts, and returns how many it removed.
+	// Deleting a task frees its (OwnerID, ClientRequestID) key.
 	DeleteTerminalTasks(ctx context.Context, before time.Time, limit int) (int, error)
 }
 

@@ -95,14 +95,18 @@ type AcceptResult struct {
 }
 
 // SuspensionStore keeps suspensions and action receipts. Its two writes that
-// touch the event log are atomic with their event append.
+// touch the event log are atomic with their event append, and notify
+// watchers like [EventStore.Append]. Methods taking a limit fail with
+// [ErrInvalidRequest] when it is below 1.
 type SuspensionStore interface {
 	// OpenSuspension records s as OPEN and appends ev (its TASK_SUSPENDED
 	// event) in one atomic step, applying [NextStatus] like
 	// [EventStore.Append]. It fails with [ErrDuplicateSuspension] when the
-	// task already has a suspension with s.SuspendID, and with the errors
-	// of Append. It returns the stored suspension (Status OPEN, EventSeq and
-	// CreatedAt = ev.CreatedAt set) and the appended event.
+	// task already has a suspension with s.SuspendID, with [ErrInvalidEvent]
+	// when ev is not a TASK_SUSPENDED event of s.TaskID, and with the errors
+	// of Append. It returns the stored suspension (Status OPEN,
+	// ResumeStatus NONE, EventSeq and CreatedAt = ev.CreatedAt set) and the
+	// appended event.
 	OpenSuspension(ctx context.Context, s Suspension, ev TaskEvent) (Suspension, TaskEvent, error)
 
 	// GetSuspension returns a suspension or [ErrSuspensionNotFound]
@@ -117,38 +121,40 @@ type SuspensionStore interface {
 	//   - a receipt for (task, clientActionId) exists: same Fingerprint →
 	//     DEDUPLICATED, different → error [ErrIdempotencyConflict];
 	//   - the suspension is EXPIRED, or OPEN with ExpiresAt <= a.Now (it is
-	//     then moved to EXPIRED) → REJECTED_EXPIRED;
+	//     then moved to EXPIRED with ClosedAt = a.Now) → REJECTED_EXPIRED;
 	//   - the suspension is not OPEN or the task is terminal →
 	//     REJECTED_ALREADY_RESOLVED;
 	//   - otherwise ACCEPTED: the suspension becomes RESOLVED with
 	//     ResolvedActionID, ClosedAt = a.Now and ResumeStatus PENDING, the
 	//     receipt is stored and a.Event is appended.
 	// Unknown task or suspension fail with [ErrTaskNotFound] or
-	// [ErrSuspensionNotFound].
+	// [ErrSuspensionNotFound]; an a.Event that is not a TASK_ACTION_ACCEPTED
+	// event of the task fails with [ErrInvalidEvent].
 	AcceptAction(ctx context.Context, a ActionAttempt) (AcceptResult, error)
 
 	// CloseSuspension moves an OPEN suspension to status (EXPIRED or
-	// CANCELLED) at now. It returns the suspension and changed=true, or the
-	// unchanged suspension and changed=false if it was no longer OPEN.
+	// CANCELLED) with ClosedAt = now. It returns the suspension and
+	// changed=true, or the unchanged suspension and changed=false if it was
+	// no longer OPEN. Other statuses fail with [ErrInvalidTransition].
 	CloseSuspension(ctx context.Context, taskID, suspendID string, status SuspensionStatus, now time.Time) (s Suspension, changed bool, err error)
 
 	// ExpireSuspensions moves up to limit OPEN suspensions with
-	// ExpiresAt <= now to EXPIRED and returns them.
+	// ExpiresAt <= now to EXPIRED with ClosedAt = now and returns them.
 	ExpireSuspensions(ctx context.Context, now time.Time, limit int) ([]Suspension, error)
 
 	// ListPendingResumes returns up to limit RESOLVED suspensions whose
-	// ResumeStatus is PENDING, oldest first.
+	// ResumeStatus is PENDING, oldest ClosedAt first.
 	ListPendingResumes(ctx context.Context, limit int) ([]Suspension, error)
 
 	// MarkResumeDispatched sets a suspension's ResumeStatus to DISPATCHED.
 	MarkResumeDispatched(ctx context.Context, taskID, suspendID string) error
 
 	// GetReceipt returns the receipt for (taskID, clientActionID) or
-	// [ErrReceiptNotFound].
+	// [ErrReceiptNotFound] ([ErrTaskNotFound] if the task is unknown).
 	GetReceipt(ctx context.Context, taskID, clientActionID string) (ActionReceipt, error)
 
-	// DeleteReceipts removes up to limit receipts created before the given
-	// time, except those whose suspension still has a PENDING resume, and
+	// DeleteReceipts removes up to limit receipts created strictly before
+	// the given time, except those whose suspension still has a PENDING resume, and
 	// returns how many it removed.
 	DeleteReceipts(ctx context.Context, before time.Time, limit int) (int, error)
 }

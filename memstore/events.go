@@ -65,15 +65,24 @@ func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskb
 	return ev, nil
 }
 
-// trim drops all but the newest keep events. ts.mu must be held.
+// trim drops all but the newest keep events. ts.mu must be held. Dropped
+// slots are cleared at once; the slice is compacted in place when the
+// dropped prefix is as long as the retained part, so trimming on every
+// append costs one element copy per append and no allocation.
 func (ts *taskState) trim(keep int) {
-	drop := len(ts.events) - keep
+	drop := len(ts.events) - ts.off - keep
 	if drop <= 0 {
 		return
 	}
-	clear(ts.events[:drop]) // let the payloads go
-	ts.events = ts.events[drop:]
+	clear(ts.events[ts.off : ts.off+drop]) // let the payloads go
+	ts.off += drop
 	ts.first += int64(drop)
+	if live := len(ts.events) - ts.off; ts.off >= live {
+		copy(ts.events, ts.events[ts.off:])
+		clear(ts.events[live:])
+		ts.events = ts.events[:live]
+		ts.off = 0
+	}
 }
 
 // Append implements [taskbridge.EventStore]. Watchers are called by the
@@ -131,10 +140,11 @@ func (s *Store) Read(_ context.Context, taskID string, after int64, limit int) (
 		ts.mu.RUnlock()
 		return nil, fmt.Errorf("%w: task %q keeps events from %d on", taskbridge.ErrEventsExpired, taskID, first)
 	}
+	live := ts.events[ts.off:]
 	start := max(after+1, first) - first
-	n := min(int64(limit), int64(len(ts.events))-start)
+	n := min(int64(limit), int64(len(live))-start)
 	out := make([]taskbridge.TaskEvent, n)
-	copy(out, ts.events[start:start+n])
+	copy(out, live[start:start+n])
 	ts.mu.RUnlock()
 	clonePayloads(out)
 	return out, nil

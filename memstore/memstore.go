@@ -107,8 +107,10 @@ type taskState struct {
 	mu      sync.RWMutex
 	deleted bool
 	task    taskbridge.Task
-	// events is the retained log: events[i].Seq == first+i.
+	// events[off:] is the retained log: events[off+i].Seq == first+i.
+	// events[:off] are cleared slots awaiting compaction.
 	events []taskbridge.TaskEvent
+	off    int
 	// first is the Seq of the oldest retained event, LastSeq+1 if none is
 	// retained.
 	first int64
@@ -126,7 +128,7 @@ type taskState struct {
 func (ts *taskState) release() {
 	ts.deleted = true
 	ts.task = taskbridge.Task{}
-	ts.events = nil
+	ts.events, ts.off = nil, 0
 	ts.susps = nil
 	ts.suspIdx = nil
 	ts.receipts = nil

@@ -252,6 +252,7 @@ func testRead(t *testing.T, h Harness) {
 			if len(evs) == 0 {
 				break
 			}
+			require.Greater(t, evs[0].Seq, after, "Read after %d returned an event not after the cursor", after)
 			for _, ev := range evs {
 				seqs = append(seqs, ev.Seq)
 			}

@@ -127,6 +127,7 @@ func (f *fixture) readAll(taskID string) []taskbridge.TaskEvent {
 		if len(evs) == 0 {
 			return all
 		}
+		require.Greater(f.t, evs[0].Seq, after, "Read(%s, %d) returned an event not after the cursor", taskID, after)
 		all = append(all, evs...)
 		after = evs[len(evs)-1].Seq
 	}

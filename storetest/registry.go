@@ -148,9 +148,9 @@ func testRegistry(t *testing.T, h Harness) {
 		require.NoError(t, err)
 		require.Empty(t, list, "an empty store lists nothing")
 
-		f.create("a1")   // ACCEPTED
-		f.started("a2")  // RUNNING
-		f.started("a3")  // COMPLETED below
+		f.create("a1")  // ACCEPTED
+		f.started("a2") // RUNNING
+		f.started("a3") // COMPLETED below
 		f.append("a3", taskbridge.CompletedPayload{Result: "done"})
 		f.createTask(NewTask("b1", "bob", "r-b1", f.tick()))
 		f.append("b1", taskbridge.StartedPayload{})

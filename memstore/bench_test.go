@@ -1,0 +1,131 @@
+package memstore_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/memstore"
+	"github.com/taskbridge-go/taskbridge/storetest"
+)
+
+// benchStore returns a store whose retention cap keeps benchmark memory
+// bounded, and a function that creates a started task.
+func benchStore(b *testing.B) (*memstore.Store, func(id string)) {
+	s := memstore.New(memstore.Config{MaxEventsPerTask: 10_000})
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := b.Context()
+	start := func(id string) {
+		if _, _, err := s.CreateTask(ctx, storetest.NewTask(id, "bench", id, storetest.BaseTime)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Append(ctx, storetest.NewEvent(id, taskbridge.StartedPayload{}, storetest.BaseTime)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s, start
+}
+
+var benchEvent = storetest.NewEvent("", taskbridge.ProgressPayload{Progress: 42, Stage: "render", Message: "rendering page 3 of 7"}, storetest.BaseTime)
+
+func eventFor(taskID string) taskbridge.TaskEvent {
+	ev := benchEvent
+	ev.TaskID = taskID
+	return ev
+}
+
+func BenchmarkAppend(b *testing.B) {
+	b.Run("OneTask", func(b *testing.B) {
+		s, start := benchStore(b)
+		start("task")
+		ev := eventFor("task")
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := s.Append(b.Context(), ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("TaskPerGoroutine", func(b *testing.B) {
+		s, start := benchStore(b)
+		var next atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			id := fmt.Sprint("task-", next.Add(1))
+			start(id)
+			ev := eventFor(id)
+			for pb.Next() {
+				if _, err := s.Append(b.Context(), ev); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+func BenchmarkRead(b *testing.B) {
+	s, start := benchStore(b)
+	start("task")
+	ev := eventFor("task")
+	for range 9_999 {
+		if _, err := s.Append(b.Context(), ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, limit := range []int{1, 100} {
+		b.Run(fmt.Sprint("Limit", limit), func(b *testing.B) {
+			b.ReportAllocs()
+			after := int64(0)
+			for b.Loop() {
+				evs, err := s.Read(b.Context(), "task", after, limit)
+				if err != nil || len(evs) != limit {
+					b.Fatal(len(evs), err)
+				}
+				after = (after + 37) % 9_000
+			}
+		})
+	}
+	b.Run("ParallelLimit100", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			after := int64(0)
+			for pb.Next() {
+				if _, err := s.Read(b.Context(), "task", after, 100); err != nil {
+					b.Error(err)
+					return
+				}
+				after = (after + 37) % 9_000
+			}
+		})
+	})
+}
+
+// BenchmarkAppendWithWatchers appends to a task with n watchers, each a
+// non-blocking channel send as a subscriber's wake-up would be.
+func BenchmarkAppendWithWatchers(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			s, start := benchStore(b)
+			start("task")
+			for range n {
+				wake := make(chan struct{}, 1)
+				stop := s.Watch("task", func() {
+					select {
+					case wake <- struct{}{}:
+					default:
+					}
+				})
+				b.Cleanup(stop)
+			}
+			ev := eventFor("task")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := s.Append(b.Context(), ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,72 @@
+package sse_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
+	"github.com/taskbridge-go/taskbridge/sse"
+)
+
+// BenchmarkIdleStreams measures what an idle SSE stream costs the server:
+// heap, goroutine stacks and goroutines per stream (net/http's included),
+// each stream on its own task, on a hijacked connection (the default) and
+// inside ServeHTTP. The clients run in a separate process.
+func BenchmarkIdleStreams(b *testing.B) {
+	b.Run("hijacked", func(b *testing.B) { benchmarkIdleStreams(b, false) })
+	b.Run("in-handler", func(b *testing.B) { benchmarkIdleStreams(b, true) })
+}
+
+func benchmarkIdleStreams(b *testing.B, inHandler bool) {
+	streamtest.MeasureIdle(b, "sse", 2000, func(svc *taskbridge.Service) (http.Handler, func(context.Context) error) {
+		h, err := sse.NewHandler(svc, sse.Config{Auth: streamtest.Auth, DisableHijack: inHandler})
+		require.NoError(b, err)
+		mux := http.NewServeMux()
+		mux.Handle(sse.DefaultPattern, h)
+		return mux, h.Shutdown
+	})
+}
+
+// BenchmarkFanout measures deliveries per second from one task to M SSE
+// subscribers over loopback (clients in this process).
+func BenchmarkFanout(b *testing.B) {
+	for _, m := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("subscribers=%d", m), func(b *testing.B) {
+			env := streamtest.New(b, streamtest.Options{})
+			h, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth})
+			require.NoError(b, err)
+			mux := http.NewServeMux()
+			mux.Handle(sse.DefaultPattern, h)
+			srv := httptest.NewServer(mux)
+			defer srv.Close()
+			defer func() { require.NoError(b, h.Shutdown(context.Background())) }()
+
+			f := streamtest.NewFanout(b, env, m)
+			for i := range m {
+				conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+				require.NoError(b, err)
+				b.Cleanup(func() { _ = conn.Close() })
+				_, err = fmt.Fprintf(conn, "GET /api/v1/tasks/%s/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n", f.Task())
+				require.NoError(b, err)
+				br := bufio.NewReaderSize(conn, 64<<10)
+				resp, err := http.ReadResponse(br, nil)
+				require.NoError(b, err)
+				require.Equal(b, http.StatusOK, resp.StatusCode)
+				f.Client(i, func() (bool, error) {
+					line, err := br.ReadSlice('\n')
+					return bytes.HasPrefix(line, []byte("id: ")), err
+				})
+			}
+			f.Run()
+		})
+	}
+}

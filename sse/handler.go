@@ -1,0 +1,247 @@
+package sse
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
+)
+
+// DefaultPattern is the protocol's stream route, as an http.ServeMux
+// pattern. Its {taskId} wildcard is what the default [Config.TaskID] reads.
+const DefaultPattern = "GET /api/v1/tasks/{taskId}/events/stream"
+
+// Defaults and limits for [Config].
+const (
+	// DefaultHeartbeatInterval is the default Config.HeartbeatInterval.
+	DefaultHeartbeatInterval = 15 * time.Second
+	// DefaultWriteTimeout is the default Config.WriteTimeout.
+	DefaultWriteTimeout = 10 * time.Second
+	// MaxPreamble bounds Config.Preamble.
+	MaxPreamble = 64 << 10
+)
+
+// Config configures a [Handler]. A zero field means its default.
+type Config struct {
+	// Auth authenticates every request. Required: NewHandler fails
+	// without it. A request it does not authenticate gets 401
+	// AUTHENTICATION_ERROR.
+	Auth taskbridge.AuthContextResolver
+
+	// TaskID extracts the task id from a request. Defaults to
+	// r.PathValue("taskId") (set by http.ServeMux patterns, by chi routes
+	// and by the httpapi package), or else the path segment before a
+	// trailing "/events/stream", so the handler also works behind routers
+	// that do not set path values. A result that is not a valid task id
+	// gets 404 TASK_NOT_FOUND.
+	TaskID func(r *http.Request) string
+
+	// HeartbeatInterval is how long a stream may be idle before a
+	// heartbeat frame is sent. Defaults to 15s. Negative disables
+	// heartbeats (not recommended: the Android SDK drops streams that send
+	// no data frame for 60s).
+	HeartbeatInterval time.Duration
+
+	// CommentPing precedes every heartbeat frame with a ": ping" comment
+	// line, for intermediaries that watch for comments.
+	CommentPing bool
+
+	// WriteTimeout bounds every write (with its flush) to the client. A
+	// client that does not take the bytes in time is disconnected; it
+	// resumes by cursor. Defaults to 10s.
+	WriteTimeout time.Duration
+
+	// Preamble is the number of padding bytes of a comment sent before
+	// the first event, for proxies that buffer the start of a response.
+	// Zero sends none; at most MaxPreamble.
+	Preamble int
+
+	// DisableHijack keeps every stream inside its ServeHTTP call, written
+	// through the ResponseWriter. By default an HTTP/1.x stream, once its
+	// checks have passed, is served on the hijacked connection by
+	// goroutines of the Handler and ServeHTTP returns: that releases
+	// net/http's per-connection buffers and goroutine, more than half of
+	// what an idle stream costs (see the package documentation). Set it
+	// when middleware must see the whole stream. HTTP/2 streams and
+	// ResponseWriters that cannot be hijacked always stay in ServeHTTP.
+	DisableHijack bool
+}
+
+// Handler serves a task's event stream. Create it with [NewHandler]; it is
+// safe for concurrent use.
+type Handler struct {
+	svc *taskbridge.Service
+	cfg Config
+
+	// hbPrefix and hbSeq make heartbeat ids unique: "hb-<random>-<n>".
+	hbPrefix string
+	hbSeq    atomic.Uint64
+
+	mu     sync.Mutex
+	active int
+	closed bool
+	done   chan struct{} // closed by Shutdown: streams end
+	idle   chan struct{} // closed when closed and active == 0
+}
+
+// NewHandler validates cfg, fills in defaults and returns a Handler
+// streaming svc's events.
+func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
+	if svc == nil {
+		return nil, errors.New("sse: service is nil")
+	}
+	if cfg.Auth == nil {
+		return nil, errors.New("sse: Config.Auth is required")
+	}
+	if cfg.TaskID == nil {
+		cfg.TaskID = TaskIDFromPath
+	}
+	switch {
+	case cfg.HeartbeatInterval == 0:
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	case cfg.HeartbeatInterval < 0:
+		cfg.HeartbeatInterval = 0
+	}
+	if cfg.WriteTimeout < 0 {
+		return nil, errors.New("sse: Config.WriteTimeout must not be negative")
+	}
+	if cfg.WriteTimeout == 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Preamble < 0 || cfg.Preamble > MaxPreamble {
+		return nil, fmt.Errorf("sse: Config.Preamble must be within 0..%d", MaxPreamble)
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return &Handler{
+		svc:      svc,
+		cfg:      cfg,
+		hbPrefix: "hb-" + hex.EncodeToString(rnd[:]) + "-",
+		done:     make(chan struct{}),
+		idle:     make(chan struct{}),
+	}, nil
+}
+
+// TaskIDFromPath is the default [Config.TaskID]: r.PathValue("taskId"), or
+// else the segment before a trailing "/events/stream" of r.URL.Path.
+func TaskIDFromPath(r *http.Request) string {
+	if id := r.PathValue("taskId"); id != "" {
+		return id
+	}
+	p, ok := strings.CutSuffix(strings.TrimSuffix(r.URL.Path, "/"), "/events/stream")
+	if !ok {
+		return ""
+	}
+	return p[strings.LastIndexByte(p, '/')+1:]
+}
+
+// lastEventID returns the client's cursor: the Last-Event-ID header, else
+// the lastEventId query parameter.
+func lastEventID(r *http.Request) string {
+	if id := r.Header.Get("Last-Event-ID"); id != "" {
+		return id
+	}
+	return r.URL.Query().Get("lastEventId")
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		httpx.WriteJSON(w, http.StatusMethodNotAllowed, taskbridge.ErrorEnvelope{
+			Code: taskbridge.CodeInvalidRequest, Message: "Method not allowed",
+			Details: map[string]any{}, Timestamp: h.svc.Now(),
+		})
+		return
+	}
+	auth, err := httpx.Authenticate(h.cfg.Auth, r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if !h.enter() {
+		h.fail(w, r, taskbridge.ErrClosed)
+		return
+	}
+	taskID := h.cfg.TaskID(r)
+	if !taskbridge.ValidTaskID(taskID) {
+		h.leave()
+		h.fail(w, r, taskbridge.ErrTaskNotFound)
+		return
+	}
+	sub, err := h.svc.Subscribe(r.Context(), auth, taskID, lastEventID(r), taskbridge.SubscribeOpts{
+		Transport:         "sse",
+		HeartbeatInterval: h.cfg.HeartbeatInterval,
+	})
+	if err != nil {
+		h.leave()
+		h.fail(w, r, err)
+		return
+	}
+	h.serve(w, r, sub)
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	httpx.WriteError(w, r, h.svc.Logger(), h.svc.Now(), err)
+}
+
+// enter registers a stream; false once the handler is shut down.
+func (h *Handler) enter() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.active++
+	return true
+}
+
+func (h *Handler) leave() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.active--
+	if h.closed && h.active == 0 {
+		close(h.idle)
+	}
+}
+
+// Shutdown ends every stream and makes new requests fail with 503
+// SERVICE_UNAVAILABLE, then waits until every stream has finished (its
+// goroutines have exited, its ServeHTTP has returned) or ctx ends. The
+// service itself is not shut down. Safe to call more than once.
+func (h *Handler) Shutdown(ctx context.Context) error {
+	h.Close()
+	select {
+	case <-h.idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close is Shutdown without the wait. It suits
+// http.Server.RegisterOnShutdown, which runs before the server waits for
+// its active requests:
+//
+//	srv.RegisterOnShutdown(sseHandler.Close)
+func (h *Handler) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	close(h.done)
+	if h.active == 0 {
+		close(h.idle)
+	}
+}

@@ -1,0 +1,705 @@
+package sse_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
+	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
+	"github.com/taskbridge-go/taskbridge/sse"
+)
+
+type fixture struct {
+	env *streamtest.Env
+	h   *sse.Handler
+	srv *httptest.Server
+}
+
+// setup serves an sse.Handler at sse.DefaultPattern of a ServeMux.
+func setup(t *testing.T, cfg sse.Config, opts streamtest.Options) *fixture {
+	t.Helper()
+	env := streamtest.New(t, opts)
+	h := newHandler(t, env, cfg)
+	mux := http.NewServeMux()
+	mux.Handle(sse.DefaultPattern, h)
+	return &fixture{env: env, h: h, srv: serve(t, h, mux)}
+}
+
+func newHandler(t *testing.T, env *streamtest.Env, cfg sse.Config) *sse.Handler {
+	t.Helper()
+	if cfg.Auth == nil {
+		cfg.Auth = streamtest.Auth
+	}
+	h, err := sse.NewHandler(env.Svc, cfg)
+	require.NoError(t, err)
+	return h
+}
+
+// serve starts a server for handler; on cleanup the sse.Handler is shut
+// down first, so the server's Close does not wait for open streams.
+func serve(t *testing.T, h *sse.Handler, handler http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(handler)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	return srv
+}
+
+func streamURL(base, taskID string) string {
+	return base + "/api/v1/tasks/" + taskID + "/events/stream"
+}
+
+// get sends GET url as subject (none when ""), with extra headers.
+func get(t *testing.T, client *http.Client, url, subject string, hdr http.Header) *http.Response {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	require.NoError(t, err)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if subject != "" {
+		req.Header.Set("Authorization", "Bearer "+subject)
+	}
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp
+}
+
+// open opens a stream that must succeed.
+func (f *fixture) open(t *testing.T, taskID, subject string, hdr http.Header, query string) *bufio.Reader {
+	t.Helper()
+	url := streamURL(f.srv.URL, taskID)
+	if query != "" {
+		url += "?" + query
+	}
+	resp := get(t, f.srv.Client(), url, subject, hdr)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	return bufio.NewReader(resp.Body)
+}
+
+// openCancelable opens a stream as alice; cancel drops the connection.
+func (f *fixture) openCancelable(t *testing.T, taskID string) (*http.Response, context.CancelFunc) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, streamURL(f.srv.URL, taskID), nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer alice")
+	resp, err := f.srv.Client().Do(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	t.Cleanup(func() { _ = resp.Body.Close() })
+	return resp, cancel
+}
+
+// readEvent reads the next frame and checks it is a valid event frame whose
+// id line matches its eventId.
+func readEvent(t *testing.T, br *bufio.Reader) taskbridge.TaskEvent {
+	t.Helper()
+	f, err := streamtest.ReadSSE(br)
+	require.NoError(t, err)
+	require.True(t, f.HasID, "event frame without id line: %+v", f)
+	protocoltest.ValidateEvent(t, []byte(f.Data))
+	var ev taskbridge.TaskEvent
+	require.NoError(t, json.Unmarshal([]byte(f.Data), &ev))
+	require.Equal(t, f.ID, ev.EventID)
+	return ev
+}
+
+func requireEnd(t *testing.T, br *bufio.Reader) {
+	t.Helper()
+	f, err := streamtest.ReadSSE(br)
+	require.ErrorIs(t, err, io.EOF, "expected the stream to end, got %+v", f)
+}
+
+func ids(evs ...taskbridge.TaskEvent) []string {
+	out := make([]string, len(evs))
+	for i, ev := range evs {
+		out[i] = ev.EventID
+	}
+	return out
+}
+
+// forEachMode runs test with streams on hijacked connections (the default)
+// and inside ServeHTTP (DisableHijack).
+func forEachMode(t *testing.T, cfg sse.Config, test func(t *testing.T, cfg sse.Config)) {
+	for _, inHandler := range []bool{false, true} {
+		name := "hijacked"
+		if inHandler {
+			name = "in handler"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg := cfg
+			cfg.DisableHijack = inHandler
+			test(t, cfg)
+		})
+	}
+}
+
+func TestNewHandlerValidatesConfig(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	for name, cfg := range map[string]sse.Config{
+		"no auth":           {},
+		"negative timeout":  {Auth: streamtest.Auth, WriteTimeout: -time.Second},
+		"huge preamble":     {Auth: streamtest.Auth, Preamble: sse.MaxPreamble + 1},
+		"negative preamble": {Auth: streamtest.Auth, Preamble: -1},
+	} {
+		_, err := sse.NewHandler(env.Svc, cfg)
+		require.Error(t, err, name)
+	}
+	_, err := sse.NewHandler(nil, sse.Config{Auth: streamtest.Auth})
+	require.Error(t, err)
+}
+
+func TestErrorsAreAnsweredBeforeTheStream(t *testing.T) {
+	t.Parallel()
+	f := setup(t, sse.Config{}, streamtest.Options{MaxEventsPerTask: 2})
+	own := f.env.CreateTask(t, "alice")
+	f.env.Started(t, own)
+	f.env.Progress(t, own, 0.5)
+	expired := f.env.CreateTask(t, "alice")
+	f.env.Started(t, expired)
+	for i := range 3 {
+		f.env.Progress(t, expired, float64(i)/10)
+	}
+
+	cases := []struct {
+		name, subject, taskID, query string
+		hdr                          http.Header
+		status                       int
+		code                         string
+	}{
+		{"no credentials", "", own, "", nil, 401, taskbridge.CodeAuthentication},
+		{"unknown task", "alice", "no-such-task", "", nil, 404, taskbridge.CodeTaskNotFound},
+		{"other user's task", "bob", own, "", nil, 404, taskbridge.CodeTaskNotFound},
+		{"invalid task id", "alice", "-bad", "", nil, 404, taskbridge.CodeTaskNotFound},
+		{"malformed Last-Event-ID", "alice", own, "", http.Header{"Last-Event-Id": {"x1"}}, 400, taskbridge.CodeInvalidRequest},
+		{"malformed lastEventId query", "alice", own, "lastEventId=01", nil, 400, taskbridge.CodeInvalidRequest},
+		{"cursor beyond the log", "alice", own, "", http.Header{"Last-Event-Id": {"99"}}, 400, taskbridge.CodeInvalidRequest},
+		{"expired cursor", "alice", expired, "", http.Header{"Last-Event-Id": {"1"}}, 410, taskbridge.CodeEventsExpired},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			url := streamURL(f.srv.URL, tc.taskID)
+			if tc.query != "" {
+				url += "?" + tc.query
+			}
+			resp := get(t, f.srv.Client(), url, tc.subject, tc.hdr)
+			requireEnvelope(t, resp, tc.status, tc.code)
+			if tc.status == 401 {
+				require.Equal(t, "Bearer", resp.Header.Get("WWW-Authenticate"))
+			}
+		})
+	}
+
+	t.Run("method not allowed", func(t *testing.T) {
+		t.Parallel()
+		// Served without a method pattern, the handler itself refuses.
+		srv := httptest.NewServer(f.h)
+		t.Cleanup(srv.Close)
+		req, err := http.NewRequest(http.MethodPost, streamURL(srv.URL, own), nil)
+		require.NoError(t, err)
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		requireEnvelope(t, resp, http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest)
+		require.Equal(t, http.MethodGet, resp.Header.Get("Allow"))
+	})
+}
+
+func requireEnvelope(t *testing.T, resp *http.Response, status int, code string) {
+	t.Helper()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, status, resp.StatusCode, "body: %s", body)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	protocoltest.ValidateErrorResponse(t, body)
+	var env taskbridge.ErrorEnvelope
+	require.NoError(t, json.Unmarshal(body, &env))
+	require.Equal(t, code, env.Code)
+}
+
+func TestHeadersReplayAndLive(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
+		f := setup(t, cfg, streamtest.Options{})
+		task := f.env.CreateTask(t, "alice")
+		want := []taskbridge.TaskEvent{f.env.Started(t, task), f.env.Progress(t, task, 0.25)}
+
+		resp := get(t, f.srv.Client(), streamURL(f.srv.URL, task), "alice", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		require.Equal(t, "no-cache, no-transform", resp.Header.Get("Cache-Control"))
+		require.Equal(t, "no", resp.Header.Get("X-Accel-Buffering"))
+		br := bufio.NewReader(resp.Body)
+
+		for _, w := range want {
+			ev := readEvent(t, br)
+			require.Equal(t, w.EventID, ev.EventID)
+			require.Equal(t, w.Type, ev.Type)
+		}
+		live := f.env.Progress(t, task, 0.75)
+		require.Equal(t, live.EventID, readEvent(t, br).EventID)
+		done := f.env.Complete(t, task)
+		ev := readEvent(t, br)
+		require.Equal(t, done.EventID, ev.EventID)
+		require.Equal(t, taskbridge.EventTaskCompleted, ev.Type)
+		requireEnd(t, br)
+	})
+}
+
+func TestHeadersAreFlushedBeforeAnyEvent(t *testing.T) {
+	t.Parallel()
+	f := setup(t, sse.Config{}, streamtest.Options{})
+	task := f.env.CreateTask(t, "alice")
+	// The client returns the response once the headers arrive; the task
+	// has no events, so only an immediate flush lets it return.
+	br := f.open(t, task, "alice", nil, "")
+	f.env.Started(t, task)
+	require.Equal(t, "1", readEvent(t, br).EventID)
+}
+
+func TestReplayStartsStrictlyAfterTheCursor(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{}, testReplayStartsStrictlyAfterTheCursor)
+}
+
+func testReplayStartsStrictlyAfterTheCursor(t *testing.T, cfg sse.Config) {
+	f := setup(t, cfg, streamtest.Options{})
+	task := f.env.CreateTask(t, "alice")
+	all := []taskbridge.TaskEvent{
+		f.env.Started(t, task), f.env.Progress(t, task, 0.3), f.env.Progress(t, task, 0.6), f.env.Complete(t, task),
+	}
+	cases := []struct {
+		name  string
+		hdr   http.Header
+		query string
+		from  int
+	}{
+		{"no cursor", nil, "", 0},
+		{"zero cursor", http.Header{"Last-Event-Id": {"0"}}, "", 0},
+		{"Last-Event-ID header", http.Header{"Last-Event-Id": {"1"}}, "", 1},
+		{"lastEventId query", nil, "lastEventId=2", 2},
+		{"header wins over query", http.Header{"Last-Event-Id": {"3"}}, "lastEventId=1", 3},
+		{"cursor at the terminal event", http.Header{"Last-Event-Id": {"4"}}, "", 4},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			br := f.open(t, task, "alice", tc.hdr, tc.query)
+			var got []taskbridge.TaskEvent
+			for range all[tc.from:] {
+				got = append(got, readEvent(t, br))
+			}
+			require.Equal(t, ids(all[tc.from:]...), ids(got...))
+			requireEnd(t, br)
+		})
+	}
+}
+
+func TestHeartbeats(t *testing.T) {
+	t.Parallel()
+	for _, ping := range []bool{false, true} {
+		t.Run(map[bool]string{false: "data only", true: "with comment ping"}[ping], func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, sse.Config{HeartbeatInterval: 20 * time.Millisecond, CommentPing: ping, DisableHijack: ping}, streamtest.Options{})
+			task := f.env.CreateTask(t, "alice")
+			br := f.open(t, task, "alice", nil, "")
+
+			seen := map[string]bool{}
+			for range 3 {
+				if ping {
+					fr, err := streamtest.ReadSSE(br)
+					require.NoError(t, err)
+					require.Equal(t, []string{"ping"}, fr.Comments)
+					require.Empty(t, fr.Data)
+				}
+				hb := readHeartbeat(t, br, task)
+				require.False(t, seen[hb], "heartbeat id %s repeated", hb)
+				seen[hb] = true
+			}
+			// Heartbeats are not events: the log is still empty.
+			resp, err := f.env.Svc.PollEvents(context.Background(), taskbridge.AuthContext{Subject: "alice"}, task, taskbridge.PollRequest{})
+			require.NoError(t, err)
+			require.Empty(t, resp.Events)
+			// Events still flow, with their own ids.
+			f.env.Started(t, task)
+			for {
+				fr, err := streamtest.ReadSSE(br)
+				require.NoError(t, err)
+				if fr.HasID {
+					require.Equal(t, "1", fr.ID)
+					break
+				}
+			}
+		})
+	}
+}
+
+// readHeartbeat reads a heartbeat frame and checks its shape; it returns
+// its eventId.
+func readHeartbeat(t *testing.T, br *bufio.Reader, taskID string) string {
+	t.Helper()
+	fr, err := streamtest.ReadSSE(br)
+	require.NoError(t, err)
+	require.False(t, fr.HasID, "heartbeat must not carry an id line: %+v", fr)
+	var hb map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal([]byte(fr.Data), &hb), fr.Data)
+	require.Len(t, hb, 5, fr.Data)
+	require.JSONEq(t, `"HEARTBEAT"`, string(hb["type"]))
+	require.JSONEq(t, `"`+taskID+`"`, string(hb["taskId"]))
+	require.JSONEq(t, `{"live":true}`, string(hb["payload"]))
+	var id, created string
+	require.NoError(t, json.Unmarshal(hb["eventId"], &id))
+	require.True(t, strings.HasPrefix(id, "hb-"), id)
+	require.NoError(t, json.Unmarshal(hb["createdAt"], &created))
+	_, err = time.Parse(time.RFC3339Nano, created)
+	require.NoError(t, err)
+	return id
+}
+
+func TestResumeAfterDisconnectSeesEveryEventOnce(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
+		f := setup(t, cfg, streamtest.Options{})
+		task := f.env.CreateTask(t, "alice")
+
+		resp, cancel := f.openCancelable(t, task)
+		br := bufio.NewReader(resp.Body)
+
+		want := []taskbridge.TaskEvent{f.env.Started(t, task), f.env.Progress(t, task, 0.1), f.env.Progress(t, task, 0.2)}
+		var got []taskbridge.TaskEvent
+		for range 2 {
+			got = append(got, readEvent(t, br))
+		}
+		// The client drops the connection having seen two of three events.
+		cancel()
+		_ = resp.Body.Close()
+		for i := range 3 {
+			want = append(want, f.env.Progress(t, task, 0.3+float64(i)/10))
+		}
+
+		br = f.open(t, task, "alice", http.Header{"Last-Event-Id": {got[len(got)-1].EventID}}, "")
+		for range want[len(got):] {
+			got = append(got, readEvent(t, br))
+		}
+		want = append(want, f.env.Complete(t, task))
+		got = append(got, readEvent(t, br))
+		requireEnd(t, br)
+		require.Equal(t, ids(want...), ids(got...))
+	})
+}
+
+func TestMountings(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	task := env.CreateTask(t, "alice")
+	env.Started(t, task)
+
+	type mounting struct {
+		name    string
+		cfg     sse.Config
+		handler func(h http.Handler) http.Handler
+		path    string
+	}
+	mountings := []mounting{
+		{"ServeMux default pattern", sse.Config{}, func(h http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle(sse.DefaultPattern, h)
+			return mux
+		}, "/api/v1/tasks/" + task + "/events/stream"},
+		{"ServeMux own pattern", sse.Config{}, func(h http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("GET /streams/{taskId}", h)
+			return mux
+		}, "/streams/" + task},
+		{"ServeMux prefix without wildcard", sse.Config{}, func(h http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/legacy/", h)
+			return mux
+		}, "/legacy/api/v1/tasks/" + task + "/events/stream"},
+		{"chi route", sse.Config{}, func(h http.Handler) http.Handler {
+			r := chi.NewRouter()
+			r.Method(http.MethodGet, "/api/v1/tasks/{taskId}/events/stream", h)
+			return r
+		}, "/api/v1/tasks/" + task + "/events/stream"},
+		{"chi Mount", sse.Config{}, func(h http.Handler) http.Handler {
+			r := chi.NewRouter()
+			r.Mount("/api/v1/tasks/{taskId}/events/stream", h)
+			return r
+		}, "/api/v1/tasks/" + task + "/events/stream"},
+		{"chi sub-router with middleware", sse.Config{}, func(h http.Handler) http.Handler {
+			r := chi.NewRouter()
+			r.Route("/v2", func(r chi.Router) {
+				r.Use(func(next http.Handler) http.Handler {
+					return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+						w.Header().Set("X-Host-Middleware", "yes")
+						next.ServeHTTP(w, r)
+					})
+				})
+				r.Get("/jobs/{taskId}/feed", h.ServeHTTP)
+			})
+			return r
+		}, "/v2/jobs/" + task + "/feed"},
+		{"custom TaskID", sse.Config{TaskID: func(r *http.Request) string { return r.URL.Query().Get("task") }},
+			func(h http.Handler) http.Handler { return h }, "/anything?task=" + task},
+	}
+	for _, m := range mountings {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHandler(t, env, m.cfg)
+			srv := serve(t, h, m.handler(h))
+			resp := get(t, srv.Client(), srv.URL+m.path, "alice", nil)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			if strings.HasPrefix(m.path, "/v2/") {
+				require.Equal(t, "yes", resp.Header.Get("X-Host-Middleware"))
+			}
+			require.Equal(t, "1", readEvent(t, bufio.NewReader(resp.Body)).EventID)
+
+			other := strings.Replace(m.path, task, "no-such-task", 1)
+			requireEnvelope(t, get(t, srv.Client(), srv.URL+other, "alice", nil), 404, taskbridge.CodeTaskNotFound)
+		})
+	}
+}
+
+func TestTaskIDFromPath(t *testing.T) {
+	t.Parallel()
+	for path, want := range map[string]string{
+		"/api/v1/tasks/abc/events/stream":  "abc",
+		"/api/v1/tasks/abc/events/stream/": "abc",
+		"/x/a.b@c-d/events/stream":         "a.b@c-d",
+		"/api/v1/tasks/abc/events":         "",
+		"/events/stream":                   "",
+	} {
+		r := httptest.NewRequest(http.MethodGet, path, nil)
+		require.Equal(t, want, sse.TaskIDFromPath(r), path)
+	}
+	r := httptest.NewRequest(http.MethodGet, "/whatever", nil)
+	r.SetPathValue("taskId", "from-pattern")
+	require.Equal(t, "from-pattern", sse.TaskIDFromPath(r))
+}
+
+func TestPreamble(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{Preamble: 2048}, func(t *testing.T, cfg sse.Config) {
+		f := setup(t, cfg, streamtest.Options{})
+		task := f.env.CreateTask(t, "alice")
+		f.env.Started(t, task)
+		br := f.open(t, task, "alice", nil, "")
+		fr, err := streamtest.ReadSSE(br)
+		require.NoError(t, err)
+		require.Len(t, fr.Comments, 1)
+		require.Equal(t, "preamble "+strings.Repeat(" ", 2048), fr.Comments[0])
+		require.False(t, fr.HasID)
+		require.Equal(t, "1", readEvent(t, br).EventID)
+	})
+}
+
+// TestServerTimeoutsDoNotCutStreams serves streams from a server with short
+// ReadTimeout and WriteTimeout: the stream must outlive both.
+func TestServerTimeoutsDoNotCutStreams(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{HeartbeatInterval: 20 * time.Millisecond}, func(t *testing.T, cfg sse.Config) {
+		env := streamtest.New(t, streamtest.Options{})
+		h := newHandler(t, env, cfg)
+		srv := httptest.NewUnstartedServer(h)
+		const timeout = 100 * time.Millisecond
+		srv.Config.ReadTimeout = timeout
+		srv.Config.WriteTimeout = timeout
+		srv.Start()
+		t.Cleanup(srv.Close)
+		t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+
+		task := env.CreateTask(t, "alice")
+		resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		br := bufio.NewReader(resp.Body)
+		start := time.Now()
+		for time.Since(start) < 4*timeout {
+			readHeartbeat(t, br, task)
+		}
+		env.Started(t, task)
+		for {
+			fr, err := streamtest.ReadSSE(br)
+			require.NoError(t, err)
+			if fr.HasID {
+				require.Equal(t, "1", fr.ID)
+				return
+			}
+		}
+	})
+}
+
+// TestSlowConsumerIsDisconnected: a client that stops reading is dropped
+// after the write timeout, while another client of the same task gets
+// every event.
+func TestSlowConsumerIsDisconnected(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{WriteTimeout: 2 * time.Second}, func(t *testing.T, cfg sse.Config) {
+		metrics := &taskbridge.MemoryMetrics{}
+		env := streamtest.New(t, streamtest.Options{Metrics: metrics})
+		h := newHandler(t, env, cfg)
+		srv := streamtest.SmallBufferServer(t, h)
+		t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+		task := env.CreateTask(t, "alice")
+		active := func() int64 {
+			return metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"})
+		}
+
+		// The stalled client: sends its request, never reads.
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
+		_, err = conn.Write([]byte("GET /api/v1/tasks/" + task + "/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n"))
+		require.NoError(t, err)
+		require.Eventually(t, func() bool { return active() == 1 }, 5*time.Second, time.Millisecond)
+
+		resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		br := bufio.NewReader(resp.Body)
+		big := strings.Repeat("x", 60_000)
+		const n = 60 // ~3.6 MB
+		env.Started(t, task)
+		for range n {
+			env.Emit(t, task, taskbridge.MessagePayload{Message: big})
+		}
+		env.Complete(t, task)
+		for i := range n + 2 {
+			fr, err := streamtest.ReadSSE(br)
+			require.NoError(t, err)
+			require.Equal(t, strconv.Itoa(i+1), fr.ID)
+		}
+		requireEnd(t, br)
+		// The stalled stream was dropped by its write deadline.
+		require.Eventually(t, func() bool { return active() == 0 }, 5*time.Second, time.Millisecond)
+	})
+}
+
+// TestShutdown ends streams by Handler.Shutdown and by the service's
+// Shutdown; new requests then get 503.
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	for _, by := range []string{"handler", "service"} {
+		t.Run(by, func(t *testing.T) {
+			t.Parallel()
+			forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
+				f := setup(t, cfg, streamtest.Options{})
+				task := f.env.CreateTask(t, "alice")
+				br := f.open(t, task, "alice", nil, "")
+
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				errc := make(chan error, 1)
+				go func() {
+					if by == "handler" {
+						errc <- f.h.Shutdown(ctx)
+					} else {
+						errc <- f.env.Svc.Shutdown(ctx)
+					}
+				}()
+				requireEnd(t, br)
+				require.NoError(t, <-errc)
+				requireEnvelope(t, get(t, f.srv.Client(), streamURL(f.srv.URL, task), "alice", nil), 503, taskbridge.CodeUnavailable)
+				require.NoError(t, f.h.Shutdown(ctx), "Shutdown after shutdown")
+			})
+		})
+	}
+}
+
+func TestClientDisconnectEndsTheHandler(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
+		metrics := &taskbridge.MemoryMetrics{}
+		f := setup(t, cfg, streamtest.Options{Metrics: metrics})
+		task := f.env.CreateTask(t, "alice")
+		resp, cancel := f.openCancelable(t, task)
+		active := func() int64 {
+			return metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"})
+		}
+		require.Equal(t, int64(1), active())
+		cancel()
+		_, err := io.ReadAll(resp.Body)
+		require.True(t, errors.Is(err, context.Canceled) || err == nil, "%v", err)
+		_ = resp.Body.Close()
+		require.Eventually(t, func() bool { return active() == 0 }, 5*time.Second, time.Millisecond)
+	})
+}
+
+// TestHandlerLifetime: a hijacked stream's ServeHTTP returns once the
+// stream has started; with DisableHijack it returns when the stream ends.
+// Headers set by host middleware reach the client either way.
+func TestHandlerLifetime(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
+		env := streamtest.New(t, streamtest.Options{})
+		h := newHandler(t, env, cfg)
+		returned := make(chan struct{}, 1)
+		srv := serve(t, h, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Access-Control-Allow-Origin", "https://app.example")
+			h.ServeHTTP(w, r)
+			returned <- struct{}{}
+		}))
+		task := env.CreateTask(t, "alice")
+		env.Started(t, task)
+		resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
+		br := bufio.NewReader(resp.Body)
+		require.Equal(t, "1", readEvent(t, br).EventID)
+		if !cfg.DisableHijack {
+			<-returned // the stream is still open
+		}
+		env.Complete(t, task)
+		require.Equal(t, "2", readEvent(t, br).EventID)
+		requireEnd(t, br)
+		if cfg.DisableHijack {
+			<-returned
+		}
+	})
+}
+
+// TestHTTP2 serves a stream over HTTP/2, which cannot be hijacked: it
+// stays in ServeHTTP.
+func TestHTTP2(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	h := newHandler(t, env, sse.Config{})
+	srv := httptest.NewUnstartedServer(h)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+
+	task := env.CreateTask(t, "alice")
+	env.Started(t, task)
+	resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Equal(t, 2, resp.ProtoMajor)
+	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	br := bufio.NewReader(resp.Body)
+	require.Equal(t, "1", readEvent(t, br).EventID)
+	env.Complete(t, task)
+	require.Equal(t, "2", readEvent(t, br).EventID)
+	requireEnd(t, br)
+}

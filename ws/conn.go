@@ -1,0 +1,377 @@
+package ws
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// statusAbort means: drop the connection without a close handshake (the
+// peer is gone or a write failed).
+const statusAbort websocket.StatusCode = -1
+
+var (
+	framePool = sync.Pool{New: func() any { f := make([]*taskbridge.Frame, 0, 64); return &f }}
+	msgPool   = sync.Pool{New: func() any { m := make([][]byte, 0, 64); return &m }}
+)
+
+// conn is one WebSocket connection. Two goroutines serve it: run, which
+// owns the subscriptions and every data write, and readLoop, which reads
+// client frames (so pings are answered and a departed client is noticed at
+// once) and hands subscribe frames to run.
+type conn struct {
+	h    *Handler
+	ws   *websocket.Conn
+	nc   *netConn
+	auth taskbridge.AuthContext
+
+	// ctx bounds the service calls; cancelled when the connection ends.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	// signal is every subscription's Ready channel and is also signalled
+	// by readLoop, so run waits on one channel.
+	signal     chan struct{}
+	readerDone chan struct{}
+
+	mu   sync.Mutex // guards reqs
+	reqs []request  // frames read by readLoop, not yet handled by run
+
+	// Owned by run.
+	subs       []*subscription
+	more       bool                 // the last round found frames
+	readerGone bool                 // readLoop has exited
+	code       websocket.StatusCode // close code once the connection ends
+	reason     string
+}
+
+// request is a client frame read by readLoop.
+type request struct {
+	frame taskbridge.SubscribeFrame
+	ok    bool // a valid subscribe frame
+}
+
+type subscription struct {
+	sub       *taskbridge.Subscription
+	heartbeat []byte
+	ended     bool
+}
+
+func newConn(h *Handler, wc *websocket.Conn, nc *netConn, auth taskbridge.AuthContext) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{
+		h: h, ws: wc, nc: nc, auth: auth,
+		ctx: ctx, cancel: cancel,
+		signal:     make(chan struct{}, 1),
+		readerDone: make(chan struct{}),
+	}
+}
+
+// run serves the connection until it closes. Between rounds it waits in
+// its own frame, so an idle connection's goroutine is parked on a shallow
+// stack that the garbage collector shrinks to the minimum.
+func (c *conn) run() {
+	if c.start() {
+		for c.round() {
+			if c.more {
+				// More may be available at once; stop only for shutdown.
+				select {
+				case <-c.h.done:
+					c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
+				default:
+					continue
+				}
+				break
+			}
+			select {
+			case <-c.signal:
+				continue
+			case <-c.readerDone:
+				c.readerGone = true
+				continue
+			case <-c.h.done:
+				c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
+			}
+			break
+		}
+	}
+	c.finish()
+}
+
+// finish closes the connection with c.code and waits for readLoop.
+func (c *conn) finish() {
+	// Release the subscriptions before the close handshake, so a service
+	// shutdown waiting for them is not held up by slow clients.
+	for _, s := range c.subs {
+		s.sub.Close()
+	}
+	c.subs = nil
+	if c.code == statusAbort {
+		_ = c.ws.CloseNow()
+	} else {
+		_ = c.ws.Close(c.code, c.reason)
+	}
+	c.cancel()
+	<-c.readerDone
+	c.h.leave(c)
+}
+
+// abort drops the connection at once; used when Shutdown runs out of time.
+func (c *conn) abort() {
+	c.cancel()
+	_ = c.nc.Conn.Close()
+}
+
+// start reads the first subscribe frame and starts readLoop; false (with
+// c.code set) closes the connection.
+func (c *conn) start() bool {
+	// A socket deadline rather than a context: the library keeps the last
+	// read's context, and a timer context would stay with the connection.
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.SubscribeTimeout))
+	req, err := c.read()
+	if err == nil {
+		err = c.nc.SetReadDeadline(time.Time{})
+	}
+	if err != nil || !req.ok {
+		close(c.readerDone)
+		c.code, c.reason = statusAbort, ""
+		if err == nil {
+			c.code, c.reason = websocket.StatusPolicyViolation, "expected a subscribe frame"
+		}
+		return false
+	}
+	c.reqs = append(c.reqs, req)
+	go c.readLoop()
+	return true
+}
+
+// read reads one client message and parses it as a subscribe frame.
+func (c *conn) read() (request, error) {
+	typ, r, err := c.ws.Reader(context.Background())
+	if err != nil {
+		return request{}, err
+	}
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return request{}, err
+	}
+	var req request
+	if typ == websocket.MessageText && json.Unmarshal(data, &req.frame) == nil {
+		req.ok = req.frame.Action == taskbridge.FrameSubscribe && taskbridge.ValidTaskID(req.frame.TaskID)
+	}
+	return req, nil
+}
+
+// readLoop reads client frames until the connection fails or closes, or a
+// frame is invalid (run then closes with 1008).
+func (c *conn) readLoop() {
+	defer close(c.readerDone)
+	defer c.wake()
+	for {
+		req, err := c.read()
+		if err != nil {
+			return
+		}
+		c.mu.Lock()
+		c.reqs = append(c.reqs, req)
+		flood := len(c.reqs) > c.h.cfg.MaxSubscriptions
+		c.mu.Unlock()
+		c.wake()
+		if !req.ok || flood {
+			return
+		}
+	}
+}
+
+func (c *conn) wake() {
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+}
+
+// round handles pending subscribe frames, collects what every
+// subscription has ready and writes it as one batch. It sets c.more when
+// frames were found (more may be ready at once) and returns false, with
+// c.code set, when the connection is to be closed.
+func (c *conn) round() bool {
+	c.mu.Lock()
+	reqs := c.reqs
+	c.reqs = nil
+	c.mu.Unlock()
+
+	mp := msgPool.Get().(*[][]byte)
+	msgs := (*mp)[:0]
+	code, reason := c.subscribe(reqs, &msgs)
+	c.more = false
+	if code == 0 {
+		code, reason, c.more = c.collect(&msgs)
+	}
+	err := c.write(msgs)
+	clear(msgs)
+	*mp = msgs[:0]
+	msgPool.Put(mp)
+	c.prune()
+	switch {
+	case err != nil:
+		code, reason = statusAbort, ""
+	case code != 0:
+	case c.readerGone:
+		// The reader stopped and left no request explaining why: the
+		// client is gone.
+		code, reason = statusAbort, ""
+	case len(c.subs) == 0:
+		code, reason = websocket.StatusNormalClosure, "all subscribed tasks finished"
+	}
+	c.code, c.reason = code, reason
+	return code == 0
+}
+
+// subscribe handles subscribe frames, appending confirmations to msgs. A
+// non-zero code closes the connection.
+func (c *conn) subscribe(reqs []request, msgs *[][]byte) (websocket.StatusCode, string) {
+	for _, req := range reqs {
+		if !req.ok {
+			return websocket.StatusPolicyViolation, "expected a subscribe frame"
+		}
+		f := req.frame
+		i := c.find(f.TaskID)
+		if i < 0 && len(c.subs) >= c.h.cfg.MaxSubscriptions {
+			return websocket.StatusPolicyViolation, "too many subscriptions"
+		}
+		cursor := ""
+		if f.LastEventID != nil {
+			cursor = *f.LastEventID
+		}
+		sub, err := c.h.svc.Subscribe(c.ctx, c.auth, f.TaskID, cursor, taskbridge.SubscribeOpts{
+			Transport:         "ws",
+			HeartbeatInterval: c.h.cfg.HeartbeatInterval,
+			Signal:            c.signal,
+		})
+		if err != nil {
+			return c.closeFor(err)
+		}
+		s := &subscription{sub: sub}
+		s.heartbeat, _ = json.Marshal(taskbridge.HeartbeatFrame{Type: taskbridge.FrameHeartbeat, TaskID: f.TaskID, Live: true})
+		confirm, _ := json.Marshal(taskbridge.SubscriptionConfirmedFrame{
+			Type: taskbridge.FrameSubscriptionConfirmed, TaskID: f.TaskID,
+			ReplayStartedAfterEventID: f.LastEventID, Live: true,
+		})
+		*msgs = append(*msgs, confirm)
+		if i >= 0 {
+			// A repeated subscribe restarts the task's stream from the
+			// new cursor.
+			c.subs[i].sub.Close()
+			c.subs[i] = s
+		} else {
+			c.subs = append(c.subs, s)
+		}
+	}
+	return 0, ""
+}
+
+func (c *conn) find(taskID string) int {
+	for i, s := range c.subs {
+		if !s.ended && s.sub.TaskID() == taskID {
+			return i
+		}
+	}
+	return -1
+}
+
+// collect appends to msgs what every subscription has ready: frames, or a
+// heartbeat when one is due. more reports that frames were found, so more
+// may be available at once.
+func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string, more bool) {
+	fp := framePool.Get().(*[]*taskbridge.Frame)
+	defer framePool.Put(fp)
+	for _, s := range c.subs {
+		frames, err := s.sub.Next(c.ctx, (*fp)[:0])
+		for _, f := range frames {
+			*msgs = append(*msgs, f.JSON)
+			if f.Event.Terminal() {
+				s.ended = true
+				break
+			}
+		}
+		if len(frames) > 0 {
+			more = true
+			s.sub.HeartbeatDue() // frames went out: a heartbeat due now is moot
+		}
+		clear(frames)
+		*fp = frames[:0]
+		switch {
+		case s.ended:
+		case errors.Is(err, io.EOF):
+			// The cursor was at or after the terminal event.
+			s.ended = true
+		case err != nil:
+			code, reason = c.closeFor(err)
+			return code, reason, false
+		case len(frames) == 0 && s.sub.HeartbeatDue():
+			*msgs = append(*msgs, s.heartbeat)
+		}
+	}
+	return 0, "", more
+}
+
+// prune closes and drops the subscriptions that have ended.
+func (c *conn) prune() {
+	kept := c.subs[:0]
+	for _, s := range c.subs {
+		if s.ended {
+			s.sub.Close()
+		} else {
+			kept = append(kept, s)
+		}
+	}
+	clear(c.subs[len(kept):])
+	c.subs = kept
+}
+
+// write sends msgs as one corked batch.
+func (c *conn) write(msgs [][]byte) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	c.nc.cork()
+	var err error
+	for _, m := range msgs {
+		// Deadlines are enforced by netConn on the real write; the
+		// library's context would add a timer per message.
+		if err = c.ws.Write(context.Background(), websocket.MessageText, m); err != nil {
+			break
+		}
+	}
+	if uerr := c.nc.uncork(); err == nil {
+		err = uerr
+	}
+	return err
+}
+
+// closeFor maps a Subscribe or Next error to a close code.
+func (c *conn) closeFor(err error) (websocket.StatusCode, string) {
+	switch {
+	case errors.Is(err, taskbridge.ErrTaskNotFound):
+		return websocket.StatusPolicyViolation, "task not found"
+	case errors.Is(err, taskbridge.ErrInvalidCursor), errors.Is(err, taskbridge.ErrInvalidRequest):
+		return websocket.StatusPolicyViolation, "invalid lastEventId"
+	case errors.Is(err, taskbridge.ErrEventsExpired):
+		return CloseEventsExpired, "events expired"
+	case errors.Is(err, taskbridge.ErrClosed):
+		return websocket.StatusGoingAway, "server shutting down"
+	case c.ctx.Err() != nil:
+		return statusAbort, ""
+	}
+	c.h.svc.Logger().LogAttrs(c.ctx, slog.LevelError, "taskbridge: websocket stream failed",
+		slog.String("transport", "ws"), slog.String("userId", c.auth.Subject), slog.Any("error", err))
+	return websocket.StatusInternalError, "internal error"
+}

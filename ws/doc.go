@@ -1,0 +1,89 @@
+// Package ws serves task events over WebSocket (github.com/coder/websocket),
+// wire-compatible with the TaskBridge v1 protocol and its Android SDK.
+//
+// [NewHandler] returns an http.Handler for the protocol's WebSocket route,
+// [DefaultPath]. The Android SDK builds the WebSocket URL from the base
+// URL's scheme and host only, dropping any path prefix, so mount the handler
+// at /api/v1/tasks/ws on the host's root even when the HTTP API lives under a
+// prefix (see the chi example).
+//
+// # Handshake
+//
+// The handshake request is authenticated before the upgrade: without valid
+// credentials the client gets an HTTP 401 AUTHENTICATION_ERROR envelope and
+// can refresh its token (a close after the upgrade would make the SDK give
+// up). Browser origins other than the request's own host are refused with
+// 403 unless allowed by [Config.OriginPatterns]; requests without an Origin
+// header (native clients) are accepted. During shutdown the handshake gets
+// 503 SERVICE_UNAVAILABLE.
+//
+// # Frames
+//
+// The client's first message must be
+//
+//	{"action":"subscribe","taskId":"…","lastEventId":"…"}
+//
+// (lastEventId optional or null), within [Config.SubscribeTimeout]. The
+// server answers
+//
+//	{"type":"SUBSCRIPTION_CONFIRMED","taskId":"…","replayStartedAfterEventId":"…"|null,"live":true}
+//
+// then sends every event strictly after the cursor, one text message each,
+// first replayed from the store, then live, and
+//
+//	{"type":"HEARTBEAT","taskId":"…","live":true}
+//
+// when the subscription has been idle for [Config.HeartbeatInterval]. After
+// the task's terminal event it closes the socket with 1000, sending nothing
+// in between.
+//
+// Further subscribe frames on the same socket subscribe to more tasks (up to
+// [Config.MaxSubscriptions]); frames are unchanged and carry their taskId.
+// A subscribe frame for a task already subscribed restarts that task's
+// stream from the new cursor, with a new confirmation. The socket closes
+// with 1000 once every subscribed task has delivered its terminal event.
+//
+// Close codes: 1000 all subscribed tasks finished; 1001 the server is
+// shutting down (reconnect, possibly elsewhere); 1008 a frame that is not a
+// valid subscribe frame (bad JSON, another action, a binary message), an
+// unknown task or one owned by someone else (no confirmation is sent, so
+// task ids cannot be probed), a malformed or out-of-range cursor, too many
+// subscriptions; 1009 a message larger than [Config.ReadLimit]; 4410
+// ([CloseEventsExpired]) the events after the cursor were removed by
+// retention; 1011 an internal error. A failing subscription closes the
+// whole socket.
+//
+// # Resource use
+//
+// ServeHTTP upgrades the connection and returns: the connection is then
+// served by two goroutines owned by the Handler, one that owns the
+// subscriptions and all data writes and parks on a single channel shared by
+// the connection's subscriptions, and one that keeps reading so that pings
+// are answered and a departed client is noticed at once. net/http's
+// per-connection buffers are not kept: the connection gets small fixed
+// buffers instead, and the messages of one batch are corked into a pooled
+// buffer and sent with one write (in 64 KiB pieces), so a subscriber that is
+// behind catches up with few syscalls. Every write to the socket has a
+// deadline ([Config.WriteTimeout]); a client that does not read is dropped
+// and resumes by cursor. Frames come from the service's shared fan-out,
+// encoded once for all subscribers, and heartbeats from its shared
+// scheduler. An idle subscribed connection costs about 14 KiB (see
+// BenchmarkIdleConnections).
+//
+// Because the request's handler returns at the upgrade, host middleware
+// sees the request end there, and request-scoped context values are not
+// available to the stream. Half-open connections (a peer that vanished
+// without closing) are detected by TCP keep-alive, which net/http enables.
+//
+// # Shutdown
+//
+// Hijacked connections are not tracked by http.Server, so its Shutdown
+// neither closes nor waits for them. [Handler.Shutdown] closes every
+// connection with 1001 and waits for its goroutines; the service's own
+// Shutdown has the same effect on the sockets. A host typically does, on
+// SIGTERM:
+//
+//	_ = wsHandler.Shutdown(ctx) // 1001 to every client, refuse new ones
+//	_ = srv.Shutdown(ctx)
+//	_ = svc.Shutdown(ctx)
+package ws

@@ -1,0 +1,563 @@
+package ws_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/go-chi/chi/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
+	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
+	"github.com/taskbridge-go/taskbridge/ws"
+)
+
+type fixture struct {
+	env     *streamtest.Env
+	h       *ws.Handler
+	srv     *httptest.Server
+	metrics *taskbridge.MemoryMetrics
+}
+
+// setup serves a ws.Handler at ws.DefaultPath of a ServeMux.
+func setup(t *testing.T, cfg ws.Config) *fixture {
+	t.Helper()
+	return setupWith(t, cfg, streamtest.Options{})
+}
+
+func setupWith(t *testing.T, cfg ws.Config, opts streamtest.Options) *fixture {
+	t.Helper()
+	metrics := &taskbridge.MemoryMetrics{}
+	opts.Metrics = metrics
+	env := streamtest.New(t, opts)
+	h := newHandler(t, env, cfg)
+	mux := http.NewServeMux()
+	mux.Handle("GET "+ws.DefaultPath, h)
+	// Small socket buffers, so that slow-consumer tests fill them quickly.
+	srv := streamtest.SmallBufferServer(t, mux)
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	return &fixture{env: env, h: h, srv: srv, metrics: metrics}
+}
+
+func newHandler(t *testing.T, env *streamtest.Env, cfg ws.Config) *ws.Handler {
+	t.Helper()
+	if cfg.Auth == nil {
+		cfg.Auth = streamtest.Auth
+	}
+	h, err := ws.NewHandler(env.Svc, cfg)
+	require.NoError(t, err)
+	return h
+}
+
+func wsURL(base string) string { return "ws" + strings.TrimPrefix(base, "http") + ws.DefaultPath }
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dial opens a socket as subject (none when "") with extra headers.
+func dial(t *testing.T, url, subject string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
+	t.Helper()
+	h := http.Header{}
+	for k, v := range hdr {
+		h[k] = v
+	}
+	if subject != "" {
+		h.Set("Authorization", "Bearer "+subject)
+	}
+	c, resp, err := websocket.Dial(testCtx(t), url, &websocket.DialOptions{HTTPHeader: h})
+	if c != nil {
+		t.Cleanup(func() { _ = c.CloseNow() })
+	}
+	return c, resp, err
+}
+
+func (f *fixture) dial(t *testing.T, subject string) *websocket.Conn {
+	t.Helper()
+	c, _, err := dial(t, wsURL(f.srv.URL), subject, nil)
+	require.NoError(t, err)
+	return c
+}
+
+// subscribed dials as alice and subscribes to task from the start.
+func (f *fixture) subscribed(t *testing.T, task string) *websocket.Conn {
+	t.Helper()
+	c := f.dial(t, "alice")
+	subscribe(t, c, task, nil)
+	readConfirm(t, c, task, nil)
+	return c
+}
+
+func send(t *testing.T, c *websocket.Conn, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	require.NoError(t, c.Write(testCtx(t), websocket.MessageText, b))
+}
+
+func subscribe(t *testing.T, c *websocket.Conn, taskID string, cursor *string) {
+	t.Helper()
+	send(t, c, taskbridge.SubscribeFrame{Action: "subscribe", TaskID: taskID, LastEventID: cursor})
+}
+
+// read reads one text message and checks it is a valid server frame.
+func read(t *testing.T, c *websocket.Conn) []byte {
+	t.Helper()
+	typ, b, err := c.Read(testCtx(t))
+	require.NoError(t, err)
+	require.Equal(t, websocket.MessageText, typ)
+	protocoltest.ValidateServerFrame(t, b)
+	return b
+}
+
+func readConfirm(t *testing.T, c *websocket.Conn, taskID string, cursor *string) {
+	t.Helper()
+	b := read(t, c)
+	protocoltest.ValidateSubscriptionConfirmed(t, b)
+	var got taskbridge.SubscriptionConfirmedFrame
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.Equal(t, taskbridge.SubscriptionConfirmedFrame{
+		Type: "SUBSCRIPTION_CONFIRMED", TaskID: taskID, ReplayStartedAfterEventID: cursor, Live: true,
+	}, got)
+	if cursor == nil {
+		require.Contains(t, string(b), `"replayStartedAfterEventId":null`)
+	}
+}
+
+func readEvent(t *testing.T, c *websocket.Conn) taskbridge.TaskEvent {
+	t.Helper()
+	b := read(t, c)
+	protocoltest.ValidateEvent(t, b)
+	var ev taskbridge.TaskEvent
+	require.NoError(t, json.Unmarshal(b, &ev))
+	return ev
+}
+
+func requireClose(t *testing.T, c *websocket.Conn, code websocket.StatusCode) {
+	t.Helper()
+	_, b, err := c.Read(testCtx(t))
+	require.Error(t, err, "expected close %d, got message %s", code, b)
+	require.Equal(t, code, websocket.CloseStatus(err), "%v", err)
+}
+
+func ptr(s string) *string { return &s }
+
+func (f *fixture) active() int64 {
+	return f.metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "ws"})
+}
+
+func TestNewHandlerValidatesConfig(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	_, err := ws.NewHandler(env.Svc, ws.Config{})
+	require.Error(t, err)
+	_, err = ws.NewHandler(nil, ws.Config{Auth: streamtest.Auth})
+	require.Error(t, err)
+	_, err = ws.NewHandler(env.Svc, ws.Config{Auth: streamtest.Auth, WriteTimeout: -1})
+	require.Error(t, err)
+}
+
+func TestHandshakeRequiresAuthentication(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	c, resp, err := dial(t, wsURL(f.srv.URL), "", nil)
+	require.Error(t, err)
+	require.Nil(t, c)
+	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	protocoltest.ValidateErrorResponse(t, body)
+	require.Contains(t, string(body), taskbridge.CodeAuthentication)
+}
+
+func TestOriginChecking(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	// A page on another site must not ride the user's credentials.
+	_, resp, err := dial(t, wsURL(f.srv.URL), "alice", http.Header{"Origin": {"https://evil.example"}})
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	// Same-origin pages and native clients (no Origin) are accepted.
+	_, _, err = dial(t, wsURL(f.srv.URL), "alice", http.Header{"Origin": {f.srv.URL}})
+	require.NoError(t, err)
+	_, _, err = dial(t, wsURL(f.srv.URL), "alice", nil)
+	require.NoError(t, err)
+
+	allowed := setup(t, ws.Config{OriginPatterns: []string{"app.example"}})
+	_, _, err = dial(t, wsURL(allowed.srv.URL), "alice", http.Header{"Origin": {"https://app.example"}})
+	require.NoError(t, err)
+	_, resp, err = dial(t, wsURL(allowed.srv.URL), "alice", http.Header{"Origin": {"https://evil.example"}})
+	require.Error(t, err)
+	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+}
+
+func TestInvalidSubscriptionsArePolicyViolations(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, ws.Config{}, streamtest.Options{MaxEventsPerTask: 3})
+	task := f.env.CreateTask(t, "alice")
+	f.env.Started(t, task)
+	expired := f.env.CreateTask(t, "alice")
+	f.env.Started(t, expired)
+	for i := range 4 {
+		f.env.Progress(t, expired, float64(i)/10)
+	}
+
+	text := func(s string) func(*testing.T, *websocket.Conn) {
+		return func(t *testing.T, c *websocket.Conn) {
+			require.NoError(t, c.Write(testCtx(t), websocket.MessageText, []byte(s)))
+		}
+	}
+	cases := []struct {
+		name  string
+		send  func(*testing.T, *websocket.Conn)
+		close websocket.StatusCode
+	}{
+		{"malformed JSON", text(`{"action":`), websocket.StatusPolicyViolation},
+		{"not an object", text(`["subscribe"]`), websocket.StatusPolicyViolation},
+		{"wrong action", text(`{"action":"unsubscribe","taskId":"` + task + `"}`), websocket.StatusPolicyViolation},
+		{"missing taskId", text(`{"action":"subscribe"}`), websocket.StatusPolicyViolation},
+		{"taskId not a string", text(`{"action":"subscribe","taskId":42}`), websocket.StatusPolicyViolation},
+		{"binary frame", func(t *testing.T, c *websocket.Conn) {
+			b, _ := json.Marshal(taskbridge.SubscribeFrame{Action: "subscribe", TaskID: task})
+			require.NoError(t, c.Write(testCtx(t), websocket.MessageBinary, b))
+		}, websocket.StatusPolicyViolation},
+		{"unknown task", text(`{"action":"subscribe","taskId":"no-such-task"}`), websocket.StatusPolicyViolation},
+		{"malformed cursor", text(`{"action":"subscribe","taskId":"` + task + `","lastEventId":"x"}`), websocket.StatusPolicyViolation},
+		{"cursor beyond the log", text(`{"action":"subscribe","taskId":"` + task + `","lastEventId":"9"}`), websocket.StatusPolicyViolation},
+		{"expired cursor", text(`{"action":"subscribe","taskId":"` + expired + `","lastEventId":"1"}`), ws.CloseEventsExpired},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := f.dial(t, "alice")
+			tc.send(t, c)
+			// No confirmation: the close is the first thing received.
+			requireClose(t, c, tc.close)
+		})
+	}
+	t.Run("other user's task", func(t *testing.T) {
+		t.Parallel()
+		c := f.dial(t, "bob")
+		subscribe(t, c, task, nil)
+		requireClose(t, c, websocket.StatusPolicyViolation)
+	})
+	t.Run("invalid second frame", func(t *testing.T) {
+		t.Parallel()
+		c := f.subscribed(t, task)
+		require.Equal(t, "1", readEvent(t, c).EventID)
+		text(`hello`)(t, c)
+		requireClose(t, c, websocket.StatusPolicyViolation)
+	})
+}
+
+func TestSubscribeReplayLiveAndClose(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	task := f.env.CreateTask(t, "alice")
+	f.env.Started(t, task)
+	f.env.Progress(t, task, 0.2)
+
+	for _, cursor := range []*string{nil, ptr(""), ptr("0"), ptr("1")} {
+		c := f.dial(t, "alice")
+		subscribe(t, c, task, cursor)
+		readConfirm(t, c, task, cursor)
+		from := 1
+		if cursor != nil && *cursor == "1" {
+			from = 2
+		}
+		for i := from; i <= 2; i++ {
+			require.Equal(t, taskbridge.FormatEventID(int64(i)), readEvent(t, c).EventID)
+		}
+		require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	}
+
+	c := f.dial(t, "alice")
+	subscribe(t, c, task, ptr("2"))
+	readConfirm(t, c, task, ptr("2"))
+	require.Equal(t, "3", f.env.Progress(t, task, 0.5).EventID)
+	require.Equal(t, "3", readEvent(t, c).EventID)
+	f.env.Complete(t, task)
+	ev := readEvent(t, c)
+	require.Equal(t, taskbridge.EventTaskCompleted, ev.Type)
+	// Nothing follows the terminal event but the normal close.
+	requireClose(t, c, websocket.StatusNormalClosure)
+
+	// A cursor at the terminal event: confirmation, then the close.
+	c = f.dial(t, "alice")
+	subscribe(t, c, task, ptr(ev.EventID))
+	readConfirm(t, c, task, ptr(ev.EventID))
+	requireClose(t, c, websocket.StatusNormalClosure)
+}
+
+func TestHeartbeat(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{HeartbeatInterval: 20 * time.Millisecond})
+	task := f.env.CreateTask(t, "alice")
+	c := f.subscribed(t, task)
+	for range 3 {
+		b := read(t, c)
+		protocoltest.ValidateHeartbeat(t, b)
+		require.JSONEq(t, `{"type":"HEARTBEAT","taskId":"`+task+`","live":true}`, string(b))
+	}
+	f.env.Started(t, task)
+	for {
+		b := read(t, c)
+		if !strings.Contains(string(b), `"HEARTBEAT"`) {
+			protocoltest.ValidateEvent(t, b)
+			break
+		}
+	}
+}
+
+func TestMultiplexing(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	a, b := f.env.CreateTask(t, "alice"), f.env.CreateTask(t, "alice")
+	f.env.Started(t, a)
+	f.env.Started(t, b)
+	f.env.Progress(t, b, 0.5)
+
+	c := f.dial(t, "alice")
+	subscribe(t, c, a, nil)
+	readConfirm(t, c, a, nil)
+	ev := readEvent(t, c)
+	require.Equal(t, [2]string{a, "1"}, [2]string{ev.TaskID, ev.EventID})
+
+	subscribe(t, c, b, ptr("1"))
+	readConfirm(t, c, b, ptr("1"))
+	ev = readEvent(t, c)
+	require.Equal(t, [2]string{b, "2"}, [2]string{ev.TaskID, ev.EventID})
+
+	f.env.Progress(t, a, 0.1)
+	ev = readEvent(t, c)
+	require.Equal(t, [2]string{a, "2"}, [2]string{ev.TaskID, ev.EventID})
+
+	// b ends; the socket stays open for a.
+	f.env.Complete(t, b)
+	ev = readEvent(t, c)
+	require.Equal(t, [2]string{b, "3"}, [2]string{ev.TaskID, ev.EventID})
+	f.env.Progress(t, a, 0.2)
+	ev = readEvent(t, c)
+	require.Equal(t, [2]string{a, "3"}, [2]string{ev.TaskID, ev.EventID})
+
+	// Subscribing again to a task restarts it from the new cursor.
+	subscribe(t, c, a, ptr("1"))
+	readConfirm(t, c, a, ptr("1"))
+	require.Equal(t, "2", readEvent(t, c).EventID)
+	require.Equal(t, "3", readEvent(t, c).EventID)
+
+	// The last subscribed task ends: close 1000.
+	f.env.Complete(t, a)
+	ev = readEvent(t, c)
+	require.Equal(t, [2]string{a, "4"}, [2]string{ev.TaskID, ev.EventID})
+	requireClose(t, c, websocket.StatusNormalClosure)
+}
+
+func TestTooManySubscriptions(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{MaxSubscriptions: 2})
+	c := f.dial(t, "alice")
+	for i := range 3 {
+		task := f.env.CreateTask(t, "alice")
+		subscribe(t, c, task, nil)
+		if i < 2 {
+			readConfirm(t, c, task, nil)
+		}
+	}
+	requireClose(t, c, websocket.StatusPolicyViolation)
+}
+
+func TestSubscribeTimeout(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{SubscribeTimeout: 20 * time.Millisecond})
+	c := f.dial(t, "alice")
+	_, _, err := c.Read(testCtx(t))
+	require.Error(t, err)
+	// The connection's goroutines are gone.
+	require.NoError(t, f.h.Shutdown(testCtx(t)))
+}
+
+func TestPingsAreAnswered(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	task := f.env.CreateTask(t, "alice")
+	c := f.subscribed(t, task)
+	// The client must read for its pong to be processed.
+	readDone := make(chan error, 1)
+	go func() {
+		_, _, err := c.Read(context.Background())
+		readDone <- err
+	}()
+	require.NoError(t, c.Ping(testCtx(t)))
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	<-readDone
+}
+
+func TestShutdownClosesWithGoingAway(t *testing.T) {
+	t.Parallel()
+	for _, by := range []string{"handler", "service"} {
+		t.Run(by, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, ws.Config{})
+			task := f.env.CreateTask(t, "alice")
+			c := f.subscribed(t, task)
+
+			errc := make(chan error, 1)
+			go func() {
+				if by == "handler" {
+					errc <- f.h.Shutdown(testCtx(t))
+				} else {
+					errc <- f.env.Svc.Shutdown(testCtx(t))
+				}
+			}()
+			requireClose(t, c, websocket.StatusGoingAway)
+			require.NoError(t, <-errc)
+			require.NoError(t, f.h.Shutdown(testCtx(t)))
+
+			_, resp, err := dial(t, wsURL(f.srv.URL), "alice", nil)
+			require.Error(t, err)
+			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+		})
+	}
+}
+
+func TestClientDisconnectReleasesTheConnection(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	task := f.env.CreateTask(t, "alice")
+	c := f.subscribed(t, task)
+	require.Equal(t, int64(1), f.active())
+	require.NoError(t, c.CloseNow())
+	require.Eventually(t, func() bool { return f.active() == 0 }, 5*time.Second, time.Millisecond)
+}
+
+// TestFirstFrameInTheHandshakePacket sends the subscribe frame in the same
+// write as the upgrade request, so the server has read it into its buffer
+// before the upgrade.
+func TestFirstFrameInTheHandshakePacket(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	task := f.env.CreateTask(t, "alice")
+	f.env.Started(t, task)
+	_, br := rawDial(t, f, task, true)
+	op, payload, err := streamtest.ReadServerFrame(br)
+	require.NoError(t, err)
+	require.Equal(t, byte(1), op)
+	protocoltest.ValidateSubscriptionConfirmed(t, payload)
+	op, payload, err = streamtest.ReadServerFrame(br)
+	require.NoError(t, err)
+	require.Equal(t, byte(1), op)
+	protocoltest.ValidateEvent(t, payload)
+}
+
+// rawDial upgrades a plain TCP connection and subscribes to task, in the
+// same write when together is set.
+func rawDial(t *testing.T, f *fixture, task string, together bool) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
+	sub, err := json.Marshal(taskbridge.SubscribeFrame{Action: "subscribe", TaskID: task})
+	require.NoError(t, err)
+	hs := streamtest.HandshakeRequest(f.srv.Listener.Addr().String(), ws.DefaultPath, streamtest.Bearer("alice"))
+	frame := streamtest.ClientFrame(1, sub)
+	if together {
+		_, err = conn.Write(append(hs, frame...))
+		require.NoError(t, err)
+	} else {
+		_, err = conn.Write(hs)
+		require.NoError(t, err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	if !together {
+		_, err = conn.Write(frame)
+		require.NoError(t, err)
+	}
+	return conn, br
+}
+
+// TestSlowConsumerIsDisconnected: a client that stops reading is dropped
+// after the write timeout, and a client of the same task that reads gets
+// every event.
+func TestSlowConsumerIsDisconnected(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{WriteTimeout: 2 * time.Second})
+	task := f.env.CreateTask(t, "alice")
+	stalled, _ := rawDial(t, f, task, false)
+	require.NoError(t, stalled.(*net.TCPConn).SetReadBuffer(4096))
+	require.Eventually(t, func() bool { return f.active() == 1 }, 5*time.Second, time.Millisecond)
+
+	c := f.dial(t, "alice")
+	c.SetReadLimit(1 << 20)
+	subscribe(t, c, task, nil)
+	readConfirm(t, c, task, nil)
+
+	big := strings.Repeat("x", 60_000)
+	const n = 60 // ~3.6 MB
+	f.env.Started(t, task)
+	require.Equal(t, "1", readEvent(t, c).EventID)
+	for i := range n {
+		f.env.Emit(t, task, taskbridge.MessagePayload{Message: big})
+		_, b, err := c.Read(testCtx(t))
+		require.NoError(t, err)
+		var ev taskbridge.TaskEvent
+		require.NoError(t, json.Unmarshal(b, &ev))
+		require.Equal(t, taskbridge.FormatEventID(int64(i+2)), ev.EventID)
+	}
+	require.Eventually(t, func() bool { return f.active() == 1 }, 5*time.Second, time.Millisecond)
+}
+
+func TestMountOnChi(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	h := newHandler(t, env, ws.Config{})
+	r := chi.NewRouter()
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Get("/tasks/ws", h.ServeHTTP)
+	})
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+
+	task := env.CreateTask(t, "alice")
+	env.Started(t, task)
+	c, _, err := dial(t, wsURL(srv.URL), "alice", nil)
+	require.NoError(t, err)
+	subscribe(t, c, task, nil)
+	readConfirm(t, c, task, nil)
+	require.Equal(t, "1", readEvent(t, c).EventID)
+}
+
+// TestShutdownDropsUnresponsiveClients: a client that never answers the
+// close handshake holds Shutdown until its context ends; the connection is
+// then dropped and its goroutines exit.
+func TestShutdownDropsUnresponsiveClients(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	task := f.env.CreateTask(t, "alice")
+	rawDial(t, f, task, false) // never reads, never answers
+	require.Eventually(t, func() bool { return f.active() == 1 }, 5*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, f.h.Shutdown(ctx), context.DeadlineExceeded)
+	require.NoError(t, f.h.Shutdown(testCtx(t)))
+	require.Equal(t, int64(0), f.active())
+}
