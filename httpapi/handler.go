@@ -80,17 +80,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pat == nil {
 		h.writeError(w, r, &statusError{
 			status: http.StatusNotFound, code: taskbridge.CodeInvalidRequest,
-			msg: "No such route", details: map[string]any{},
+			msg: "No such route",
 		})
 		return
 	}
 	fn, ok := pat.methods[r.Method]
 	if !ok {
-		w.Header().Set("Allow", pat.allow())
-		h.writeError(w, r, &statusError{
-			status: http.StatusMethodNotAllowed, code: taskbridge.CodeInvalidRequest,
-			msg: "Method " + r.Method + " is not allowed here", details: map[string]any{},
-		})
+		httpx.MethodNotAllowed(w, r, pat.allow(), h.svc.Now())
 		return
 	}
 	fn(w, r, taskID)
@@ -134,13 +130,7 @@ func (h *Handler) authed(fn authedFunc) routeFunc {
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) (int, string) {
 	var se *statusError
 	if errors.As(err, &se) {
-		details := se.details
-		if details == nil {
-			details = map[string]any{}
-		}
-		httpx.WriteJSON(w, se.status, taskbridge.ErrorEnvelope{
-			Code: se.code, Message: se.msg, Details: details, Timestamp: h.svc.Now(),
-		})
+		httpx.WriteErrorCode(w, se.status, se.code, se.msg, se.details, h.svc.Now())
 		return se.status, se.code
 	}
 	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {

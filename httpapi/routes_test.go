@@ -108,6 +108,34 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 	e.alice.get("/api/v1/tasks/ws").errorEnvelope(http.StatusNotFound, taskbridge.CodeTaskNotFound)
 }
 
+// TestStreamRoutesAcceptGETOnly: the stream and WebSocket routes answer
+// every other method, HEAD and OPTIONS included, with a 405 envelope and
+// Allow: GET, without reaching the streaming handlers.
+func TestStreamRoutesAcceptGETOnly(t *testing.T) {
+	t.Parallel()
+	sse, ws := &stub{}, &stub{}
+	e := setup(t, withConfig(func(c *httpapi.Config) { c.Stream, c.WebSocket = sse, ws }))
+	id := e.createTask("req-1")
+	for _, path := range []string{"/api/v1/tasks/" + id + "/events/stream", "/api/v1/tasks/ws"} {
+		for _, method := range []string{http.MethodHead, http.MethodOptions, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			resp := e.alice.do(method, path, nil, "")
+			require.Equal(t, "GET", resp.Header.Get("Allow"), method+" "+path)
+			if method == http.MethodHead {
+				require.Equal(t, http.StatusMethodNotAllowed, resp.Status)
+				require.Empty(t, resp.Body)
+				continue
+			}
+			resp.errorEnvelope(http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest)
+		}
+	}
+	require.Empty(t, sse.requests())
+	require.Empty(t, ws.requests())
+	// Unknown routes next to them are 404 envelopes.
+	for _, path := range []string{"/api/v1/tasks/" + id + "/events/stream/x", "/api/v1/tasks/ws/x"} {
+		e.alice.get(path).errorEnvelope(http.StatusNotFound, taskbridge.CodeInvalidRequest)
+	}
+}
+
 func TestHealthAndReady(t *testing.T) {
 	t.Parallel()
 	var failing atomic.Bool

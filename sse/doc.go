@@ -8,8 +8,9 @@
 // validates the cursor, so errors are ordinary protocol error envelopes:
 // 401 AUTHENTICATION_ERROR, 404 TASK_NOT_FOUND (also for other users' tasks),
 // 400 INVALID_REQUEST for a malformed cursor, 410 EVENTS_EXPIRED when the
-// events after the cursor were removed by retention and 503
-// SERVICE_UNAVAILABLE during shutdown.
+// events after the cursor were removed by retention, 503
+// SERVICE_UNAVAILABLE during shutdown, and 405 INVALID_REQUEST with
+// Allow: GET for any method but GET (HEAD and OPTIONS included).
 //
 // # Wire format
 //
@@ -62,8 +63,11 @@
 // Streams end when the service shuts down ([taskbridge.Service.Shutdown])
 // or when [Handler.Shutdown] is called. Hijacked streams are not tracked by
 // http.Server, so its Shutdown neither ends nor waits for them, and streams
-// inside ServeHTTP would keep it waiting: end them first. A host typically
-// does, on SIGTERM:
+// inside ServeHTTP would keep it waiting: end them first. A stream blocked
+// writing to a client that does not read cannot end itself before its
+// write deadline; when Handler.Shutdown's context ends, it closes the
+// connections of such hijacked streams and returns once their goroutines
+// have exited. A host typically does, on SIGTERM:
 //
 //	_ = sseHandler.Shutdown(ctx) // ends streams, refuses new ones with 503
 //	_ = srv.Shutdown(ctx)

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
 
 // DefaultPattern is the protocol's stream route, as an http.ServeMux
@@ -86,11 +86,9 @@ type Handler struct {
 	hbPrefix string
 	hbSeq    atomic.Uint64
 
-	mu     sync.Mutex
-	active int
-	closed bool
-	done   chan struct{} // closed by Shutdown: streams end
-	idle   chan struct{} // closed when closed and active == 0
+	// life tracks the streams; done is life.Done(): streams end.
+	life *streamlife.Group
+	done <-chan struct{}
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler
@@ -122,12 +120,13 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
+	life := streamlife.New()
 	return &Handler{
 		svc:      svc,
 		cfg:      cfg,
 		hbPrefix: "hb-" + hex.EncodeToString(rnd[:]) + "-",
-		done:     make(chan struct{}),
-		idle:     make(chan struct{}),
+		life:     life,
+		done:     life.Done(),
 	}, nil
 }
 
@@ -156,11 +155,7 @@ func lastEventID(r *http.Request) string {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		httpx.WriteJSON(w, http.StatusMethodNotAllowed, taskbridge.ErrorEnvelope{
-			Code: taskbridge.CodeInvalidRequest, Message: "Method not allowed",
-			Details: map[string]any{}, Timestamp: h.svc.Now(),
-		})
+		httpx.MethodNotAllowed(w, r, http.MethodGet, h.svc.Now())
 		return
 	}
 	auth, err := httpx.Authenticate(h.cfg.Auth, r)
@@ -168,13 +163,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	if !h.enter() {
+	st, ok := h.life.Enter()
+	if !ok {
 		h.fail(w, r, taskbridge.ErrClosed)
 		return
 	}
 	taskID := h.cfg.TaskID(r)
 	if !taskbridge.ValidTaskID(taskID) {
-		h.leave()
+		st.Leave()
 		h.fail(w, r, taskbridge.ErrTaskNotFound)
 		return
 	}
@@ -183,49 +179,28 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
 	})
 	if err != nil {
-		h.leave()
+		st.Leave()
 		h.fail(w, r, err)
 		return
 	}
-	h.serve(w, r, sub)
+	h.serve(w, r, sub, st)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	httpx.WriteError(w, r, h.svc.Logger(), h.svc.Now(), err)
 }
 
-// enter registers a stream; false once the handler is shut down.
-func (h *Handler) enter() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return false
-	}
-	h.active++
-	return true
-}
-
-func (h *Handler) leave() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.active--
-	if h.closed && h.active == 0 {
-		close(h.idle)
-	}
-}
-
 // Shutdown ends every stream and makes new requests fail with 503
 // SERVICE_UNAVAILABLE, then waits until every stream has finished (its
-// goroutines have exited, its ServeHTTP has returned) or ctx ends. The
-// service itself is not shut down. Safe to call more than once.
+// goroutines have exited, its ServeHTTP has returned) or ctx ends. When ctx
+// ends first, the connections of the remaining hijacked streams are closed
+// and Shutdown returns ctx's error once their goroutines have exited, so
+// that none is left behind; a stream still inside ServeHTTP (HTTP/2,
+// [Config.DisableHijack]) ends at its next write deadline at the latest,
+// or when the http.Server closes its connection. The service itself is not
+// shut down. Safe to call more than once.
 func (h *Handler) Shutdown(ctx context.Context) error {
-	h.Close()
-	select {
-	case <-h.idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return h.life.Shutdown(ctx)
 }
 
 // Close is Shutdown without the wait. It suits
@@ -234,14 +209,5 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 //
 //	srv.RegisterOnShutdown(sseHandler.Close)
 func (h *Handler) Close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return
-	}
-	h.closed = true
-	close(h.done)
-	if h.active == 0 {
-		close(h.idle)
-	}
+	h.life.Close()
 }

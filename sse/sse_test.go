@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
@@ -214,15 +215,32 @@ func TestErrorsAreAnsweredBeforeTheStream(t *testing.T) {
 
 	t.Run("method not allowed", func(t *testing.T) {
 		t.Parallel()
-		// Served without a method pattern, the handler itself refuses.
+		// Served without a method pattern, the handler itself refuses;
+		// a ServeMux "GET" pattern also passes HEAD on to it.
 		srv := httptest.NewServer(f.h)
 		t.Cleanup(srv.Close)
-		req, err := http.NewRequest(http.MethodPost, streamURL(srv.URL, own), nil)
+		for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodOptions, http.MethodHead} {
+			req, err := http.NewRequest(m, streamURL(srv.URL, own), nil)
+			require.NoError(t, err)
+			req.Header.Set("Authorization", "Bearer alice")
+			resp, err := srv.Client().Do(req)
+			require.NoError(t, err)
+			require.Equal(t, http.MethodGet, resp.Header.Get("Allow"), m)
+			if m == http.MethodHead {
+				// No body, but the envelope's status and type.
+				require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
+				require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+			} else {
+				requireEnvelope(t, resp, http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest)
+			}
+			_ = resp.Body.Close()
+		}
+		req, err := http.NewRequest(http.MethodHead, streamURL(f.srv.URL, own), nil)
 		require.NoError(t, err)
-		resp, err := srv.Client().Do(req)
+		resp, err := f.srv.Client().Do(req)
 		require.NoError(t, err)
-		defer resp.Body.Close()
-		requireEnvelope(t, resp, http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode, "HEAD through the ServeMux pattern")
 		require.Equal(t, http.MethodGet, resp.Header.Get("Allow"))
 	})
 }
@@ -562,17 +580,8 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		srv := streamtest.SmallBufferServer(t, h)
 		t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
 		task := env.CreateTask(t, "alice")
-		active := func() int64 {
-			return metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"})
-		}
-
-		// The stalled client: sends its request, never reads.
-		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
-		require.NoError(t, err)
-		t.Cleanup(func() { _ = conn.Close() })
-		require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
-		_, err = conn.Write([]byte("GET /api/v1/tasks/" + task + "/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n"))
-		require.NoError(t, err)
+		active := activeStreams(metrics)
+		dialStalled(t, srv, task)
 		require.Eventually(t, func() bool { return active() == 1 }, 5*time.Second, time.Millisecond)
 
 		resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
@@ -594,6 +603,26 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		// The stalled stream was dropped by its write deadline.
 		require.Eventually(t, func() bool { return active() == 0 }, 5*time.Second, time.Millisecond)
 	})
+}
+
+// activeStreams returns a function reporting the open SSE streams.
+func activeStreams(metrics *taskbridge.MemoryMetrics) func() int64 {
+	return func() int64 {
+		return metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"})
+	}
+}
+
+// dialStalled opens a stream of task as alice from a client with a small
+// socket buffer that sends its request and never reads.
+func dialStalled(t *testing.T, srv *httptest.Server, task string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4096))
+	_, err = conn.Write([]byte("GET /api/v1/tasks/" + task + "/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n"))
+	require.NoError(t, err)
+	return conn
 }
 
 // TestShutdown ends streams by Handler.Shutdown and by the service's
@@ -634,9 +663,7 @@ func TestClientDisconnectEndsTheHandler(t *testing.T) {
 		f := setup(t, cfg, streamtest.Options{Metrics: metrics})
 		task := f.env.CreateTask(t, "alice")
 		resp, cancel := f.openCancelable(t, task)
-		active := func() int64 {
-			return metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"})
-		}
+		active := activeStreams(metrics)
 		require.Equal(t, int64(1), active())
 		cancel()
 		_, err := io.ReadAll(resp.Body)
@@ -702,4 +729,46 @@ func TestHTTP2(t *testing.T) {
 	env.Complete(t, task)
 	require.Equal(t, "2", readEvent(t, br).EventID)
 	requireEnd(t, br)
+}
+
+// TestShutdownClosesStalledHijackedStreams: a client that never reads keeps
+// its hijacked stream blocked in a write. When Shutdown's context ends, the
+// connection is closed and Shutdown returns once the stream's goroutines
+// have exited, long before the write deadline. Not parallel: it checks for
+// leaked goroutines.
+func TestShutdownClosesStalledHijackedStreams(t *testing.T) {
+	metrics := &taskbridge.MemoryMetrics{}
+	env := streamtest.New(t, streamtest.Options{Metrics: metrics})
+	h := newHandler(t, env, sse.Config{WriteTimeout: time.Minute, HeartbeatInterval: -1})
+	srv := streamtest.SmallBufferServer(t, h)
+	active := activeStreams(metrics)
+	// ~1.2 MB of events, replayed in one batch, far more than the socket
+	// buffers hold: the stream's first write blocks, and it does not look
+	// at the handler's shutdown signal until the batch is written.
+	task := env.CreateTask(t, "alice")
+	env.Started(t, task)
+	big := strings.Repeat("x", 60_000)
+	for range 20 {
+		env.Emit(t, task, taskbridge.MessagePayload{Message: big})
+	}
+	before := goleak.IgnoreCurrent()
+	conn := dialStalled(t, srv, task)
+	require.Eventually(t, func() bool { return active() == 1 }, 5*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
+	require.Less(t, time.Since(start), 30*time.Second, "Shutdown waited for the write deadline")
+	// The subscription was released before Shutdown returned, and no
+	// goroutine of the stream is left.
+	require.Equal(t, int64(0), active())
+	require.NoError(t, goleak.Find(before))
+
+	// The client sees the connection end.
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err := io.Copy(io.Discard, conn)
+	var nerr net.Error
+	require.False(t, errors.As(err, &nerr) && nerr.Timeout(), "the connection was not closed: %v", err)
+	require.NoError(t, h.Shutdown(context.Background()), "Shutdown after shutdown")
 }

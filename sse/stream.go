@@ -1,7 +1,6 @@
 package sse
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
 
 // Buffers are pooled and held only while a batch is written, so an idle
@@ -45,6 +46,7 @@ func putBuf(b *[]byte) {
 // (rc set) or a hijacked connection (conn set).
 type stream struct {
 	h      *Handler
+	st     *streamlife.Stream
 	taskID string
 
 	w         http.ResponseWriter
@@ -54,24 +56,26 @@ type stream struct {
 	conn net.Conn
 }
 
-// serve streams sub to the client and releases it; it owns the
-// Handler.enter done by ServeHTTP.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription) {
+// serve streams sub to the client and releases it and st.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription, st *streamlife.Stream) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	s := &stream{h: h, taskID: sub.TaskID()}
+	s := &stream{h: h, st: st, taskID: sub.TaskID()}
 	if !h.cfg.DisableHijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
+			// Closing the connection ends both of the stream's goroutines
+			// at once, even in the middle of a blocked write.
+			st.OnAbort(func() { _ = conn.Close() })
 			head := getBuf()
-			*head = appendHead(*head, hdr)
+			*head = httpx.AppendResponseHead(*head, http.StatusOK, hdr, "close")
 			go s.detached(sub, head)
 			return
 		}
 	}
-	defer h.leave()
+	defer st.Leave()
 	defer sub.Close()
 	s.w, s.rc, s.deadlines = w, http.NewResponseController(w), true
 	w.WriteHeader(http.StatusOK)
@@ -112,7 +116,7 @@ func (s *stream) detached(sub *taskbridge.Subscription, head *[]byte) {
 	sub.Close()
 	_ = s.conn.Close()
 	<-ctx.Done()
-	s.h.leave()
+	s.st.Leave()
 }
 
 // run writes head (a pooled buffer it releases: the response head of a
@@ -267,22 +271,6 @@ func (s *stream) ended(ctx context.Context, err error) {
 	}
 	s.h.svc.Logger().LogAttrs(ctx, level, "taskbridge: sse stream ended",
 		slog.String("taskId", s.taskID), slog.String("transport", "sse"), slog.Any("error", err))
-}
-
-// hopHeaders are managed by the stream itself on a hijacked connection.
-var hopHeaders = map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true}
-
-// appendHead appends an HTTP/1.1 200 response head with hdr (the
-// ResponseWriter's header, so the host's middleware headers are kept). The
-// body is delimited by closing the connection.
-func appendHead(b []byte, hdr http.Header) []byte {
-	buf := bytes.NewBuffer(b)
-	buf.WriteString("HTTP/1.1 200 OK\r\n")
-	_ = hdr.WriteSubset(buf, hopHeaders)
-	buf.WriteString("Date: ")
-	buf.Write(time.Now().UTC().AppendFormat(nil, http.TimeFormat))
-	buf.WriteString("\r\nConnection: close\r\n\r\n")
-	return buf.Bytes()
 }
 
 // appendPreamble appends a comment of n padding bytes.

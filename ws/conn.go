@@ -12,7 +12,12 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
+
+// errShutdown reports that the handler shut down while a connection waited
+// for its first subscribe frame.
+var errShutdown = errors.New("ws: shutting down")
 
 // statusAbort means: drop the connection without a close handshake (the
 // peer is gone or a write failed).
@@ -29,6 +34,7 @@ var (
 // once) and hands subscribe frames to run.
 type conn struct {
 	h    *Handler
+	st   *streamlife.Stream
 	ws   *websocket.Conn
 	nc   *netConn
 	auth taskbridge.AuthContext
@@ -65,10 +71,10 @@ type subscription struct {
 	ended     bool
 }
 
-func newConn(h *Handler, wc *websocket.Conn, nc *netConn, auth taskbridge.AuthContext) *conn {
+func newConn(h *Handler, wc *websocket.Conn, nc *netConn, auth taskbridge.AuthContext, st *streamlife.Stream) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &conn{
-		h: h, ws: wc, nc: nc, auth: auth,
+		h: h, st: st, ws: wc, nc: nc, auth: auth,
 		ctx: ctx, cancel: cancel,
 		signal:     make(chan struct{}, 1),
 		readerDone: make(chan struct{}),
@@ -121,7 +127,7 @@ func (c *conn) finish() {
 	}
 	c.cancel()
 	<-c.readerDone
-	c.h.leave(c)
+	c.st.Leave()
 }
 
 // abort drops the connection at once; used when Shutdown runs out of time.
@@ -136,14 +142,33 @@ func (c *conn) start() bool {
 	// A socket deadline rather than a context: the library keeps the last
 	// read's context, and a timer context would stay with the connection.
 	_ = c.nc.SetReadDeadline(time.Now().Add(c.h.cfg.SubscribeTimeout))
+	// A shutdown interrupts the wait (at once if it has begun already), so
+	// that a socket that has not subscribed yet is closed with 1001 too.
+	interrupted := make(chan struct{})
+	stop := context.AfterFunc(c.h.life.Context(), func() {
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		close(interrupted)
+	})
 	req, err := c.read()
-	if err == nil {
-		err = c.nc.SetReadDeadline(time.Time{})
+	if !stop() {
+		<-interrupted
+		err = errShutdown
+	}
+	if err == nil || errors.Is(err, errShutdown) {
+		// Clear the deadline for the connection's life, or for the close
+		// handshake.
+		if derr := c.nc.SetReadDeadline(time.Time{}); err == nil {
+			err = derr
+		}
 	}
 	if err != nil || !req.ok {
 		close(c.readerDone)
-		c.code, c.reason = statusAbort, ""
-		if err == nil {
+		switch {
+		case errors.Is(err, errShutdown):
+			c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
+		case err != nil:
+			c.code, c.reason = statusAbort, ""
+		default:
 			c.code, c.reason = websocket.StatusPolicyViolation, "expected a subscribe frame"
 		}
 		return false

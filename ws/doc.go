@@ -9,13 +9,25 @@
 //
 // # Handshake
 //
-// The handshake request is authenticated before the upgrade: without valid
-// credentials the client gets an HTTP 401 AUTHENTICATION_ERROR envelope and
-// can refresh its token (a close after the upgrade would make the SDK give
-// up). Browser origins other than the request's own host are refused with
-// 403 unless allowed by [Config.OriginPatterns]; requests without an Origin
-// header (native clients) are accepted. During shutdown the handshake gets
-// 503 SERVICE_UNAVAILABLE.
+// The handshake is checked before the upgrade, and every answer but the 101
+// is a protocol error envelope {code, message, details, timestamp}, in this
+// order:
+//
+//   - 405 INVALID_REQUEST with Allow: GET for any other method (HEAD and
+//     OPTIONS included);
+//   - 426 INVALID_REQUEST, with Upgrade: websocket and
+//     Sec-WebSocket-Version: 13, for a request that is not a WebSocket
+//     upgrade (or not HTTP/1.1) or asks for another protocol version, and
+//     400 INVALID_REQUEST for a missing or malformed Sec-WebSocket-Key;
+//   - 403 [CodeOriginNotAllowed] for a browser origin other than the
+//     request's own host that [Config.OriginPatterns] does not allow
+//     (requests without an Origin header, native clients, are accepted);
+//   - 401 AUTHENTICATION_ERROR without valid credentials, so the client can
+//     refresh its token (a close after the upgrade would make the SDK give
+//     up);
+//   - 503 SERVICE_UNAVAILABLE during shutdown;
+//   - 500 INTERNAL_ERROR when the connection cannot be taken over (host
+//     middleware whose ResponseWriter hides http.Hijacker).
 //
 // # Frames
 //
@@ -79,9 +91,11 @@
 //
 // Hijacked connections are not tracked by http.Server, so its Shutdown
 // neither closes nor waits for them. [Handler.Shutdown] closes every
-// connection with 1001 and waits for its goroutines; the service's own
-// Shutdown has the same effect on the sockets. A host typically does, on
-// SIGTERM:
+// connection with 1001, also those still waiting for their first subscribe
+// frame, and waits for its goroutines; when its context ends first it drops
+// the remaining connections and returns once their goroutines have exited,
+// so none is left behind. The service's own Shutdown has the same effect on
+// subscribed sockets. A host typically does, on SIGTERM:
 //
 //	_ = wsHandler.Shutdown(ctx) // 1001 to every client, refuse new ones
 //	_ = srv.Shutdown(ctx)

@@ -3,14 +3,15 @@ package ws
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
 
 // DefaultPath is the protocol's WebSocket route. The Android SDK builds the
@@ -52,12 +53,19 @@ type Config struct {
 	Auth taskbridge.AuthContextResolver
 
 	// OriginPatterns lists the browser origins, besides the request's own
-	// host, allowed to open a socket (see websocket.AcceptOptions): host
-	// patterns such as "app.example.com" or "*.example.com", or
-	// "scheme://host" patterns. Requests without an Origin header (native
-	// clients such as the Android SDK) are always allowed. Any other
-	// cross-origin handshake is refused with 403, which blocks cross-site
-	// WebSocket hijacking with ambient credentials.
+	// host, allowed to open a socket, with the semantics of
+	// websocket.AcceptOptions.OriginPatterns: a pattern is matched, case
+	// insensitively and with path.Match syntax, against the Origin's host
+	// (with its port, if any), or against "scheme://host" when the pattern
+	// contains "://". Examples: "app.example.com", "*.example.com",
+	// "https://app.example.com", "localhost:*". An Origin whose host equals
+	// the request's Host is always allowed, and so are requests without an
+	// Origin header (native clients such as the Android SDK). Any other
+	// handshake is refused with a 403 [CodeOriginNotAllowed] envelope,
+	// which blocks cross-site WebSocket hijacking with ambient
+	// credentials. There is no switch that disables the check; a pattern
+	// of "*" admits any origin's host, and NewHandler fails on a malformed
+	// or empty pattern.
 	OriginPatterns []string
 
 	// HeartbeatInterval is how long a subscription may be idle before a
@@ -91,12 +99,12 @@ type Handler struct {
 	cfg    Config
 	accept websocket.AcceptOptions
 
-	mu     sync.Mutex
-	active int // handshakes in progress plus open connections
-	conns  map[*conn]struct{}
-	closed bool
-	done   chan struct{} // closed by Shutdown: connections close with 1001
-	idle   chan struct{} // closed when closed and active == 0
+	origins []originPattern
+
+	// life tracks handshakes in progress and open connections; done is
+	// life.Done(): connections close with 1001.
+	life *streamlife.Group
+	done <-chan struct{}
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler
@@ -130,82 +138,90 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		cfg.ReadLimit = DefaultReadLimit
 	}
 	cfg.OriginPatterns = append([]string(nil), cfg.OriginPatterns...)
+	origins, err := compileOrigins(cfg.OriginPatterns)
+	if err != nil {
+		return nil, err
+	}
+	life := streamlife.New()
 	return &Handler{
 		svc: svc,
 		cfg: cfg,
 		accept: websocket.AcceptOptions{
+			// The handler checks origins itself before Accept, to answer
+			// with an error envelope; the library checks again, with the
+			// same patterns.
 			OriginPatterns:  cfg.OriginPatterns,
 			CompressionMode: websocket.CompressionDisabled,
 		},
-		conns: map[*conn]struct{}{},
-		done:  make(chan struct{}),
-		idle:  make(chan struct{}),
+		origins: origins,
+		life:    life,
+		done:    life.Done(),
 	}, nil
 }
 
-// ServeHTTP implements http.Handler. It authenticates the request, upgrades
-// it and hands the connection to goroutines owned by the Handler, then
-// returns: host middleware sees the request end at the upgrade, and the
-// server's per-request memory is released for the connection's lifetime.
+// ServeHTTP implements http.Handler. It checks the handshake, its origin
+// and its credentials, upgrades the connection and hands it to goroutines
+// owned by the Handler, then returns: host middleware sees the request end
+// at the upgrade, and the server's per-request memory is released for the
+// connection's lifetime. Every answer but the 101 is a protocol error
+// envelope (see the package documentation).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	auth, err := httpx.Authenticate(h.cfg.Auth, r)
-	if err != nil {
-		httpx.WriteError(w, r, h.svc.Logger(), h.svc.Now(), err)
+	now := h.svc.Now()
+	if r.Method != http.MethodGet {
+		httpx.MethodNotAllowed(w, r, http.MethodGet, now)
 		return
 	}
-	if !h.enter() {
-		httpx.WriteError(w, r, h.svc.Logger(), h.svc.Now(), taskbridge.ErrClosed)
+	if status, msg := checkHandshake(w.Header(), r); status != 0 {
+		httpx.WriteErrorCode(w, status, taskbridge.CodeInvalidRequest, msg, nil, now)
+		return
+	}
+	if !originAllowed(r, h.origins) {
+		originRefused(w, r, now)
+		return
+	}
+	auth, err := httpx.Authenticate(h.cfg.Auth, r)
+	if err != nil {
+		httpx.WriteError(w, r, h.svc.Logger(), now, err)
+		return
+	}
+	st, ok := h.life.Enter()
+	if !ok {
+		httpx.WriteError(w, r, h.svc.Logger(), now, taskbridge.ErrClosed)
 		return
 	}
 	uw := &upgradeWriter{ResponseWriter: w, writeTimeout: h.cfg.WriteTimeout}
 	wc, err := websocket.Accept(uw, r, &h.accept)
 	if err != nil {
-		// Accept has answered the request (403 for a foreign origin, 426
-		// for a plain request, ...).
-		h.leave(nil)
+		st.Leave()
+		h.refused(w, r, uw, err)
 		return
 	}
 	wc.SetReadLimit(h.cfg.ReadLimit)
-	c := newConn(h, wc, uw.conn, auth)
-	if !h.register(c) {
-		_ = wc.Close(websocket.StatusGoingAway, "server shutting down")
-		h.leave(nil)
-		return
-	}
+	c := newConn(h, wc, uw.conn, auth, st)
+	st.OnAbort(c.abort)
 	go c.run()
 }
 
-// enter counts a handshake in; false once the handler is shut down.
-func (h *Handler) enter() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return false
+// refused answers a handshake Accept refused despite the checks above,
+// with an envelope carrying the status Accept chose (it was held back by
+// the upgradeWriter). A connection that could not be hijacked (host
+// middleware whose ResponseWriter hides http.Hijacker) is a server fault:
+// 500.
+func (h *Handler) refused(w http.ResponseWriter, r *http.Request, uw *upgradeWriter, err error) {
+	if uw.conn != nil {
+		// Accept does not fail once it has hijacked the connection; should
+		// it, nothing more can be answered on it.
+		_ = uw.conn.Conn.Close()
+		return
 	}
-	h.active++
-	return true
-}
-
-func (h *Handler) register(c *conn) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return false
-	}
-	h.conns[c] = struct{}{}
-	return true
-}
-
-// leave counts a handshake or connection out.
-func (h *Handler) leave(c *conn) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if c != nil {
-		delete(h.conns, c)
-	}
-	h.active--
-	if h.closed && h.active == 0 {
-		close(h.idle)
+	now := h.svc.Now()
+	switch status := uw.status; {
+	case status == http.StatusForbidden:
+		originRefused(w, r, now)
+	case status >= 400 && status < 500:
+		httpx.WriteErrorCode(w, status, taskbridge.CodeInvalidRequest, "Invalid WebSocket handshake", nil, now)
+	default:
+		httpx.WriteError(w, r, h.svc.Logger(), now, fmt.Errorf("ws: upgrade failed: %w", err))
 	}
 }
 
@@ -213,38 +229,19 @@ func (h *Handler) leave(c *conn) {
 // reconnect elsewhere, makes new handshakes fail with 503
 // SERVICE_UNAVAILABLE and waits until the connections' goroutines have
 // exited. When ctx ends first, the remaining connections are dropped
-// without a close handshake and ctx's error is returned. The service itself
-// is not shut down. Safe to call more than once.
+// without a close handshake and ctx's error is returned once their
+// goroutines have exited. The service itself is not shut down. Safe to
+// call more than once.
 //
 // Hijacked connections are not tracked by http.Server, so its Shutdown
 // neither closes nor waits for them: call this as well.
 func (h *Handler) Shutdown(ctx context.Context) error {
-	h.Close()
-	select {
-	case <-h.idle:
-		return nil
-	case <-ctx.Done():
-	}
-	h.mu.Lock()
-	for c := range h.conns {
-		c.abort()
-	}
-	h.mu.Unlock()
-	return ctx.Err()
+	return h.life.Shutdown(ctx)
 }
 
 // Close is Shutdown without the wait, for http.Server.RegisterOnShutdown:
 //
 //	srv.RegisterOnShutdown(wsHandler.Close)
 func (h *Handler) Close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.closed {
-		return
-	}
-	h.closed = true
-	close(h.done)
-	if h.active == 0 {
-		close(h.idle)
-	}
+	h.life.Close()
 }

@@ -3,10 +3,13 @@ package ws
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
 )
 
 // Buffer sizes of a hijacked connection. The client sends only small
@@ -29,21 +32,40 @@ const (
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// upgradeWriter is the ResponseWriter handed to websocket.Accept. Its
-// Hijack swaps the server's 4 KiB connection buffers for small ones and
-// wraps the connection in a [netConn], so that a connection costs little
-// memory while idle and a batch of messages goes out in one write.
+// upgradeWriter is the ResponseWriter handed to websocket.Accept. It holds
+// back the status the library writes, and its body: a refusal is answered
+// by the Handler with an error envelope instead of the library's plain
+// text, and the 101 goes out on the hijacked connection. Its Hijack swaps
+// the server's 4 KiB connection buffers for small ones and wraps the
+// connection in a [netConn], so that a connection costs little memory while
+// idle and a batch of messages goes out in one write.
 type upgradeWriter struct {
 	http.ResponseWriter
 	writeTimeout time.Duration
-	conn         *netConn
+	status       int      // the status the library wrote, held back
+	conn         *netConn // set once hijacked
 }
 
-// Unwrap lets http.ResponseController reach the server's ResponseWriter.
-func (u *upgradeWriter) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+// WriteHeader records the status; nothing reaches the client.
+func (u *upgradeWriter) WriteHeader(status int) {
+	if u.status == 0 {
+		u.status = status
+	}
+}
 
-// Hijack implements http.Hijacker.
+// Write discards the library's refusal text.
+func (u *upgradeWriter) Write(p []byte) (int, error) {
+	u.WriteHeader(http.StatusOK)
+	return len(p), nil
+}
+
+// Hijack implements http.Hijacker: it takes over the connection (nothing
+// has been written to it) and writes the 101 response with the headers the
+// library and any host middleware set.
 func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if u.status != http.StatusSwitchingProtocols {
+		return nil, nil, errors.New("ws: hijack without a 101 response")
+	}
 	c, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -55,13 +77,13 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		nc.pending = bytes.Clone(b)
 	}
-	// The server flushed the 101 response before hijacking; flush anyway
-	// in case a wrapper wrote more.
-	if brw.Writer.Buffered() > 0 {
-		if err := brw.Writer.Flush(); err != nil {
-			_ = c.Close()
-			return nil, nil, err
-		}
+	head := bufPool.Get().(*[]byte)
+	*head = httpx.AppendResponseHead((*head)[:0], http.StatusSwitchingProtocols, u.Header(), "Upgrade")
+	_, err = nc.Write(*head)
+	putBuf(head)
+	if err != nil {
+		_ = c.Close()
+		return nil, nil, err
 	}
 	u.conn = nc
 	return nc, bufio.NewReadWriter(bufio.NewReaderSize(nc, readBufSize), bufio.NewWriterSize(nc, writeBufSize)), nil
@@ -147,9 +169,14 @@ func (c *netConn) uncork() error {
 	}
 	c.buf = nil
 	_, err := c.writeLocked(*bp)
+	putBuf(bp)
+	return err
+}
+
+// putBuf returns a buffer to the pool, unless it grew unusually large.
+func putBuf(bp *[]byte) {
 	if cap(*bp) <= maxPooledBuf {
 		*bp = (*bp)[:0]
 		bufPool.Put(bp)
 	}
-	return err
 }

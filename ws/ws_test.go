@@ -15,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
@@ -189,19 +190,133 @@ func TestOriginChecking(t *testing.T) {
 	// A page on another site must not ride the user's credentials.
 	_, resp, err := dial(t, wsURL(f.srv.URL), "alice", http.Header{"Origin": {"https://evil.example"}})
 	require.Error(t, err)
-	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	env := requireEnvelope(t, resp, http.StatusForbidden, ws.CodeOriginNotAllowed)
+	require.Equal(t, map[string]any{"origin": "https://evil.example"}, env.Details)
 	// Same-origin pages and native clients (no Origin) are accepted.
 	_, _, err = dial(t, wsURL(f.srv.URL), "alice", http.Header{"Origin": {f.srv.URL}})
 	require.NoError(t, err)
 	_, _, err = dial(t, wsURL(f.srv.URL), "alice", nil)
 	require.NoError(t, err)
 
-	allowed := setup(t, ws.Config{OriginPatterns: []string{"app.example"}})
-	_, _, err = dial(t, wsURL(allowed.srv.URL), "alice", http.Header{"Origin": {"https://app.example"}})
+	allowed := setup(t, ws.Config{OriginPatterns: []string{"app.example", "https://*.trusted.example"}})
+	for _, origin := range []string{"https://app.example", "http://app.example", "https://a.trusted.example"} {
+		_, _, err = dial(t, wsURL(allowed.srv.URL), "alice", http.Header{"Origin": {origin}})
+		require.NoError(t, err, origin)
+	}
+	for _, origin := range []string{"https://evil.example", "http://a.trusted.example", "null"} {
+		_, resp, err = dial(t, wsURL(allowed.srv.URL), "alice", http.Header{"Origin": {origin}})
+		require.Error(t, err, origin)
+		requireEnvelope(t, resp, http.StatusForbidden, ws.CodeOriginNotAllowed)
+	}
+
+	_, err = ws.NewHandler(f.env.Svc, ws.Config{Auth: streamtest.Auth, OriginPatterns: []string{"[app.example"}})
+	require.Error(t, err, "malformed pattern")
+	_, err = ws.NewHandler(f.env.Svc, ws.Config{Auth: streamtest.Auth, OriginPatterns: []string{""}})
+	require.Error(t, err, "empty pattern")
+}
+
+// requireEnvelope checks that resp is a protocol error envelope with status
+// and code, and returns it.
+func requireEnvelope(t *testing.T, resp *http.Response, status int, code string) taskbridge.ErrorEnvelope {
+	t.Helper()
+	require.NotNil(t, resp)
+	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
-	_, resp, err = dial(t, wsURL(allowed.srv.URL), "alice", http.Header{"Origin": {"https://evil.example"}})
-	require.Error(t, err)
-	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+	require.Equal(t, status, resp.StatusCode, "body: %s", body)
+	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+	protocoltest.ValidateErrorResponse(t, body)
+	var env taskbridge.ErrorEnvelope
+	require.NoError(t, json.Unmarshal(body, &env))
+	require.Equal(t, code, env.Code)
+	return env
+}
+
+// handshakeHeader is a valid WebSocket handshake's headers, authenticated
+// as alice.
+func handshakeHeader() http.Header {
+	return http.Header{
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
+		"Authorization":         {"Bearer alice"},
+	}
+}
+
+// TestHandshakeRefusalsAreEnvelopes: every answer of the handler other
+// than the 101 is a protocol error envelope, with the headers its status
+// calls for.
+func TestHandshakeRefusalsAreEnvelopes(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	// Served without a method pattern, so every method reaches the handler.
+	srv := httptest.NewServer(f.h)
+	t.Cleanup(srv.Close)
+
+	cases := []struct {
+		name   string
+		method string
+		edit   func(h http.Header)
+		status int
+		code   string
+		header http.Header // headers the answer must carry
+	}{
+		{"POST", http.MethodPost, nil, 405, taskbridge.CodeInvalidRequest, http.Header{"Allow": {"GET"}}},
+		{"OPTIONS", http.MethodOptions, nil, 405, taskbridge.CodeInvalidRequest, http.Header{"Allow": {"GET"}}},
+		{"HEAD", http.MethodHead, nil, 405, taskbridge.CodeInvalidRequest, http.Header{"Allow": {"GET"}}},
+		{"plain GET", http.MethodGet, func(h http.Header) { h.Del("Connection"); h.Del("Upgrade") }, 426, taskbridge.CodeInvalidRequest,
+			http.Header{"Upgrade": {"websocket"}, "Connection": {"Upgrade"}}},
+		{"upgrade to another protocol", http.MethodGet, func(h http.Header) { h.Set("Upgrade", "h2c") }, 426, taskbridge.CodeInvalidRequest,
+			http.Header{"Upgrade": {"websocket"}}},
+		{"old protocol version", http.MethodGet, func(h http.Header) { h.Set("Sec-Websocket-Version", "8") }, 426, taskbridge.CodeInvalidRequest,
+			http.Header{"Sec-Websocket-Version": {"13"}}},
+		{"missing key", http.MethodGet, func(h http.Header) { h.Del("Sec-Websocket-Key") }, 400, taskbridge.CodeInvalidRequest, nil},
+		{"malformed key", http.MethodGet, func(h http.Header) { h.Set("Sec-Websocket-Key", "short") }, 400, taskbridge.CodeInvalidRequest, nil},
+		{"two keys", http.MethodGet, func(h http.Header) { h.Add("Sec-Websocket-Key", "dGhlIHNhbXBsZSBub25jZQ==") }, 400, taskbridge.CodeInvalidRequest, nil},
+		{"foreign origin", http.MethodGet, func(h http.Header) { h.Set("Origin", "https://evil.example") }, 403, ws.CodeOriginNotAllowed, nil},
+		{"foreign origin, no credentials", http.MethodGet, func(h http.Header) {
+			h.Set("Origin", "https://evil.example")
+			h.Del("Authorization")
+		}, 403, ws.CodeOriginNotAllowed, nil},
+		{"no credentials", http.MethodGet, func(h http.Header) { h.Del("Authorization") }, 401, taskbridge.CodeAuthentication,
+			http.Header{"Www-Authenticate": {"Bearer"}}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req, err := http.NewRequestWithContext(testCtx(t), tc.method, wsURL(srv.URL), nil)
+			require.NoError(t, err)
+			req.URL.Scheme = "http"
+			req.Header = handshakeHeader()
+			if tc.edit != nil {
+				tc.edit(req.Header)
+			}
+			resp, err := srv.Client().Do(req)
+			require.NoError(t, err)
+			defer resp.Body.Close()
+			for k := range tc.header {
+				require.Equal(t, tc.header.Get(k), resp.Header.Get(k), k)
+			}
+			if tc.method == http.MethodHead {
+				require.Equal(t, tc.status, resp.StatusCode)
+				require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
+				return
+			}
+			requireEnvelope(t, resp, tc.status, tc.code)
+		})
+	}
+
+	t.Run("connection that cannot be hijacked", func(t *testing.T) {
+		t.Parallel()
+		// A ResponseWriter without http.Hijacker (middleware hiding it):
+		// a server fault, answered with 500 once the handshake is checked.
+		req := httptest.NewRequest(http.MethodGet, ws.DefaultPath, nil)
+		req.Header = handshakeHeader()
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		requireEnvelope(t, rec.Result(), http.StatusInternalServerError, taskbridge.CodeInternal)
+		require.Equal(t, int64(0), f.active())
+	})
 }
 
 func TestInvalidSubscriptionsArePolicyViolations(t *testing.T) {
@@ -429,9 +544,21 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 
 			_, resp, err := dial(t, wsURL(f.srv.URL), "alice", nil)
 			require.Error(t, err)
-			require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+			requireEnvelope(t, resp, http.StatusServiceUnavailable, taskbridge.CodeUnavailable)
 		})
 	}
+}
+
+// TestShutdownClosesSocketsNotYetSubscribed: a socket waiting for its first
+// subscribe frame is closed with 1001 at once, not after SubscribeTimeout.
+func TestShutdownClosesSocketsNotYetSubscribed(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{SubscribeTimeout: time.Minute})
+	c := f.dial(t, "alice")
+	errc := make(chan error, 1)
+	go func() { errc <- f.h.Shutdown(testCtx(t)) }()
+	requireClose(t, c, websocket.StatusGoingAway)
+	require.NoError(t, <-errc)
 }
 
 func TestClientDisconnectReleasesTheConnection(t *testing.T) {
@@ -547,17 +674,19 @@ func TestMountOnChi(t *testing.T) {
 
 // TestShutdownDropsUnresponsiveClients: a client that never answers the
 // close handshake holds Shutdown until its context ends; the connection is
-// then dropped and its goroutines exit.
+// then dropped, and Shutdown returns once its goroutines have exited. Not
+// parallel: it checks for leaked goroutines.
 func TestShutdownDropsUnresponsiveClients(t *testing.T) {
-	t.Parallel()
 	f := setup(t, ws.Config{})
 	task := f.env.CreateTask(t, "alice")
+	before := goleak.IgnoreCurrent()
 	rawDial(t, f, task, false) // never reads, never answers
 	require.Eventually(t, func() bool { return f.active() == 1 }, 5*time.Second, time.Millisecond)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, f.h.Shutdown(ctx), context.DeadlineExceeded)
-	require.NoError(t, f.h.Shutdown(testCtx(t)))
 	require.Equal(t, int64(0), f.active())
+	require.NoError(t, goleak.Find(before))
+	require.NoError(t, f.h.Shutdown(testCtx(t)))
 }

@@ -1,13 +1,13 @@
-// Package httpx holds the small HTTP helpers shared by the transports:
-// JSON responses, protocol error envelopes and authentication.
 package httpx
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -41,6 +41,48 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, now ti
 		w.Header().Set("WWW-Authenticate", "Bearer")
 	}
 	WriteJSON(w, status, env)
+}
+
+// WriteErrorCode writes a protocol error envelope with a status and code
+// chosen by the caller, for refusals no taskbridge error maps to (routing,
+// methods, WebSocket handshakes). A nil details is sent as {}.
+func WriteErrorCode(w http.ResponseWriter, status int, code, message string, details map[string]any, now time.Time) {
+	if details == nil {
+		details = map[string]any{}
+	}
+	WriteJSON(w, status, taskbridge.ErrorEnvelope{Code: code, Message: message, Details: details, Timestamp: now.UTC()})
+}
+
+// MethodNotAllowed answers r with 405 INVALID_REQUEST and an Allow header
+// listing allow (comma separated).
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request, allow string, now time.Time) {
+	w.Header().Set("Allow", allow)
+	WriteErrorCode(w, http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest,
+		"Method "+r.Method+" is not allowed here", nil, now)
+}
+
+// framingHeaders are written by AppendResponseHead itself.
+var framingHeaders = map[string]bool{"Connection": true, "Content-Length": true, "Transfer-Encoding": true, "Date": true}
+
+// AppendResponseHead appends an HTTP/1.1 response head to b, for a response
+// written on a hijacked connection: the status line, hdr (the
+// ResponseWriter's header, so headers set by host middleware are kept)
+// without its framing headers, a Date, "Connection: <connection>" and the
+// blank line. The body, if any, is delimited by closing the connection.
+func AppendResponseHead(b []byte, status int, hdr http.Header, connection string) []byte {
+	buf := bytes.NewBuffer(b)
+	buf.WriteString("HTTP/1.1 ")
+	buf.WriteString(strconv.Itoa(status))
+	buf.WriteByte(' ')
+	buf.WriteString(http.StatusText(status))
+	buf.WriteString("\r\n")
+	_ = hdr.WriteSubset(buf, framingHeaders)
+	buf.WriteString("Date: ")
+	buf.Write(time.Now().UTC().AppendFormat(nil, http.TimeFormat))
+	buf.WriteString("\r\nConnection: ")
+	buf.WriteString(connection)
+	buf.WriteString("\r\n\r\n")
+	return buf.Bytes()
 }
 
 // Authenticate resolves the caller of r. A nil resolver, an error wrapping

@@ -1,0 +1,72 @@
+// Command server is a runnable TaskBridge demo: the HTTP API, SSE and
+// WebSocket transports on a chi router, the in-process runner with four demo
+// task types, in-memory stores and a browser demo page at /.
+//
+//	go run ./examples/server
+//
+// It listens on 127.0.0.1:8080 and prints "listening on http://ADDR" when it
+// accepts connections. SIGINT or SIGTERM shut it down gracefully: streams are
+// closed cleanly (SSE connections end, WebSockets close with 1001), running
+// tasks get -task-grace to finish and are then stopped.
+//
+// # Flags
+//
+//	-addr                host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one)
+//	-store               memory (default); redis and postgres are not available yet
+//	-redis-url           Redis URL for -store redis
+//	-postgres-url        PostgreSQL URL for -store postgres
+//	-heartbeat-interval  idle time before an SSE/WebSocket heartbeat (Go duration, default 15s)
+//	-shutdown-timeout    how long a graceful shutdown may take (default 10s)
+//	-task-grace          how long running tasks may go on during a shutdown (default 2s);
+//	                     then they end with TASK_FAILED EXECUTOR_SHUTDOWN (retryable)
+//	-log-level           debug, info, warn or error (default info)
+//
+// # Authentication (demo only)
+//
+// Every API request must carry "Authorization: Bearer <subject>": the subject
+// is the user and owns the tasks it creates (other users get 404 for them).
+// A missing or empty token is 401 AUTHENTICATION_ERROR. Browsers cannot set
+// headers on EventSource and WebSocket connections, so the SSE stream and
+// WebSocket routes (only those) also accept the subject as the access_token
+// query parameter. There are no passwords or signatures: anyone can be
+// anyone. This is for demos only; a real host resolves real credentials in
+// its taskbridge.AuthContextResolver.
+//
+// # Task types
+//
+// Create a task with POST /api/v1/tasks and one of these taskType values.
+// Inputs are validated when the task is created: a member of the wrong type
+// or out of range is 422 REQUEST_VALIDATION_ERROR naming the field (for
+// example "input.steps"); unknown members are ignored. An unknown taskType
+// is 400 INVALID_REQUEST.
+//
+//   - greet, input {name="World", steps=3 (0..1000), stepDelayMs=500
+//     (0..60000)}: TASK_STARTED, then steps times (wait stepDelayMs,
+//     TASK_PROGRESS {progress: 100*i/steps, stage, message}), then
+//     TASK_COMPLETED {result: {greeting: "Hello, <name>!"}}.
+//   - approval, input {ttlMs=60000 (1..604800000)}: TASK_STARTED,
+//     TASK_SUSPENDED {suspendId, kind: USER_ACTION_REQUIRED, reasonCode:
+//     "approval_required", allowedActions: ["approve", "reject"],
+//     schemaVersion: 1, expiresAt, interaction: {question}}. After an action
+//     is accepted (TASK_ACTION_ACCEPTED): TASK_COMPLETED {result: {approved:
+//     true}} for approve, {approved: false} for reject. When ttlMs passes
+//     first: TASK_FAILED {code: "SUSPENSION_EXPIRED", message, retryable:
+//     false}.
+//   - fail, input {delayMs=0 (0..60000)}: TASK_STARTED, then after delayMs
+//     TASK_FAILED {code: "DEMO_FAILURE", message, retryable: false}.
+//   - stream, input {count=10 (0..10000), intervalMs=0 (0..60000)}:
+//     TASK_STARTED, then for i = 1..count (wait intervalMs, TASK_MESSAGE
+//     {message: "message <i> of <count>", level: "info"}), then
+//     TASK_COMPLETED {result: {count}}.
+//
+// Every task can be cancelled (POST /api/v1/tasks/{taskId}/cancel) until it
+// ends: it then ends with TASK_CANCELLED {reason} carrying the request's
+// reason, or "cancelled_by_user".
+//
+// # Demo page
+//
+// GET / serves a single page (plain JavaScript, embedded in the binary) that
+// starts tasks, shows their progress and event log live over SSE (falling
+// back to WebSocket, then to long polling), offers Approve/Reject while a
+// task is suspended and Cancel while it runs.
+package main

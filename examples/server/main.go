@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0)
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(1)
+	}
+}
+
+// errUsage marks bad command-line arguments (already reported by the flag
+// package).
+var errUsage = errors.New("invalid arguments")
+
+// options are the command-line flags.
+type options struct {
+	addr              string
+	store             string
+	redisURL          string
+	postgresURL       string
+	heartbeatInterval time.Duration
+	shutdownTimeout   time.Duration
+	taskGrace         time.Duration
+	logLevel          slog.Level
+}
+
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("server", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port)")
+	fs.StringVar(&o.store, "store", "memory", "store backend: memory (redis and postgres are not available yet)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` for -store redis")
+	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 15*time.Second, "idle time before an SSE or WebSocket heartbeat")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	fs.DurationVar(&o.taskGrace, "task-grace", 2*time.Second, "how long running tasks may go on during a shutdown before they are stopped")
+	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
+		fs.Usage()
+		return o, errUsage
+	}
+	if o.heartbeatInterval <= 0 {
+		return o, errors.New("-heartbeat-interval must be positive")
+	}
+	if o.shutdownTimeout <= 0 {
+		return o, errors.New("-shutdown-timeout must be positive")
+	}
+	if o.taskGrace <= 0 {
+		return o, errors.New("-task-grace must be positive")
+	}
+	switch o.store {
+	case "memory":
+		if o.redisURL != "" || o.postgresURL != "" {
+			return o, errors.New("-redis-url and -postgres-url need -store redis or -store postgres")
+		}
+	case "redis":
+		return o, errors.New("-store redis is not available yet: this version has no Redis store; use -store memory")
+	case "postgres":
+		return o, errors.New("-store postgres is not available yet: this version has no PostgreSQL store; use -store memory")
+	default:
+		return o, fmt.Errorf("-store %q is unknown: use memory (redis and postgres are not available yet)", o.store)
+	}
+	return o, nil
+}
+
+// run parses args, serves until ctx ends and shuts down gracefully. It
+// prints "listening on http://ADDR" to stdout once the listener is open;
+// logs go to stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	app, err := newServer(config{Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		_ = app.shutdown(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler:           app,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(app.closeStreams)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	url := "http://" + ln.Addr().String()
+	log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
+		slog.Duration("heartbeatInterval", o.heartbeatInterval))
+	fmt.Fprintf(stdout, "listening on %s\n", url)
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case serveErr = <-served:
+		log.Error("server failed", slog.Any("error", serveErr))
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
+	defer cancel()
+	// srv.Shutdown stops accepting, closes the streams (RegisterOnShutdown)
+	// and waits for the other requests; app.shutdown ends the service, so
+	// long polls return and the hijacked streams are waited for.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- srv.Shutdown(sctx) }()
+	appErr := app.shutdown(sctx)
+	httpErr := <-httpDone
+	if serveErr == nil {
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+		}
+	}
+	if err := errors.Join(serveErr, httpErr, appErr); err != nil {
+		return err
+	}
+	log.Info("shut down cleanly")
+	return nil
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/httpapi"
+	"github.com/taskbridge-go/taskbridge/memstore"
+	"github.com/taskbridge-go/taskbridge/runner"
+	"github.com/taskbridge-go/taskbridge/sse"
+	"github.com/taskbridge-go/taskbridge/ws"
+)
+
+//go:embed static
+var staticFiles embed.FS
+
+// config configures a demo server. A zero field means its default.
+type config struct {
+	// Logger receives the server's logs. Defaults to slog.Default().
+	Logger *slog.Logger
+	// HeartbeatInterval is passed to the SSE and WebSocket handlers.
+	// Defaults to 15s.
+	HeartbeatInterval time.Duration
+	// MaintenanceInterval is how often Service.RunMaintenance runs.
+	// Defaults to 1s.
+	MaintenanceInterval time.Duration
+	// TaskGrace is how long a shutdown lets running tasks finish before
+	// they are stopped (EXECUTOR_SHUTDOWN). Defaults to 2s; it is also
+	// bounded by the shutdown's context.
+	TaskGrace time.Duration
+}
+
+// server is the demo application: store, runner, service, transports and
+// page, as one http.Handler. Create it with newServer and stop it with
+// shutdown.
+type server struct {
+	log     *slog.Logger
+	cfg     config
+	store   *memstore.Store
+	runner  *runner.Runner
+	svc     *taskbridge.Service
+	sse     *sse.Handler
+	ws      *ws.Handler
+	handler http.Handler
+
+	stopMaintenance context.CancelFunc
+	maintenanceDone chan struct{}
+	shutdownOnce    sync.Once
+	shutdownErr     error
+}
+
+// executor is the runner with input validation: a create request whose input
+// does not fit its task type fails with 422 before the task exists.
+type executor struct {
+	*runner.Runner
+}
+
+// ValidateTask implements taskbridge.TaskValidator.
+func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskRequest) error {
+	if err := e.Runner.ValidateTask(ctx, req); err != nil {
+		return err
+	}
+	return validateInput(req.TaskType, req.Input)
+}
+
+// newServer builds the demo server over in-memory stores and starts its
+// maintenance loop.
+func newServer(cfg config) (*server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 15 * time.Second
+	}
+	if cfg.HeartbeatInterval < 0 {
+		return nil, errors.New("heartbeat interval must be positive")
+	}
+	if cfg.MaintenanceInterval <= 0 {
+		cfg.MaintenanceInterval = time.Second
+	}
+	if cfg.TaskGrace <= 0 {
+		cfg.TaskGrace = 2 * time.Second
+	}
+	s := &server{log: cfg.Logger, cfg: cfg, store: memstore.New(memstore.Config{})}
+	r, err := runner.New(runner.Config{Handlers: handlers(), Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.runner = r
+	s.svc, err = taskbridge.New(taskbridge.Config{Store: s.store, Executor: executor{r}, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	s.sse, err = sse.NewHandler(s.svc, sse.Config{Auth: streamAuth, HeartbeatInterval: cfg.HeartbeatInterval})
+	if err != nil {
+		return nil, err
+	}
+	s.ws, err = ws.NewHandler(s.svc, ws.Config{Auth: streamAuth, HeartbeatInterval: cfg.HeartbeatInterval})
+	if err != nil {
+		return nil, err
+	}
+	api, err := httpapi.New(s.svc, httpapi.Config{
+		Auth:      bearerAuth,
+		Stream:    s.sse,
+		WebSocket: s.ws,
+		Uploads:   httpapi.UploadLimits{MaxFileBytes: 1 << 20, MaxFiles: 3},
+	})
+	if err != nil {
+		return nil, err
+	}
+	page, err := fs.Sub(staticFiles, "static")
+	if err != nil {
+		return nil, err
+	}
+
+	mux := chi.NewRouter()
+	mux.Use(s.logRequests)
+	mux.Get("/", servePage(page, "index.html"))
+	mux.Get("/app.js", servePage(page, "app.js"))
+	mux.Mount("/", api)
+	s.handler = mux
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopMaintenance, s.maintenanceDone = cancel, make(chan struct{})
+	go func() {
+		defer close(s.maintenanceDone)
+		_ = s.svc.RunMaintenance(ctx, cfg.MaintenanceInterval)
+	}()
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// closeStreams ends every SSE stream and WebSocket without waiting; for
+// http.Server.RegisterOnShutdown.
+func (s *server) closeStreams() {
+	s.sse.Close()
+	s.ws.Close()
+}
+
+// shutdown stops everything but the http.Server, which the caller shuts
+// down (with closeStreams registered) before or while calling this:
+//
+//  1. the service: commands and new streams fail with 503, open streams end
+//     (SSE connections close, WebSockets close with 1001), and shutdown
+//     waits for the stream handlers to finish;
+//  2. the runner: running tasks get cfg.TaskGrace (within ctx) to finish,
+//     then are stopped and end with TASK_FAILED EXECUTOR_SHUTDOWN;
+//  3. the maintenance loop and the store.
+//
+// It returns the first error; safe to call twice.
+func (s *server) shutdown(ctx context.Context) error {
+	s.shutdownOnce.Do(func() {
+		var errs []error
+		s.closeStreams()
+		errs = append(errs, s.svc.Shutdown(ctx), s.sse.Shutdown(ctx), s.ws.Shutdown(ctx))
+		graceCtx, cancel := context.WithTimeout(ctx, s.cfg.TaskGrace)
+		if err := s.runner.Shutdown(graceCtx); err != nil {
+			s.log.Warn("running tasks were stopped by the shutdown", slog.Any("error", err))
+		}
+		cancel()
+		s.stopMaintenance()
+		<-s.maintenanceDone
+		errs = append(errs, s.store.Close())
+		s.shutdownErr = errors.Join(errs...)
+	})
+	return s.shutdownErr
+}
+
+// Demo authentication: the bearer token is the subject. See the package
+// comment: this is not security, only a way to tell demo users apart.
+
+const maxSubjectLen = 128
+
+// subject validates a demo token and returns it as the subject.
+func subject(token string) (string, error) {
+	token = strings.TrimSpace(token)
+	if token == "" || len(token) > maxSubjectLen || strings.ContainsFunc(token, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		return "", fmt.Errorf("%w: the demo token must be 1 to %d visible characters", taskbridge.ErrUnauthenticated, maxSubjectLen)
+	}
+	return token, nil
+}
+
+func bearerToken(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return h[7:], true
+	}
+	return "", false
+}
+
+// bearerAuth authenticates "Authorization: Bearer <subject>".
+var bearerAuth = taskbridge.AuthFunc(func(r *http.Request) (taskbridge.AuthContext, error) {
+	tok, ok := bearerToken(r)
+	if !ok {
+		return taskbridge.AuthContext{}, fmt.Errorf("%w: missing bearer token", taskbridge.ErrUnauthenticated)
+	}
+	sub, err := subject(tok)
+	if err != nil {
+		return taskbridge.AuthContext{}, err
+	}
+	return taskbridge.AuthContext{Subject: sub}, nil
+})
+
+// streamAuth is bearerAuth, or else the access_token query parameter.
+// DEMO ONLY: browsers cannot set headers on EventSource and WebSocket, and a
+// token in a URL ends up in logs and histories. Real hosts use cookies or
+// short-lived stream tickets. Only the SSE and WebSocket routes accept it.
+var streamAuth = taskbridge.AuthFunc(func(r *http.Request) (taskbridge.AuthContext, error) {
+	if _, ok := bearerToken(r); ok {
+		return bearerAuth(r)
+	}
+	tok := r.URL.Query().Get("access_token")
+	if tok == "" {
+		return taskbridge.AuthContext{}, fmt.Errorf("%w: missing bearer token or access_token", taskbridge.ErrUnauthenticated)
+	}
+	sub, err := subject(tok)
+	if err != nil {
+		return taskbridge.AuthContext{}, err
+	}
+	return taskbridge.AuthContext{Subject: sub}, nil
+})
+
+// servePage serves one embedded file of the demo page.
+func servePage(files fs.FS, name string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-cache")
+		http.ServeFileFS(w, r, files, name)
+	}
+}
+
+// statusRecorder remembers a response's status for the request log. Unwrap
+// keeps http.ResponseController (flush, hijack, deadlines) working for the
+// streaming handlers.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusRecorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests logs every request at debug level and server errors (5xx) at
+// warn level; the transports log their own client errors. Streams taken
+// over by their handler (hijacked) log status 0 when the handler hands them
+// off, WebSockets status 101.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		level := slog.LevelDebug
+		if rec.status >= 500 {
+			level = slog.LevelWarn
+		}
+		s.log.LogAttrs(r.Context(), level, "http request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.Duration("duration", time.Since(start)))
+	})
+}

@@ -1,0 +1,196 @@
+package streamlife
+
+import (
+	"context"
+	"sync"
+)
+
+// Group keeps the books of one handler's streams. Create it with [New]; it
+// is safe for concurrent use.
+type Group struct {
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	active   int  // streams entered and not yet left
+	closed   bool // Close has run
+	aborting bool // a Shutdown ran out of time
+	idle     chan struct{}
+	idleDone bool // idle is closed
+
+	// abortable lists the streams with an abort function (a doubly linked
+	// list through Stream.prev and Stream.next, so that leaving costs no
+	// search and no map).
+	abortable *Stream
+	gone      *sync.Cond // signalled when abortable becomes empty
+}
+
+// Stream is one stream counted in by [Group.Enter]. Its owner must call
+// [Stream.Leave] exactly when the stream has finished: its goroutines have
+// exited or are about to, having released everything.
+type Stream struct {
+	g          *Group
+	abort      func()
+	prev, next *Stream
+	linked     bool
+	aborted    bool
+	left       bool
+}
+
+// New returns an open Group with no streams.
+func New() *Group {
+	g := &Group{idle: make(chan struct{})}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	g.gone = sync.NewCond(&g.mu)
+	return g
+}
+
+// Done returns a channel that is closed when the group is closed: streams
+// watching it end themselves.
+func (g *Group) Done() <-chan struct{} { return g.ctx.Done() }
+
+// Context returns a context that is cancelled when the group is closed, for
+// context.AfterFunc and blocking calls that should end with the handler.
+func (g *Group) Context() context.Context { return g.ctx }
+
+// Active reports how many streams have entered and not yet left.
+func (g *Group) Active() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.active
+}
+
+// Enter counts a new stream in. Once the group is closed it returns nil and
+// false: the handler refuses the request (503 SERVICE_UNAVAILABLE).
+func (g *Group) Enter() (*Stream, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil, false
+	}
+	g.active++
+	return &Stream{g: g}, true
+}
+
+// OnAbort registers how to force the stream to end when a [Group.Shutdown]
+// runs out of time, typically by closing its connection. abort must make
+// the stream's goroutines exit promptly and call Leave; it may run
+// concurrently with the stream and after Leave, so it must be safe then
+// (closing a net.Conn is). When a Shutdown has already run out of time,
+// abort is called at once. OnAbort is called at most once per stream, from
+// the goroutine that owns it, before Leave.
+func (s *Stream) OnAbort(abort func()) {
+	g := s.g
+	g.mu.Lock()
+	if s.left || s.linked {
+		g.mu.Unlock()
+		return
+	}
+	s.abort = abort
+	s.linked = true
+	s.next = g.abortable
+	if g.abortable != nil {
+		g.abortable.prev = s
+	}
+	g.abortable = s
+	now := g.aborting
+	s.aborted = now
+	g.mu.Unlock()
+	if now {
+		abort()
+	}
+}
+
+// Leave counts the stream out. Calls after the first do nothing.
+func (s *Stream) Leave() {
+	g := s.g
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if s.left {
+		return
+	}
+	s.left = true
+	if s.linked {
+		if s.prev != nil {
+			s.prev.next = s.next
+		} else {
+			g.abortable = s.next
+		}
+		if s.next != nil {
+			s.next.prev = s.prev
+		}
+		s.prev, s.next, s.abort = nil, nil, nil
+		if g.abortable == nil {
+			g.gone.Broadcast()
+		}
+	}
+	g.active--
+	g.signalIdle()
+}
+
+// signalIdle closes idle once the group is closed and empty. g.mu is held.
+func (g *Group) signalIdle() {
+	if g.closed && g.active == 0 && !g.idleDone {
+		g.idleDone = true
+		close(g.idle)
+	}
+}
+
+// Close closes the group: Enter refuses new streams and Done is closed, so
+// open streams end themselves. It does not wait. Safe to call more than
+// once and concurrently with Shutdown.
+func (g *Group) Close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return
+	}
+	g.closed = true
+	g.cancel()
+	g.signalIdle()
+}
+
+// Shutdown closes the group and waits until every stream has left. If ctx
+// ends first, it aborts the streams that registered an abort function
+// ([Stream.OnAbort]), waits until those have left, and returns ctx's
+// error; streams without one (those still inside a server's ServeHTTP,
+// which the server itself can close) are not waited for then. Safe to call
+// more than once, also concurrently.
+func (g *Group) Shutdown(ctx context.Context) error {
+	g.Close()
+	select {
+	case <-g.idle:
+		return nil
+	default:
+	}
+	select {
+	case <-g.idle:
+		return nil
+	case <-ctx.Done():
+	}
+	g.abortAll()
+	return ctx.Err()
+}
+
+// abortAll aborts every abortable stream not aborted yet, then waits until
+// every abortable stream has left.
+func (g *Group) abortAll() {
+	g.mu.Lock()
+	g.aborting = true
+	var aborts []func()
+	for s := g.abortable; s != nil; s = s.next {
+		if !s.aborted {
+			s.aborted = true
+			aborts = append(aborts, s.abort)
+		}
+	}
+	g.mu.Unlock()
+	for _, abort := range aborts {
+		abort()
+	}
+	g.mu.Lock()
+	for g.abortable != nil {
+		g.gone.Wait()
+	}
+	g.mu.Unlock()
+}
