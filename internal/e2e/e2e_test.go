@@ -26,13 +26,15 @@ import (
 // server is the host: the HTTP API with the SSE and WebSocket handlers
 // mounted in it.
 type server struct {
-	env *streamtest.Env
-	srv *httptest.Server
+	env     *streamtest.Env
+	srv     *httptest.Server
+	metrics *taskbridge.MemoryMetrics
 }
 
 func setup(t *testing.T) *server {
 	t.Helper()
-	env := streamtest.New(t, streamtest.Options{})
+	metrics := &taskbridge.MemoryMetrics{}
+	env := streamtest.New(t, streamtest.Options{Metrics: metrics})
 	streams, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth})
 	require.NoError(t, err)
 	sockets, err := ws.NewHandler(env.Svc, ws.Config{Auth: streamtest.Auth})
@@ -47,7 +49,7 @@ func setup(t *testing.T) *server {
 		require.NoError(t, streams.Shutdown(ctx))
 		require.NoError(t, sockets.Shutdown(ctx))
 	})
-	return &server{env: env, srv: srv}
+	return &server{env: env, srv: srv, metrics: metrics}
 }
 
 // client behaves like the Android SDK's stream transport: it keeps the id
@@ -60,6 +62,7 @@ type client struct {
 	taskID string
 	cursor *string
 	seen   []taskbridge.TaskEvent
+	polls  int // poll requests sent with a cursor
 }
 
 // deliver validates an event frame and records it; every event must arrive
@@ -181,6 +184,7 @@ func (c *client) poll() {
 		path := "/api/v1/tasks/" + c.taskID + "/events?waitTimeoutMs=1000&maxEvents=2"
 		if c.cursor != nil {
 			path += "&afterEventId=" + *c.cursor
+			c.polls++
 		}
 		resp, b := c.do(http.MethodGet, path, nil, nil)
 		require.Equal(c.t, http.StatusOK, resp.StatusCode, string(b))
@@ -224,6 +228,7 @@ func TestSDKFallbackSeesEveryEventOnce(t *testing.T) {
 	c.sse(ctx, func(ev taskbridge.TaskEvent) bool {
 		switch ev.EventID {
 		case "4":
+			require.EqualValues(t, 1, s.metrics.Value(taskbridge.MetricStreamsActive, sseLabel))
 			susp, err := s.env.Svc.Emitter(c.taskID).Suspend(ctx, taskbridge.SuspendOpts{
 				ReasonCode: "CONFIRM", AllowedActions: []string{"approve", "reject"},
 			})
@@ -260,7 +265,24 @@ func TestSDKFallbackSeesEveryEventOnce(t *testing.T) {
 		require.JSONEq(t, string(ev.Payload), string(c.seen[i].Payload))
 		require.True(t, ev.CreatedAt.Equal(c.seen[i].CreatedAt))
 	}
+
+	// Each metric counted once, whatever the transport.
+	m := s.metrics
+	require.EqualValues(t, 1, m.Value(taskbridge.MetricTaskStarts))
+	require.Zero(t, m.Value(taskbridge.MetricDuplicates))
+	require.EqualValues(t, 1, m.Value(taskbridge.MetricActions, taskbridge.Label{Name: "status", Value: "ACCEPTED"}))
+	require.EqualValues(t, 1, m.Value(taskbridge.MetricActionsAccepted))
+	require.Zero(t, m.Value(taskbridge.MetricActionsResumePending))
+	// Resumes: the SSE reconnect and every poll that carried a cursor (the
+	// first WebSocket subscribe had none).
+	require.EqualValues(t, 1+c.polls, m.Value(taskbridge.MetricReplays))
+	require.Eventually(t, func() bool {
+		return m.Value(taskbridge.MetricStreamsActive, sseLabel) == 0 &&
+			m.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "ws"}) == 0
+	}, 5*time.Second, 5*time.Millisecond, "streams_active returns to zero")
 }
+
+var sseLabel = taskbridge.Label{Name: "transport", Value: "sse"}
 
 // TestTransportsAgree subscribes to one finished task over all three
 // transports: the event frames are identical.
