@@ -60,6 +60,12 @@ type Config struct {
 	// resumes by cursor. Defaults to 10s.
 	WriteTimeout time.Duration
 
+	// Retry, when positive, is sent as the stream's "retry:" field: the
+	// delay a browser's EventSource waits before reconnecting after the
+	// connection drops (browsers default to about 3s). Sent once, before
+	// the first event, in whole milliseconds. Zero sends none.
+	Retry time.Duration
+
 	// Preamble is the number of padding bytes of a comment sent before
 	// the first event, for proxies that buffer the start of a response.
 	// Zero sends none; at most MaxPreamble.
@@ -114,6 +120,9 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	}
 	if cfg.WriteTimeout == 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.Retry < 0 {
+		return nil, errors.New("sse: Config.Retry must not be negative")
 	}
 	if cfg.Preamble < 0 || cfg.Preamble > MaxPreamble {
 		return nil, fmt.Errorf("sse: Config.Preamble must be within 0..%d", MaxPreamble)

@@ -533,6 +533,24 @@ func TestPreamble(t *testing.T) {
 	})
 }
 
+func TestRetry(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{Retry: 1500 * time.Millisecond}, func(t *testing.T, cfg sse.Config) {
+		f := setup(t, cfg, streamtest.Options{})
+		task := f.env.CreateTask(t, "alice")
+		f.env.Started(t, task)
+		br := f.open(t, task, "alice", nil, "")
+		fr, err := streamtest.ReadSSE(br)
+		require.NoError(t, err)
+		require.Equal(t, "1500", fr.Retry)
+		require.False(t, fr.HasID)
+		require.Equal(t, "1", readEvent(t, br).EventID)
+	})
+	env := streamtest.New(t, streamtest.Options{})
+	_, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth, Retry: -time.Second})
+	require.ErrorContains(t, err, "Retry")
+}
+
 // TestServerTimeoutsDoNotCutStreams serves streams from a server with short
 // ReadTimeout and WriteTimeout: the stream must outlive both.
 func TestServerTimeoutsDoNotCutStreams(t *testing.T) {

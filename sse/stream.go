@@ -127,6 +127,11 @@ func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]
 	if n := s.h.cfg.Preamble; n > 0 {
 		*head = appendPreamble(*head, n)
 	}
+	if r := s.h.cfg.Retry; r > 0 {
+		*head = append(*head, "retry: "...)
+		*head = strconv.AppendInt(*head, max(r.Milliseconds(), 1), 10)
+		*head = append(*head, "\n\n"...)
+	}
 	err := s.write(*head, true)
 	putBuf(head)
 	if err != nil {

@@ -170,6 +170,10 @@ func TestCommand(t *testing.T) {
 	for _, want := range []string{"1", "2"} { // TASK_STARTED, TASK_SUSPENDED
 		f, err := streamtest.ReadSSE(br)
 		require.NoError(t, err)
+		for !f.HasID { // the retry field, heartbeats
+			f, err = streamtest.ReadSSE(br)
+			require.NoError(t, err)
+		}
 		require.Equal(t, want, f.ID)
 	}
 

@@ -102,7 +102,7 @@ func newServer(cfg config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.sse, err = sse.NewHandler(s.svc, sse.Config{Auth: streamAuth, HeartbeatInterval: cfg.HeartbeatInterval})
+	s.sse, err = sse.NewHandler(s.svc, sse.Config{Auth: streamAuth, HeartbeatInterval: cfg.HeartbeatInterval, Retry: time.Second})
 	if err != nil {
 		return nil, err
 	}

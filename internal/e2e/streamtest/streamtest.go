@@ -132,6 +132,8 @@ type SSEFrame struct {
 	Data string
 	// Comments are the frame's comment lines, without the leading colon.
 	Comments []string
+	// Retry is the retry field, "" if absent.
+	Retry string
 }
 
 // ReadSSE reads the next frame (up to a blank line) from r. A frame of
@@ -167,6 +169,8 @@ func ReadSSE(r *bufio.Reader) (SSEFrame, error) {
 			f.ID, f.HasID = value, true
 		case "data":
 			data = append(data, value)
+		case "retry":
+			f.Retry = value
 		default:
 			return f, fmt.Errorf("unexpected SSE field %q", field)
 		}
