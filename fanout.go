@@ -31,8 +31,8 @@ import (
 // ticker per connection.
 
 const (
-	// topicWindow is how many frames a topic keeps for subscribers that are
-	// a little behind; the slice is compacted when it reaches twice this.
+	// topicWindow is how many frames at most a topic keeps for subscribers
+	// that are behind; frames every subscriber has taken are dropped sooner.
 	topicWindow = 1024
 	// maxFramesPerNext bounds the frames one Next call returns, so one
 	// write stays bounded.
@@ -159,6 +159,7 @@ type Subscription struct {
 	closed  bool
 
 	// Shared with the hub, topics and the heartbeat scheduler.
+	pos        atomic.Int64          // copy of last, read by the topic to trim its window
 	failErr    atomic.Pointer[error] // ErrClosed on shutdown, ErrTaskNotFound on deletion
 	hbInterval time.Duration
 	lastActive atomic.Int64 // unix nanos of the last frame or heartbeat
@@ -222,6 +223,7 @@ func (h *hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *S
 		last:       after,
 		hbInterval: opts.HeartbeatInterval,
 	}
+	sub.pos.Store(after)
 	if sub.ready == nil {
 		sub.ready = make(chan struct{}, 1)
 	}
@@ -322,6 +324,7 @@ func (sub *Subscription) take(dst, frames []*Frame) []*Frame {
 	for _, f := range frames {
 		dst = append(dst, f)
 		sub.last = f.Event.Seq
+		sub.pos.Store(sub.last)
 		if f.Event.Terminal() {
 			sub.done = true
 			break
@@ -340,6 +343,7 @@ func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, er
 	for _, ev := range events {
 		dst = append(dst, newFrame(ev))
 		sub.last = ev.Seq
+		sub.pos.Store(sub.last)
 		if ev.Terminal() {
 			sub.done = true
 			return dst, nil
@@ -641,15 +645,12 @@ func (t *topic) fetch() {
 				return
 			}
 			t.window = append(t.window, frames...)
-			if len(t.window) >= 2*topicWindow {
-				keep := make([]*Frame, topicWindow, 2*topicWindow)
-				copy(keep, t.window[len(t.window)-topicWindow:])
-				t.base += int64(len(t.window) - topicWindow)
-				t.window = keep
-			}
+			consumed := t.base + int64(len(t.window))
 			for sub := range t.subs {
 				sub.signal()
+				consumed = min(consumed, sub.pos.Load())
 			}
+			t.trim(consumed)
 		}
 		if len(events) < batch && !t.dirty {
 			t.fetching = false
@@ -658,6 +659,22 @@ func (t *topic) fetch() {
 		}
 		t.mu.Unlock()
 	}
+}
+
+// trim drops the window's frames every subscriber has taken (Seq <=
+// consumed), and the oldest beyond topicWindow: a subscriber that still
+// needs those reads them from the store. Dropped slots are cleared so the
+// frames can be collected.
+func (t *topic) trim(consumed int64) {
+	k := int(max(consumed-t.base, 0))
+	k = max(k, len(t.window)-topicWindow)
+	k = min(k, len(t.window))
+	if k == 0 {
+		return
+	}
+	clear(t.window[:k])
+	t.window = t.window[k:]
+	t.base += int64(k)
 }
 
 func (t *topic) failAll(err error) {

@@ -1,0 +1,172 @@
+package taskbridge
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logStore is the smallest store the fan-out needs: one task, an in-memory
+// log and watchers. The other Store methods are not used here.
+type logStore struct {
+	Store // nil: calling anything else panics
+
+	mu       sync.Mutex
+	task     Task
+	events   []TaskEvent
+	watchers map[int]func()
+	nextW    int
+}
+
+func (s *logStore) GetTask(context.Context, string) (Task, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.task, nil
+}
+
+func (s *logStore) Read(_ context.Context, _ string, after int64, limit int) ([]TaskEvent, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if after > int64(len(s.events)) {
+		return nil, ErrInvalidCursor
+	}
+	out := s.events[after:]
+	return append([]TaskEvent(nil), out[:min(limit, len(out))]...), nil
+}
+
+func (s *logStore) Watch(_ string, notify func()) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.nextW
+	s.nextW++
+	s.watchers[id] = notify
+	return func() {
+		s.mu.Lock()
+		delete(s.watchers, id)
+		s.mu.Unlock()
+	}
+}
+
+func (s *logStore) append(et EventType) {
+	s.mu.Lock()
+	seq := int64(len(s.events) + 1)
+	s.events = append(s.events, TaskEvent{Type: et, TaskID: s.task.ID, EventID: FormatEventID(seq), Seq: seq,
+		CreatedAt: time.Unix(0, 0), Payload: json.RawMessage(`{"message":"m"}`)})
+	var ws []func()
+	for _, w := range s.watchers {
+		ws = append(ws, w)
+	}
+	s.mu.Unlock()
+	for _, w := range ws {
+		w()
+	}
+}
+
+// TestTopicWindowKeepsOnlyWhatSubscribersNeed checks that a topic whose
+// subscribers keep up holds no more than the frames of the latest read,
+// and one with a stalled subscriber holds at most topicWindow frames.
+func TestTopicWindowKeepsOnlyWhatSubscribersNeed(t *testing.T) {
+	store := &logStore{task: Task{ID: "t1", OwnerID: "alice", Status: StatusRunning}, watchers: map[int]func(){}}
+	svc, err := New(Config{Store: store, Executor: nopExecutor{}, ReplayBatch: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+	ctx := context.Background()
+	auth := AuthContext{Subject: "alice"}
+	windowLen := func() int {
+		svc.hub.mu.Lock()
+		tp := svc.hub.topics["t1"]
+		svc.hub.mu.Unlock()
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		return len(tp.window)
+	}
+
+	live, err := svc.Subscribe(ctx, auth, "t1", "", SubscribeOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer live.Close()
+	if _, err := live.Next(ctx, nil); err != nil { // joins the topic
+		t.Fatal(err)
+	}
+	got := 0
+	for i := range 3000 {
+		store.append(EventTaskMessage)
+		for got < i+1 { // keep up
+			frames, err := live.Next(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += len(frames)
+			if len(frames) == 0 {
+				<-live.Ready()
+			}
+		}
+	}
+	if n := windowLen(); n > 16 {
+		t.Fatalf("window holds %d frames although its subscriber took them all", n)
+	}
+
+	stalled, err := svc.Subscribe(ctx, auth, "t1", "3000", SubscribeOpts{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	if _, err := stalled.Next(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 * topicWindow {
+		store.append(EventTaskMessage)
+	}
+	store.append(EventTaskCompleted)
+	for { // the live one drains
+		frames, err := live.Next(ctx, nil)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(frames) == 0 {
+			<-live.Ready()
+		}
+	}
+	if n := windowLen(); n > topicWindow {
+		t.Fatalf("window holds %d frames, more than %d", n, topicWindow)
+	}
+	// The stalled one still gets everything, partly from the store.
+	var seqs []int64
+	for {
+		frames, err := stalled.Next(ctx, nil)
+		for _, f := range frames {
+			seqs = append(seqs, f.Event.Seq)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(frames) == 0 {
+			<-stalled.Ready()
+		}
+	}
+	if len(seqs) != 3*topicWindow+1 || seqs[0] != 3001 || seqs[len(seqs)-1] != int64(3001+3*topicWindow) {
+		t.Fatalf("stalled subscriber got %d events", len(seqs))
+	}
+	for i := 1; i < len(seqs); i++ {
+		if seqs[i] != seqs[i-1]+1 {
+			t.Fatalf("gap or repeat at %d: %d after %d", i, seqs[i], seqs[i-1])
+		}
+	}
+}
+
+type nopExecutor struct{}
+
+func (nopExecutor) Submit(context.Context, Task, Emitter) error { return nil }
+func (nopExecutor) Cancel(context.Context, Task) error          { return nil }
