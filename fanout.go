@@ -31,9 +31,12 @@ import (
 // ticker per connection.
 
 const (
-	// topicWindow is how many frames at most a topic keeps for subscribers
-	// that are behind; frames every subscriber has taken are dropped sooner.
-	topicWindow = 1024
+	// A topic keeps the frames its slowest live subscriber has yet to take,
+	// up to topicWindow frames and topicWindowBytes of JSON; a subscriber
+	// further behind reads the store until it catches up. Frames every
+	// subscriber has taken are dropped at once.
+	topicWindow      = 16384
+	topicWindowBytes = 8 << 20
 	// maxFramesPerNext bounds the frames one Next call returns, so one
 	// write stays bounded.
 	maxFramesPerNext = 512
@@ -492,6 +495,7 @@ type topic struct {
 
 	mu       sync.Mutex
 	window   []*Frame // events with Seq in (base, base+len(window)]
+	bytes    int      // JSON bytes in window
 	base     int64
 	subs     map[*Subscription]struct{}
 	fetching bool
@@ -546,7 +550,7 @@ func (h *hub) leave(t *topic, sub *Subscription) {
 	if len(t.subs) == 0 && !t.dead {
 		t.dead = true
 		stop = t.stop
-		t.window = nil
+		t.window, t.bytes = nil, 0
 		if h.topics[t.taskID] == t {
 			delete(h.topics, t.taskID)
 		}
@@ -600,7 +604,7 @@ func (t *topic) fetch() {
 			events, err = t.h.s.store.Read(t.h.ctx, t.taskID, 0, batch)
 			if err == nil && len(events) > 0 {
 				t.mu.Lock()
-				t.window = nil
+				t.window, t.bytes = nil, 0
 				t.base = events[0].Seq - 1
 				t.mu.Unlock()
 			}
@@ -645,6 +649,9 @@ func (t *topic) fetch() {
 				return
 			}
 			t.window = append(t.window, frames...)
+			for _, f := range frames {
+				t.bytes += len(f.JSON)
+			}
 			consumed := t.base + int64(len(t.window))
 			for sub := range t.subs {
 				sub.signal()
@@ -666,15 +673,22 @@ func (t *topic) fetch() {
 // needs those reads them from the store. Dropped slots are cleared so the
 // frames can be collected.
 func (t *topic) trim(consumed int64) {
-	k := int(max(consumed-t.base, 0))
+	k := min(int(max(consumed-t.base, 0)), len(t.window))
 	k = max(k, len(t.window)-topicWindow)
-	k = min(k, len(t.window))
+	bytes := t.bytes
+	for _, f := range t.window[:k] {
+		bytes -= len(f.JSON)
+	}
+	for ; bytes > topicWindowBytes && k < len(t.window); k++ {
+		bytes -= len(t.window[k].JSON)
+	}
 	if k == 0 {
 		return
 	}
 	clear(t.window[:k])
 	t.window = t.window[k:]
 	t.base += int64(k)
+	t.bytes = bytes
 }
 
 func (t *topic) failAll(err error) {

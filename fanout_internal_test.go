@@ -170,3 +170,27 @@ type nopExecutor struct{}
 
 func (nopExecutor) Submit(context.Context, Task, Emitter) error { return nil }
 func (nopExecutor) Cancel(context.Context, Task) error          { return nil }
+
+func TestTopicTrim(t *testing.T) {
+	frame := func(seq int64, size int) *Frame {
+		return &Frame{Event: TaskEvent{Seq: seq}, JSON: make([]byte, size)}
+	}
+	tp := &topic{base: 10}
+	for i := range int64(10) {
+		f := frame(11+i, 1<<20) // 1 MiB each: 10 MiB in all
+		tp.window = append(tp.window, f)
+		tp.bytes += len(f.JSON)
+	}
+	tp.trim(10) // nothing taken yet: only the byte cap applies
+	if tp.bytes > topicWindowBytes || len(tp.window) != 8 || tp.base != 12 || tp.window[0].Event.Seq != 13 {
+		t.Fatalf("after byte cap: base %d, %d frames, %d bytes", tp.base, len(tp.window), tp.bytes)
+	}
+	tp.trim(15) // every subscriber took up to 15
+	if tp.base != 15 || len(tp.window) != 5 || tp.window[0].Event.Seq != 16 || tp.bytes != 5<<20 {
+		t.Fatalf("after consumption: base %d, %d frames, %d bytes", tp.base, len(tp.window), tp.bytes)
+	}
+	tp.trim(99) // beyond the window: everything goes
+	if tp.base != 20 || len(tp.window) != 0 || tp.bytes != 0 {
+		t.Fatalf("after full consumption: base %d, %d frames, %d bytes", tp.base, len(tp.window), tp.bytes)
+	}
+}
