@@ -343,14 +343,12 @@ func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, er
 	if err != nil {
 		return dst, err
 	}
-	for _, ev := range events {
-		dst = append(dst, newFrame(ev))
-		sub.last = ev.Seq
-		sub.pos.Store(sub.last)
-		if ev.Terminal() {
-			sub.done = true
-			return dst, nil
-		}
+	frames := make([]*Frame, len(events))
+	for i, ev := range events {
+		frames[i] = newFrame(ev)
+	}
+	if dst = sub.take(dst, frames); sub.done {
+		return dst, nil
 	}
 	if len(events) < sub.batch {
 		sub.join()
