@@ -28,14 +28,8 @@ func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID str
 	checkID(&verr, "clientActionId", req.ClientActionID)
 	checkID(&verr, "suspendId", req.SuspendID)
 	checkID(&verr, "actionType", req.ActionType)
-	payload, ok := jsonObject(req.Payload)
-	if !ok {
-		verr.Add("payload", "must be a JSON object")
-	}
-	metadata, ok := jsonObject(req.Metadata)
-	if !ok {
-		verr.Add("metadata", "must be a JSON object")
-	}
+	payload := checkObject(&verr, "payload", req.Payload)
+	metadata := checkObject(&verr, "metadata", req.Metadata)
 	if err := verr.Err(); err != nil {
 		return ActionResponse{}, err
 	}

@@ -124,6 +124,16 @@ func actionFingerprint(suspendID, actionType string, payload json.RawMessage) st
 	return fingerprint([]byte(suspendID), []byte(actionType), canonicalJSON(payload))
 }
 
+// checkObject normalises an optional JSON object field, recording a field
+// error when it is something else.
+func checkObject(v *ValidationError, field string, raw json.RawMessage) json.RawMessage {
+	obj, ok := jsonObject(raw)
+	if !ok {
+		v.Add(field, "must be a JSON object")
+	}
+	return obj
+}
+
 func checkID(v *ValidationError, field, value string) {
 	switch {
 	case value == "":
@@ -151,14 +161,8 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 	var verr ValidationError
 	checkID(&verr, "clientRequestId", req.ClientRequestID)
 	checkID(&verr, "taskType", req.TaskType)
-	input, ok := jsonObject(req.Input)
-	if !ok {
-		verr.Add("input", "must be a JSON object")
-	}
-	metadata, ok := jsonObject(req.Metadata)
-	if !ok {
-		verr.Add("metadata", "must be a JSON object")
-	}
+	input := checkObject(&verr, "input", req.Input)
+	metadata := checkObject(&verr, "metadata", req.Metadata)
 	if err := verr.Err(); err != nil {
 		return CreateTaskResponse{}, err
 	}
