@@ -491,6 +491,13 @@ type topic struct {
 	h      *hub
 	taskID string
 
+	// view is what subscribers read, without taking mu: an immutable
+	// snapshot of window and base, replaced under mu whenever either
+	// changes. Slots inside a published view are never written again
+	// (appends go past its end; trimming re-slices or copies), so a
+	// subscriber may read its frames after the fetcher has moved on.
+	view atomic.Pointer[windowView]
+
 	mu       sync.Mutex
 	window   []*Frame // events with Seq in (base, base+len(window)]
 	bytes    int      // JSON bytes in window
@@ -503,6 +510,18 @@ type topic struct {
 	stop     func()
 }
 
+// windowView is a published snapshot of a topic's window: the frames with
+// Seq in (base, base+len(frames)].
+type windowView struct {
+	base   int64
+	frames []*Frame
+}
+
+// publish makes the current window visible to subscribers. Callers hold mu.
+func (t *topic) publish() {
+	t.view.Store(&windowView{base: t.base, frames: t.window})
+}
+
 // join adds sub to its task's topic, creating the topic at sub's position
 // if there is none.
 func (h *hub) join(sub *Subscription) *topic {
@@ -511,6 +530,7 @@ func (h *hub) join(sub *Subscription) *topic {
 	created := t == nil
 	if created {
 		t = &topic{h: h, taskID: sub.taskID, base: sub.last, subs: map[*Subscription]struct{}{}}
+		t.publish()
 		h.topics[sub.taskID] = t
 	}
 	t.mu.Lock()
@@ -549,6 +569,7 @@ func (h *hub) leave(t *topic, sub *Subscription) {
 		t.dead = true
 		stop = t.stop
 		t.window, t.bytes = nil, 0
+		t.publish()
 		if h.topics[t.taskID] == t {
 			delete(h.topics, t.taskID)
 		}
@@ -604,6 +625,7 @@ func (t *topic) fetch() {
 				t.mu.Lock()
 				t.window, t.bytes = nil, 0
 				t.base = events[0].Seq - 1
+				t.publish()
 				t.mu.Unlock()
 			}
 		case errors.Is(err, ErrTaskNotFound):
@@ -652,10 +674,15 @@ func (t *topic) fetch() {
 			}
 			consumed := t.base + int64(len(t.window))
 			for sub := range t.subs {
-				sub.signal()
 				consumed = min(consumed, sub.pos.Load())
 			}
 			t.trim(consumed)
+			// Publish before signalling: a woken subscriber must find the
+			// new frames, or it would wait again and miss them.
+			t.publish()
+			for sub := range t.subs {
+				sub.signal()
+			}
 		}
 		if len(events) < batch && !t.dirty {
 			t.fetching = false
@@ -668,8 +695,11 @@ func (t *topic) fetch() {
 
 // trim drops the window's frames every subscriber has taken (Seq <=
 // consumed), and the oldest beyond topicWindow: a subscriber that still
-// needs those reads them from the store. Dropped slots are cleared so the
-// frames can be collected.
+// needs those reads them from the store. Slots are never cleared in place,
+// since published views may still be reading them; instead the window is
+// copied to a fresh array once the dropped prefix outweighs what remains,
+// so the frames it held can be collected and no more than about twice the
+// live window stays reachable.
 func (t *topic) trim(consumed int64) {
 	k := min(int(max(consumed-t.base, 0)), len(t.window))
 	k = max(k, len(t.window)-topicWindow)
@@ -683,8 +713,14 @@ func (t *topic) trim(consumed int64) {
 	if k == 0 {
 		return
 	}
-	clear(t.window[:k])
-	t.window = t.window[k:]
+	rest := t.window[k:]
+	switch {
+	case len(rest) == 0:
+		rest = nil
+	case cap(t.window)-cap(rest) > len(rest):
+		rest = append([]*Frame(nil), rest...)
+	}
+	t.window = rest
 	t.base += int64(k)
 	t.bytes = bytes
 }
@@ -700,23 +736,22 @@ func (t *topic) failAll(err error) {
 }
 
 // frames appends to dst the window frames after sub's cursor. ok is false
-// when sub is behind the window and must read the store.
+// when sub is behind the window and must read the store. It takes no lock:
+// a thousand subscribers woken by one append read the same view at once.
 func (t *topic) frames(sub *Subscription, dst []*Frame) ([]*Frame, bool) {
-	t.mu.Lock()
-	if sub.last < t.base {
-		t.mu.Unlock()
+	v := t.view.Load()
+	if sub.last < v.base {
 		return dst, false
 	}
-	i := sub.last - t.base
+	i := sub.last - v.base
 	var out []*Frame
-	if i < int64(len(t.window)) {
-		out = t.window[i:]
+	if i < int64(len(v.frames)) {
+		out = v.frames[i:]
 		if len(out) > maxFramesPerNext {
 			out = out[:maxFramesPerNext]
 			sub.signal()
 		}
 	}
-	t.mu.Unlock()
 	return sub.take(dst, out), true
 }
 

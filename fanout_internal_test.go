@@ -194,3 +194,49 @@ func TestTopicTrim(t *testing.T) {
 		t.Fatalf("after full consumption: base %d, %d frames, %d bytes", tp.base, len(tp.window), tp.bytes)
 	}
 }
+
+// A published view must stay intact however the fetcher trims and appends
+// afterwards: a subscriber may be reading it without a lock. (Trimming used
+// to clear dropped slots in place, so a subscriber lagging past the window's
+// caps could read nil frames.)
+func TestTopicViewSurvivesTrim(t *testing.T) {
+	frame := func(seq int64) *Frame { return &Frame{Event: TaskEvent{Seq: seq}, JSON: []byte("{}")} }
+	tp := &topic{}
+	for i := range int64(64) {
+		tp.window = append(tp.window, frame(i+1))
+		tp.bytes += 2
+	}
+	tp.publish()
+	held := tp.view.Load()
+	sub := &Subscription{last: 0, batch: 1024, ready: make(chan struct{}, 1)}
+
+	// The fetcher moves on: everything taken, then more appended and
+	// trimmed in steps (exercising both re-slicing and compaction).
+	for range 20 {
+		tp.trim(tp.base + 3)
+		for range 5 {
+			tp.window = append(tp.window, frame(tp.base+int64(len(tp.window))+1))
+		}
+		tp.publish()
+	}
+	for i, f := range held.frames {
+		if f == nil || f.Event.Seq != int64(i+1) {
+			t.Fatalf("held view slot %d changed to %v", i, f)
+		}
+	}
+	// A subscriber reading the current view sees dense Seqs from its base.
+	sub.last = tp.view.Load().base
+	got, ok := tp.frames(sub, nil)
+	if !ok || len(got) != len(tp.window) {
+		t.Fatalf("frames: ok=%v, %d frames, window %d", ok, len(got), len(tp.window))
+	}
+	for i, f := range got {
+		if f.Event.Seq != tp.base+int64(i)+1 {
+			t.Fatalf("frame %d has Seq %d, want %d", i, f.Event.Seq, tp.base+int64(i)+1)
+		}
+	}
+	// Compaction bounds what the window's array keeps reachable.
+	if c, n := cap(tp.window), len(tp.window); c > 2*n+64 {
+		t.Fatalf("window keeps cap %d for %d live frames", c, n)
+	}
+}

@@ -332,25 +332,13 @@ func TestAppendEventJSON(t *testing.T) {
 func BenchmarkFanOut(b *testing.B) {
 	for _, subs := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
-			ctx := context.Background()
-			store := memstore.New(memstore.Config{})
-			defer store.Close()
-			svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
-			if err != nil {
-				b.Fatal(err)
-			}
-			resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "t"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			em := svc.Emitter(resp.TaskID)
-			if _, err := em.Emit(ctx, taskbridge.StartedPayload{}); err != nil {
-				b.Fatal(err)
-			}
+			nb := newNextBench(b, memstore.Config{})
+			defer nb.close()
+			ctx, svc, em, taskID := nb.ctx, nb.svc, nb.em, nb.task
 			var wg sync.WaitGroup
 			total := b.N + 1
 			for range subs {
-				sub, err := svc.Subscribe(ctx, alice, resp.TaskID, "1", taskbridge.SubscribeOpts{})
+				sub, err := svc.Subscribe(ctx, alice, taskID, "1", taskbridge.SubscribeOpts{})
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -384,7 +372,6 @@ func BenchmarkFanOut(b *testing.B) {
 			wg.Wait()
 			b.StopTimer()
 			b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
-			_ = svc.Shutdown(ctx)
 		})
 	}
 }
