@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// baselineServer is the yardstick: the minimal SSE broadcaster one writes
+// by hand. Every event is encoded once into one []byte; publishing hands it
+// to each subscriber's buffered channel (waiting when one is full), and each
+// subscriber's handler writes it and flushes when its channel is drained.
+// No store, no replay, no authorization: only the fan-out. It serves the
+// same route and frames as taskbridge's SSE handler and the same control
+// endpoints.
+type baselineServer struct {
+	heartbeat time.Duration
+	buffer    int
+
+	mu    sync.Mutex
+	tasks map[string]*baselineTask
+	mux   *http.ServeMux
+	ctl   *control
+
+	done     chan struct{} // closed by shutdown: streams end
+	doneOnce sync.Once
+}
+
+type baselineTask struct {
+	seq  int64
+	subs map[*baselineSub]struct{}
+}
+
+type baselineSub struct {
+	ch   chan []byte   // frames; closed after the terminal one
+	gone chan struct{} // closed when the handler returns
+}
+
+// baselineBuffer is the default per-subscriber channel capacity, in
+// events; taskbridge keeps a window of 1024 events per task.
+const baselineBuffer = 1024
+
+func newBaselineServer(cfg serverConfig) *baselineServer {
+	s := &baselineServer{
+		heartbeat: cfg.Heartbeat, buffer: baselineBuffer,
+		tasks: map[string]*baselineTask{}, mux: http.NewServeMux(), done: make(chan struct{}),
+	}
+	if s.heartbeat == 0 {
+		s.heartbeat = 15 * time.Second
+	}
+	s.mux.HandleFunc("GET /api/v1/tasks/{taskId}/events/stream", s.stream)
+	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
+	s.ctl = &control{b: s}
+	s.ctl.register(s.mux)
+	return s
+}
+
+// shutdown ends the streams, so that http.Server.Shutdown does not wait
+// for them.
+func (s *baselineServer) shutdown(context.Context) error {
+	s.doneOnce.Do(func() { close(s.done) })
+	return s.ctl.endProfile()
+}
+
+func (s *baselineServer) close(context.Context) error { return nil }
+
+// ServeHTTP implements http.Handler.
+func (s *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *baselineServer) stream(w http.ResponseWriter, r *http.Request) {
+	sub := &baselineSub{ch: make(chan []byte, s.buffer), gone: make(chan struct{})}
+	id := r.PathValue("taskId")
+	s.mu.Lock()
+	t := s.tasks[id]
+	if t != nil {
+		t.subs[sub] = struct{}{}
+	}
+	s.mu.Unlock()
+	if t == nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer func() {
+		s.mu.Lock()
+		delete(t.subs, sub)
+		s.mu.Unlock()
+	}()
+	// Runs first: a publisher waiting on this subscriber holds s.mu.
+	defer close(sub.gone)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher := w.(http.Flusher)
+	flusher.Flush()
+	var tick <-chan time.Time
+	if s.heartbeat > 0 {
+		ticker := time.NewTicker(s.heartbeat)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	for {
+		select {
+		case frame, ok := <-sub.ch:
+			if !ok {
+				return
+			}
+			if _, err := w.Write(frame); err != nil {
+				return
+			}
+			if len(sub.ch) == 0 {
+				flusher.Flush()
+			}
+		case <-tick:
+			_, _ = fmt.Fprintf(w, "data: {\"type\":\"HEARTBEAT\",\"taskId\":\"%s\",\"live\":true}\n\n", id)
+			flusher.Flush()
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		}
+	}
+}
+
+func (s *baselineServer) createTask(context.Context) (string, error) {
+	id := uuid.NewString()
+	s.mu.Lock()
+	s.tasks[id] = &baselineTask{seq: startedSeq, subs: map[*baselineSub]struct{}{}}
+	s.mu.Unlock()
+	return id, nil
+}
+
+func (s *baselineServer) publish(ctx context.Context, taskID string, progress float64, sent time.Time, terminal bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.tasks[taskID]
+	if t == nil {
+		return errNotFound
+	}
+	t.seq++
+	data, err := benchEventJSON(taskID, t.seq, progress, sent, terminal)
+	if err != nil {
+		return err
+	}
+	frame := make([]byte, 0, len(data)+32)
+	frame = append(strconv.AppendInt(append(frame, "id: "...), t.seq, 10), "\ndata: "...)
+	frame = append(append(frame, data...), "\n\n"...)
+	for sub := range t.subs {
+		select {
+		case sub.ch <- frame:
+		case <-sub.gone:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if terminal {
+			close(sub.ch)
+		}
+	}
+	if terminal {
+		clear(t.subs)
+	}
+	return nil
+}
+
+// benchEventJSON encodes a published event (see benchPayload) with the
+// given id, as taskbridge would.
+func benchEventJSON(taskID string, seq int64, progress float64, sent time.Time, terminal bool) ([]byte, error) {
+	p := benchPayload(progress, sent, terminal)
+	raw, err := taskbridge.EncodePayload(p)
+	if err != nil {
+		return nil, err
+	}
+	return taskbridge.AppendEventJSON(nil, taskbridge.TaskEvent{
+		Type: p.EventType(), TaskID: taskID, EventID: strconv.FormatInt(seq, 10), CreatedAt: sent, Payload: raw,
+	}), nil
+}
