@@ -146,12 +146,23 @@ func TestCommand(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status, "body: %s", b)
 	var created taskbridge.CreateTaskResponse
 	require.NoError(t, json.Unmarshal(b, &created))
-	status, b = httpDo(t, http.MethodGet, c.url+"/api/v1/tasks/"+created.TaskID+"/events?afterEventId=4&waitTimeoutMs=10000", "")
-	require.Equal(t, http.StatusOK, status, "body: %s", b)
-	var poll taskbridge.PollResponse
-	require.NoError(t, json.Unmarshal(b, &poll))
-	require.Len(t, poll.Events, 1)
-	require.Equal(t, taskbridge.EventTaskCompleted, poll.Events[0].Type)
+	// Long-poll from the start until the terminal event: STARTED, three
+	// PROGRESS, COMPLETED. (A cursor ahead of the log, such as 4 before
+	// the task ran, would be refused as invalid.)
+	var events []taskbridge.TaskEvent
+	query := ""
+	for len(events) == 0 || !events[len(events)-1].Terminal() {
+		status, b = httpDo(t, http.MethodGet, c.url+"/api/v1/tasks/"+created.TaskID+"/events?waitTimeoutMs=10000"+query, "")
+		require.Equal(t, http.StatusOK, status, "body: %s", b)
+		var poll taskbridge.PollResponse
+		require.NoError(t, json.Unmarshal(b, &poll))
+		require.NotEmpty(t, poll.Events, "a 10 s long poll on a running greet task returns events")
+		events = append(events, poll.Events...)
+		require.NotNil(t, poll.NextAfterEventID)
+		query = "&afterEventId=" + *poll.NextAfterEventID
+	}
+	require.Len(t, events, 5)
+	require.Equal(t, taskbridge.EventTaskCompleted, events[4].Type)
 
 	// An open stream on a waiting task.
 	status, b = httpDo(t, http.MethodPost, c.url+"/api/v1/tasks", `{"clientRequestId":"cmd-2","taskType":"approval"}`)
