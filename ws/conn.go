@@ -362,24 +362,9 @@ func (c *conn) prune() {
 	c.subs = kept
 }
 
-// write sends msgs as one corked batch.
+// write sends msgs as one batch (see netConn.writeMessages).
 func (c *conn) write(msgs [][]byte) error {
-	if len(msgs) == 0 {
-		return nil
-	}
-	c.nc.cork()
-	var err error
-	for _, m := range msgs {
-		// Deadlines are enforced by netConn on the real write; the
-		// library's context would add a timer per message.
-		if err = c.ws.Write(context.Background(), websocket.MessageText, m); err != nil {
-			break
-		}
-	}
-	if uerr := c.nc.uncork(); err == nil {
-		err = uerr
-	}
-	return err
+	return c.nc.writeMessages(msgs)
 }
 
 // closeFor maps a Subscribe or Next error to a close code.

@@ -73,9 +73,11 @@
 // the connection's subscriptions, and one that keeps reading so that pings
 // are answered and a departed client is noticed at once. net/http's
 // per-connection buffers are not kept: the connection gets small fixed
-// buffers instead, and the messages of one batch are corked into a pooled
-// buffer and sent with one write (in 64 KiB pieces), so a subscriber that is
-// behind catches up with few syscalls. Every write to the socket has a
+// buffers instead, and the messages of one batch are framed straight into a
+// pooled buffer and sent with one write (in 64 KiB pieces), so a subscriber
+// that is behind catches up with few syscalls. (Data frames bypass the
+// websocket library's per-message write path; it still writes the
+// handshake and every control frame.) Every write to the socket has a
 // deadline ([Config.WriteTimeout]); a client that does not read is dropped
 // and resumes by cursor. Frames come from the service's shared fan-out,
 // encoded once for all subscribers, and heartbeats from its shared

@@ -3,6 +3,7 @@ package ws
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -90,13 +91,18 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 }
 
 // netConn is a hijacked connection that gives every write a deadline and
-// can be corked: while corked, writes collect in a pooled buffer that
-// uncork sends with one write. The websocket library flushes after every
-// message; corking turns a batch of messages into one syscall.
+// writes the server's data messages itself: [netConn.writeMessages] frames
+// a batch of text messages into one pooled buffer and sends it with one
+// write (per 64 KiB), where the websocket library would take its write lock,
+// and flush, once per message.
 //
-// All writes, direct or from uncork, are serialised by mu, so control
-// frames the library writes from the reading goroutine (pongs, close
-// replies) stay whole and in order.
+// The library still writes every control frame (pongs, close frames) and
+// the handshake. All writes are serialised by mu, so frames from both
+// sources stay whole and in order: a control frame is at most 127 bytes
+// unmasked, which the library's write buffer (writeBufSize) holds whole
+// and flushes in one Write. Data messages are never sent through the
+// library, so nothing it writes spans two Writes. Once the library has
+// written a close frame, writeMessages refuses, as the library would.
 type netConn struct {
 	net.Conn
 	writeTimeout time.Duration
@@ -105,10 +111,13 @@ type netConn struct {
 	// touches it.
 	pending []byte
 
-	mu     sync.Mutex
-	corked bool
-	buf    *[]byte
+	mu        sync.Mutex
+	closeSent bool // a close frame went out: no data may follow
 }
+
+// opCloseFin is the first byte of an unfragmented close frame without
+// extensions, as the library writes it.
+const opCloseFin = 0x88
 
 // Read implements net.Conn.
 func (c *netConn) Read(p []byte) (int, error) {
@@ -123,23 +132,13 @@ func (c *netConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// Write implements net.Conn.
+// Write implements net.Conn. The library's frames arrive whole (see
+// netConn), so a Write that starts with a close frame's first byte is one.
 func (c *netConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.corked {
-		if c.buf == nil {
-			c.buf = bufPool.Get().(*[]byte)
-		}
-		*c.buf = append(*c.buf, p...)
-		if len(*c.buf) >= chunkSize {
-			_, err := c.writeLocked(*c.buf)
-			*c.buf = (*c.buf)[:0]
-			if err != nil {
-				return 0, err
-			}
-		}
-		return len(p), nil
+	if len(p) > 0 && p[0] == opCloseFin {
+		c.closeSent = true
 	}
 	return c.writeLocked(p)
 }
@@ -151,26 +150,53 @@ func (c *netConn) writeLocked(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// cork starts collecting writes.
-func (c *netConn) cork() {
-	c.mu.Lock()
-	c.corked = true
-	c.mu.Unlock()
-}
-
-// uncork sends what was collected, in one write, and stops collecting.
-func (c *netConn) uncork() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.corked = false
-	bp := c.buf
-	if bp == nil {
+// writeMessages sends msgs as unfragmented, unmasked text frames (RFC 6455
+// section 5.2), collected in a pooled buffer and written in pieces of about
+// chunkSize bytes, each with its own deadline. It returns net.ErrClosed
+// once a close frame was written.
+func (c *netConn) writeMessages(msgs [][]byte) error {
+	if len(msgs) == 0 {
 		return nil
 	}
-	c.buf = nil
-	_, err := c.writeLocked(*bp)
-	putBuf(bp)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent {
+		return net.ErrClosed
+	}
+	bp := bufPool.Get().(*[]byte)
+	defer putBuf(bp)
+	b := (*bp)[:0]
+	for _, m := range msgs {
+		b = appendTextFrameHeader(b, len(m))
+		b = append(b, m...)
+		if len(b) >= chunkSize {
+			if _, err := c.writeLocked(b); err != nil {
+				*bp = b
+				return err
+			}
+			b = b[:0]
+		}
+	}
+	*bp = b
+	if len(b) == 0 {
+		return nil
+	}
+	_, err := c.writeLocked(b)
 	return err
+}
+
+// appendTextFrameHeader appends the header of a final, unmasked text frame
+// with an n-byte payload.
+func appendTextFrameHeader(b []byte, n int) []byte {
+	const finText = 0x81
+	switch {
+	case n < 126:
+		return append(b, finText, byte(n))
+	case n <= 0xFFFF:
+		return append(b, finText, 126, byte(n>>8), byte(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, finText, 127), uint64(n))
+	}
 }
 
 // putBuf returns a buffer to the pool, unless it grew unusually large.

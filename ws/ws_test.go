@@ -690,3 +690,40 @@ func TestShutdownDropsUnresponsiveClients(t *testing.T) {
 	require.NoError(t, goleak.Find(before))
 	require.NoError(t, f.h.Shutdown(testCtx(t)))
 }
+
+// TestMessageSizes sends events whose messages need each of the three
+// WebSocket payload-length encodings (7-bit, 16-bit, 64-bit), in one batch
+// and live, and checks that a standard client reads them intact.
+func TestMessageSizes(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	task := f.env.CreateTask(t, "alice")
+	f.env.Started(t, task)
+	sizes := []int{0, 1, 125 - 90, 126, 200, 65535 - 100, 65535, 70000, 200000}
+	want := map[string]string{}
+	for i, n := range sizes[:5] { // replayed: one batch
+		msg := strings.Repeat(string(rune('a'+i)), n)
+		want[f.env.Emit(t, task, taskbridge.MessagePayload{Message: msg}).EventID] = msg
+	}
+	c := f.dial(t, "alice")
+	c.SetReadLimit(1 << 20)
+	subscribe(t, c, task, ptr("1"))
+	readConfirm(t, c, task, ptr("1"))
+	check := func() {
+		ev := readEvent(t, c)
+		var p taskbridge.MessagePayload
+		require.NoError(t, json.Unmarshal(ev.Payload, &p))
+		require.Equal(t, want[ev.EventID], p.Message, "event %s", ev.EventID)
+	}
+	for range sizes[:5] {
+		check()
+	}
+	for i, n := range sizes[5:] { // live, one at a time
+		msg := strings.Repeat(string(rune('A'+i)), n)
+		want[f.env.Emit(t, task, taskbridge.MessagePayload{Message: msg}).EventID] = msg
+		check()
+	}
+	f.env.Complete(t, task)
+	require.Equal(t, taskbridge.EventTaskCompleted, readEvent(t, c).Type)
+	requireClose(t, c, websocket.StatusNormalClosure)
+}
