@@ -65,9 +65,16 @@ type Frame struct {
 	JSON  []byte
 }
 
-// newFrame encodes ev.
+// frameOverhead is what AppendEventJSON adds to an event's strings and
+// payload on its fast path: the envelope's keys and punctuation (62 bytes)
+// and an RFC 3339 UTC time with nanoseconds (at most 30).
+const frameOverhead = len(`{"type":"","taskId":"","eventId":"","createdAt":"","payload":}`) + len("2006-01-02T15:04:05.999999999Z")
+
+// newFrame encodes ev into a buffer sized for it, so that the common case
+// allocates the JSON once.
 func newFrame(ev TaskEvent) *Frame {
-	return &Frame{Event: ev, JSON: AppendEventJSON(make([]byte, 0, 128+len(ev.Payload)), ev)}
+	n := frameOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
+	return &Frame{Event: ev, JSON: AppendEventJSON(make([]byte, 0, n), ev)}
 }
 
 // AppendEventJSON appends the compact JSON encoding of ev to dst. It is the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,5 +239,22 @@ func TestTopicViewSurvivesTrim(t *testing.T) {
 	// Compaction bounds what the window's array keeps reachable.
 	if c, n := cap(tp.window), len(tp.window); c > 2*n+64 {
 		t.Fatalf("window keeps cap %d for %d live frames", c, n)
+	}
+}
+
+// newFrame sizes its buffer so that the fast path never grows it, even for
+// the longest timestamps.
+func TestNewFrameFitsItsBuffer(t *testing.T) {
+	for _, ev := range []TaskEvent{
+		{Type: EventTaskCompleted, TaskID: "a", EventID: "1", CreatedAt: time.Date(2026, 12, 31, 23, 59, 59, 999999999, time.UTC), Payload: json.RawMessage(`{"result":null}`)},
+		{Type: EventTaskProgress, TaskID: strings.Repeat("x", 255), EventID: "18446744073709551615",
+			CreatedAt: time.Date(9999, 1, 1, 0, 0, 0, 123456789, time.FixedZone("", 3600)), Payload: json.RawMessage(`{"progress":1}`)},
+		{Type: EventTaskMessage, TaskID: "t", EventID: "2", CreatedAt: time.Unix(0, 0), Payload: json.RawMessage(`{}`)},
+	} {
+		f := newFrame(ev)
+		want := frameOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
+		if cap(f.JSON) != want || !json.Valid(f.JSON) {
+			t.Fatalf("frame of %d bytes in a buffer of %d, sized %d: %s", len(f.JSON), cap(f.JSON), want, f.JSON)
+		}
 	}
 }
