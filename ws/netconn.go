@@ -15,14 +15,14 @@ import (
 
 // Buffer sizes of a hijacked connection. The client sends only small
 // subscribe frames and control frames; everything the server sends in a
-// batch goes through the corking buffer below, which is pooled.
+// batch goes through a pooled buffer (see netConn.writeMessages).
 const (
 	readBufSize  = 128
 	writeBufSize = 128
 )
 
 const (
-	// chunkSize is how many corked bytes collect before they are written
+	// chunkSize is how many bytes of a batch collect before they are written
 	// anyway: each write gets its own deadline, so a large batch to a
 	// healthy client never runs into the write timeout, and the buffer
 	// stays small.
