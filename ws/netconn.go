@@ -21,6 +21,11 @@ const (
 	writeBufSize = 128
 )
 
+// The library's write buffer must hold a whole control frame (2 + 125
+// bytes unmasked), so that each reaches netConn in one Write: this fails
+// to compile otherwise.
+var _ [writeBufSize - (2 + 125)]struct{}
+
 const (
 	// chunkSize is how many bytes of a batch collect before they are written
 	// anyway: each write gets its own deadline, so a large batch to a
