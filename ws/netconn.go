@@ -3,7 +3,6 @@ package ws
 import (
 	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
 
 // Buffer sizes of a hijacked connection. The client sends only small
@@ -172,7 +172,7 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 	defer putBuf(bp)
 	b := (*bp)[:0]
 	for _, m := range msgs {
-		b = appendTextFrameHeader(b, len(m))
+		b = wsframe.AppendHeader(b, wsframe.OpText, false, len(m))
 		b = append(b, m...)
 		if len(b) >= chunkSize {
 			if _, err := c.writeLocked(b); err != nil {
@@ -188,20 +188,6 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 	}
 	_, err := c.writeLocked(b)
 	return err
-}
-
-// appendTextFrameHeader appends the header of a final, unmasked text frame
-// with an n-byte payload.
-func appendTextFrameHeader(b []byte, n int) []byte {
-	const finText = 0x81
-	switch {
-	case n < 126:
-		return append(b, finText, byte(n))
-	case n <= 0xFFFF:
-		return append(b, finText, 126, byte(n>>8), byte(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, finText, 127), uint64(n))
-	}
 }
 
 // putBuf returns a buffer to the pool, unless it grew unusually large.

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
 
 // The stream clients speak the wire protocol directly on a TCP connection
@@ -313,7 +315,7 @@ func subscribeWS(c *timedConn, br *bufio.Reader, proto protocol, addr, taskID st
 	if resp.Header.Get("Sec-WebSocket-Accept") != base64.StdEncoding.EncodeToString(sum[:]) {
 		return nil, errors.New("bad Sec-WebSocket-Accept")
 	}
-	if _, err := c.Write(appendClientFrame(nil, opText, sub)); err != nil {
+	if _, err := c.Write(wsframe.AppendClientFrame(nil, opText, sub)); err != nil {
 		return nil, err
 	}
 	s := &wsStream{c: c, r: br, ender: ender{on: proto == protoCentrifugo}}
@@ -321,26 +323,6 @@ func subscribeWS(c *timedConn, br *bufio.Reader, proto protocol, addr, taskID st
 		return nil, err
 	}
 	return s, nil
-}
-
-// appendClientFrame appends a masked client frame with FIN set.
-func appendClientFrame(b []byte, opcode byte, payload []byte) []byte {
-	b = append(b, 0x80|opcode)
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = binary.BigEndian.AppendUint16(append(b, 0x80|126), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), uint64(n))
-	}
-	var key [4]byte
-	_, _ = rand.Read(key[:])
-	b = append(b, key[:]...)
-	for i, c := range payload {
-		b = append(b, c^key[i&3])
-	}
-	return b
 }
 
 func (s *wsStream) close() error { return s.c.Close() }
@@ -389,7 +371,7 @@ func (s *wsStream) read() (message, error) {
 			}
 			return message{}, fmt.Errorf("WebSocket closed with %d %q", code, payload[min(2, len(payload)):])
 		case opPing:
-			pong := appendClientFrame(nil, opPong, payload)
+			pong := wsframe.AppendClientFrame(nil, opPong, payload)
 			if _, err := s.r.Discard(s.size); err != nil {
 				return message{}, err
 			}

@@ -3,7 +3,6 @@ package streamtest
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 	"github.com/taskbridge-go/taskbridge/memstore"
 )
 
@@ -180,24 +180,7 @@ func ReadSSE(r *bufio.Reader) (SSEFrame, error) {
 // ClientFrame returns a masked client WebSocket frame (FIN set) with the
 // given opcode (1 text, 2 binary, 8 close) and payload.
 func ClientFrame(opcode byte, payload []byte) []byte {
-	b := []byte{0x80 | opcode}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	var key [4]byte
-	_, _ = rand.Read(key[:])
-	b = append(b, key[:]...)
-	for i, c := range payload {
-		b = append(b, c^key[i%4])
-	}
-	return b
+	return wsframe.AppendClientFrame(nil, opcode, payload)
 }
 
 // HandshakeRequest returns a raw HTTP/1.1 WebSocket upgrade request for
