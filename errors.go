@@ -52,6 +52,9 @@ var (
 	ErrUploadTooLarge = fmt.Errorf("%w: too large", ErrUploadRejected)
 	// ErrClosed: the service, store or handler was shut down.
 	ErrClosed = errors.New("taskbridge: closed")
+	// ErrLeaseLost: the caller no longer holds the task's lease (see
+	// [LeaseStore]); another process may be running the task.
+	ErrLeaseLost = errors.New("taskbridge: task lease lost")
 )
 
 // Protocol error codes.

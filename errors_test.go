@@ -51,6 +51,7 @@ var wireErrorCases = []wireErrorCase{
 	{"ErrUploadRejected", taskbridge.ErrUploadRejected, 400, taskbridge.CodeUpload, "Upload rejected", true},
 	{"ErrUploadTooLarge", taskbridge.ErrUploadTooLarge, 413, taskbridge.CodeUpload, "Upload rejected: too large", true},
 	{"ErrClosed", taskbridge.ErrClosed, 503, taskbridge.CodeUnavailable, "The service is shutting down; retry later", false},
+	{"ErrLeaseLost", taskbridge.ErrLeaseLost, 500, taskbridge.CodeInternal, "Internal server error", false},
 }
 
 // TestErrorCasesCoverEverySentinel keeps wireErrorCases in step with the
