@@ -19,19 +19,22 @@ import (
 	"github.com/taskbridge-go/taskbridge/temporalexec"
 )
 
-// greet emits steps progress events, a timer apart, and completes with a
-// greeting.
+// greet emits steps progress events, stepDelayMs apart (a workflow timer),
+// and completes with a greeting.
 func greet(ctx workflow.Context, task *taskbridge.Task) (any, error) {
 	var in struct {
-		Name  string `json:"name"`
-		Steps int    `json:"steps"`
+		Name        string `json:"name"`
+		Steps       int    `json:"steps"`
+		StepDelayMs int    `json:"stepDelayMs"`
 	}
 	if err := json.Unmarshal(task.Input, &in); err != nil {
 		return nil, temporalexec.NewFailure("BAD_INPUT", "input is not an object", false)
 	}
 	for i := 1; i <= in.Steps; i++ {
-		if err := workflow.Sleep(ctx, time.Second); err != nil {
-			return nil, err
+		if in.StepDelayMs > 0 {
+			if err := workflow.Sleep(ctx, time.Duration(in.StepDelayMs)*time.Millisecond); err != nil {
+				return nil, err
+			}
 		}
 		if _, err := temporalexec.Emit(ctx, taskbridge.ProgressPayload{Progress: float64(100 * i / in.Steps)}); err != nil {
 			return nil, err
@@ -73,7 +76,7 @@ var demoWorkflows = map[string]temporalexec.WorkflowFunc{"greet": greet, "approv
 func TestGreetEmitsEveryStepOnce(t *testing.T) {
 	t.Parallel()
 	s := setup(t, demoWorkflows)
-	task := s.create(t, "greet", map[string]any{"name": "Ada", "steps": 3})
+	task := s.create(t, "greet", map[string]any{"name": "Ada", "steps": 3, "stepDelayMs": 1000})
 	s.execute(task)
 
 	require.True(t, s.env.IsWorkflowCompleted())
@@ -104,7 +107,7 @@ func TestRetriedActivitiesAppendOnce(t *testing.T) {
 	for _, typ := range []taskbridge.EventType{taskbridge.EventTaskStarted, taskbridge.EventTaskProgress, taskbridge.EventTaskCompleted} {
 		s.store.lose[typ] = 2
 	}
-	task := s.create(t, "greet", map[string]any{"name": "Ada", "steps": 2})
+	task := s.create(t, "greet", map[string]any{"name": "Ada", "steps": 2, "stepDelayMs": 1000})
 	s.execute(task)
 
 	require.NoError(t, s.env.GetWorkflowError())
