@@ -65,7 +65,8 @@
 // and a suspension is recorded together with its TASK_SUSPENDED event.
 // Executors that wait on suspensions implement [Resumer]; the service calls
 // it after accepting an action, and [Service.Reconcile] retries hand-offs
-// that failed. The runner package is an in-process executor.
+// that failed. The runner package is an in-process executor; the temporalexec
+// module runs tasks as Temporal workflows.
 //
 // # Fan-out
 //

@@ -87,6 +87,10 @@
 //   - Continue-as-new: use [ContinueAsNew], which carries the step count
 //     and untaken actions to the new run. A continue-as-new error made any
 //     other way fails the task.
+//   - History size: each event costs an activity (a few history events), and
+//     Temporal caps a workflow's history (50,000 events by default). A
+//     workflow that reports many events should batch its progress or
+//     continue as new now and then.
 //   - Workflow code changes must keep the order of Emit and Suspend calls
 //     for running workflows, as Temporal requires for any command (use
 //     workflow.GetVersion).

@@ -52,7 +52,9 @@ type ReconcileReport struct {
 // Events go through emitter (pass [taskbridge.Service.Emitter]) with the
 // idempotency key of the task's terminal event, so a task ends once however
 // often Reconcile and the workflow race. It assumes that every unfinished
-// task in tasks runs on this executor. One failing task does not stop the
+// task in tasks runs on this executor, started through a client of the same
+// namespace with the same Config.WorkflowIDPrefix: a task whose workflow
+// it cannot find is taken for lost. One failing task does not stop the
 // pass; Reconcile returns the store error that prevented listing. Run it
 // periodically (every few minutes), like [taskbridge.Service.RunMaintenance].
 func (e *Executor) Reconcile(ctx context.Context, tasks taskbridge.TaskRegistry, emitter func(taskID string) taskbridge.Emitter) (ReconcileReport, error) {
