@@ -60,7 +60,8 @@
 //
 // Every error is the protocol envelope {code, message, details, timestamp}:
 // malformed JSON (syntax, trailing data, not an object) is 400
-// INVALID_REQUEST; well-formed requests with invalid fields or query
+// INVALID_REQUEST, and so is a multipart input or metadata part that is not
+// valid JSON; well-formed requests with invalid fields or query
 // parameters are 422 REQUEST_VALIDATION_ERROR with details.errors naming
 // every bad field; missing credentials are 401; unknown tasks and other
 // users' tasks are both 404 TASK_NOT_FOUND; a create Content-Type other
