@@ -93,6 +93,21 @@
 // streams. Register the transports' shutdown hooks with
 // srv.RegisterOnShutdown, or call [Service.Shutdown], which ends every
 // subscription (SSE streams close, WebSockets close with 1001) and waits for
-// the transports to let go. Maintenance ([Service.RunMaintenance]) runs in a
-// goroutine the host starts and stops with a context.
+// the transports to let go.
+//
+// # Maintenance
+//
+// Retention is on by default: terminal tasks are kept for 24h
+// ([Config].TaskRetention) and action receipts for 24h
+// ([Config].ReceiptRetention). It is applied by [Service.Prune], which
+// [Service.RunMaintenance] runs periodically together with
+// [Service.Reconcile]. The host starts it in a goroutine it owns and stops
+// it with a context; without it nothing is ever deleted:
+//
+//	ctx, stop := context.WithCancel(context.Background())
+//	done := make(chan struct{})
+//	go func() { defer close(done); _ = svc.RunMaintenance(ctx, time.Minute) }()
+//	// ... at shutdown:
+//	stop()
+//	<-done
 package taskbridge

@@ -79,8 +79,8 @@ type PruneReport struct {
 
 // Prune applies retention: it expires OPEN suspensions past their deadline,
 // deletes receipts older than Config.ReceiptRetention (keeping those whose
-// resume is still pending) and, when Config.TaskRetention is set, deletes
-// terminal tasks older than that with their events.
+// resume is still pending) and, unless Config.TaskRetention is negative,
+// deletes terminal tasks older than that with their events.
 func (s *Service) Prune(ctx context.Context) (PruneReport, error) {
 	var rep PruneReport
 	now := s.clock()

@@ -32,7 +32,10 @@ type Config struct {
 	// deduplication. Defaults to 24h.
 	ReceiptRetention time.Duration
 	// TaskRetention is how long terminal tasks (with their events) are kept
-	// by [Service.Prune]. Zero keeps them forever.
+	// before [Service.Prune] deletes them; a deleted task is 404
+	// TASK_NOT_FOUND. Defaults to 24h. Negative keeps them forever. Pruning
+	// happens only while the host runs [Service.RunMaintenance] (or calls
+	// Prune).
 	TaskRetention time.Duration
 	// ReplayBatch is how many events one store read returns while replaying
 	// a stream. Defaults to 256.
@@ -40,6 +43,9 @@ type Config struct {
 	// Probes are extra readiness probes reported by [Service.Readiness].
 	Probes Readiness
 }
+
+// DefaultTaskRetention is the default [Config].TaskRetention.
+const DefaultTaskRetention = 24 * time.Hour
 
 // Service implements the TaskBridge operations over a [Store] and a
 // [TaskExecutor]. Transports (httpapi, sse, ws) call it; executors report
@@ -85,8 +91,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.ReceiptRetention <= 0 {
 		cfg.ReceiptRetention = 24 * time.Hour
 	}
-	if cfg.TaskRetention < 0 {
-		return nil, errors.New("taskbridge: Config.TaskRetention must not be negative")
+	if cfg.TaskRetention == 0 {
+		cfg.TaskRetention = DefaultTaskRetention
 	}
 	if cfg.ReplayBatch <= 0 {
 		cfg.ReplayBatch = 256
