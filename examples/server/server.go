@@ -32,9 +32,15 @@ type config struct {
 	// HeartbeatInterval is passed to the SSE and WebSocket handlers.
 	// Defaults to 15s.
 	HeartbeatInterval time.Duration
-	// MaintenanceInterval is how often Service.RunMaintenance runs.
-	// Defaults to 1s.
+	// MaintenanceInterval is how often Service.RunMaintenance runs: it
+	// deletes finished tasks older than TaskRetention and old action
+	// receipts, and retries failed resume hand-offs. Defaults to 1m.
 	MaintenanceInterval time.Duration
+	// TaskRetention is how long finished tasks (with their events) are
+	// kept; then maintenance deletes them and they are 404. Defaults to 1h.
+	TaskRetention time.Duration
+	// Now is the service's clock. Defaults to time.Now.
+	Now func() time.Time
 	// TaskGrace is how long a shutdown lets running tasks finish before
 	// they are stopped (EXECUTOR_SHUTDOWN). Defaults to 2s; it is also
 	// bounded by the shutdown's context.
@@ -86,8 +92,14 @@ func newServer(cfg config) (*server, error) {
 	if cfg.HeartbeatInterval < 0 {
 		return nil, errors.New("heartbeat interval must be positive")
 	}
-	if cfg.MaintenanceInterval <= 0 {
-		cfg.MaintenanceInterval = time.Second
+	if cfg.MaintenanceInterval < 0 || cfg.TaskRetention < 0 {
+		return nil, errors.New("maintenance interval and task retention must be positive")
+	}
+	if cfg.MaintenanceInterval == 0 {
+		cfg.MaintenanceInterval = time.Minute
+	}
+	if cfg.TaskRetention == 0 {
+		cfg.TaskRetention = time.Hour
 	}
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
@@ -98,7 +110,10 @@ func newServer(cfg config) (*server, error) {
 		return nil, err
 	}
 	s.runner = r
-	s.svc, err = taskbridge.New(taskbridge.Config{Store: s.store, Executor: executor{r}, Logger: cfg.Logger})
+	s.svc, err = taskbridge.New(taskbridge.Config{
+		Store: s.store, Executor: executor{r}, Logger: cfg.Logger, Now: cfg.Now,
+		TaskRetention: cfg.TaskRetention,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -131,6 +146,8 @@ func newServer(cfg config) (*server, error) {
 	mux.Mount("/", api)
 	s.handler = mux
 
+	// Without maintenance nothing is ever deleted: the in-memory store
+	// would grow with every task for as long as the process runs.
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopMaintenance, s.maintenanceDone = cancel, make(chan struct{})
 	go func() {
