@@ -98,10 +98,19 @@ type LeaseStore interface {
 // process, as the runner package does. When the store is a [ControlFeed],
 // the [Service] relays every control change recorded by any process to the
 // executor of the process that holds the task: [TaskExecutor.Cancel] for a
-// cancel request, [Resumer.Resume] for an accepted action. Executors that
-// hand work to a cluster-wide system (a job queue, a workflow engine) do not
-// implement it: their Cancel and Resume already reach the task wherever it
-// runs.
+// cancel request, [Resumer.Resume] for an accepted action whose hand-off is
+// still PENDING. Executors that hand work to a cluster-wide system (a job
+// queue, a workflow engine) do not implement it: their Cancel and Resume
+// already reach the task wherever it runs.
+//
+// The relay is one goroutine per Service, started by [New] and stopped by
+// [Service.Shutdown]. It coalesces bursts of notifications and, on a
+// notification for "" (the feed may have missed changes), looks at every
+// task in HeldTasks. A Service with a relay also looks at a task once more
+// right after submitting it (a cancel may have been recorded by another
+// process meanwhile), leaves the resume of an action it accepted for a task
+// it does not hold to the process that holds it, and its
+// [Service.Reconcile] skips the pending hand-offs of such tasks.
 type LocalExecutor interface {
 	TaskExecutor
 	// Holds reports whether the task is queued or running in this process.

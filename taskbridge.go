@@ -60,6 +60,7 @@ type Service struct {
 	now     func() time.Time
 	newID   func() string
 	hub     *hub
+	relay   *controlRelay // nil unless the store is a ControlFeed and the executor a LocalExecutor
 
 	mu     sync.Mutex
 	closed bool
@@ -108,6 +109,7 @@ func New(cfg Config) (*Service, error) {
 		newID:   cfg.NewID,
 	}
 	s.hub = newHub(s)
+	s.relay = startControlRelay(s)
 	return s, nil
 }
 
@@ -151,11 +153,16 @@ func (s *Service) isClosed() bool {
 // Shutdown stops the service: new subscriptions and commands fail with
 // [ErrClosed], every open subscription ends with [ErrClosed] (transports
 // close SSE streams and send WebSocket close 1001), and Shutdown waits until
-// all of them were closed by their transports or ctx ends. It does not stop
-// the executor or the store, which the host owns. Safe to call twice.
+// all of them were closed by their transports or ctx ends. It also stops
+// relaying control changes to the executor (see [LocalExecutor]). It does
+// not stop the executor or the store, which the host owns. Safe to call
+// twice.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	if s.relay != nil {
+		s.relay.shutdown()
+	}
 	return s.hub.shutdown(ctx)
 }
