@@ -219,4 +219,6 @@ func testMultiReplica(t *testing.T, h Harness) {
 		}
 		require.Equal(t, 1, winners, "exactly one holder acquires across handles")
 	})
+
+	t.Run("Services", func(t *testing.T) { testServices(t, h) })
 }
