@@ -255,6 +255,7 @@ func (r *Runner) Submit(ctx context.Context, task taskbridge.Task, emit taskbrid
 		j.requestCancel(task.CancelReason)
 	}
 	if err := r.enqueue(j); err != nil {
+		j.finish()
 		r.release(ctx, j)
 		return err
 	}
