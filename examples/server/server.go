@@ -81,7 +81,7 @@ func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskReq
 }
 
 // newServer builds the demo server over in-memory stores and starts its
-// maintenance loop.
+// maintenance and recovery loops.
 func newServer(cfg config) (*server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -105,7 +105,14 @@ func newServer(cfg config) (*server, error) {
 		cfg.TaskGrace = 2 * time.Second
 	}
 	s := &server{log: cfg.Logger, cfg: cfg, store: memstore.New(memstore.Config{})}
-	r, err := runner.New(runner.Config{Handlers: handlers(), Logger: cfg.Logger})
+	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger}
+	// With a store that keeps leases, the runner holds one on every task
+	// it runs, so that several replicas can share the store: a replica
+	// that dies has its tasks taken over by another (see RunRecovery
+	// below).
+	leases, _ := taskbridge.Store(s.store).(taskbridge.LeaseStore)
+	rcfg.Leases = leases
+	r, err := runner.New(rcfg)
 	if err != nil {
 		return nil, err
 	}
@@ -149,10 +156,24 @@ func newServer(cfg config) (*server, error) {
 	// Without maintenance nothing is ever deleted: the in-memory store
 	// would grow with every task for as long as the process runs.
 	ctx, cancel := context.WithCancel(context.Background())
+	if leases != nil {
+		// Tasks a dead replica left behind (none with the in-memory store).
+		if _, err := r.Recover(ctx, s.store, s.svc.Emitter); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	s.stopMaintenance, s.maintenanceDone = cancel, make(chan struct{})
 	go func() {
 		defer close(s.maintenanceDone)
-		_ = s.svc.RunMaintenance(ctx, cfg.MaintenanceInterval)
+		if leases == nil {
+			_ = s.svc.RunMaintenance(ctx, cfg.MaintenanceInterval)
+			return
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = s.svc.RunMaintenance(ctx, cfg.MaintenanceInterval) })
+		wg.Go(func() { _ = r.RunRecovery(ctx, s.store, s.svc.Emitter, 0) })
+		wg.Wait()
 	}()
 	return s, nil
 }
@@ -175,7 +196,7 @@ func (s *server) closeStreams() {
 //     waits for the stream handlers to finish;
 //  2. the runner: running tasks get cfg.TaskGrace (within ctx) to finish,
 //     then are stopped and end with TASK_FAILED EXECUTOR_SHUTDOWN;
-//  3. the maintenance loop and the store.
+//  3. the maintenance and recovery loops, and the store.
 //
 // It returns the first error; safe to call twice.
 func (s *server) shutdown(ctx context.Context) error {
