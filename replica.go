@@ -108,9 +108,10 @@ type LeaseStore interface {
 // notification for "" (the feed may have missed changes), looks at every
 // task in HeldTasks. A Service with a relay also looks at a task once more
 // right after submitting it (a cancel may have been recorded by another
-// process meanwhile), leaves the resume of an action it accepted for a task
-// it does not hold to the process that holds it, and its
-// [Service.Reconcile] skips the pending hand-offs of such tasks.
+// process meanwhile) and leaves the resume of an action it accepted for a
+// task it does not hold to the process that holds it. With any
+// LocalExecutor, [Service.Reconcile] skips the pending hand-offs of
+// non-terminal tasks the executor does not hold.
 type LocalExecutor interface {
 	TaskExecutor
 	// Holds reports whether the task is queued or running in this process.
