@@ -40,8 +40,8 @@ type Config struct {
 	// EmitTimeout bounds each terminal event the runner emits; those emits
 	// are not cancelled with the task. Defaults to 10s.
 	EmitTimeout time.Duration
-	// Now is the clock that schedules suspension deadlines; it should be
-	// the Service's clock. Defaults to time.Now.
+	// Now is the clock that schedules suspension deadlines and dates
+	// leases; it should be the Service's clock. Defaults to time.Now.
 	Now func() time.Time
 	// Logger receives handler errors, panics and failed emits. Defaults to
 	// slog.Default().

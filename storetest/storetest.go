@@ -33,7 +33,8 @@ type Harness struct {
 	// by several processes set it; the multi-replica section runs only
 	// then, and such a store must implement [taskbridge.ControlFeed] and
 	// [taskbridge.LeaseStore]. A single-process store may return s itself
-	// to check the section in one process.
+	// to check the section in one process. It may be called more than
+	// once for one s (a restart opens the store again).
 	Replica func(t *testing.T, s taskbridge.Store) taskbridge.Store
 }
 
