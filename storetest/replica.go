@@ -76,34 +76,9 @@ func testMultiReplica(t *testing.T, h Harness) {
 
 	t.Run("AcceptRace", func(t *testing.T) {
 		f := replicaSetup(t, h)
-		hs := f.handles()
 		f.started("task-1")
 		f.open("task-1", "s-1", nil)
-		const n = 32
-		var (
-			res  [n]taskbridge.AcceptResult
-			errs [n]error
-		)
-		now := f.tick()
-		race(n, func(i int) {
-			id := fmt.Sprint("a-", i)
-			res[i], errs[i] = hs[i%2].AcceptAction(f.ctx, NewAttempt("task-1", "s-1", id, "fp-"+id, now))
-		})
-		accepted := 0
-		for i := range n {
-			require.NoError(t, errs[i])
-			switch res[i].Status {
-			case taskbridge.ActionAccepted:
-				accepted++
-			case taskbridge.ActionRejectedAlreadyResolved:
-			default:
-				t.Fatalf("action %d: status %s", i, res[i].Status)
-			}
-		}
-		require.Equal(t, 1, accepted, "exactly one action is accepted across handles")
-		evs, err := f.other.Read(f.ctx, "task-1", 0, 10)
-		require.NoError(t, err)
-		requireSeqs(t, evs, 1, 2, 3)
+		raceDistinctActions(t, f.fixture, f.s, f.other)
 	})
 
 	t.Run("IdempotentAppendRace", func(t *testing.T) {
