@@ -98,6 +98,7 @@ type Handler struct {
 	svc    *taskbridge.Service
 	cfg    Config
 	accept websocket.AcceptOptions
+	wire   wireConfig
 
 	origins []originPattern
 
@@ -153,6 +154,7 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 			OriginPatterns:  cfg.OriginPatterns,
 			CompressionMode: websocket.CompressionDisabled,
 		},
+		wire:    wireConfig{writeTimeout: cfg.WriteTimeout, log: svc.Logger()},
 		origins: origins,
 		life:    life,
 		done:    life.Done(),
@@ -189,7 +191,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, h.svc.Logger(), now, taskbridge.ErrClosed)
 		return
 	}
-	uw := &upgradeWriter{ResponseWriter: w, writeTimeout: h.cfg.WriteTimeout}
+	uw := &upgradeWriter{ResponseWriter: w, wire: &h.wire}
 	wc, err := websocket.Accept(uw, r, &h.accept)
 	if err != nil {
 		st.Leave()
