@@ -151,7 +151,10 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 			// The handler checks origins itself before Accept, to answer
 			// with an error envelope; the library checks again, with the
 			// same patterns.
-			OriginPatterns:  cfg.OriginPatterns,
+			OriginPatterns: cfg.OriginPatterns,
+			// Compression stays off explicitly: the handler writes its
+			// data frames uncompressed, and netConn fails a connection
+			// on which the library writes a compressed frame.
 			CompressionMode: websocket.CompressionDisabled,
 		},
 		wire:    wireConfig{writeTimeout: cfg.WriteTimeout, log: svc.Logger()},
