@@ -47,45 +47,115 @@ func putBuf(b *[]byte) {
 type stream struct {
 	h      *Handler
 	st     *streamlife.Stream
+	sub    *taskbridge.Subscription
 	taskID string
 
 	w         http.ResponseWriter
 	rc        *http.ResponseController
 	deadlines bool // rc supports write deadlines
 
+	// mu orders the stream's deadlines with abort, and keeps abort off the
+	// ResponseWriter once ServeHTTP is about to return.
+	mu       sync.Mutex
+	aborted  bool // abort ran: deadlines stay in the past
+	finished bool // ServeHTTP is returning: abort must not touch rc
+
 	conn net.Conn
 }
 
-// serve streams sub to the client and releases it and st.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription, st *streamlife.Stream) {
+// start commits to the stream: it writes the response head with the
+// preamble and the retry field, then returns the stream to serve inside
+// ServeHTTP, or starts the goroutines of a hijacked stream and returns nil.
+func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription, st *streamlife.Stream) *stream {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	s := &stream{h: h, st: st, taskID: sub.TaskID()}
-	if !h.cfg.DisableHijack && r.ProtoMajor == 1 {
+	s := &stream{h: h, st: st, sub: sub, taskID: sub.TaskID()}
+	head := getBuf()
+	defer putBuf(head)
+	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
-			head := getBuf()
 			*head = httpx.AppendResponseHead(*head, http.StatusOK, hdr, "close")
-			go s.detached(sub, head)
-			return
+			if s.write(s.appendIntro(*head), true) != nil {
+				sub.Close()
+				_ = conn.Close()
+				st.Leave()
+				return nil
+			}
+			go s.detached()
+			return nil
 		}
 	}
-	defer st.Leave()
-	defer sub.Close()
-	s.w, s.rc, s.deadlines = w, http.NewResponseController(w), true
+	s.w, s.rc = w, http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
 	// The server's ReadTimeout would otherwise fail the connection's
 	// background read and cancel the request mid-stream.
 	_ = s.rc.SetReadDeadline(time.Time{})
-	s.run(r.Context(), sub, getBuf())
-	// The server's end-of-response write (the last chunk) needs a fresh
-	// deadline: the previous one may have passed while the stream was idle.
-	s.setDeadline()
+	err := s.rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	if s.deadlines = !errors.Is(err, http.ErrNotSupported); s.deadlines {
+		st.OnAbort(s.abort)
+	}
+	if s.write(s.appendIntro(*head), true) != nil {
+		s.finish()
+		return nil
+	}
+	return s
+}
+
+// appendIntro appends what precedes the first event: the preamble and the
+// retry field.
+func (s *stream) appendIntro(b []byte) []byte {
+	if n := s.h.cfg.Preamble; n > 0 {
+		b = appendPreamble(b, n)
+	}
+	if r := s.h.cfg.Retry; r > 0 {
+		b = append(b, "retry: "...)
+		b = strconv.AppendInt(b, max(r.Milliseconds(), 1), 10)
+		b = append(b, "\n\n"...)
+	}
+	return b
+}
+
+// serve runs a stream inside ServeHTTP until it ends; ctx is the request's.
+func (s *stream) serve(ctx context.Context) {
+	s.run(ctx)
+	s.finish()
+}
+
+// finish releases a stream served inside ServeHTTP.
+func (s *stream) finish() {
+	s.mu.Lock()
+	s.finished = true
+	if !s.aborted {
+		// The server's end-of-response write (the last chunk) needs a
+		// fresh deadline: the previous one may have passed while the
+		// stream was idle.
+		s.setDeadlineLocked(time.Now())
+	}
+	s.mu.Unlock()
+	s.sub.Close()
+	s.st.Leave()
+}
+
+// abort forces a stream inside ServeHTTP to end (see Handler.Shutdown):
+// with the write deadline in the past a blocked write fails, and with the
+// read deadline in the past the request's context is cancelled (net/http's
+// background read fails), which ends a store read.
+func (s *stream) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished || s.aborted {
+		return
+	}
+	s.aborted = true
+	past := time.Unix(1, 0)
+	_ = s.rc.SetReadDeadline(past)
+	_ = s.rc.SetWriteDeadline(past)
 }
 
 // hijack takes over the connection, if the ResponseWriter allows it.
@@ -99,7 +169,7 @@ func hijack(w http.ResponseWriter) (net.Conn, bool) {
 // detached serves a hijacked stream: this goroutine writes, a second one
 // reads so that a departing client is noticed at once. The response is
 // delimited by closing the connection.
-func (s *stream) detached(sub *taskbridge.Subscription, head *[]byte) {
+func (s *stream) detached() {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		// The client sends nothing after its request; a read returns
@@ -112,31 +182,18 @@ func (s *stream) detached(sub *taskbridge.Subscription, head *[]byte) {
 			}
 		}
 	}()
-	s.run(ctx, sub, head)
-	sub.Close()
+	s.run(ctx)
+	s.sub.Close()
 	_ = s.conn.Close()
 	<-ctx.Done()
 	s.st.Leave()
 }
 
-// run writes head (a pooled buffer it releases: the response head of a
-// hijacked connection, or nothing) with the preamble, then replay, live
-// events and heartbeats until the terminal event, the client leaves (ctx),
-// a write fails or the service or handler shuts down.
-func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]byte) {
-	if n := s.h.cfg.Preamble; n > 0 {
-		*head = appendPreamble(*head, n)
-	}
-	if r := s.h.cfg.Retry; r > 0 {
-		*head = append(*head, "retry: "...)
-		*head = strconv.AppendInt(*head, max(r.Milliseconds(), 1), 10)
-		*head = append(*head, "\n\n"...)
-	}
-	err := s.write(*head, true)
-	putBuf(head)
-	if err != nil {
-		return
-	}
+// run writes replay, live events and heartbeats until the terminal event,
+// the client leaves (ctx), a write fails or the service or handler shuts
+// down.
+func (s *stream) run(ctx context.Context) {
+	sub := s.sub
 	for {
 		fp := framePool.Get().(*[]*taskbridge.Frame)
 		frames, err := sub.Next(ctx, (*fp)[:0])
@@ -233,14 +290,19 @@ func (s *stream) heartbeat() error {
 
 // write writes b under a fresh write deadline, and flushes if asked.
 func (s *stream) write(b []byte, flush bool) error {
+	now := time.Now()
 	if s.conn != nil {
-		if err := s.conn.SetWriteDeadline(time.Now().Add(s.h.cfg.WriteTimeout)); err != nil {
+		if err := s.conn.SetWriteDeadline(now.Add(s.h.cfg.WriteTimeout)); err != nil {
 			return err
 		}
 		_, err := s.conn.Write(b)
 		return err
 	}
-	s.setDeadline()
+	if s.deadlines {
+		s.mu.Lock()
+		s.setDeadlineLocked(now)
+		s.mu.Unlock()
+	}
 	if len(b) > 0 {
 		if _, err := s.w.Write(b); err != nil {
 			return err
@@ -252,12 +314,11 @@ func (s *stream) write(b []byte, flush bool) error {
 	return s.rc.Flush()
 }
 
-func (s *stream) setDeadline() {
-	if !s.deadlines {
-		return
-	}
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.h.cfg.WriteTimeout)); errors.Is(err, http.ErrNotSupported) {
-		s.deadlines = false
+// setDeadlineLocked gives the next write WriteTimeout from now, unless the
+// stream was aborted. s.mu is held.
+func (s *stream) setDeadlineLocked(now time.Time) {
+	if s.deadlines && !s.aborted {
+		_ = s.rc.SetWriteDeadline(now.Add(s.h.cfg.WriteTimeout))
 	}
 }
 

@@ -152,8 +152,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	// srv.Shutdown stops accepting, closes the streams (RegisterOnShutdown)
-	// and waits for the other requests; app.shutdown ends the service, so
-	// long polls return and the hijacked streams are waited for.
+	// and waits for the requests, SSE streams included; app.shutdown ends
+	// the service, so long polls return, and waits for the hijacked
+	// WebSockets.
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Shutdown(sctx) }()
 	appErr := app.shutdown(sctx)

@@ -307,9 +307,9 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logRequests logs every request at debug level and server errors (5xx) at
-// warn level; the transports log their own client errors. Streams taken
-// over by their handler (hijacked) log status 0 when the handler hands them
-// off, WebSockets status 101.
+// warn level; the transports log their own client errors. An SSE stream is
+// logged when it ends, with status 200 and its whole duration; a WebSocket
+// with status 101 when its handler takes the connection over.
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
