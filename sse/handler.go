@@ -104,6 +104,9 @@ type Handler struct {
 	// life tracks the streams; done is life.Done(): streams end.
 	life *streamlife.Group
 	done <-chan struct{}
+
+	// quietAfter is defaultQuietAfter; tests change it.
+	quietAfter time.Duration
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler
@@ -140,11 +143,12 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	_, _ = rand.Read(rnd[:])
 	life := streamlife.New()
 	return &Handler{
-		svc:      svc,
-		cfg:      cfg,
-		hbPrefix: "hb-" + hex.EncodeToString(rnd[:]) + "-",
-		life:     life,
-		done:     life.Done(),
+		svc:        svc,
+		cfg:        cfg,
+		hbPrefix:   "hb-" + hex.EncodeToString(rnd[:]) + "-",
+		life:       life,
+		done:       life.Done(),
+		quietAfter: defaultQuietAfter,
 	}, nil
 }
 
@@ -174,7 +178,12 @@ func lastEventID(r *http.Request) string {
 // default) returns when the stream ends; a hijacked one ([Config.Hijack])
 // as soon as it has started.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s := h.open(w, r); s != nil {
+	// The checks, the subscription and the response head run on a
+	// short-lived goroutine, so that this one, which holds the stream,
+	// keeps a small stack (see offload).
+	var s *stream
+	offload(func() { s = h.open(w, r) })
+	if s != nil {
 		s.serve(r.Context())
 	}
 }

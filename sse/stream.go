@@ -30,7 +30,36 @@ const (
 	chunkSize = 64 << 10
 	// maxPooledBuf keeps unusually large buffers out of the pool.
 	maxPooledBuf = 256 << 10
+	// defaultQuietAfter is Handler.quietAfter: how long a stream must
+	// have sent nothing for its next step (reading its subscription,
+	// writing a batch or a heartbeat) to run on a short-lived goroutine
+	// (see offload). A busy stream works on its own goroutine, a quiet one
+	// keeps that goroutine's stack small.
+	defaultQuietAfter = time.Second
 )
+
+// offload runs f on a new goroutine and waits for it; a panic in f is
+// raised again in the caller. It keeps deep calls off the goroutine that
+// holds a stream. A goroutine's stack grows to fit the deepest call it
+// makes, and while a stream's goroutine is parked inside ServeHTTP the GC
+// cannot shrink it again: it halves a stack only while less than a quarter
+// of it is in use, and net/http's connection goroutine alone uses more
+// than 1 KiB below the handler. Writing the response head (net/http's
+// header writer has a 2.8 KiB frame), a host's authentication, reading the
+// store or a write through net/http's buffers would otherwise double an
+// idle stream's stack (to 8 KiB inside ServeHTTP, to 4 KiB for a hijacked
+// stream's writer) for its whole life. A call costs about a microsecond,
+// so it is used for one-off and occasional work only.
+func offload(f func()) {
+	res := make(chan any, 1)
+	go func() {
+		defer func() { res <- recover() }()
+		f()
+	}()
+	if p := <-res; p != nil {
+		panic(p)
+	}
+}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
@@ -61,32 +90,32 @@ type stream struct {
 	finished bool // ServeHTTP is returning: abort must not touch rc
 
 	conn net.Conn
+
+	// head is what precedes the first event, written with the first batch:
+	// the response head of a hijacked connection, the preamble and the
+	// retry field. A pooled buffer; nil once written.
+	head *[]byte
+	// lastSent is when the last batch or heartbeat began; see
+	// defaultQuietAfter.
+	lastSent time.Time
 }
 
-// start commits to the stream: it writes the response head with the
-// preamble and the retry field, then returns the stream to serve inside
+// start commits to the stream: it returns the stream to serve inside
 // ServeHTTP, or starts the goroutines of a hijacked stream and returns nil.
+// The response head goes out with the first batch.
 func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription, st *streamlife.Stream) *stream {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	s := &stream{h: h, st: st, sub: sub, taskID: sub.TaskID()}
-	head := getBuf()
-	defer putBuf(head)
+	s := &stream{h: h, st: st, sub: sub, taskID: sub.TaskID(), head: getBuf()}
 	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
-			*head = httpx.AppendResponseHead(*head, http.StatusOK, hdr, "close")
-			if s.write(s.appendIntro(*head), true) != nil {
-				sub.Close()
-				_ = conn.Close()
-				st.Leave()
-				return nil
-			}
+			*s.head = s.appendIntro(httpx.AppendResponseHead(*s.head, http.StatusOK, hdr, "close"))
 			go s.detached()
 			return nil
 		}
@@ -100,10 +129,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *taskbridge.
 	if s.deadlines = !errors.Is(err, http.ErrNotSupported); s.deadlines {
 		st.OnAbort(s.abort)
 	}
-	if s.write(s.appendIntro(*head), true) != nil {
-		s.finish()
-		return nil
-	}
+	*s.head = s.appendIntro(*s.head)
 	return s
 }
 
@@ -131,12 +157,10 @@ func (s *stream) serve(ctx context.Context) {
 func (s *stream) finish() {
 	s.mu.Lock()
 	s.finished = true
-	if !s.aborted {
-		// The server's end-of-response write (the last chunk) needs a
-		// fresh deadline: the previous one may have passed while the
-		// stream was idle.
-		s.setDeadlineLocked(time.Now())
-	}
+	// The server's end-of-response write (the last chunk) needs a fresh
+	// deadline: the previous one may have passed while the stream was
+	// idle. An aborted stream keeps its deadline in the past.
+	s.setDeadlineLocked(time.Now())
 	s.mu.Unlock()
 	s.sub.Close()
 	s.st.Leave()
@@ -193,28 +217,17 @@ func (s *stream) detached() {
 // the client leaves (ctx), a write fails or the service or handler shuts
 // down.
 func (s *stream) run(ctx context.Context) {
-	sub := s.sub
 	for {
-		fp := framePool.Get().(*[]*taskbridge.Frame)
-		frames, err := sub.Next(ctx, (*fp)[:0])
-		n := len(frames)
-		if n > 0 {
-			end, werr := s.writeFrames(frames)
-			clear(frames)
-			*fp = frames[:0]
-			framePool.Put(fp)
-			if end || werr != nil {
-				return
-			}
+		var more, ok bool
+		if time.Since(s.lastSent) >= s.h.quietAfter {
+			more, ok = s.offloadStep(ctx)
 		} else {
-			framePool.Put(fp)
+			more, ok = s.step(ctx)
 		}
-		if err != nil {
-			s.ended(ctx, err)
+		switch {
+		case !ok:
 			return
-		}
-		if n > 0 {
-			sub.HeartbeatDue() // frames went out: a heartbeat due now is moot
+		case more:
 			// More may be available at once (replay, a burst); stop only
 			// for shutdown.
 			select {
@@ -224,11 +237,8 @@ func (s *stream) run(ctx context.Context) {
 			}
 			continue
 		}
-		if sub.HeartbeatDue() && s.heartbeat() != nil {
-			return
-		}
 		select {
-		case <-sub.Ready():
+		case <-s.sub.Ready():
 		case <-ctx.Done():
 			return
 		case <-s.h.done:
@@ -237,9 +247,52 @@ func (s *stream) run(ctx context.Context) {
 	}
 }
 
-// writeFrames writes frames as one batch; end reports a terminal event.
+// offloadStep is step on a short-lived goroutine (see offload).
+func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
+	offload(func() { more, ok = s.step(ctx) })
+	return more, ok
+}
+
+// step writes what is due: the frames the subscription has now (after the
+// head, the first time), or else a heartbeat if one is due. more reports
+// that frames went out, so more may follow at once; ok is false when the
+// stream is over.
+func (s *stream) step(ctx context.Context) (more, ok bool) {
+	fp := framePool.Get().(*[]*taskbridge.Frame)
+	frames, err := s.sub.Next(ctx, (*fp)[:0])
+	n := len(frames)
+	var end bool
+	var werr error
+	if n > 0 || s.head != nil {
+		end, werr = s.writeFrames(frames)
+	}
+	clear(frames)
+	*fp = frames[:0]
+	framePool.Put(fp)
+	switch {
+	case end || werr != nil:
+		return false, false
+	case err != nil:
+		s.ended(ctx, err)
+		return false, false
+	case n > 0:
+		s.sub.HeartbeatDue() // frames went out: a heartbeat due now is moot
+		return true, true
+	case s.sub.HeartbeatDue():
+		return false, s.heartbeat() == nil
+	}
+	return false, true
+}
+
+// writeFrames writes frames as one batch, after the head if that is still
+// pending; end reports a terminal event.
 func (s *stream) writeFrames(frames []*taskbridge.Frame) (end bool, err error) {
-	bp := getBuf()
+	s.lastSent = time.Now()
+	bp := s.head
+	s.head = nil
+	if bp == nil {
+		bp = getBuf()
+	}
 	b := *bp
 	for _, f := range frames {
 		b = append(b, "id: "...)
@@ -268,6 +321,7 @@ func (s *stream) writeFrames(frames []*taskbridge.Frame) (end bool, err error) {
 
 // heartbeat writes a heartbeat data frame (and the comment ping).
 func (s *stream) heartbeat() error {
+	s.lastSent = time.Now()
 	bp := getBuf()
 	b := *bp
 	if s.h.cfg.CommentPing {
