@@ -670,11 +670,11 @@ func dialStalled(t *testing.T, srv *httptest.Server, task string) net.Conn {
 	return conn
 }
 
-// TestShutdown ends streams by Handler.Shutdown and by the service's
-// Shutdown; new requests then get 503.
+// TestShutdown ends streams by Handler.Shutdown, Handler.Close and the
+// service's Shutdown; new requests then get 503.
 func TestShutdown(t *testing.T) {
 	t.Parallel()
-	for _, by := range []string{"handler", "service"} {
+	for _, by := range []string{"handler", "close", "service"} {
 		t.Run(by, func(t *testing.T) {
 			t.Parallel()
 			forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
@@ -686,9 +686,13 @@ func TestShutdown(t *testing.T) {
 				defer cancel()
 				errc := make(chan error, 1)
 				go func() {
-					if by == "handler" {
+					switch by {
+					case "handler":
 						errc <- f.h.Shutdown(ctx)
-					} else {
+					case "close":
+						f.h.Close()
+						errc <- nil
+					default:
 						errc <- f.env.Svc.Shutdown(ctx)
 					}
 				}()
