@@ -15,8 +15,9 @@
 // # Wire format
 //
 // The response has Content-Type text/event-stream, Cache-Control
-// "no-cache, no-transform" and X-Accel-Buffering "no", and its headers are
-// flushed at once. Events strictly after the cursor follow, first replayed
+// "no-cache, no-transform" and X-Accel-Buffering "no", and its headers go
+// out at once (with the first replayed events, if any), without waiting
+// for a live event. Events strictly after the cursor follow, first replayed
 // from the store and then live. The cursor is the Last-Event-ID header or,
 // when that is absent, the lastEventId query parameter (a browser's first
 // EventSource connection cannot set headers). Each event is
@@ -41,15 +42,16 @@
 // duration, and a timeout middleware or the request's context ends it.
 // Between writes it holds little but its subscription: frames come from
 // the service's shared fan-out already encoded, queued frames go out in one
-// batch from a pooled buffer, heartbeats come from a shared scheduler, and
-// every write gets a deadline ([Config.WriteTimeout], set through
-// http.ResponseController), so a stalled client is dropped (it resumes by
-// cursor) while the server's ReadTimeout and WriteTimeout do not cut
-// healthy streams. Most of what an idle stream costs is net/http's
-// connection state; [Config.Hijack] releases it by serving HTTP/1.x streams
-// on the hijacked connection, for hosts that need the densest idle streams
-// and accept that their middleware then sees each stream end as it starts.
-// docs/BENCHMARKS.md has the numbers for both.
+// batch from a pooled buffer, heartbeats come from a shared scheduler, the
+// steps of a quiet stream run on short-lived goroutines so that the
+// goroutine holding it keeps a small stack, and every write gets a deadline
+// ([Config.WriteTimeout], through http.ResponseController), so a stalled
+// client is dropped (it resumes by cursor) while the server's ReadTimeout
+// and WriteTimeout do not cut healthy streams. Most of what an idle stream
+// costs is net/http's connection state; [Config.Hijack] releases it by
+// serving HTTP/1.x streams on the hijacked connection, for hosts that need
+// the densest idle streams and accept that their middleware then sees each
+// stream end as it starts. docs/BENCHMARKS.md has the numbers for both.
 //
 // # Shutdown
 //
