@@ -174,13 +174,13 @@ func lastEventID(r *http.Request) string {
 	return r.URL.Query().Get("lastEventId")
 }
 
-// ServeHTTP implements http.Handler. A stream inside ServeHTTP (the
-// default) returns when the stream ends; a hijacked one ([Config.Hijack])
-// as soon as it has started.
+// ServeHTTP implements http.Handler. It returns when the stream ends, or,
+// for a hijacked stream ([Config.Hijack]), as soon as it has started.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The checks, the subscription and the response head run on a
-	// short-lived goroutine, so that this one, which holds the stream,
-	// keeps a small stack (see offload).
+	// The checks and the subscription run on a short-lived goroutine (and
+	// so does the stream's first step, which writes the response head), so
+	// that this one, which holds the stream, keeps a small stack (see
+	// offload).
 	var s *stream
 	offload(func() { s = h.open(w, r) })
 	if s != nil {
