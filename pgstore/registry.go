@@ -54,39 +54,24 @@ func jsonOrNil(b []byte) json.RawMessage {
 	return append(json.RawMessage{}, b...)
 }
 
-// CreateTask implements [taskbridge.TaskRegistry]. The stored task always
-// starts ACCEPTED with LastSeq 0. A task id that is already used by another
-// task fails with [taskbridge.ErrInvalidRequest]. Times are stored with
-// microsecond precision. When [Config].CreateTaskTxFunc is set, the task is
-// created in a transaction that also runs it.
+// CreateTask implements [taskbridge.TaskRegistry] in one statement (two
+// when it loses a race for the same key). The stored task always starts
+// ACCEPTED with LastSeq 0. A task id that is already used by another task
+// fails with [taskbridge.ErrInvalidRequest]. Times are stored with
+// microsecond precision.
 func (s *Store) CreateTask(ctx context.Context, t taskbridge.Task) (taskbridge.Task, bool, error) {
 	if err := s.check(); err != nil {
 		return taskbridge.Task{}, false, err
 	}
-	if s.cfg.CreateTaskTxFunc == nil {
-		return s.createTask(ctx, s.pool, t, nil)
-	}
-	var (
-		stored  taskbridge.Task
-		created bool
-	)
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var err error
-		stored, created, err = s.createTask(ctx, tx, t, tx)
-		return err
-	})
-	if err != nil {
-		return taskbridge.Task{}, false, err
-	}
-	return stored, created, nil
+	return s.createTask(ctx, s.pool, t)
 }
 
 // CreateTaskTx is [Store.CreateTask] inside the caller's transaction tx, so
-// that an application can write its own rows and create a task atomically.
-// [Config].CreateTaskTxFunc runs in tx too. The task exists for others once
-// tx commits. Inside a REPEATABLE READ or SERIALIZABLE transaction, a
-// concurrent create with the same key may fail with a serialization error
-// instead of returning the other task.
+// that an application can write its own rows (or enqueue a job) and create
+// a task atomically. The task exists for others once tx commits. Inside a
+// REPEATABLE READ or SERIALIZABLE transaction, a concurrent create with the
+// same key may fail with a serialization error instead of returning the
+// other task.
 func (s *Store) CreateTaskTx(ctx context.Context, tx pgx.Tx, t taskbridge.Task) (taskbridge.Task, bool, error) {
 	if err := s.check(); err != nil {
 		return taskbridge.Task{}, false, err
@@ -94,12 +79,10 @@ func (s *Store) CreateTaskTx(ctx context.Context, tx pgx.Tx, t taskbridge.Task) 
 	if tx == nil {
 		return taskbridge.Task{}, false, errors.New("pgstore: CreateTaskTx needs a transaction")
 	}
-	return s.createTask(ctx, tx, t, tx)
+	return s.createTask(ctx, tx, t)
 }
 
-// createTask creates t through q; hookTx, when not nil, is the transaction
-// the create hook runs in.
-func (s *Store) createTask(ctx context.Context, q querier, t taskbridge.Task, hookTx pgx.Tx) (taskbridge.Task, bool, error) {
+func (s *Store) createTask(ctx context.Context, q querier, t taskbridge.Task) (taskbridge.Task, bool, error) {
 	if t.ID == "" {
 		return taskbridge.Task{}, false, invalidRequest("task id is empty")
 	}
@@ -132,11 +115,6 @@ func (s *Store) createTask(ctx context.Context, q querier, t taskbridge.Task, ho
 			return taskbridge.Task{}, false, invalidRequest("task id %q is already used", t.ID)
 		case err != nil:
 			return taskbridge.Task{}, false, dbError("create task", err)
-		}
-		if created && hookTx != nil && s.cfg.CreateTaskTxFunc != nil {
-			if err := s.cfg.CreateTaskTxFunc(ctx, hookTx, stored); err != nil {
-				return taskbridge.Task{}, false, fmt.Errorf("pgstore: create task hook: %w", err)
-			}
 		}
 		return stored, created, nil
 	}

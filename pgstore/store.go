@@ -42,13 +42,6 @@ type Config struct {
 	// 5s. Defaults to 100ms.
 	ReconnectDelay time.Duration
 
-	// CreateTaskTxFunc, when set, is called inside the transaction that
-	// creates a task, after the task row is written and only when the call
-	// creates it (not for a deduplicated create). An error rolls the create
-	// back. Executors use it to enqueue their job in the same transaction
-	// (see package riverexec).
-	CreateTaskTxFunc func(ctx context.Context, tx pgx.Tx, task taskbridge.Task) error
-
 	// Logger receives the listener's connection errors. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
