@@ -37,7 +37,10 @@ func (a Action) Decode(v any) error {
 	return json.Unmarshal(raw, v)
 }
 
-func actionFromReceipt(r taskbridge.ActionReceipt) Action {
+// ActionFromReceipt returns the action an accepted action's receipt
+// records, as [Suspend] hands it to a handler. Other executors with the
+// runner's handler API (package riverexec) use it too.
+func ActionFromReceipt(r taskbridge.ActionReceipt) Action {
 	return Action{
 		SuspendID:      r.SuspendID,
 		ClientActionID: r.ClientActionID,
