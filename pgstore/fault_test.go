@@ -104,7 +104,7 @@ func waitFor(t *testing.T, ch <-chan struct{}, what string) {
 // follower gets every event once the listener is back.
 func TestListenerTerminated(t *testing.T) {
 	d := newDB(t)
-	s := d.store(t, d.pool, pgstore.Config{ReconnectDelay: 300 * time.Millisecond})
+	s := d.store(t, d.Pool, pgstore.Config{ReconnectDelay: 300 * time.Millisecond})
 	ctx := t.Context()
 	create(t, s, "task-1")
 	appendP(t, s, "task-1", taskbridge.StartedPayload{})
@@ -114,9 +114,9 @@ func TestListenerTerminated(t *testing.T) {
 
 	for round := range 3 {
 		var killed int
-		require.NoError(t, d.pool.QueryRow(ctx,
+		require.NoError(t, d.Pool.QueryRow(ctx,
 			"SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
-			"listener-"+d.schema).Scan(&killed))
+			"listener-"+d.Schema).Scan(&killed))
 		require.Equal(t, 1, killed, "round %d: the store's listener connection is found by its application_name", round)
 		// These appends commit while the listener is down (it waits
 		// ReconnectDelay before reconnecting): their notifications are lost.

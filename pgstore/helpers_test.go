@@ -10,30 +10,22 @@ import (
 )
 
 // db is one test's private schema on the shared database.
-type db struct {
-	url    string
-	pool   *pgxpool.Pool
-	schema string
-}
+type db struct{ *pgtest.DB }
 
 // newDB creates a private schema (not migrated yet), dropped when the test
 // ends.
 func newDB(t *testing.T) *db {
 	t.Helper()
-	url := pgtest.URL(t)
-	pool := pgtest.Pool(t, url, 4)
-	schema := pgtest.SchemaName("tbtest")
-	pgtest.DropSchema(t, pool, schema)
-	return &db{url: url, pool: pool, schema: schema}
+	return &db{pgtest.NewDB(t, "tbtest", 4)}
 }
 
 // store opens a migrated store on the schema over pool, closed when the
 // test ends. The listener is named after the schema, so tests can find it.
 func (d *db) store(t *testing.T, pool *pgxpool.Pool, cfg pgstore.Config) *pgstore.Store {
 	t.Helper()
-	cfg.Schema = d.schema
+	cfg.Schema = d.Schema
 	if cfg.ListenerName == "" {
-		cfg.ListenerName = "listener-" + d.schema
+		cfg.ListenerName = "listener-" + d.Schema
 	}
 	s, err := pgstore.New(pool, cfg)
 	require.NoError(t, err)
@@ -47,5 +39,5 @@ func (d *db) store(t *testing.T, pool *pgxpool.Pool, cfg pgstore.Config) *pgstor
 func newStore(t *testing.T, cfg pgstore.Config) *pgstore.Store {
 	t.Helper()
 	d := newDB(t)
-	return d.store(t, d.pool, cfg)
+	return d.store(t, d.Pool, cfg)
 }

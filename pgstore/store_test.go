@@ -69,7 +69,7 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	const n = 6
 	stores := make([]*pgstore.Store, n)
 	for i := range stores {
-		s, err := pgstore.New(pgtest.Pool(t, d.url, 2), pgstore.Config{Schema: d.schema})
+		s, err := pgstore.New(pgtest.Pool(t, d.URL, 2), pgstore.Config{Schema: d.Schema})
 		require.NoError(t, err)
 		t.Cleanup(func() { require.NoError(t, s.Close()) })
 		stores[i] = s
@@ -89,8 +89,8 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	require.NoError(t, err, "Migrate again")
 	require.Equal(t, pgstore.LatestVersion(), v)
 	var rows int
-	require.NoError(t, d.pool.QueryRow(t.Context(),
-		"SELECT count(*) FROM "+pgx.Identifier{d.schema, "taskbridge_migrations"}.Sanitize()).Scan(&rows))
+	require.NoError(t, d.Pool.QueryRow(t.Context(),
+		"SELECT count(*) FROM "+pgx.Identifier{d.Schema, "taskbridge_migrations"}.Sanitize()).Scan(&rows))
 	require.Equal(t, pgstore.LatestVersion(), rows, "each migration is recorded once")
 	create(t, stores[n-1], "task-1")
 }
@@ -102,9 +102,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 
 func TestSchemaNeedsQuoting(t *testing.T) {
 	d := newDB(t)
-	d.schema = `tb "odd"; schema ` + pgtest.SchemaName("x")
-	pgtest.DropSchema(t, d.pool, d.schema)
-	s := d.store(t, d.pool, pgstore.Config{})
+	d.Schema = `tb "odd"; schema ` + pgtest.SchemaName("x")
+	pgtest.DropSchema(t, d.Pool, d.Schema)
+	s := d.store(t, d.Pool, pgstore.Config{})
 	create(t, s, "task-1")
 	sig := newSignal()
 	defer s.Watch("task-1", sig.notify)()
@@ -116,7 +116,7 @@ func TestSchemaNeedsQuoting(t *testing.T) {
 // taskbridge.NextStatus for every status and event type.
 func TestNextStatusMatches(t *testing.T) {
 	d := newDB(t)
-	s := d.store(t, d.pool, pgstore.Config{})
+	s := d.store(t, d.Pool, pgstore.Config{})
 	statuses := []taskbridge.TaskStatus{taskbridge.StatusAccepted, taskbridge.StatusRunning,
 		taskbridge.StatusCompleted, taskbridge.StatusFailed, taskbridge.StatusCancelled}
 	types := []taskbridge.EventType{taskbridge.EventTaskStarted, taskbridge.EventTaskProgress, taskbridge.EventTaskMessage,
@@ -126,7 +126,7 @@ func TestNextStatusMatches(t *testing.T) {
 	for _, st := range statuses {
 		for _, et := range types {
 			var got *string
-			require.NoError(t, d.pool.QueryRow(t.Context(), "SELECT "+fn+"($1, $2)", string(st), string(et)).Scan(&got))
+			require.NoError(t, d.Pool.QueryRow(t.Context(), "SELECT "+fn+"($1, $2)", string(st), string(et)).Scan(&got))
 			want, err := taskbridge.NextStatus(st, et)
 			if err != nil {
 				require.Nil(t, got, "%s + %s is refused", st, et)
@@ -236,14 +236,14 @@ func seqsOf(evs []taskbridge.TaskEvent) []int64 {
 
 func TestAppendTx(t *testing.T) {
 	d := newDB(t)
-	s := d.store(t, d.pool, pgstore.Config{})
+	s := d.store(t, d.Pool, pgstore.Config{})
 	ctx := t.Context()
 	create(t, s, "task-1")
 	sig := newSignal()
 	defer s.Watch("task-1", sig.notify)()
 
 	// Rolled back: nothing is appended.
-	tx, err := d.pool.Begin(ctx)
+	tx, err := d.Pool.Begin(ctx)
 	require.NoError(t, err)
 	_, err = s.AppendTx(ctx, tx, storetest.NewEvent("task-1", taskbridge.StartedPayload{}, base))
 	require.NoError(t, err)
@@ -253,11 +253,11 @@ func TestAppendTx(t *testing.T) {
 	require.Zero(t, task.LastSeq)
 
 	// Committed with the application's own row: both or neither.
-	_, err = d.pool.Exec(ctx, "CREATE TABLE "+pgx.Identifier{d.schema, "orders"}.Sanitize()+" (id int)")
+	_, err = d.Pool.Exec(ctx, "CREATE TABLE "+pgx.Identifier{d.Schema, "orders"}.Sanitize()+" (id int)")
 	require.NoError(t, err)
-	tx, err = d.pool.Begin(ctx)
+	tx, err = d.Pool.Begin(ctx)
 	require.NoError(t, err)
-	_, err = tx.Exec(ctx, "INSERT INTO "+pgx.Identifier{d.schema, "orders"}.Sanitize()+" VALUES (1)")
+	_, err = tx.Exec(ctx, "INSERT INTO "+pgx.Identifier{d.Schema, "orders"}.Sanitize()+" VALUES (1)")
 	require.NoError(t, err)
 	var evs []taskbridge.TaskEvent
 	for _, p := range []taskbridge.Payload{taskbridge.StartedPayload{}, taskbridge.MessagePayload{Message: "ordered"}} {
@@ -279,8 +279,8 @@ func TestAppendTx(t *testing.T) {
 func TestCreateTaskTx(t *testing.T) {
 	d := newDB(t)
 	ctx := t.Context()
-	s := d.store(t, d.pool, pgstore.Config{})
-	tx, err := d.pool.Begin(ctx)
+	s := d.store(t, d.Pool, pgstore.Config{})
+	tx, err := d.Pool.Begin(ctx)
 	require.NoError(t, err)
 	_, created, err := s.CreateTaskTx(ctx, tx, storetest.NewTask("task-1", "alice", "r1", base))
 	require.NoError(t, err)
@@ -289,7 +289,7 @@ func TestCreateTaskTx(t *testing.T) {
 	_, err = s.GetTask(ctx, "task-1")
 	require.ErrorIs(t, err, taskbridge.ErrTaskNotFound, "a rolled back create leaves nothing")
 
-	tx, err = d.pool.Begin(ctx)
+	tx, err = d.Pool.Begin(ctx)
 	require.NoError(t, err)
 	_, created, err = s.CreateTaskTx(ctx, tx, storetest.NewTask("task-2", "alice", "r2", base))
 	require.NoError(t, err)
@@ -370,8 +370,8 @@ func TestLeases(t *testing.T) {
 // listener, as two processes would.
 func TestReplicas(t *testing.T) {
 	d := newDB(t)
-	a := d.store(t, d.pool, pgstore.Config{ListenerName: "listener-a-" + d.schema})
-	b := d.store(t, pgtest.Pool(t, d.url, 2), pgstore.Config{ListenerName: "listener-b-" + d.schema})
+	a := d.store(t, d.Pool, pgstore.Config{ListenerName: "listener-a-" + d.Schema})
+	b := d.store(t, pgtest.Pool(t, d.URL, 2), pgstore.Config{ListenerName: "listener-b-" + d.Schema})
 	ctx := t.Context()
 	create(t, a, "task-1")
 

@@ -90,3 +90,26 @@ func DropSchema(t testing.TB, pool *pgxpool.Pool, schema string) {
 		}
 	})
 }
+
+// DB is a test's private schema on the database of [URLEnv].
+type DB struct {
+	// URL is the database URL, for more pools.
+	URL string
+	// Pool is a pool of up to maxConns connections, closed when the test
+	// ends.
+	Pool *pgxpool.Pool
+	// Schema is the private schema's name; it does not exist until
+	// something creates it, and is dropped when the test ends.
+	Schema string
+}
+
+// NewDB returns a new schema name starting with prefix and a pool, with the
+// skip-or-require rule of [URL].
+func NewDB(t testing.TB, prefix string, maxConns int) *DB {
+	t.Helper()
+	url := URL(t)
+	pool := Pool(t, url, maxConns)
+	schema := SchemaName(prefix)
+	DropSchema(t, pool, schema)
+	return &DB{URL: url, Pool: pool, Schema: schema}
+}
