@@ -12,9 +12,18 @@ import (
 )
 
 // Append implements [taskbridge.EventStore] in one statement (one round
-// trip): the task row is locked, the state machine applied, the next Seq
-// assigned and the watchers of every process notified through
-// pg_notify on commit.
+// trip): the task row is locked, the state machine applied and the next
+// Seq assigned.
+//
+// The watchers of every process are woken through pg_notify. PostgreSQL
+// serialises the commits of transactions that notify (and they cost
+// several times a plain commit), so only the events after which a task may
+// go quiet, TASK_SUSPENDED and the terminal ones, notify in their own
+// transaction. The others (TASK_STARTED, TASK_PROGRESS, TASK_MESSAGE)
+// notify right after the commit, batched with other appends of this
+// process. If the process dies in between, the watchers of other processes
+// learn of such an event with the task's next notified one; every task
+// ends with one.
 func (s *Store) Append(ctx context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
 	if err := s.check(); err != nil {
 		return taskbridge.TaskEvent{}, err
@@ -22,7 +31,12 @@ func (s *Store) Append(ctx context.Context, ev taskbridge.TaskEvent) (taskbridge
 	if err := storecheck.Appendable(ev); err != nil {
 		return taskbridge.TaskEvent{}, err
 	}
-	return s.appendEvent(ctx, s.pool, ev)
+	notify := ev.Type.Terminal()
+	out, appended, err := s.appendEvent(ctx, s.pool, ev, notify)
+	if appended && !notify {
+		s.notifier.add(ev.TaskID)
+	}
+	return out, err
 }
 
 // AppendTx is [Store.Append] inside the caller's transaction tx, so that an
@@ -40,11 +54,14 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, ev taskbridge.TaskEvent
 	if err := storecheck.Appendable(ev); err != nil {
 		return taskbridge.TaskEvent{}, err
 	}
-	return s.appendEvent(ctx, tx, ev)
+	out, _, err := s.appendEvent(ctx, tx, ev, true)
+	return out, err
 }
 
-// appendEvent runs the append function for a checked event.
-func (s *Store) appendEvent(ctx context.Context, q querier, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
+// appendEvent runs the append function for a checked event; notify makes
+// the transaction notify the events channel. appended is false when a
+// repeated idempotency key returned the earlier event.
+func (s *Store) appendEvent(ctx context.Context, q querier, ev taskbridge.TaskEvent, notify bool) (out taskbridge.TaskEvent, appended bool, err error) {
 	var key any
 	if ev.IdempotencyKey != "" {
 		key = ev.IdempotencyKey
@@ -55,34 +72,34 @@ func (s *Store) appendEvent(ctx context.Context, q querier, ev taskbridge.TaskEv
 		createdAt         *time.Time
 		payload           []byte
 	)
-	err := q.QueryRow(ctx, s.q[qAppend], ev.TaskID, string(ev.Type), ev.CreatedAt, string(ev.Payload), key, s.maxEvents).
+	err = q.QueryRow(ctx, s.q[qAppend], ev.TaskID, string(ev.Type), ev.CreatedAt, string(ev.Payload), key, s.maxEvents, notify).
 		Scan(&code, &seq, &status, &typ, &createdAt, &payload)
 	if err != nil {
 		if isCheckViolation(err) {
-			return taskbridge.TaskEvent{}, fmt.Errorf("%w: %v", taskbridge.ErrInvalidEvent, err)
+			return taskbridge.TaskEvent{}, false, fmt.Errorf("%w: %v", taskbridge.ErrInvalidEvent, err)
 		}
-		return taskbridge.TaskEvent{}, dbError("append", err)
+		return taskbridge.TaskEvent{}, false, dbError("append", err)
 	}
 	switch code {
 	case "ok":
 		ev.Seq, ev.EventID = seq, taskbridge.FormatEventID(seq)
-		return ev, nil
+		return ev, true, nil
 	case "duplicate":
 		out := taskbridge.TaskEvent{
 			Type: taskbridge.EventType(typ), TaskID: ev.TaskID, EventID: taskbridge.FormatEventID(seq),
 			CreatedAt: createdAt.UTC(), Payload: jsonOrNil(payload), Seq: seq, IdempotencyKey: ev.IdempotencyKey,
 		}
-		return out, nil
+		return out, false, nil
 	case "not_found":
-		return taskbridge.TaskEvent{}, taskNotFound(ev.TaskID)
+		return taskbridge.TaskEvent{}, false, taskNotFound(ev.TaskID)
 	case "refused":
 		if _, err := taskbridge.NextStatus(taskbridge.TaskStatus(status), ev.Type); err != nil {
-			return taskbridge.TaskEvent{}, err
+			return taskbridge.TaskEvent{}, false, err
 		}
-		return taskbridge.TaskEvent{}, fmt.Errorf("pgstore: append: the database refused %s in status %s, which taskbridge.NextStatus allows",
+		return taskbridge.TaskEvent{}, false, fmt.Errorf("pgstore: append: the database refused %s in status %s, which taskbridge.NextStatus allows",
 			ev.Type, status)
 	}
-	return taskbridge.TaskEvent{}, fmt.Errorf("pgstore: append: unexpected result %q", code)
+	return taskbridge.TaskEvent{}, false, fmt.Errorf("pgstore: append: unexpected result %q", code)
 }
 
 // isCheckViolation reports whether err says that a value was not accepted

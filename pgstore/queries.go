@@ -32,6 +32,7 @@ const (
 	qReleaseLease
 	qExpiredLeases
 	qNotifyControl
+	qNotifyEvents
 	numQueries
 )
 
@@ -45,7 +46,7 @@ const (
 )
 
 var queryTexts = [numQueries]string{
-	qAppend: `SELECT code, seq, status, type, created_at, payload FROM {{schema}}.append_event($1, $2, $3, $4, $5, $6)`,
+	qAppend: `SELECT code, seq, status, type, created_at, payload FROM {{schema}}.append_event($1, $2, $3, $4, $5, $6, $7)`,
 
 	// Read checks the cursor against the task and reads in one statement,
 	// so that the check and the events come from one snapshot.
@@ -165,4 +166,5 @@ var queryTexts = [numQueries]string{
 		WHERE lease_holder IS NOT NULL AND terminal_at IS NULL AND lease_expires_at <= $1
 		ORDER BY lease_expires_at, id LIMIT $2`,
 	qNotifyControl: `SELECT pg_notify({{control_channel}}, $1)`,
+	qNotifyEvents:  `SELECT pg_notify({{events_channel}}, id) FROM unnest($1::text[]) AS id`,
 }

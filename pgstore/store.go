@@ -64,8 +64,9 @@ type Store struct {
 	maxEvents int64
 	log       *slog.Logger
 
-	closed atomic.Bool
-	lis    *listener
+	closed   atomic.Bool
+	lis      *listener
+	notifier *notifier
 }
 
 // Interface checks.
@@ -116,6 +117,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 		s.q[i] = r.Replace(text)
 	}
 	s.lis = newListener(s)
+	s.notifier = newNotifier(s)
 	return s, nil
 }
 
@@ -171,6 +173,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.notifier.close()
 	s.lis.close()
 	return nil
 }

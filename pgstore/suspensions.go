@@ -141,7 +141,7 @@ func (s *Store) openSuspension(ctx context.Context, q querier, sp taskbridge.Sus
 	case dup:
 		return fail(fmt.Errorf("%w: task %q already has suspension %q", taskbridge.ErrDuplicateSuspension, sp.TaskID, sp.SuspendID))
 	}
-	stored, err := s.appendEvent(ctx, q, ev)
+	stored, _, err := s.appendEvent(ctx, q, ev, true)
 	if err != nil {
 		return fail(err)
 	}
@@ -297,7 +297,7 @@ func (s *Store) acceptAction(ctx context.Context, tx pgx.Tx, a taskbridge.Action
 	case sp.Status != taskbridge.SuspensionOpen || locked.terminal:
 		return taskbridge.AcceptResult{Status: taskbridge.ActionRejectedAlreadyResolved, Suspension: sp}, nil
 	}
-	ev, err := s.appendEvent(ctx, tx, a.Event)
+	ev, _, err := s.appendEvent(ctx, tx, a.Event, true)
 	if err != nil {
 		return taskbridge.AcceptResult{}, err
 	}

@@ -22,7 +22,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // db is a private schema with taskbridge's and River's tables.
 type db struct{ *pgtest.DB }
 
-func newDB(t *testing.T) *db {
+func newDB(t testing.TB) *db {
 	t.Helper()
 	d := pgtest.NewDB(t, "tbriver", 10)
 	require.NoError(t, riverexec.Migrate(t.Context(), d.Pool, d.Schema))
@@ -43,7 +43,7 @@ type node struct {
 
 // newNode starts a process on d. cfg.Store and River's schema are filled
 // in; Workers defaults to 4 (-1 means none).
-func (d *db) newNode(t *testing.T, cfg riverexec.Config) *node {
+func (d *db) newNode(t testing.TB, cfg riverexec.Config) *node {
 	t.Helper()
 	pool := pgtest.Pool(t, d.URL, 10)
 	store, err := pgstore.New(pool, pgstore.Config{Schema: d.Schema, Logger: quiet})

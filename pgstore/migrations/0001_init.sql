@@ -99,13 +99,13 @@ $$;
 -- answers a repeated idempotency key with the earlier event, applies the
 -- state machine, assigns the next Seq, updates the task, cancels OPEN
 -- suspensions on a terminal event, trims the log to max_events (keyed
--- events are kept, so their keys stay answerable) and notifies the events
--- channel (delivered on commit).
+-- events are kept, so their keys stay answerable) and, when p_notify is
+-- set, notifies the events channel (delivered on commit).
 --
 -- code is 'ok', 'duplicate' (seq/type/created_at/payload are the earlier
 -- event's), 'not_found', or 'refused' (status is the task's status).
 CREATE FUNCTION {{schema}}.append_event(
-    p_task_id text, p_type text, p_created_at timestamptz, p_payload json, p_idem_key text, p_max_events bigint
+    p_task_id text, p_type text, p_created_at timestamptz, p_payload json, p_idem_key text, p_max_events bigint, p_notify boolean
 ) RETURNS TABLE (code text, seq bigint, status text, type text, created_at timestamptz, payload json)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -154,7 +154,9 @@ BEGIN
         DELETE FROM {{schema}}.events e
             WHERE e.task_id = p_task_id AND e.seq >= cur_first AND e.seq < new_first AND e.idem_key IS NULL;
     END IF;
-    PERFORM pg_notify({{events_channel}}, p_task_id);
+    IF p_notify THEN
+        PERFORM pg_notify({{events_channel}}, p_task_id);
+    END IF;
     RETURN QUERY SELECT 'ok'::text, new_seq, new_status, p_type, p_created_at, p_payload;
 END
 $$;
