@@ -62,9 +62,9 @@ func (s *Store) AppendTx(ctx context.Context, tx pgx.Tx, ev taskbridge.TaskEvent
 // the transaction notify the events channel. appended is false when a
 // repeated idempotency key returned the earlier event.
 func (s *Store) appendEvent(ctx context.Context, q querier, ev taskbridge.TaskEvent, notify bool) (out taskbridge.TaskEvent, appended bool, err error) {
-	var key any
+	var key []byte // NULL without a key
 	if ev.IdempotencyKey != "" {
-		key = ev.IdempotencyKey
+		key = []byte(ev.IdempotencyKey)
 	}
 	var (
 		code, status, typ string
@@ -141,9 +141,10 @@ func (s *Store) Read(ctx context.Context, taskID string, after int64, limit int)
 	for rows.Next() {
 		var (
 			seq       *int64
-			typ, key  *string
+			typ       *string
 			createdAt *time.Time
 			payload   []byte
+			key       []byte
 		)
 		if err := rows.Scan(&last, &first, &seq, &typ, &createdAt, &payload, &key); err != nil {
 			return nil, dbError("read", err)
@@ -156,9 +157,7 @@ func (s *Store) Read(ctx context.Context, taskID string, after int64, limit int)
 			Type: taskbridge.EventType(*typ), TaskID: taskID, EventID: taskbridge.FormatEventID(*seq),
 			CreatedAt: createdAt.UTC(), Payload: jsonOrNil(payload), Seq: *seq,
 		}
-		if key != nil {
-			ev.IdempotencyKey = *key
-		}
+		ev.IdempotencyKey = string(key)
 		out = append(out, ev)
 	}
 	if err := rows.Err(); err != nil {

@@ -136,7 +136,7 @@ func (j *job) takeUp(ctx context.Context, e taskbridge.Emitter, s taskbridge.Sus
 		}
 		// Deliver it as Resume would, so that a later hand-off of the same
 		// action (by the relay or Reconcile) succeeds.
-		if err := j.deliver(s.SuspendID, actionFromReceipt(rec)); err != nil {
+		if err := j.deliver(s.SuspendID, ActionFromReceipt(rec)); err != nil {
 			return Action{}, err
 		}
 		<-w.ready

@@ -39,7 +39,8 @@ CREATE TABLE {{schema}}.events (
     type       text        NOT NULL,
     created_at timestamptz NOT NULL,
     payload    json        NOT NULL,
-    idem_key   text,
+    -- idem_key is the event's idempotency key, byte for byte.
+    idem_key   bytea,
     PRIMARY KEY (task_id, seq)
 );
 CREATE UNIQUE INDEX events_idem_key ON {{schema}}.events (task_id, idem_key) WHERE idem_key IS NOT NULL;
@@ -105,7 +106,7 @@ $$;
 -- code is 'ok', 'duplicate' (seq/type/created_at/payload are the earlier
 -- event's), 'not_found', or 'refused' (status is the task's status).
 CREATE FUNCTION {{schema}}.append_event(
-    p_task_id text, p_type text, p_created_at timestamptz, p_payload json, p_idem_key text, p_max_events bigint, p_notify boolean
+    p_task_id text, p_type text, p_created_at timestamptz, p_payload json, p_idem_key bytea, p_max_events bigint, p_notify boolean
 ) RETURNS TABLE (code text, seq bigint, status text, type text, created_at timestamptz, payload json)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
