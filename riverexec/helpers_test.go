@@ -156,7 +156,7 @@ func payload(t *testing.T, ev taskbridge.TaskEvent) taskbridge.Payload {
 }
 
 // jobs lists the task jobs in the given states.
-func (n *node) jobs(t *testing.T, states ...rivertype.JobState) []*rivertype.JobRow {
+func (n *node) jobs(t testing.TB, states ...rivertype.JobState) []*rivertype.JobRow {
 	t.Helper()
 	res, err := n.exec.Client().JobList(t.Context(), river.NewJobListParams().Kinds(riverexec.JobKind).States(states...).First(100))
 	require.NoError(t, err)
