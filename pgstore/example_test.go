@@ -3,11 +3,11 @@ package pgstore_test
 import (
 	"context"
 	"log"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/pgstore"
-	"github.com/taskbridge-go/taskbridge/storetest"
 )
 
 // A store over the application's pool: create the tables, then write an
@@ -36,7 +36,11 @@ func Example() {
 	if _, err := tx.Exec(ctx, "UPDATE orders SET state = 'shipped' WHERE id = $1", 42); err != nil {
 		log.Fatal(err)
 	}
-	ev := storetest.NewEvent("task-42", taskbridge.MessagePayload{Message: "Your order has shipped"}, storetest.BaseTime)
+	payload, err := taskbridge.EncodePayload(taskbridge.MessagePayload{Message: "Your order has shipped"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ev := taskbridge.TaskEvent{Type: taskbridge.EventTaskMessage, TaskID: "task-42", CreatedAt: time.Now(), Payload: payload}
 	if _, err := store.AppendTx(ctx, tx, ev); err != nil {
 		log.Fatal(err)
 	}
