@@ -100,9 +100,11 @@ func (l *listener) await() {
 }
 
 // Watch implements [taskbridge.EventStore]. The first call opens the
-// store's LISTEN connection. notify is called by the listener goroutine; it
-// must not block and must not call back into the store. After
-// [Store.Close], Watch returns a stop that does nothing.
+// store's LISTEN connection and waits for it (at most 10s; if the database
+// cannot be reached by then, the watcher is called once the connection is
+// up). notify is called by the listener goroutine; it must not block and
+// must not call back into the store. After [Store.Close], Watch returns a
+// stop that does nothing.
 func (s *Store) Watch(taskID string, notify func()) (stop func()) {
 	l := s.lis
 	l.await()
