@@ -15,9 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
-	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/pgstore"
 	"github.com/taskbridge-go/taskbridge/runner"
 )
@@ -134,7 +131,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	store, closeStore, err := openStore(ctx, o, log)
+	store, closeStore, err := openPostgres(ctx, o, log)
 	if err != nil {
 		return err
 	}
@@ -195,31 +192,4 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("shut down cleanly")
 	return nil
-}
-
-// openStore opens the store -store names: nil for memory (the server makes
-// its own), or a migrated PostgreSQL store on its own pool. release frees
-// what it opened.
-func openStore(ctx context.Context, o options, log *slog.Logger) (_ taskbridge.Store, release func(), err error) {
-	if o.store != "postgres" {
-		return nil, func() {}, nil
-	}
-	pool, err := pgxpool.New(ctx, o.postgresURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-postgres-url: %w", err)
-	}
-	store, err := pgstore.New(pool, pgstore.Config{Schema: o.postgresSchema, Logger: log})
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	release = func() {
-		_ = store.Close()
-		pool.Close()
-	}
-	if _, err := store.Migrate(ctx); err != nil {
-		release()
-		return nil, nil, fmt.Errorf("creating the PostgreSQL tables: %w", err)
-	}
-	return store, release, nil
 }
