@@ -14,6 +14,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/taskbridge-go/taskbridge/pgstore"
+	"github.com/taskbridge-go/taskbridge/runner"
 )
 
 func main() {
@@ -41,6 +44,8 @@ type options struct {
 	store             string
 	redisURL          string
 	postgresURL       string
+	postgresSchema    string
+	leaseTTL          time.Duration
 	heartbeatInterval time.Duration
 	shutdownTimeout   time.Duration
 	taskGrace         time.Duration
@@ -54,9 +59,11 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port)")
-	fs.StringVar(&o.store, "store", "memory", "store backend: memory (redis and postgres are not available yet)")
+	fs.StringVar(&o.store, "store", "memory", "store backend: memory or postgres (redis is not available yet)")
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` for -store redis")
-	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres")
+	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres (default $TASKBRIDGE_POSTGRES_URL)")
+	fs.StringVar(&o.postgresSchema, "postgres-schema", pgstore.DefaultSchema, "PostgreSQL `schema` of the tables for -store postgres")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", runner.DefaultLeaseTTL, "with a shared store, how long a replica's claim on a running task lasts unless renewed; other replicas take over the tasks of a replica that died after it")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 15*time.Second, "idle time before an SSE or WebSocket heartbeat")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&o.taskGrace, "task-grace", 2*time.Second, "how long running tasks may go on during a shutdown before they are stopped")
@@ -89,6 +96,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.maintenance <= 0 {
 		return o, errors.New("-maintenance-interval must be positive")
 	}
+	if o.leaseTTL <= 0 {
+		return o, errors.New("-lease-ttl must be positive")
+	}
 	switch o.store {
 	case "memory":
 		if o.redisURL != "" || o.postgresURL != "" {
@@ -97,9 +107,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case "redis":
 		return o, errors.New("-store redis is not available yet: this version has no Redis store; use -store memory")
 	case "postgres":
-		return o, errors.New("-store postgres is not available yet: this version has no PostgreSQL store; use -store memory")
+		if o.redisURL != "" {
+			return o, errors.New("-redis-url needs -store redis")
+		}
+		if o.postgresURL == "" {
+			o.postgresURL = os.Getenv("TASKBRIDGE_POSTGRES_URL")
+		}
+		if o.postgresURL == "" {
+			return o, errors.New("-store postgres needs -postgres-url (or TASKBRIDGE_POSTGRES_URL)")
+		}
 	default:
-		return o, fmt.Errorf("-store %q is unknown: use memory (redis and postgres are not available yet)", o.store)
+		return o, fmt.Errorf("-store %q is unknown: use memory or postgres (redis is not available yet)", o.store)
 	}
 	return o, nil
 }
@@ -113,9 +131,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	store, closeStore, err := openPostgres(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	app, err := newServer(config{
 		Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace,
 		TaskRetention: o.retention, MaintenanceInterval: o.maintenance,
+		Store: store, LeaseTTL: o.leaseTTL,
 	})
 	if err != nil {
 		return err

@@ -215,7 +215,9 @@ func TestCommandArguments(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"-store", "redis", "-redis-url", "redis://127.0.0.1:6379/0"}, 1, "-store redis is not available yet"},
-		{[]string{"-store", "postgres", "-postgres-url", "postgres://localhost/taskbridge"}, 1, "-store postgres is not available yet"},
+		{[]string{"-store", "postgres", "-postgres-url", "postgres://127.0.0.1:1/nowhere?connect_timeout=5"}, 1, "creating the PostgreSQL tables"},
+		{[]string{"-store", "postgres", "-redis-url", "redis://x"}, 1, "-redis-url needs -store redis"},
+		{[]string{"-lease-ttl", "0s"}, 1, "-lease-ttl must be positive"},
 		{[]string{"-store", "mongo"}, 1, `-store "mongo" is unknown`},
 		{[]string{"-redis-url", "redis://x"}, 1, "need -store redis"},
 		{[]string{"-heartbeat-interval", "0s"}, 1, "-heartbeat-interval must be positive"},

@@ -45,6 +45,12 @@ type config struct {
 	// they are stopped (EXECUTOR_SHUTDOWN). Defaults to 2s; it is also
 	// bounded by the shutdown's context.
 	TaskGrace time.Duration
+	// Store keeps the tasks; the caller owns it and closes it after
+	// shutdown. Defaults to an in-memory store that the server owns.
+	Store taskbridge.Store
+	// LeaseTTL is the runner's lease TTL when the store keeps leases.
+	// Defaults to runner.DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // server is the demo application: store, runner, service, transports and
@@ -53,7 +59,8 @@ type config struct {
 type server struct {
 	log     *slog.Logger
 	cfg     config
-	store   *memstore.Store
+	store   taskbridge.Store
+	owned   *memstore.Store // the default store, closed by shutdown
 	runner  *runner.Runner
 	svc     *taskbridge.Service
 	sse     *sse.Handler
@@ -80,8 +87,8 @@ func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskReq
 	return validateInput(req.TaskType, req.Input)
 }
 
-// newServer builds the demo server over in-memory stores and starts its
-// maintenance and recovery loops.
+// newServer builds the demo server over cfg.Store (in memory by default)
+// and starts its maintenance and recovery loops.
 func newServer(cfg config) (*server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -104,13 +111,17 @@ func newServer(cfg config) (*server, error) {
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
 	}
-	s := &server{log: cfg.Logger, cfg: cfg, store: memstore.New(memstore.Config{})}
-	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger}
+	s := &server{log: cfg.Logger, cfg: cfg, store: cfg.Store}
+	if s.store == nil {
+		s.owned = memstore.New(memstore.Config{})
+		s.store = s.owned
+	}
+	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL}
 	// With a store that keeps leases, the runner holds one on every task
 	// it runs, so that several replicas can share the store: a replica
 	// that dies has its tasks taken over by another (see RunRecovery
 	// below).
-	leases, _ := taskbridge.Store(s.store).(taskbridge.LeaseStore)
+	leases, _ := s.store.(taskbridge.LeaseStore)
 	rcfg.Leases = leases
 	r, err := runner.New(rcfg)
 	if err != nil {
@@ -157,7 +168,8 @@ func newServer(cfg config) (*server, error) {
 	// would grow with every task for as long as the process runs.
 	ctx, cancel := context.WithCancel(context.Background())
 	if leases != nil {
-		// Tasks a dead replica left behind (none with the in-memory store).
+		// Tasks a dead replica left behind (none with a fresh in-memory
+		// store).
 		if _, err := r.Recover(ctx, s.store, s.svc.Emitter); err != nil {
 			cancel()
 			return nil, err
@@ -196,7 +208,8 @@ func (s *server) closeStreams() {
 //     waits for the stream handlers to finish;
 //  2. the runner: running tasks get cfg.TaskGrace (within ctx) to finish,
 //     then are stopped and end with TASK_FAILED EXECUTOR_SHUTDOWN;
-//  3. the maintenance and recovery loops, and the store.
+//  3. the maintenance and recovery loops, and the store if it is the
+//     server's own in-memory one.
 //
 // It returns the first error; safe to call twice.
 func (s *server) shutdown(ctx context.Context) error {
@@ -211,7 +224,9 @@ func (s *server) shutdown(ctx context.Context) error {
 		cancel()
 		s.stopMaintenance()
 		<-s.maintenanceDone
-		errs = append(errs, s.store.Close())
+		if s.owned != nil {
+			errs = append(errs, s.owned.Close())
+		}
 		s.shutdownErr = errors.Join(errs...)
 	})
 	return s.shutdownErr
