@@ -14,6 +14,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/taskbridge-go/taskbridge/pgstore"
+	"github.com/taskbridge-go/taskbridge/runner"
 )
 
 func main() {
@@ -41,9 +44,13 @@ type options struct {
 	store             string
 	redisURL          string
 	postgresURL       string
+	postgresSchema    string
+	leaseTTL          time.Duration
 	heartbeatInterval time.Duration
 	shutdownTimeout   time.Duration
 	taskGrace         time.Duration
+	retention         time.Duration
+	maintenance       time.Duration
 	logLevel          slog.Level
 }
 
@@ -52,12 +59,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port)")
-	fs.StringVar(&o.store, "store", "memory", "store backend: memory (redis and postgres are not available yet)")
+	fs.StringVar(&o.store, "store", "memory", "store backend: memory or postgres (redis is not available yet)")
 	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` for -store redis")
-	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres")
+	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres (default $TASKBRIDGE_POSTGRES_URL)")
+	fs.StringVar(&o.postgresSchema, "postgres-schema", pgstore.DefaultSchema, "PostgreSQL `schema` of the tables for -store postgres")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", runner.DefaultLeaseTTL, "with a shared store, how long a replica's claim on a running task lasts unless renewed; other replicas take over the tasks of a replica that died after it")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 15*time.Second, "idle time before an SSE or WebSocket heartbeat")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&o.taskGrace, "task-grace", 2*time.Second, "how long running tasks may go on during a shutdown before they are stopped")
+	fs.DurationVar(&o.retention, "retention", time.Hour, "how long finished tasks and their events are kept before maintenance deletes them")
+	fs.DurationVar(&o.maintenance, "maintenance-interval", time.Minute, "how often maintenance deletes expired tasks and receipts and retries failed resumes")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -79,6 +90,15 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.taskGrace <= 0 {
 		return o, errors.New("-task-grace must be positive")
 	}
+	if o.retention <= 0 {
+		return o, errors.New("-retention must be positive")
+	}
+	if o.maintenance <= 0 {
+		return o, errors.New("-maintenance-interval must be positive")
+	}
+	if o.leaseTTL <= 0 {
+		return o, errors.New("-lease-ttl must be positive")
+	}
 	switch o.store {
 	case "memory":
 		if o.redisURL != "" || o.postgresURL != "" {
@@ -87,9 +107,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	case "redis":
 		return o, errors.New("-store redis is not available yet: this version has no Redis store; use -store memory")
 	case "postgres":
-		return o, errors.New("-store postgres is not available yet: this version has no PostgreSQL store; use -store memory")
+		if o.redisURL != "" {
+			return o, errors.New("-redis-url needs -store redis")
+		}
+		if o.postgresURL == "" {
+			o.postgresURL = os.Getenv("TASKBRIDGE_POSTGRES_URL")
+		}
+		if o.postgresURL == "" {
+			return o, errors.New("-store postgres needs -postgres-url (or TASKBRIDGE_POSTGRES_URL)")
+		}
 	default:
-		return o, fmt.Errorf("-store %q is unknown: use memory (redis and postgres are not available yet)", o.store)
+		return o, fmt.Errorf("-store %q is unknown: use memory or postgres (redis is not available yet)", o.store)
 	}
 	return o, nil
 }
@@ -103,7 +131,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	app, err := newServer(config{Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace})
+	store, closeStore, err := openPostgres(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	app, err := newServer(config{
+		Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace,
+		TaskRetention: o.retention, MaintenanceInterval: o.maintenance,
+		Store: store, LeaseTTL: o.leaseTTL,
+	})
 	if err != nil {
 		return err
 	}
@@ -124,7 +161,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { served <- srv.Serve(ln) }()
 	url := "http://" + ln.Addr().String()
 	log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
-		slog.Duration("heartbeatInterval", o.heartbeatInterval))
+		slog.Duration("heartbeatInterval", o.heartbeatInterval), slog.Duration("retention", o.retention),
+		slog.Duration("maintenanceInterval", o.maintenance))
 	fmt.Fprintf(stdout, "listening on %s\n", url)
 
 	var serveErr error
@@ -138,8 +176,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer cancel()
 	// srv.Shutdown stops accepting, closes the streams (RegisterOnShutdown)
-	// and waits for the other requests; app.shutdown ends the service, so
-	// long polls return and the hijacked streams are waited for.
+	// and waits for the requests, SSE streams included; app.shutdown ends
+	// the service, so long polls return, and waits for the hijacked
+	// WebSockets.
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- srv.Shutdown(sctx) }()
 	appErr := app.shutdown(sctx)
