@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/runner"
 )
 
 // Config configures an [Executor]. A zero field means its default.
@@ -148,7 +149,7 @@ func (e *Executor) Resume(ctx context.Context, task taskbridge.Task, _ taskbridg
 	if task.Status.Terminal() {
 		return nil
 	}
-	if err := e.c.SignalWorkflow(ctx, e.WorkflowID(task.ID), "", SignalAction, actionFromReceipt(rec)); err != nil {
+	if err := e.c.SignalWorkflow(ctx, e.WorkflowID(task.ID), "", SignalAction, runner.ActionFromReceipt(rec)); err != nil {
 		return fmt.Errorf("temporalexec: signalling workflow %s: %w", e.WorkflowID(task.ID), err)
 	}
 	return nil

@@ -59,11 +59,6 @@ func (e envExecutor) Resume(_ context.Context, _ taskbridge.Task, _ taskbridge.S
 // report an error, as when a worker dies (or its connection drops) after
 // the store committed and before the activity reported: the activity is
 // retried.
-//
-// It also keeps the idempotency keys of appends as [taskbridge.EventStore]
-// requires, because the memstore on main does not honour them yet (the
-// memstore change is on the multireplica branch); remove that part when it
-// lands.
 type flakyStore struct {
 	*memstore.Store
 	mu sync.Mutex
@@ -74,7 +69,6 @@ type flakyStore struct {
 	lost int
 	// beforeClose, if set, runs before a suspension is closed.
 	beforeClose func(taskID, suspendID string)
-	keys        map[[2]string]taskbridge.TaskEvent
 }
 
 var _ taskbridge.Store = (*flakyStore)(nil)
@@ -83,7 +77,6 @@ func newFlakyStore() *flakyStore {
 	return &flakyStore{
 		Store: memstore.New(memstore.Config{}),
 		lose:  map[taskbridge.EventType]int{},
-		keys:  map[[2]string]taskbridge.TaskEvent{},
 	}
 }
 
@@ -101,27 +94,9 @@ func (s *flakyStore) loseOne(t taskbridge.EventType) bool {
 }
 
 func (s *flakyStore) Append(ctx context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
-	got, err := s.appendOnce(ctx, ev)
+	got, err := s.Store.Append(ctx, ev)
 	if err == nil && s.loseOne(ev.Type) {
 		return taskbridge.TaskEvent{}, errLost
-	}
-	return got, err
-}
-
-// appendOnce appends ev unless an event with its idempotency key exists.
-func (s *flakyStore) appendOnce(ctx context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
-	if ev.IdempotencyKey == "" {
-		return s.Store.Append(ctx, ev)
-	}
-	k := [2]string{ev.TaskID, ev.IdempotencyKey}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if first, ok := s.keys[k]; ok {
-		return first, nil
-	}
-	got, err := s.Store.Append(ctx, ev)
-	if err == nil {
-		s.keys[k] = got
 	}
 	return got, err
 }

@@ -36,18 +36,6 @@ type WorkflowInput struct {
 // workflow in the [SignalAction] signal.
 type Action = runner.Action
 
-func actionFromReceipt(r taskbridge.ActionReceipt) Action {
-	return Action{
-		SuspendID:      r.SuspendID,
-		ClientActionID: r.ClientActionID,
-		ActionType:     r.ActionType,
-		Payload:        r.Payload,
-		Metadata:       r.Metadata,
-		ActorID:        r.ActorID,
-		AcceptedAt:     r.CreatedAt,
-	}
-}
-
 // run is the state of one workflow run, kept in its context. Everything in
 // it changes only in workflow code, so it replays deterministically.
 type run struct {
