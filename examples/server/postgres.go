@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/taskbridge-go/taskbridge"
-	"github.com/taskbridge-go/taskbridge/pgstore"
+	"github.com/taskbridge-go/taskbridge/examples/internal/pgdemo"
 )
 
 // openPostgres opens a migrated PostgreSQL store on its own pool for
@@ -18,22 +15,5 @@ func openPostgres(ctx context.Context, o options, log *slog.Logger) (_ taskbridg
 	if o.store != "postgres" {
 		return nil, func() {}, nil
 	}
-	pool, err := pgxpool.New(ctx, o.postgresURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("-postgres-url: %w", err)
-	}
-	store, err := pgstore.New(pool, pgstore.Config{Schema: o.postgresSchema, Logger: log})
-	if err != nil {
-		pool.Close()
-		return nil, nil, err
-	}
-	release = func() {
-		_ = store.Close()
-		pool.Close()
-	}
-	if _, err := store.Migrate(ctx); err != nil {
-		release()
-		return nil, nil, fmt.Errorf("creating the PostgreSQL tables: %w", err)
-	}
-	return store, release, nil
+	return pgdemo.Open(ctx, o.postgresURL, o.postgresSchema, log)
 }
