@@ -12,7 +12,9 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/examples/internal/pgdemo"
 	"github.com/taskbridge-go/taskbridge/httpapi"
+	"github.com/taskbridge-go/taskbridge/memstore"
 	"github.com/taskbridge-go/taskbridge/sse"
 	"github.com/taskbridge-go/taskbridge/temporalexec"
 	"github.com/taskbridge-go/taskbridge/ws"
@@ -65,21 +67,32 @@ var bearerAuth = taskbridge.AuthFunc(func(r *http.Request) (taskbridge.AuthConte
 	return taskbridge.AuthContext{Subject: sub}, nil
 })
 
+// openStore opens the store of -store: a new in-memory store, or a
+// migrated PostgreSQL store on its own pool. release frees it.
+func openStore(ctx context.Context, o options, log *slog.Logger) (_ taskbridge.Store, release func(), err error) {
+	if o.store == "memory" {
+		store := memstore.New(memstore.Config{})
+		return store, func() { _ = store.Close() }, nil
+	}
+	return pgdemo.Open(ctx, o.postgresURL, o.postgresSchema, log)
+}
+
 // startWorker registers the task workflows and the adapter's activities on
-// a new worker for queue and starts it. Events are appended through svc's
-// emitters, over store.
-func startWorker(c client.Client, queue string, svc *taskbridge.Service, store taskbridge.Store, log *slog.Logger) (worker.Worker, error) {
-	w := worker.New(c, queue, worker.Options{})
+// a new worker for o.taskQueue and starts it. Events are appended through
+// svc's emitters, over store.
+func startWorker(c client.Client, o options, svc *taskbridge.Service, store taskbridge.Store, log *slog.Logger) (worker.Worker, error) {
+	w := worker.New(c, o.taskQueue, worker.Options{})
 	if err := temporalexec.Register(w, temporalexec.WorkerConfig{
-		EmitterFunc: svc.Emitter,
-		Tasks:       store,
-		Workflows:   workflows,
+		EmitterFunc:     svc.Emitter,
+		Tasks:           store,
+		Workflows:       workflows,
+		ActivityTimeout: o.activityTimeout,
 	}); err != nil {
 		return nil, err
 	}
 	if err := w.Start(); err != nil {
 		return nil, fmt.Errorf("starting the Temporal worker: %w", err)
 	}
-	log.Info("worker started", slog.String("taskQueue", queue))
+	log.Info("worker started", slog.String("taskQueue", o.taskQueue))
 	return w, nil
 }

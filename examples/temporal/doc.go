@@ -16,6 +16,21 @@
 // SUSPENSION_EXPIRED when nobody answers in time). Authentication is a demo
 // stand-in: "Authorization: Bearer <name>" makes you <name>.
 //
+// # Separate processes
+//
+// Events are appended by the worker through a Service over the store the
+// API reads, so a server and its workers in separate processes need a store
+// they all reach: PostgreSQL.
+//
+//	export TASKBRIDGE_POSTGRES_URL='postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
+//	go run ./examples/temporal -role server -store postgres &   # creates the tables, listens on 127.0.0.1:8080
+//	go run ./examples/temporal -role worker -store postgres &   # as many as you like
+//
+// Kill a worker (kill -9) in the middle of a greet task and start another:
+// the workflow goes on there, and its events arrive once each. Kill the
+// server while a task runs: the task goes on, and a new server streams
+// everything it missed.
+//
 // # Flags
 //
 //	-role                all (default): API server and worker in one process; server or worker alone
@@ -23,13 +38,11 @@
 //	-temporal            Temporal frontend host:port (default 127.0.0.1:7233)
 //	-namespace           Temporal namespace (default "default")
 //	-task-queue          task queue of the task workflows (default taskbridge-example)
-//	-store               memory (default)
+//	-store               memory (default; only with -role all) or postgres
+//	-postgres-url        PostgreSQL URL for -store postgres (default $TASKBRIDGE_POSTGRES_URL)
+//	-postgres-schema     schema of the tables for -store postgres (default taskbridge)
+//	-activity-timeout    worker: how long an event append may take before it is retried (default 10s)
 //	-reconcile-interval  how often the server reconciles unfinished tasks with their workflows (default 1m)
 //	-shutdown-timeout    how long a graceful shutdown may take (default 10s)
 //	-log-level           debug, info, warn or error (default info)
-//
-// The worker appends events through a Service over the store the API reads,
-// so a server and a worker in separate processes (-role server, -role
-// worker) need a store both reach: the in-memory store lives in one
-// process, so this version runs only -role all.
 package main

@@ -19,7 +19,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/taskbridge-go/taskbridge"
-	"github.com/taskbridge-go/taskbridge/memstore"
+	"github.com/taskbridge-go/taskbridge/pgstore"
 	"github.com/taskbridge-go/taskbridge/temporalexec"
 )
 
@@ -57,6 +57,9 @@ type options struct {
 	namespace         string
 	taskQueue         string
 	store             string
+	postgresURL       string
+	postgresSchema    string
+	activityTimeout   time.Duration
 	reconcileInterval time.Duration
 	shutdownTimeout   time.Duration
 	logLevel          slog.Level
@@ -71,7 +74,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.temporalAddr, "temporal", "127.0.0.1:7233", "Temporal frontend `host:port`")
 	fs.StringVar(&o.namespace, "namespace", "default", "Temporal namespace")
 	fs.StringVar(&o.taskQueue, "task-queue", "taskbridge-example", "Temporal task queue of the task workflows")
-	fs.StringVar(&o.store, "store", "memory", "store backend: memory (only with -role all: server and worker share it in this process)")
+	fs.StringVar(&o.store, "store", "memory", "store backend: memory (only with -role all: server and worker share it in this process) or postgres")
+	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres (default $TASKBRIDGE_POSTGRES_URL)")
+	fs.StringVar(&o.postgresSchema, "postgres-schema", pgstore.DefaultSchema, "PostgreSQL `schema` of the tables for -store postgres")
+	fs.DurationVar(&o.activityTimeout, "activity-timeout", temporalexec.DefaultActivityTimeout, "worker: how long an event append may take before it is retried (a dead worker's appends are retried after that long)")
 	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", time.Minute, "how often the server reconciles unfinished tasks with their workflows")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
@@ -91,11 +97,26 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	default:
 		return o, fmt.Errorf("-role %q is unknown: use all, server or worker", o.role)
 	}
-	switch {
-	case o.store != "memory":
-		return o, fmt.Errorf("-store %q is not available: use memory (a Redis or PostgreSQL store, shared by servers and workers, is not part of this version)", o.store)
-	case o.role != roleAll:
-		return o, fmt.Errorf("-role %s needs a store shared with the other processes, and -store memory lives in one process: use -role all", o.role)
+	switch o.store {
+	case "memory":
+		if o.role != roleAll {
+			return o, fmt.Errorf("-role %s needs a store shared with the other processes, and -store memory lives in one process: use -store postgres or -role all", o.role)
+		}
+		if o.postgresURL != "" {
+			return o, errors.New("-postgres-url needs -store postgres")
+		}
+	case "postgres":
+		if o.postgresURL == "" {
+			o.postgresURL = os.Getenv("TASKBRIDGE_POSTGRES_URL")
+		}
+		if o.postgresURL == "" {
+			return o, errors.New("-store postgres needs -postgres-url (or TASKBRIDGE_POSTGRES_URL)")
+		}
+	default:
+		return o, fmt.Errorf("-store %q is unknown: use memory or postgres", o.store)
+	}
+	if o.activityTimeout <= 0 {
+		return o, errors.New("-activity-timeout must be positive")
 	}
 	if o.reconcileInterval <= 0 {
 		return o, errors.New("-reconcile-interval must be positive")
@@ -110,14 +131,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 // gracefully. A server prints "listening on http://ADDR" to stdout once its
 // listener is open, a worker "worker polling QUEUE" once it polls; logs go to
 // stderr.
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	store := memstore.New(memstore.Config{})
-	defer func() { err = errors.Join(err, store.Close()) }()
+	store, release, err := openStore(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	defer release()
 
 	c, err := client.Dial(client.Options{
 		HostPort:  o.temporalAddr,
@@ -139,7 +163,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	if o.role == roleWorker || o.role == roleAll {
-		w, err := startWorker(c, o.taskQueue, svc, store, log)
+		w, err := startWorker(c, o, svc, store, log)
 		if err != nil {
 			return err
 		}

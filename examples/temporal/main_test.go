@@ -19,13 +19,20 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 )
 
+// waitTimeout bounds every wait of a test.
+const waitTimeout = 30 * time.Second
+
 func TestMain(m *testing.M) {
+	runChild() // when started by startProcess
 	goleak.VerifyTestMain(m)
 }
 
 func TestFlags(t *testing.T) {
-	t.Parallel()
+	t.Setenv("TASKBRIDGE_POSTGRES_URL", "")
 	for _, args := range [][]string{
+		{"-store", "postgres"},
+		{"-postgres-url", "postgres://x"},
+		{"-activity-timeout", "0s"},
 		{"-role", "nope"},
 		{"-role", "server"},
 		{"-role", "worker"},
@@ -42,13 +49,19 @@ func TestFlags(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, roleAll, o.role)
 	require.Equal(t, "127.0.0.1:7233", o.temporalAddr)
+	o, err = parseFlags([]string{"-role", "worker", "-store", "postgres", "-postgres-url", "postgres://x"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "postgres://x", o.postgresURL)
+	t.Setenv("TASKBRIDGE_POSTGRES_URL", "postgres://y")
+	o, err = parseFlags([]string{"-role", "server", "-store", "postgres"}, io.Discard)
+	require.NoError(t, err)
+	require.Equal(t, "postgres://y", o.postgresURL)
 }
 
-// TestRun runs the example (-role all) against the Temporal server at
-// TASKBRIDGE_TEMPORAL_ADDR: a greet task streams to its end over SSE, an
-// approval task completes after an approve.
-func TestRun(t *testing.T) {
-	t.Parallel()
+// temporalAddr returns TASKBRIDGE_TEMPORAL_ADDR, skipping the test when it
+// is unset (failing it when TASKBRIDGE_REQUIRE_SERVICES=1).
+func temporalAddr(t *testing.T) string {
+	t.Helper()
 	addr := os.Getenv("TASKBRIDGE_TEMPORAL_ADDR")
 	if addr == "" {
 		msg := "TASKBRIDGE_TEMPORAL_ADDR is not set; start a dev server (temporal server start-dev --headless --ip 127.0.0.1 --port 7233) and set it to 127.0.0.1:7233 to run the example against it"
@@ -57,6 +70,15 @@ func TestRun(t *testing.T) {
 		}
 		t.Skip(msg)
 	}
+	return addr
+}
+
+// TestRun runs the example (-role all) against the Temporal server at
+// TASKBRIDGE_TEMPORAL_ADDR: a greet task streams to its end over SSE, an
+// approval task completes after an approve.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	addr := temporalAddr(t)
 	ctx, stop := context.WithCancel(context.Background())
 	out, w := io.Pipe()
 	done := make(chan error, 1)
@@ -84,16 +106,9 @@ func TestRun(t *testing.T) {
 	require.JSONEq(t, `{"result":{"greeting":"Hello, Ada!"}}`, string(evs[3].Payload))
 
 	approval := create(t, url, "approval", `{}`)
+	ev := waitFor(t, url, approval, func(ev taskbridge.TaskEvent) bool { return ev.Type == taskbridge.EventTaskSuspended })
 	var sus taskbridge.SuspendedPayload
-	for sus.SuspendID == "" {
-		var poll taskbridge.PollResponse
-		do(t, http.MethodGet, url+"/api/v1/tasks/"+approval+"/events?waitTimeoutMs=5000", "", http.StatusOK, &poll)
-		for _, ev := range poll.Events {
-			if ev.Type == taskbridge.EventTaskSuspended {
-				require.NoError(t, json.Unmarshal(ev.Payload, &sus))
-			}
-		}
-	}
+	require.NoError(t, json.Unmarshal(ev.Payload, &sus))
 	do(t, http.MethodPost, url+"/api/v1/tasks/"+approval+"/actions",
 		fmt.Sprintf(`{"clientActionId":"a1","suspendId":%q,"actionType":"approve"}`, sus.SuspendID), http.StatusAccepted, nil)
 	evs = stream(t, url, approval)
@@ -104,7 +119,7 @@ func TestRun(t *testing.T) {
 
 func do(t *testing.T, method, url, body string, want int, out any) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	require.NoError(t, err)
@@ -130,7 +145,7 @@ func create(t *testing.T, url, taskType, input string) string {
 // stream reads the task's SSE stream to its end (the terminal event).
 func stream(t *testing.T, url, taskID string) []taskbridge.TaskEvent {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/v1/tasks/"+taskID+"/events/stream", nil)
 	require.NoError(t, err)
@@ -149,5 +164,8 @@ func stream(t *testing.T, url, taskID string) []taskbridge.TaskEvent {
 	}
 	require.NotEmpty(t, evs)
 	require.True(t, evs[len(evs)-1].Terminal())
+	for i, ev := range evs {
+		require.Equal(t, fmt.Sprint(i+1), ev.EventID, "every event once, in order")
+	}
 	return evs
 }
