@@ -345,12 +345,6 @@ func TestEmitRefusesWhatTheAdapterOwns(t *testing.T) {
 			return nil, nil
 		},
 	})
-	s.env.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
-		_, errs["outside"] = temporalexec.Emit(ctx, taskbridge.MessagePayload{Message: "hi"})
-		_, errs["outside-suspend"] = temporalexec.Suspend(ctx, taskbridge.SuspendOpts{})
-		errs["outside-continue"] = temporalexec.ContinueAsNew(ctx, &taskbridge.Task{})
-		return nil
-	}, workflow.RegisterOptions{Name: "raw"})
 	task := s.create(t, "misuse", nil)
 	s.execute(task)
 	require.NoError(t, s.env.GetWorkflowError())
@@ -364,6 +358,7 @@ func TestEmitRefusesWhatTheAdapterOwns(t *testing.T) {
 	// The refused suspension consumed no event; the task completed.
 	require.Equal(t, []taskbridge.EventType{taskbridge.EventTaskStarted, taskbridge.EventTaskCompleted}, types(s.events(t, task.ID)))
 
+	// A workflow not registered by Register has no step state.
 	s2 := setup(t, demoWorkflows)
 	s2.env.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
 		_, errs["outside"] = temporalexec.Emit(ctx, taskbridge.MessagePayload{Message: "hi"})
