@@ -36,6 +36,11 @@ var (
 	ErrUnauthenticated = errors.New("taskbridge: unauthenticated")
 	// ErrSubmission: the executor did not accept the task.
 	ErrSubmission = errors.New("taskbridge: task submission failed")
+	// ErrTooManyTasks: the caller already has as many unfinished tasks as
+	// the executor lets one owner have (see [TaskAdmitter]); a create may
+	// succeed once one of them has ended. It maps to 429 TOO_MANY_TASKS
+	// with a Retry-After header.
+	ErrTooManyTasks = errors.New("taskbridge: too many tasks")
 	// ErrTaskTerminal: the task already has a terminal event; nothing more is
 	// appended to its log.
 	ErrTaskTerminal = errors.New("taskbridge: task is terminal")
@@ -72,6 +77,13 @@ const (
 	CodeInvalidTaskState    = "INVALID_TASK_STATE"
 	CodeUnavailable         = "SERVICE_UNAVAILABLE"
 	CodeInternal            = "INTERNAL_ERROR"
+
+	// CodeTooManyTasks (HTTP 429, with a Retry-After header) refuses a
+	// create because the caller has too many unfinished tasks. No task was
+	// created; a retry succeeds once some of the caller's tasks have ended.
+	// It is an addition to the v1 codes: clients that do not know it retry
+	// it as any 429.
+	CodeTooManyTasks = "TOO_MANY_TASKS"
 )
 
 // FieldError names one invalid request field.
@@ -145,6 +157,8 @@ func HTTPError(err error) (status int, code, message string) {
 		return http.StatusRequestEntityTooLarge, CodeUpload, clientMessage(err, ErrUploadTooLarge)
 	case errors.Is(err, ErrUploadRejected):
 		return http.StatusBadRequest, CodeUpload, clientMessage(err, ErrUploadRejected)
+	case errors.Is(err, ErrTooManyTasks):
+		return http.StatusTooManyRequests, CodeTooManyTasks, clientMessage(err, ErrTooManyTasks)
 	case errors.Is(err, ErrSubmission):
 		return http.StatusServiceUnavailable, CodeSubmission, "The task could not be submitted; retry later"
 	case errors.Is(err, ErrClosed):

@@ -43,6 +43,7 @@ var wireErrorCases = []wireErrorCase{
 	{"ErrIdempotencyConflict", taskbridge.ErrIdempotencyConflict, 409, taskbridge.CodeIdempotencyConflict, "Idempotency conflict", true},
 	{"ErrTaskOwnership", taskbridge.ErrTaskOwnership, 403, taskbridge.CodeTaskOwnership, "Task creation not allowed", true},
 	{"ErrUnauthenticated", taskbridge.ErrUnauthenticated, 401, taskbridge.CodeAuthentication, "Authentication required", false},
+	{"ErrTooManyTasks", taskbridge.ErrTooManyTasks, 429, taskbridge.CodeTooManyTasks, "Too many tasks", true},
 	{"ErrSubmission", taskbridge.ErrSubmission, 503, taskbridge.CodeSubmission, "The task could not be submitted; retry later", false},
 	{"ErrTaskTerminal", taskbridge.ErrTaskTerminal, 409, taskbridge.CodeAlreadyTerminal, "Task is terminal", true},
 	{"ErrInvalidTransition", taskbridge.ErrInvalidTransition, 409, taskbridge.CodeInvalidTaskState, "Invalid task status transition", true},

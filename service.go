@@ -148,9 +148,11 @@ func checkID(v *ValidationError, field, value string) {
 // returns the existing task with Deduplicated set; reusing the id with a
 // different task type, input or attachments fails with
 // [ErrIdempotencyConflict]. A denied create fails with [ErrTaskOwnership];
-// invalid fields with a [*ValidationError]. If the executor refuses the
-// task, the task is failed with a TASK_FAILED event (so every stream of it
-// ends) and CreateTask fails with [ErrSubmission].
+// invalid fields with a [*ValidationError]. A [TaskAdmitter] executor may
+// refuse the task before it exists ([ErrTooManyTasks], [ErrSubmission]). If
+// the executor refuses the task in Submit, the task is failed with a
+// TASK_FAILED event (so every stream of it ends) and CreateTask fails with
+// [ErrSubmission].
 func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTaskRequest) (CreateTaskResponse, error) {
 	if err := s.checkOpen(); err != nil {
 		return CreateTaskResponse{}, err
@@ -186,6 +188,12 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 			return CreateTaskResponse{}, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 		}
 	}
+
+	release, err := s.admit(ctx, auth, req)
+	if err != nil {
+		return CreateTaskResponse{}, err
+	}
+	defer release()
 
 	now := s.clock()
 	id := s.newID()
