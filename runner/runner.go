@@ -104,8 +104,9 @@ type Runner struct {
 	pending  []*job          // FIFO of queued jobs
 	running  int             // worker goroutines
 	closed   bool
-	drained  chan struct{} // closed once closed and running == 0
-	renewing bool          // the lease renewal goroutine runs
+	drained  chan struct{}   // closed once closed and running == 0
+	renewing bool            // the lease renewal goroutine runs
+	inRound  map[string]bool // tasks of the renewal round in progress
 	wg       sync.WaitGroup
 
 	// renewWake wakes the renewal goroutine when the runner lets go of
