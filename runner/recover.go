@@ -213,7 +213,7 @@ func (r *Runner) takeOverTask(ctx context.Context, store taskbridge.Store, emitt
 	}
 	j.renewed(start)
 	if rerun {
-		err := r.enqueue(j)
+		err := r.enqueue(j, true)
 		if err == nil {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "runner: took over task to run it again",
 				append(j.attrs(), slog.String("outcome", "rerun"))...)
