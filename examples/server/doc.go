@@ -42,13 +42,15 @@
 // Inputs are validated when the task is created: a member of the wrong type
 // or out of range is 422 REQUEST_VALIDATION_ERROR naming the field (for
 // example "input.steps"); unknown members are ignored. An unknown taskType
-// is 400 INVALID_REQUEST.
+// is 400 INVALID_REQUEST. The bounds keep every task under 10 minutes:
+// steps * stepDelayMs and count * intervalMs are at most 600000 too (422
+// naming the delay field).
 //
-//   - greet, input {name="World", steps=3 (0..1000), stepDelayMs=500
+//   - greet, input {name="World", steps=3 (0..100), stepDelayMs=500
 //     (0..60000)}: TASK_STARTED, then steps times (wait stepDelayMs,
 //     TASK_PROGRESS {progress: 100*i/steps, stage, message}), then
 //     TASK_COMPLETED {result: {greeting: "Hello, <name>!"}}.
-//   - approval, input {ttlMs=60000 (1..604800000)}: TASK_STARTED,
+//   - approval, input {ttlMs=60000 (1..600000)}: TASK_STARTED,
 //     TASK_SUSPENDED {suspendId, kind: USER_ACTION_REQUIRED, reasonCode:
 //     "approval_required", allowedActions: ["approve", "reject"],
 //     schemaVersion: 1, expiresAt, interaction: {question}}. After an action
@@ -58,7 +60,7 @@
 //     false}.
 //   - fail, input {delayMs=0 (0..60000)}: TASK_STARTED, then after delayMs
 //     TASK_FAILED {code: "DEMO_FAILURE", message, retryable: false}.
-//   - stream, input {count=10 (0..10000), intervalMs=0 (0..60000)}:
+//   - stream, input {count=10 (0..1000), intervalMs=0 (0..60000)}:
 //     TASK_STARTED, then for i = 1..count (wait intervalMs, TASK_MESSAGE
 //     {message: "message <i> of <count>", level: "info"}), then
 //     TASK_COMPLETED {result: {count}}.
@@ -66,6 +68,16 @@
 // Every task can be cancelled (POST /api/v1/tasks/{taskId}/cancel) until it
 // ends: it then ends with TASK_CANCELLED {reason} carrying the request's
 // reason, or "cancelled_by_user".
+//
+// # Limits
+//
+// The runner's per-user limits are on (its defaults): each user has at most
+// 16 tasks at work and 64 more waiting for a slot, and at most 256 approval
+// tasks waiting for an answer; a create beyond that is 429 TOO_MANY_TASKS
+// with Retry-After, and no task is created, so the same request succeeds
+// once one of the user's tasks has ended. Tasks waiting for an answer hold
+// no slot, and slots go round-robin by user: one user's tasks never delay
+// another's.
 //
 // # Demo page
 //
