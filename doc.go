@@ -65,7 +65,11 @@
 // and a suspension is recorded together with its TASK_SUSPENDED event.
 // Executors that wait on suspensions implement [Resumer]; the service calls
 // it after accepting an action, and [Service.Reconcile] retries hand-offs
-// that failed. The runner package is an in-process executor.
+// that failed. Executors that bound the tasks they hold implement
+// [TaskAdmitter], which refuses a create before the task exists: 429
+// TOO_MANY_TASKS ([ErrTooManyTasks]) for a caller at its limit, 503
+// otherwise. The runner package is an in-process executor, with per-owner
+// limits and fairness on by default.
 //
 // # Several processes
 //

@@ -67,7 +67,9 @@
 // users' tasks are both 404 TASK_NOT_FOUND; a create Content-Type other
 // than JSON or multipart/form-data is 400 INVALID_REQUEST; a JSON body over
 // Config.MaxJSONBytes is 413 INVALID_REQUEST; unknown routes are 404 and
-// wrong methods 405 (with Allow), both INVALID_REQUEST. Unexpected failures
+// wrong methods 405 (with Allow), both INVALID_REQUEST. A create refused
+// because the caller has too many tasks is 429 TOO_MANY_TASKS with a
+// Retry-After header (see [taskbridge.TaskAdmitter]). Unexpected failures
 // are 500 INTERNAL_ERROR without internals. Client mistakes never get a 5xx,
 // since clients retry those; a request whose client went away, or that
 // meets a shutting-down service, gets 503 SERVICE_UNAVAILABLE. Optional
