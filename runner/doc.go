@@ -62,7 +62,10 @@
 // clientRequestId creates it. The defaults (64 slots, 16 per owner, 64
 // more waiting per owner, 1024 waiting in all, 4096 suspended, 256 per
 // owner) are on; a host loosens them with negative values. [Runner.Stats]
-// and [Runner.OwnerStats] report the load.
+// and [Runner.OwnerStats] report the load. The limits count the tasks this
+// runner holds: with several processes, each applies its own. A task taken
+// over from a dead process (see below) counts too, but is only refused
+// when the runner as a whole is full.
 //
 // # Shutdown and recovery
 //
