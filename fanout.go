@@ -201,6 +201,11 @@ func (s *Service) Subscribe(ctx context.Context, auth AuthContext, taskID, lastE
 	if err != nil {
 		return nil, err
 	}
+	if after == 0 && len(events) == 0 {
+		// Nothing is retained: the stream starts after the task's last
+		// event, and is held to that cursor from now on (see replay).
+		after = task.LastSeq
+	}
 	sub := s.hub.newSubscription(taskID, after, opts)
 	for _, ev := range events {
 		sub.pending = append(sub.pending, newFrame(ev))
@@ -311,7 +316,7 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 		dst = sub.take(dst, sub.pending)
 		sub.pending = nil
 		if len(dst)-n < sub.batch {
-			sub.join()
+			dst = sub.joinLive(dst)
 		}
 	case sub.t == nil:
 		dst, err = sub.replay(ctx, dst)
@@ -345,9 +350,18 @@ func (sub *Subscription) take(dst, frames []*Frame) []*Frame {
 
 // replay reads one batch from the store; when the batch shows the
 // subscriber caught up, it joins the task's topic.
+//
+// Every read but Subscribe's first is held to "strictly after the last
+// delivered Seq", including at cursor 0: a stream that started before the
+// task had events could have delivered event 1, so a log that no longer
+// starts at 1 has lost events it owes (the store itself reads "after 0" as
+// "from the oldest retained event").
 func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, error) {
 	events, err := sub.h.s.store.Read(ctx, sub.taskID, sub.last, sub.batch)
 	if err != nil {
+		return dst, err
+	}
+	if err := checkDense(sub.last, events); err != nil {
 		return dst, err
 	}
 	frames := make([]*Frame, len(events))
@@ -358,22 +372,46 @@ func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, er
 		return dst, nil
 	}
 	if len(events) < sub.batch {
-		sub.join()
-		if len(events) == 0 {
-			// Events may have reached the topic between the read and the
-			// join; take them now rather than wait for a signal.
-			if out, ok := sub.t.frames(sub, dst); ok {
-				dst = out
-			}
-		}
+		dst = sub.joinLive(dst)
 	}
 	return dst, nil
 }
 
-func (sub *Subscription) join() {
-	if sub.t == nil && !sub.done {
-		sub.t = sub.h.join(sub)
+// checkDense checks that events, read after cursor after, continue it
+// without a gap. A gap after 0 means retention removed the log's first
+// events; any other gap breaks the store's contract.
+func checkDense(after int64, events []TaskEvent) error {
+	if len(events) == 0 {
+		return nil
 	}
+	first, last := events[0].Seq, events[len(events)-1].Seq
+	switch {
+	case first == after+1 && last == after+int64(len(events)):
+		return nil
+	case after == 0 && first > 1 && last == first+int64(len(events))-1:
+		return fmt.Errorf("%w: events 1..%d were removed by retention", ErrEventsExpired, first-1)
+	}
+	return fmt.Errorf("taskbridge: store returned events %d..%d after %d; Seqs must be dense", first, last, after)
+}
+
+// joinLive joins the task's topic and takes what its window holds after
+// the cursor: events may have reached the topic between the subscriber's
+// last read and the join. If the window has moved past the cursor
+// meanwhile (its other members took those frames and they were dropped),
+// the subscriber leaves again and signals itself, so that the next Next
+// reads them from the store: nothing else would wake it.
+func (sub *Subscription) joinLive(dst []*Frame) []*Frame {
+	if sub.t != nil || sub.done {
+		return dst
+	}
+	sub.t = sub.h.join(sub)
+	out, ok := sub.t.frames(sub, dst)
+	if !ok {
+		sub.leave()
+		sub.signal()
+		return dst
+	}
+	return out
 }
 
 func (sub *Subscription) leave() {
@@ -463,32 +501,38 @@ func (h *hub) shutdown(ctx context.Context) error {
 	}
 }
 
-// waitForEvent blocks until the task has an event with Seq > after, ctx ends
-// or timeout passes. It reports whether such an event exists.
-func (h *hub) waitForEvent(ctx context.Context, taskID string, after int64, timeout time.Duration) (bool, error) {
+// waitForEvent blocks until the task has an event with Seq > after, events
+// after the cursor have expired, ctx ends or timeout passes. Either way the
+// caller reads the store next: the store has the last word, and the topic
+// may lag behind it (a slow or failing read).
+func (h *hub) waitForEvent(ctx context.Context, taskID string, after int64, timeout time.Duration) error {
 	sub := h.newSubscription(taskID, after, SubscribeOpts{})
 	if err := h.register(sub); err != nil {
-		return false, err
+		return err
 	}
 	defer sub.Close()
-	sub.join()
+	var buf [1]*Frame
+	if frames := sub.joinLive(buf[:0]); len(frames) > 0 {
+		return nil
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
-	var buf [1]*Frame
 	for {
 		frames, err := sub.Next(ctx, buf[:0])
-		if len(frames) > 0 {
-			return true, nil
+		if len(frames) > 0 || errors.Is(err, ErrEventsExpired) {
+			// Expired: the caller's read reports it, or (at cursor 0)
+			// returns the oldest retained events.
+			return nil
 		}
 		if err != nil {
-			return false, err
+			return err
 		}
 		select {
 		case <-sub.ready:
 		case <-timer.C:
-			return false, nil
+			return nil
 		case <-ctx.Done():
-			return false, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
@@ -668,11 +712,16 @@ func (t *topic) fetch() {
 			return
 		}
 		if len(frames) > 0 {
-			if want := t.base + int64(len(t.window)) + 1; frames[0].Event.Seq != want ||
-				frames[len(frames)-1].Event.Seq != want+int64(len(frames))-1 {
+			end := t.base + int64(len(t.window))
+			if err := checkDense(end, events); errors.Is(err, ErrEventsExpired) {
+				// The topic read from the start of a log that has lost
+				// its first events: start the window at the oldest
+				// retained one. Members behind it read the store and get
+				// ErrEventsExpired themselves.
+				t.base = events[0].Seq - 1
+			} else if err != nil {
 				t.mu.Unlock()
-				t.failAll(fmt.Errorf("taskbridge: store returned events %d..%d after %d; Seqs must be dense",
-					frames[0].Event.Seq, frames[len(frames)-1].Event.Seq, want-1))
+				t.failAll(err)
 				return
 			}
 			t.window = append(t.window, frames...)

@@ -286,14 +286,13 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 		return PollResponse{}, err
 	}
 	if len(events) == 0 && req.WaitTimeout > 0 && !task.Status.Terminal() {
-		found, err := s.hub.waitForEvent(ctx, taskID, after, req.WaitTimeout)
-		if err != nil {
+		// Read again whatever the wait found: the fan-out may lag behind
+		// the store, which has the last word.
+		if err := s.hub.waitForEvent(ctx, taskID, after, req.WaitTimeout); err != nil {
 			return PollResponse{}, err
 		}
-		if found {
-			if events, err = s.store.Read(ctx, taskID, after, limit+1); err != nil {
-				return PollResponse{}, err
-			}
+		if events, err = s.store.Read(ctx, taskID, after, limit+1); err != nil {
+			return PollResponse{}, err
 		}
 	}
 	resp := PollResponse{TaskID: taskID, Events: events}
