@@ -69,12 +69,26 @@
 //
 // # Fan-out
 //
-// One mechanism serves polling, SSE and WebSocket: a subscription
-// ([Service.Subscribe]) replays from the store, then joins a per-task live
-// window in which each event is read once and JSON-encoded once for all
+// One mechanism serves long polls, SSE, WebSocket and Go programs: a
+// subscription replays from the store, then joins a per-task live window
+// in which each event is read once and JSON-encoded once for all
 // subscribers. Subscribers hold no queues; one that falls behind reads the
 // store with its own cursor and rejoins, so nothing is lost and nobody is
-// slowed down.
+// slowed down. The window learns of appends through [EventStore.Watch].
+// A Go program follows a task with [Service.Subscribe]:
+//
+//	sub, err := svc.Subscribe(ctx, auth, taskID, lastEventID)
+//	if err != nil {
+//		return err // ErrTaskNotFound, ErrInvalidCursor, ErrEventsExpired, ...
+//	}
+//	defer sub.Close()
+//	for {
+//		ev, err := sub.Next(ctx) // waits for the next event
+//		if err == io.EOF {
+//			break // the task has ended
+//		}
+//		...
+//	}
 //
 // # Observability
 //

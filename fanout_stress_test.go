@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/memstore"
 )
 
@@ -289,7 +290,7 @@ func (r *stressRound) subscriber(rng *rand.Rand) {
 		if rng.IntN(4) == 0 {
 			hb = time.Duration(1+rng.IntN(5)) * time.Millisecond
 		}
-		sub, err := r.svc.Subscribe(r.ctx, alice, r.task, taskbridge.FormatEventID(cursor), taskbridge.SubscribeOpts{
+		sub, err := hooks.Subscribe(r.ctx, r.svc, alice, r.task, taskbridge.FormatEventID(cursor), fanout.SubscribeOpts{
 			Transport: "ws", HeartbeatInterval: hb,
 		})
 		switch {
@@ -316,8 +317,8 @@ func (r *stressRound) subscriber(rng *rand.Rand) {
 // read reads sub until the stream ends or the subscriber drops it. It
 // returns the last Seq delivered (-1 for none) and whether the subscriber
 // is done.
-func (r *stressRound) read(rng *rand.Rand, sub *taskbridge.Subscription, cursor, oldest int64, who string) (int64, bool) {
-	var buf []*taskbridge.Frame
+func (r *stressRound) read(rng *rand.Rand, sub *fanout.Subscription, cursor, oldest int64, who string) (int64, bool) {
+	var buf []*fanout.Frame
 	prev, delivered := cursor, int64(-1)
 	dropAfter := -1
 	if rng.IntN(3) == 0 {
@@ -326,7 +327,7 @@ func (r *stressRound) read(rng *rand.Rand, sub *taskbridge.Subscription, cursor,
 	for n := 0; ; n++ {
 		frames, err := sub.Next(r.ctx, buf[:0])
 		for _, f := range frames {
-			seq := f.Event.Seq
+			seq := f.Seq
 			switch {
 			case prev == 0 && delivered < 0 && cursor == 0:
 				// "From the start": the oldest event retained when the
@@ -338,8 +339,8 @@ func (r *stressRound) read(rng *rand.Rand, sub *taskbridge.Subscription, cursor,
 				r.failf("%s: event %d after %d", who, seq, prev)
 				return delivered, true
 			}
-			if f.Event.EventID != taskbridge.FormatEventID(seq) {
-				r.failf("%s: event %d has id %q", who, seq, f.Event.EventID)
+			if f.EventID != taskbridge.FormatEventID(seq) {
+				r.failf("%s: event %d has id %q", who, seq, f.EventID)
 			}
 			prev, delivered = seq, seq
 		}

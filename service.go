@@ -288,7 +288,7 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 	if len(events) == 0 && req.WaitTimeout > 0 && !task.Status.Terminal() {
 		// Read again whatever the wait found: the fan-out may lag behind
 		// the store, which has the last word.
-		if err := s.hub.waitForEvent(ctx, taskID, after, req.WaitTimeout); err != nil {
+		if err := s.hub.Wait(ctx, taskID, after, req.WaitTimeout); err != nil {
 			return PollResponse{}, err
 		}
 		if events, err = s.store.Read(ctx, taskID, after, limit+1); err != nil {

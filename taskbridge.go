@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 )
 
 // Config configures a [Service]. A zero field means its default.
@@ -53,7 +55,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	newID   func() string
-	hub     *hub
+	hub     *fanout.Hub
 
 	mu     sync.Mutex
 	closed bool
@@ -101,18 +103,13 @@ func New(cfg Config) (*Service, error) {
 		now:     cfg.Now,
 		newID:   cfg.NewID,
 	}
-	s.hub = newHub(s)
+	hub, err := newHub(s)
+	if err != nil {
+		return nil, err
+	}
+	s.hub = hub
 	return s, nil
 }
-
-// Logger returns the service's logger, for transports.
-func (s *Service) Logger() *slog.Logger { return s.log }
-
-// Now returns the current time from the service's clock, in UTC.
-func (s *Service) Now() time.Time { return s.now().UTC() }
-
-// Metrics returns the service's metrics sink, for transports.
-func (s *Service) Metrics() MetricsSink { return s.metrics }
 
 // Readiness returns the composite readiness probe: the store and the
 // executor when they implement [ReadinessProbe], the service itself (not
@@ -151,5 +148,5 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
-	return s.hub.shutdown(ctx)
+	return s.hub.Shutdown(ctx)
 }

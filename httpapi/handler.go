@@ -33,7 +33,7 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger()}
+	h := &Handler{svc: svc, cfg: cfg, log: svcHooks.Logger(svc)}
 	p := cfg.Paths
 	routes := []routeDef{
 		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
@@ -86,7 +86,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	fn, ok := pat.methods[r.Method]
 	if !ok {
-		httpx.MethodNotAllowed(w, r, pat.allow(), h.svc.Now())
+		httpx.MethodNotAllowed(w, r, pat.allow(), svcHooks.Now(h.svc))
 		return
 	}
 	fn(w, r, taskID)
@@ -130,7 +130,7 @@ func (h *Handler) authed(fn authedFunc) routeFunc {
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) (int, string) {
 	var se *statusError
 	if errors.As(err, &se) {
-		httpx.WriteErrorCode(w, se.status, se.code, se.msg, se.details, h.svc.Now())
+		httpx.WriteErrorCode(w, se.status, se.code, se.msg, se.details, svcHooks.Now(h.svc))
 		return se.status, se.code
 	}
 	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
@@ -139,7 +139,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			msg: "The request was cancelled",
 		})
 	}
-	httpx.WriteError(w, r, h.log, h.svc.Now(), err)
+	httpx.WriteError(w, r, h.log, svcHooks.Now(h.svc), err)
 	status, code, _ := taskbridge.HTTPError(err)
 	return status, code
 }

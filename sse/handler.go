@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
@@ -164,7 +165,7 @@ func lastEventID(r *http.Request) string {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
-		httpx.MethodNotAllowed(w, r, http.MethodGet, h.svc.Now())
+		httpx.MethodNotAllowed(w, r, http.MethodGet, svcHooks.Now(h.svc))
 		return
 	}
 	auth, err := httpx.Authenticate(h.cfg.Auth, r)
@@ -183,7 +184,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, taskbridge.ErrTaskNotFound)
 		return
 	}
-	sub, err := h.svc.Subscribe(r.Context(), auth, taskID, lastEventID(r), taskbridge.SubscribeOpts{
+	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, lastEventID(r), fanout.SubscribeOpts{
 		Transport:         "sse",
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
 	})
@@ -196,7 +197,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	httpx.WriteError(w, r, h.svc.Logger(), h.svc.Now(), err)
+	httpx.WriteError(w, r, svcHooks.Logger(h.svc), svcHooks.Now(h.svc), err)
 }
 
 // Shutdown ends every stream and makes new requests fail with 503

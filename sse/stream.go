@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
@@ -20,7 +21,7 @@ import (
 // stream keeps none.
 var (
 	bufPool   = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-	framePool = sync.Pool{New: func() any { f := make([]*taskbridge.Frame, 0, 64); return &f }}
+	framePool = sync.Pool{New: func() any { f := make([]*fanout.Frame, 0, 64); return &f }}
 )
 
 const (
@@ -57,7 +58,7 @@ type stream struct {
 }
 
 // serve streams sub to the client and releases it and st.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription, st *streamlife.Stream) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *fanout.Subscription, st *streamlife.Stream) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
@@ -99,7 +100,7 @@ func hijack(w http.ResponseWriter) (net.Conn, bool) {
 // detached serves a hijacked stream: this goroutine writes, a second one
 // reads so that a departing client is noticed at once. The response is
 // delimited by closing the connection.
-func (s *stream) detached(sub *taskbridge.Subscription, head *[]byte) {
+func (s *stream) detached(sub *fanout.Subscription, head *[]byte) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		// The client sends nothing after its request; a read returns
@@ -123,7 +124,7 @@ func (s *stream) detached(sub *taskbridge.Subscription, head *[]byte) {
 // hijacked connection, or nothing) with the preamble, then replay, live
 // events and heartbeats until the terminal event, the client leaves (ctx),
 // a write fails or the service or handler shuts down.
-func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]byte) {
+func (s *stream) run(ctx context.Context, sub *fanout.Subscription, head *[]byte) {
 	if n := s.h.cfg.Preamble; n > 0 {
 		*head = appendPreamble(*head, n)
 	}
@@ -138,7 +139,7 @@ func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]
 		return
 	}
 	for {
-		fp := framePool.Get().(*[]*taskbridge.Frame)
+		fp := framePool.Get().(*[]*fanout.Frame)
 		frames, err := sub.Next(ctx, (*fp)[:0])
 		n := len(frames)
 		if n > 0 {
@@ -181,16 +182,16 @@ func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]
 }
 
 // writeFrames writes frames as one batch; end reports a terminal event.
-func (s *stream) writeFrames(frames []*taskbridge.Frame) (end bool, err error) {
+func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
 	bp := getBuf()
 	b := *bp
 	for _, f := range frames {
 		b = append(b, "id: "...)
-		b = append(b, f.Event.EventID...)
+		b = append(b, f.EventID...)
 		b = append(b, "\ndata: "...)
 		b = append(b, f.JSON...)
 		b = append(b, "\n\n"...)
-		if f.Event.Terminal() {
+		if f.Terminal {
 			end = true
 			break
 		}
@@ -223,7 +224,7 @@ func (s *stream) heartbeat() error {
 	b = append(b, s.h.hbPrefix...)
 	b = strconv.AppendUint(b, s.h.hbSeq.Add(1), 10)
 	b = append(b, `","createdAt":"`...)
-	b = s.h.svc.Now().AppendFormat(b, time.RFC3339Nano)
+	b = svcHooks.Now(s.h.svc).AppendFormat(b, time.RFC3339Nano)
 	b = append(b, "\",\"payload\":{\"live\":true}}\n\n"...)
 	*bp = b
 	err := s.write(b, true)
@@ -274,7 +275,7 @@ func (s *stream) ended(ctx context.Context, err error) {
 	if errors.Is(err, taskbridge.ErrTaskNotFound) || errors.Is(err, taskbridge.ErrEventsExpired) {
 		level = slog.LevelInfo
 	}
-	s.h.svc.Logger().LogAttrs(ctx, level, "taskbridge: sse stream ended",
+	svcHooks.Logger(s.h.svc).LogAttrs(ctx, level, "taskbridge: sse stream ended",
 		slog.String("taskId", s.taskID), slog.String("transport", "sse"), slog.Any("error", err))
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
 
@@ -24,7 +25,7 @@ var errShutdown = errors.New("ws: shutting down")
 const statusAbort websocket.StatusCode = -1
 
 var (
-	framePool = sync.Pool{New: func() any { f := make([]*taskbridge.Frame, 0, 64); return &f }}
+	framePool = sync.Pool{New: func() any { f := make([]*fanout.Frame, 0, 64); return &f }}
 	msgPool   = sync.Pool{New: func() any { m := make([][]byte, 0, 64); return &m }}
 )
 
@@ -66,7 +67,7 @@ type request struct {
 }
 
 type subscription struct {
-	sub       *taskbridge.Subscription
+	sub       *fanout.Subscription
 	heartbeat []byte
 	ended     bool
 }
@@ -276,7 +277,7 @@ func (c *conn) subscribe(reqs []request, msgs *[][]byte) (websocket.StatusCode, 
 		if f.LastEventID != nil {
 			cursor = *f.LastEventID
 		}
-		sub, err := c.h.svc.Subscribe(c.ctx, c.auth, f.TaskID, cursor, taskbridge.SubscribeOpts{
+		sub, err := svcHooks.Subscribe(c.ctx, c.h.svc, c.auth, f.TaskID, cursor, fanout.SubscribeOpts{
 			Transport:         "ws",
 			HeartbeatInterval: c.h.cfg.HeartbeatInterval,
 			Signal:            c.signal,
@@ -316,13 +317,13 @@ func (c *conn) find(taskID string) int {
 // heartbeat when one is due. more reports that frames were found, so more
 // may be available at once.
 func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string, more bool) {
-	fp := framePool.Get().(*[]*taskbridge.Frame)
+	fp := framePool.Get().(*[]*fanout.Frame)
 	defer framePool.Put(fp)
 	for _, s := range c.subs {
 		frames, err := s.sub.Next(c.ctx, (*fp)[:0])
 		for _, f := range frames {
 			*msgs = append(*msgs, f.JSON)
-			if f.Event.Terminal() {
+			if f.Terminal {
 				s.ended = true
 				break
 			}
@@ -381,7 +382,7 @@ func (c *conn) closeFor(err error) (websocket.StatusCode, string) {
 	case c.ctx.Err() != nil:
 		return statusAbort, ""
 	}
-	c.h.svc.Logger().LogAttrs(c.ctx, slog.LevelError, "taskbridge: websocket stream failed",
+	svcHooks.Logger(c.h.svc).LogAttrs(c.ctx, slog.LevelError, "taskbridge: websocket stream failed",
 		slog.String("transport", "ws"), slog.String("userId", c.auth.Subject), slog.Any("error", err))
 	return websocket.StatusInternalError, "internal error"
 }

@@ -166,7 +166,7 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 // connection's lifetime. Every answer but the 101 is a protocol error
 // envelope (see the package documentation).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := h.svc.Now()
+	now := svcHooks.Now(h.svc)
 	if r.Method != http.MethodGet {
 		httpx.MethodNotAllowed(w, r, http.MethodGet, now)
 		return
@@ -181,12 +181,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	auth, err := httpx.Authenticate(h.cfg.Auth, r)
 	if err != nil {
-		httpx.WriteError(w, r, h.svc.Logger(), now, err)
+		httpx.WriteError(w, r, svcHooks.Logger(h.svc), now, err)
 		return
 	}
 	st, ok := h.life.Enter()
 	if !ok {
-		httpx.WriteError(w, r, h.svc.Logger(), now, taskbridge.ErrClosed)
+		httpx.WriteError(w, r, svcHooks.Logger(h.svc), now, taskbridge.ErrClosed)
 		return
 	}
 	uw := &upgradeWriter{ResponseWriter: w, writeTimeout: h.cfg.WriteTimeout}
@@ -214,14 +214,14 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, uw *upgradeWri
 		_ = uw.conn.Conn.Close()
 		return
 	}
-	now := h.svc.Now()
+	now := svcHooks.Now(h.svc)
 	switch status := uw.status; {
 	case status == http.StatusForbidden:
 		originRefused(w, r, now)
 	case status >= 400 && status < 500:
 		httpx.WriteErrorCode(w, status, taskbridge.CodeInvalidRequest, "Invalid WebSocket handshake", nil, now)
 	default:
-		httpx.WriteError(w, r, h.svc.Logger(), now, fmt.Errorf("ws: upgrade failed: %w", err))
+		httpx.WriteError(w, r, svcHooks.Logger(h.svc), now, fmt.Errorf("ws: upgrade failed: %w", err))
 	}
 }
 

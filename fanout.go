@@ -1,0 +1,117 @@
+package taskbridge
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge/internal/bridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
+)
+
+// The fan-out engine (internal/fanout) serves long polls, SSE, WebSocket and
+// Go subscribers alike. This file wires a Service to it: the engine reads
+// the Service's EventStore through eventSource, which encodes each event
+// once; the transports reach it through the hooks installed below.
+
+func init() {
+	bridge.Install(bridge.Hooks[Service, AuthContext]{
+		Logger: func(s *Service) *slog.Logger { return s.log },
+		Now:    func(s *Service) time.Time { return s.now().UTC() },
+		Subscribe: func(ctx context.Context, s *Service, auth AuthContext, taskID, lastEventID string, opts fanout.SubscribeOpts) (*fanout.Subscription, error) {
+			return s.subscribe(ctx, auth, taskID, lastEventID, opts)
+		},
+	})
+}
+
+// newHub returns the fan-out of s.
+func newHub(s *Service) (*fanout.Hub, error) {
+	return fanout.New(fanout.Config{
+		Source: eventSource{s.store},
+		Batch:  s.cfg.ReplayBatch,
+		Logger: s.log,
+		StreamsActive: func(transport string, delta int64) {
+			s.metrics.AddGauge(MetricStreamsActive, delta, Label{"transport", transport})
+		},
+		ErrClosed:        ErrClosed,
+		ErrExpired:       ErrEventsExpired,
+		ErrNotFound:      ErrTaskNotFound,
+		ErrInvalidCursor: ErrInvalidCursor,
+	})
+}
+
+// eventSource is the engine's view of an EventStore: events read once and
+// encoded once, into frames every subscriber shares.
+type eventSource struct{ store EventStore }
+
+var _ fanout.Source = eventSource{}
+
+func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit int) ([]*fanout.Frame, error) {
+	events, err := s.store.Read(ctx, taskID, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	frames := make([]*fanout.Frame, len(events))
+	for i, ev := range events {
+		frames[i] = newFrame(ev)
+	}
+	return frames, nil
+}
+
+func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
+	return s.store.Watch(taskID, notify)
+}
+
+// newFrame encodes ev into a buffer sized for it, so that the common case
+// allocates the JSON once.
+func newFrame(ev TaskEvent) *fanout.Frame {
+	n := wire.EventOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
+	return &fanout.Frame{
+		Seq:      ev.Seq,
+		EventID:  ev.EventID,
+		Terminal: ev.Terminal(),
+		JSON:     appendEventJSON(make([]byte, 0, n), ev),
+	}
+}
+
+// appendEventJSON appends the wire encoding of ev to dst.
+func appendEventJSON(dst []byte, ev TaskEvent) []byte {
+	return wire.AppendEvent(dst, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+}
+
+// subscribe checks that auth may see the task and that lastEventID is a
+// valid, unexpired cursor, and returns a fan-out subscription delivering
+// every event strictly after it: first replayed from the store, then live.
+// Errors are those of the checks ([ErrTaskNotFound], [ErrInvalidCursor],
+// [ErrEventsExpired], [ErrClosed]), so a transport can answer them before
+// it commits to a stream. The caller must Close the subscription.
+func (s *Service) subscribe(ctx context.Context, auth AuthContext, taskID, lastEventID string, opts fanout.SubscribeOpts) (*fanout.Subscription, error) {
+	if s.isClosed() {
+		return nil, ErrClosed
+	}
+	after, err := ParseEventID(lastEventID)
+	if err != nil {
+		return nil, err
+	}
+	task, err := s.ownedTask(ctx, auth, taskID)
+	if err != nil {
+		return nil, err
+	}
+	sub, err := s.hub.Subscribe(ctx, taskID, fanout.Start{After: after, LastSeq: task.LastSeq, Terminal: task.Status.Terminal()}, opts)
+	if err != nil {
+		return nil, err
+	}
+	if lastEventID != "" {
+		s.metrics.AddCounter(MetricReplays, 1)
+	}
+	transport := opts.Transport
+	if transport == "" {
+		transport = "go"
+	}
+	s.log.LogAttrs(ctx, slog.LevelDebug, "taskbridge: subscribed",
+		slog.String("taskId", taskID), slog.String("eventId", lastEventID),
+		slog.String("userId", auth.Subject), slog.String("transport", transport),
+		slog.String("outcome", "subscribed"))
+	return sub, nil
+}
