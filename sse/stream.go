@@ -8,40 +8,20 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
 
-// Buffers are pooled and held only while a batch is written, so an idle
-// stream keeps none.
-var (
-	bufPool   = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-	framePool = sync.Pool{New: func() any { f := make([]*fanout.Frame, 0, 64); return &f }}
-)
-
-const (
-	// chunkSize is how many bytes of a batch collect before they are
-	// written: each write gets its own deadline, so a large batch to a
-	// healthy client never runs into the write timeout.
-	chunkSize = 64 << 10
-	// maxPooledBuf keeps unusually large buffers out of the pool.
-	maxPooledBuf = 256 << 10
-)
-
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
-
-func putBuf(b *[]byte) {
-	if cap(*b) > maxPooledBuf {
-		return
-	}
-	*b = (*b)[:0]
-	bufPool.Put(b)
-}
+// chunkSize is how many bytes of a batch collect before they are written:
+// each write gets its own deadline, so a large batch to a healthy client
+// never runs into the write timeout. Buffers come from package bufpool and
+// are held only while a batch is written, so an idle stream keeps none.
+const chunkSize = 64 << 10
 
 // stream is one client connection's write side: either the ResponseWriter
 // (rc set) or a hijacked connection (conn set).
@@ -70,7 +50,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *fanout.Subs
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
-			head := getBuf()
+			head := bufpool.Bytes.Get()
 			*head = httpx.AppendResponseHead(*head, http.StatusOK, hdr, "close")
 			go s.detached(sub, head)
 			return
@@ -83,7 +63,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *fanout.Subs
 	// The server's ReadTimeout would otherwise fail the connection's
 	// background read and cancel the request mid-stream.
 	_ = s.rc.SetReadDeadline(time.Time{})
-	s.run(r.Context(), sub, getBuf())
+	s.run(r.Context(), sub, bufpool.Bytes.Get())
 	// The server's end-of-response write (the last chunk) needs a fresh
 	// deadline: the previous one may have passed while the stream was idle.
 	s.setDeadline()
@@ -134,24 +114,23 @@ func (s *stream) run(ctx context.Context, sub *fanout.Subscription, head *[]byte
 		*head = append(*head, "\n\n"...)
 	}
 	err := s.write(*head, true)
-	putBuf(head)
+	bufpool.Bytes.Put(head)
 	if err != nil {
 		return
 	}
 	for {
-		fp := framePool.Get().(*[]*fanout.Frame)
-		frames, err := sub.Next(ctx, (*fp)[:0])
+		fp := bufpool.Frames.Get()
+		frames, err := sub.Next(ctx, *fp)
+		*fp = frames
 		n := len(frames)
 		if n > 0 {
 			end, werr := s.writeFrames(frames)
-			clear(frames)
-			*fp = frames[:0]
-			framePool.Put(fp)
+			bufpool.Frames.Put(fp)
 			if end || werr != nil {
 				return
 			}
 		} else {
-			framePool.Put(fp)
+			bufpool.Frames.Put(fp)
 		}
 		if err != nil {
 			s.ended(ctx, err)
@@ -183,7 +162,7 @@ func (s *stream) run(ctx context.Context, sub *fanout.Subscription, head *[]byte
 
 // writeFrames writes frames as one batch; end reports a terminal event.
 func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
-	bp := getBuf()
+	bp := bufpool.Bytes.Get()
 	b := *bp
 	for _, f := range frames {
 		b = append(b, "id: "...)
@@ -206,13 +185,13 @@ func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
 	if err == nil {
 		err = s.write(b, true)
 	}
-	putBuf(bp)
+	bufpool.Bytes.Put(bp)
 	return end, err
 }
 
 // heartbeat writes a heartbeat data frame (and the comment ping).
 func (s *stream) heartbeat() error {
-	bp := getBuf()
+	bp := bufpool.Bytes.Get()
 	b := *bp
 	if s.h.cfg.CommentPing {
 		b = append(b, ": ping\n\n"...)
@@ -228,7 +207,7 @@ func (s *stream) heartbeat() error {
 	b = append(b, "\",\"payload\":{\"live\":true}}\n\n"...)
 	*bp = b
 	err := s.write(b, true)
-	putBuf(bp)
+	bufpool.Bytes.Put(bp)
 	return err
 }
 

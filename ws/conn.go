@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
@@ -23,11 +24,6 @@ var errShutdown = errors.New("ws: shutting down")
 // statusAbort means: drop the connection without a close handshake (the
 // peer is gone or a write failed).
 const statusAbort websocket.StatusCode = -1
-
-var (
-	framePool = sync.Pool{New: func() any { f := make([]*fanout.Frame, 0, 64); return &f }}
-	msgPool   = sync.Pool{New: func() any { m := make([][]byte, 0, 64); return &m }}
-)
 
 // conn is one WebSocket connection. Two goroutines serve it: run, which
 // owns the subscriptions and every data write, and readLoop, which reads
@@ -234,17 +230,16 @@ func (c *conn) round() bool {
 	c.reqs = nil
 	c.mu.Unlock()
 
-	mp := msgPool.Get().(*[][]byte)
-	msgs := (*mp)[:0]
+	mp := bufpool.Messages.Get()
+	msgs := *mp
 	code, reason := c.subscribe(reqs, &msgs)
 	c.more = false
 	if code == 0 {
 		code, reason, c.more = c.collect(&msgs)
 	}
 	err := c.write(msgs)
-	clear(msgs)
-	*mp = msgs[:0]
-	msgPool.Put(mp)
+	*mp = msgs
+	bufpool.Messages.Put(mp)
 	c.prune()
 	switch {
 	case err != nil:
@@ -317,8 +312,8 @@ func (c *conn) find(taskID string) int {
 // heartbeat when one is due. more reports that frames were found, so more
 // may be available at once.
 func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string, more bool) {
-	fp := framePool.Get().(*[]*fanout.Frame)
-	defer framePool.Put(fp)
+	fp := bufpool.Frames.Get()
+	defer bufpool.Frames.Put(fp)
 	for _, s := range c.subs {
 		frames, err := s.sub.Next(c.ctx, (*fp)[:0])
 		for _, f := range frames {

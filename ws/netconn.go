@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
@@ -26,17 +27,10 @@ const (
 // to compile otherwise.
 var _ [writeBufSize - (2 + 125)]struct{}
 
-const (
-	// chunkSize is how many bytes of a batch collect before they are written
-	// anyway: each write gets its own deadline, so a large batch to a
-	// healthy client never runs into the write timeout, and the buffer
-	// stays small.
-	chunkSize = 64 << 10
-	// maxPooledBuf keeps unusually large buffers out of the pool.
-	maxPooledBuf = 256 << 10
-)
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// chunkSize is how many bytes of a batch collect before they are written
+// anyway: each write gets its own deadline, so a large batch to a healthy
+// client never runs into the write timeout, and the buffer stays small.
+const chunkSize = 64 << 10
 
 // upgradeWriter is the ResponseWriter handed to websocket.Accept. It holds
 // back the status the library writes, and its body: a refusal is answered
@@ -83,10 +77,10 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		nc.pending = bytes.Clone(b)
 	}
-	head := bufPool.Get().(*[]byte)
-	*head = httpx.AppendResponseHead((*head)[:0], http.StatusSwitchingProtocols, u.Header(), "Upgrade")
+	head := bufpool.Bytes.Get()
+	*head = httpx.AppendResponseHead(*head, http.StatusSwitchingProtocols, u.Header(), "Upgrade")
 	_, err = nc.Write(*head)
-	putBuf(head)
+	bufpool.Bytes.Put(head)
 	if err != nil {
 		_ = c.Close()
 		return nil, nil, err
@@ -168,9 +162,9 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 	if c.closeSent {
 		return net.ErrClosed
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer putBuf(bp)
-	b := (*bp)[:0]
+	bp := bufpool.Bytes.Get()
+	defer bufpool.Bytes.Put(bp)
+	b := *bp
 	for _, m := range msgs {
 		b = wsframe.AppendHeader(b, wsframe.OpText, false, len(m))
 		b = append(b, m...)
@@ -188,12 +182,4 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 	}
 	_, err := c.writeLocked(b)
 	return err
-}
-
-// putBuf returns a buffer to the pool, unless it grew unusually large.
-func putBuf(bp *[]byte) {
-	if cap(*bp) <= maxPooledBuf {
-		*bp = (*bp)[:0]
-		bufPool.Put(bp)
-	}
 }
