@@ -4,7 +4,10 @@
 // that reconnects with the last id it saw resumes exactly after it, on any
 // transport. The wire format is the TaskBridge v1 protocol (see the
 // protocol directory of the repository), so the TaskBridge Android SDK works
-// unchanged.
+// unchanged. Every time the library writes (event createdAt, payload times,
+// task summaries, error timestamps, SSE heartbeats) is RFC 3339 in UTC with
+// exactly three fractional digits, "2026-05-04T12:00:00.000Z", so apps may
+// parse it with a fixed pattern; decoding accepts any RFC 3339 time.
 //
 // A task is created by a client, runs in an executor, and reports an ordered
 // event log: TASK_STARTED, TASK_PROGRESS, TASK_MESSAGE, TASK_SUSPENDED

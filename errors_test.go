@@ -197,7 +197,7 @@ func TestValidationError(t *testing.T) {
 				{"field": "maxEvents", "message": "must be between 1 and 500"},
 				{"field": "waitTimeoutMs", "message": "must be between 0 and 60000"}
 			]},
-			"timestamp": "2026-05-04T12:00:00Z"
+			"timestamp": "2026-05-04T12:00:00.000Z"
 		}`, string(b))
 		protocoltest.ValidateErrorResponse(t, b)
 	}

@@ -95,7 +95,7 @@ func ExampleNewHandler() {
 	// Output:
 	// 200 OK text/event-stream
 	// id: 1
-	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05Z","payload":{}}
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
 }
 
 // Mounting the stream on a chi router, under the host's own middleware.
@@ -119,7 +119,7 @@ func ExampleNewHandler_chi() {
 	// Output:
 	// 200 OK text/event-stream
 	// id: 1
-	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05Z","payload":{}}
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
 }
 
 // The host's shutdown sequence: end the streams (clients reconnect

@@ -15,6 +15,7 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
 // chunkSize is how many bytes of a batch collect before they are written:
@@ -203,7 +204,7 @@ func (s *stream) heartbeat() error {
 	b = append(b, s.h.hbPrefix...)
 	b = strconv.AppendUint(b, s.h.hbSeq.Add(1), 10)
 	b = append(b, `","createdAt":"`...)
-	b = svcHooks.Now(s.h.svc).AppendFormat(b, time.RFC3339Nano)
+	b = wire.AppendTime(b, svcHooks.Now(s.h.svc))
 	b = append(b, "\",\"payload\":{\"live\":true}}\n\n"...)
 	*bp = b
 	err := s.write(b, true)

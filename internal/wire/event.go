@@ -8,15 +8,14 @@ import (
 
 // EventOverhead is what [AppendEvent] adds to an event's strings and
 // payload on its fast path: the envelope's keys and punctuation and the
-// longest RFC 3339 UTC time it writes. A buffer of EventOverhead plus the
-// lengths of the type, task id, event id and payload holds the event
-// without growing.
-const EventOverhead = len(`{"type":"","taskId":"","eventId":"","createdAt":"","payload":}`) + len("2006-01-02T15:04:05.999999999Z")
+// time. A buffer of EventOverhead plus the lengths of the type, task id,
+// event id and payload holds the event without growing.
+const EventOverhead = len(`{"type":"","taskId":"","eventId":"","createdAt":"","payload":}`) + len(TimeLayout)
 
 // AppendEvent appends the compact JSON encoding of an event envelope to
-// dst: {"type","taskId","eventId","createdAt","payload"}. It is identical
-// in content to json.Marshal of the envelope, without reflection on its
-// fast path. The payload is compacted if it contains whitespace (SSE data
+// dst: {"type","taskId","eventId","createdAt","payload"}, with createdAt
+// in [TimeLayout]. It is identical in content to json.Marshal of the
+// envelope, without reflection on its fast path. The payload is compacted if it contains whitespace (SSE data
 // lines must not contain line breaks); an invalid payload is written as
 // {} so that the envelope stays valid.
 func AppendEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
@@ -30,7 +29,7 @@ func AppendEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, p
 	dst = append(dst, `","eventId":"`...)
 	dst = append(dst, eventID...)
 	dst = append(dst, `","createdAt":"`...)
-	dst = createdAt.UTC().AppendFormat(dst, time.RFC3339Nano)
+	dst = AppendTime(dst, createdAt)
 	dst = append(dst, `","payload":`...)
 	if bytes.ContainsAny(payload, " \t\r\n") {
 		var buf bytes.Buffer
@@ -48,21 +47,16 @@ type envelope struct {
 	Type      string          `json:"type"`
 	TaskID    string          `json:"taskId"`
 	EventID   string          `json:"eventId"`
-	CreatedAt time.Time       `json:"createdAt"`
+	CreatedAt string          `json:"createdAt"`
 	Payload   json.RawMessage `json:"payload"`
 }
 
 func appendEventSlow(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
-	ev := envelope{Type: typ, TaskID: taskID, EventID: eventID, CreatedAt: createdAt.UTC(), Payload: payload}
+	ev := envelope{Type: typ, TaskID: taskID, EventID: eventID, CreatedAt: FormatTime(createdAt), Payload: payload}
 	if !json.Valid(payload) {
 		ev.Payload = json.RawMessage(`{}`)
 	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		// Only a time outside years 0..9999 gets here.
-		ev.CreatedAt = time.Time{}
-		b, _ = json.Marshal(ev)
-	}
+	b, _ := json.Marshal(ev) // cannot fail: strings and a valid payload
 	return append(dst, b...)
 }
 

@@ -41,7 +41,7 @@ func TestAppendEvent(t *testing.T) {
 		var back map[string]any
 		require.NoError(t, json.Unmarshal(got, &back))
 		require.Equal(t, ev.TaskID, back["taskId"])
-		require.Equal(t, "2026-05-04T10:00:10.5Z", back["createdAt"], "createdAt is UTC")
+		require.Equal(t, "2026-05-04T10:00:10.500Z", back["createdAt"], "createdAt is UTC, with three digits")
 		if json.Valid(ev.Payload) {
 			want, err := json.Marshal(ev)
 			require.NoError(t, err)
