@@ -54,6 +54,11 @@ func (sub *Subscription) TaskID() string { return sub.taskID }
 // error from then on. Call Next from one goroutine at a time.
 func (sub *Subscription) Next(ctx context.Context) (TaskEvent, error) {
 	for {
+		select {
+		case <-sub.done:
+			return TaskEvent{}, ErrClosed
+		default:
+		}
 		sub.mu.Lock()
 		if sub.next == len(sub.frames) && sub.err == nil {
 			clear(sub.frames)
