@@ -58,7 +58,7 @@ const (
 type Hub struct {
 	cfg      Config
 	retryMin time.Duration   // retryMin, but tests may lengthen it
-	ctx      context.Context // cancelled by Shutdown; parent of the topics' reads
+	ctx      context.Context // cancelled by Shutdown; bounds the topics' reads
 	cancel   context.CancelFunc
 
 	mu      sync.Mutex

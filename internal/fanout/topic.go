@@ -1,7 +1,6 @@
 package fanout
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -15,10 +14,6 @@ import (
 type topic struct {
 	h      *Hub
 	taskID string
-	// ctx bounds the topic's reads; cancelled when the topic dies, so that
-	// a read or a retry wait in progress ends with it.
-	ctx    context.Context
-	cancel context.CancelFunc
 
 	// view is what subscribers read, without taking mu: an immutable
 	// snapshot of window and base, replaced under mu whenever either
@@ -37,6 +32,10 @@ type topic struct {
 	dead     bool  // removed from the hub
 	err      error // permanent read failure, delivered to subscribers
 	stop     func()
+	// died is closed when the topic dies, so that a fetcher waiting to
+	// retry a failed read stops waiting. Made only for such a wait: an
+	// idle topic does not pay for it.
+	died chan struct{}
 }
 
 // windowView is a published snapshot of a topic's window: the frames with
@@ -58,8 +57,7 @@ func (h *Hub) join(sub *Subscription) *topic {
 	t := h.topics[sub.taskID]
 	created := t == nil
 	if created {
-		ctx, cancel := context.WithCancel(h.ctx)
-		t = &topic{h: h, taskID: sub.taskID, ctx: ctx, cancel: cancel, base: sub.last, subs: map[*Subscription]struct{}{}}
+		t = &topic{h: h, taskID: sub.taskID, base: sub.last, subs: map[*Subscription]struct{}{}}
 		t.publish()
 		h.topics[sub.taskID] = t
 	}
@@ -95,8 +93,7 @@ func (h *Hub) leave(t *topic, sub *Subscription) {
 	t.mu.Lock()
 	delete(t.subs, sub)
 	var stop func()
-	died := len(t.subs) == 0 && !t.dead
-	if died {
+	if len(t.subs) == 0 && !t.dead {
 		t.dead = true
 		stop = t.stop
 		t.window, t.bytes = nil, 0
@@ -104,12 +101,12 @@ func (h *Hub) leave(t *topic, sub *Subscription) {
 		if h.topics[t.taskID] == t {
 			delete(h.topics, t.taskID)
 		}
+		if t.died != nil {
+			close(t.died)
+		}
 	}
 	t.mu.Unlock()
 	h.mu.Unlock()
-	if died {
-		t.cancel()
-	}
 	if stop != nil {
 		stop()
 	}
@@ -148,12 +145,12 @@ func (t *topic) fetch() {
 		t.dirty = false
 		t.mu.Unlock()
 
-		frames, err := cfg.Source.Read(t.ctx, t.taskID, after, cfg.Batch)
+		frames, err := cfg.Source.Read(t.h.ctx, t.taskID, after, cfg.Batch)
 		if errors.Is(err, cfg.ErrExpired) {
 			// The topic fell behind retention: restart the window at the
 			// oldest retained event. Members behind it read the Source
 			// and get ErrExpired themselves.
-			frames, err = cfg.Source.Read(t.ctx, t.taskID, 0, cfg.Batch)
+			frames, err = cfg.Source.Read(t.h.ctx, t.taskID, 0, cfg.Batch)
 			if err == nil && len(frames) > 0 {
 				t.mu.Lock()
 				t.window, t.bytes = nil, 0
@@ -167,18 +164,25 @@ func (t *topic) fetch() {
 			return
 		}
 		if err != nil {
-			if t.ctx.Err() != nil {
-				t.mu.Lock()
+			t.mu.Lock()
+			if t.dead || t.h.ctx.Err() != nil {
 				t.fetching = false
 				t.mu.Unlock()
 				return
 			}
+			if t.died == nil {
+				t.died = make(chan struct{})
+			}
+			died := t.died
+			t.mu.Unlock()
 			cfg.Logger.Warn("taskbridge: reading events for fan-out failed; retrying",
 				slog.String("taskId", t.taskID), slog.Any("error", err))
 			timer := time.NewTimer(backoff)
 			select {
 			case <-timer.C:
-			case <-t.ctx.Done():
+			case <-died:
+				timer.Stop()
+			case <-t.h.ctx.Done():
 				timer.Stop()
 			}
 			backoff = min(2*backoff, max(retryMax, t.h.retryMin))
