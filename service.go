@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Request field limits.
@@ -140,6 +141,8 @@ func checkID(v *ValidationError, field, value string) {
 		v.Add(field, "is required")
 	case len(value) > maxIDLen:
 		v.Add(field, "must be at most %d bytes", maxIDLen)
+	case !utf8.ValidString(value):
+		v.Add(field, "must be UTF-8 text")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -128,8 +129,61 @@ func (o jsonObject) requiredID(verr *taskbridge.ValidationError, name string) st
 		verr.Add(name, "must be a string")
 		return ""
 	}
+	if !exactJSONString(raw) {
+		// Decoding put U+FFFD in place of what is not text, so that
+		// different ids would become the same one.
+		verr.Add(name, notUTF8)
+		return ""
+	}
 	checkID(verr, name, s)
 	return s
+}
+
+// notUTF8 is the field error of an id that is not UTF-8 text, over JSON and
+// multipart alike.
+const notUTF8 = "must be UTF-8 text"
+
+// exactJSONString reports whether raw, a well-formed JSON string literal,
+// decodes without replacement characters: its bytes are UTF-8 and every
+// \u escape of a UTF-16 surrogate is half of a valid pair.
+func exactJSONString(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if raw[i] != 'u' {
+			continue
+		}
+		r := hexRune(raw[i+1 : i+5])
+		i += 4
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		if r >= 0xDC00 { // a low surrogate without its high one
+			return false
+		}
+		if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+			return false
+		}
+		if lo := hexRune(raw[i+3 : i+7]); lo < 0xDC00 || lo > 0xDFFF {
+			return false
+		}
+		i += 6
+	}
+	return true
+}
+
+// hexRune decodes the four hex digits of a \u escape.
+func hexRune(b []byte) rune {
+	n, err := strconv.ParseUint(string(b), 16, 32)
+	if err != nil {
+		return utf8.RuneError
+	}
+	return rune(n)
 }
 
 // checkID validates a required identifier's value.
@@ -214,7 +268,7 @@ func textField(verr *taskbridge.ValidationError, name string, vals [][]byte) str
 		return ""
 	}
 	if !utf8.Valid(vals[0]) {
-		verr.Add(name, "must be UTF-8 text")
+		verr.Add(name, notUTF8)
 		return ""
 	}
 	s := string(vals[0])

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -44,4 +45,40 @@ func TestErrorResponsesAreBounded(t *testing.T) {
 	action = e.alice.postRaw("/api/v1/tasks/"+id+"/actions", string(long))
 	require.Less(t, len(action.Body), 8<<10, "a 500 KB member name")
 	require.Contains(t, action.fieldErrors(), "clientActionId")
+}
+
+// TestIDsMustBeUTF8 checks that ids that are not UTF-8 text are refused over
+// JSON as they are over multipart, instead of being stored with U+FFFD in
+// place of the bad bytes (so that different ids would collide).
+func TestIDsMustBeUTF8(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	for _, tc := range []struct{ body, field string }{
+		{"{\"clientRequestId\":\"a\xff\",\"taskType\":\"t\"}", "clientRequestId"},
+		{"{\"clientRequestId\":\"a\",\"taskType\":\"t\xc3\"}", "taskType"},
+		{`{"clientRequestId":"a\ud800","taskType":"t"}`, "clientRequestId"}, // a lone surrogate
+		{`{"clientRequestId":"a\udc00\ud800","taskType":"t"}`, "clientRequestId"},
+	} {
+		require.Equal(t, []string{tc.field}, e.alice.postRaw("/api/v1/tasks", tc.body).fieldErrors(), "%q", tc.body)
+	}
+	require.Empty(t, e.exec.tasks())
+
+	// U+FFFD itself, literal or escaped, and valid surrogate pairs are text.
+	for i, body := range []string{
+		`{"clientRequestId":"a` + "\uFFFD" + `","taskType":"t"}`,
+		`{"clientRequestId":"b\uFFFD","taskType":"t"}`,
+		`{"clientRequestId":"c\ud83d\ude00","taskType":"t"}`,
+	} {
+		resp := e.alice.postRaw("/api/v1/tasks", body)
+		require.Equal(t, http.StatusCreated, resp.Status, "body %d: %s", i, resp.Body)
+	}
+
+	id := e.createTask("req-1")
+	for _, body := range []string{
+		"{\"clientActionId\":\"a\xff\",\"suspendId\":\"s\",\"actionType\":\"approve\"}",
+		`{"clientActionId":"a","suspendId":"s\udfff","actionType":"approve"}`,
+		"{\"clientActionId\":\"a\",\"suspendId\":\"s\",\"actionType\":\"approve\xfe\"}",
+	} {
+		require.Len(t, e.alice.postRaw("/api/v1/tasks/"+id+"/actions", body).fieldErrors(), 1, "%q", body)
+	}
 }
