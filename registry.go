@@ -42,6 +42,16 @@ type TaskRegistry interface {
 	DeleteTerminalTasks(ctx context.Context, before time.Time, limit int) (int, error)
 }
 
+// TaskHeadGetter is an optional [TaskRegistry] extension that the service
+// uses, when the store implements it, to check who may see a task before
+// anything large is loaded: a request for another owner's task then costs
+// the same whether that task holds 1 MB of input or does not exist.
+type TaskHeadGetter interface {
+	// GetTaskHead returns the task with id taskID like GetTask, but with
+	// nil Input, Metadata and Attachments; it must not load them.
+	GetTaskHead(ctx context.Context, taskID string) (Task, error)
+}
+
 // TaskQuery selects tasks for [TaskRegistry.ListTasks].
 type TaskQuery struct {
 	// OwnerID keeps only this owner's tasks; "" means every owner.

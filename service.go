@@ -34,7 +34,8 @@ func (s *Service) checkOpen() error {
 	return nil
 }
 
-// ownedTask loads a task the caller may see. Unknown, malformed and foreign
+// ownedTask loads a task the caller may see, without its Input, Metadata
+// and Attachments (see [Service.taskHead]). Unknown, malformed and foreign
 // ids all give ErrTaskNotFound, so ids cannot be probed.
 func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string) (Task, error) {
 	if auth.Subject == "" {
@@ -43,7 +44,7 @@ func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string
 	if !ValidTaskID(taskID) {
 		return Task{}, taskNotFound(taskID)
 	}
-	t, err := s.store.GetTask(ctx, taskID)
+	t, err := s.taskHead(ctx, taskID)
 	if errors.Is(err, ErrTaskNotFound) {
 		return Task{}, taskNotFound(taskID)
 	}
@@ -57,6 +58,18 @@ func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string
 		return Task{}, err
 	}
 	return t, nil
+}
+
+// taskHead returns a task's record without its Input, Metadata and
+// Attachments, through [TaskHeadGetter] when the store has it, so that the
+// ownership check runs before they are loaded.
+func (s *Service) taskHead(ctx context.Context, taskID string) (Task, error) {
+	if g, ok := s.store.(TaskHeadGetter); ok {
+		return g.GetTaskHead(ctx, taskID)
+	}
+	t, err := s.store.GetTask(ctx, taskID)
+	t.Input, t.Metadata, t.Attachments = nil, nil, nil
+	return t, err
 }
 
 func taskNotFound(taskID string) error {

@@ -51,6 +51,7 @@ var (
 	_ taskbridge.ReadinessProbe = (*Store)(nil)
 	_ taskbridge.LeaseStore     = (*Store)(nil)
 	_ taskbridge.ControlFeed    = (*Store)(nil)
+	_ taskbridge.TaskHeadGetter = (*Store)(nil)
 )
 
 // New returns an empty store configured by cfg.

@@ -62,6 +62,18 @@ func (s *Store) GetTask(_ context.Context, taskID string) (taskbridge.Task, erro
 	return cloneTask(t), nil
 }
 
+// GetTaskHead implements [taskbridge.TaskHeadGetter]: the task without its
+// Input, Metadata and Attachments, which are not copied.
+func (s *Store) GetTaskHead(_ context.Context, taskID string) (taskbridge.Task, error) {
+	var t taskbridge.Task
+	err := s.view(taskID, func(ts *taskState) error {
+		t = ts.task
+		return nil
+	})
+	t.Input, t.Metadata, t.Attachments = nil, nil, nil
+	return t, err
+}
+
 // compareNewestFirst orders tasks by (CreatedAt, ID) descending.
 func compareNewestFirst(a, b taskbridge.Task) int {
 	if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
