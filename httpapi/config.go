@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,12 @@ type Config struct {
 	// Sink stores uploaded files. Defaults to a [TempDirSink] spooling to
 	// os.TempDir().
 	Sink AttachmentSink
+	// FileFields are the multipart field names that carry files. A file
+	// part (one whose Content-Disposition has a filename) in any other
+	// field fails the request with 400 UPLOAD_VALIDATION_ERROR naming
+	// these fields, so that no file is silently dropped. Defaults to
+	// "attachments" (the Android SDK's default) and "attachment".
+	FileFields []string
 
 	// MaxJSONBytes bounds JSON request bodies and every non-file part of a
 	// multipart request. A larger body gets 413. Defaults to 1 MiB.
@@ -139,6 +146,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Sink == nil {
 		cfg.Sink = &TempDirSink{}
 	}
+	if err := cfg.fileFields(); err != nil {
+		return cfg, err
+	}
 	if cfg.MaxJSONBytes < 0 || cfg.Uploads.MaxFileBytes < 0 || cfg.Uploads.MaxRequestBytes < 0 ||
 		cfg.Uploads.MaxFiles < 0 || cfg.ReadyTimeout < 0 {
 		return cfg, errors.New("httpapi: limits and timeouts must not be negative")
@@ -189,6 +199,27 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// fileFields validates FileFields (on a copy) and fills in its default.
+func (cfg *Config) fileFields() error {
+	if len(cfg.FileFields) == 0 {
+		cfg.FileFields = []string{fieldAttachments, fieldAttachment}
+		return nil
+	}
+	fields := slices.Clone(cfg.FileFields)
+	for i, f := range fields {
+		switch {
+		case f == "" || strings.ContainsAny(f, "\"\r\n"):
+			return fmt.Errorf("httpapi: FileFields: invalid field name %q", f)
+		case slices.Contains(textFields, f):
+			return fmt.Errorf("httpapi: FileFields: %q is a text field of the create request", f)
+		case slices.Contains(fields[:i], f):
+			return fmt.Errorf("httpapi: FileFields: %q is listed twice", f)
+		}
+	}
+	cfg.FileFields = fields
+	return nil
 }
 
 // allowedType reports whether the lower-case media type mt is allowed.

@@ -12,6 +12,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -26,10 +27,14 @@ const (
 	fieldTaskType        = "taskType"
 	fieldInput           = "input"
 	fieldMetadata        = "metadata"
-	// fieldAttachments is the Android SDK's default file field.
+	// fieldAttachments is the Android SDK's default file field; with
+	// fieldAttachment, the default Config.FileFields.
 	fieldAttachments = "attachments"
 	fieldAttachment  = "attachment"
 )
+
+// textFields are the create request's text parts.
+var textFields = []string{fieldClientRequestID, fieldTaskType, fieldInput, fieldMetadata}
 
 // defaultFilename names a file part that has no usable file name.
 const defaultFilename = "upload.bin"
@@ -132,8 +137,8 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 		if err != nil {
 			return taskbridge.CreateTaskRequest{}, refs, h.readError(err)
 		}
-		switch name := part.FormName(); name {
-		case fieldAttachments, fieldAttachment:
+		switch name := part.FormName(); {
+		case slices.Contains(h.cfg.FileFields, name):
 			att, ref, err := h.receiveFile(r.Context(), auth, part, len(atts))
 			if ref != "" {
 				refs = append(refs, ref)
@@ -142,7 +147,11 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 				return taskbridge.CreateTaskRequest{}, refs, err
 			}
 			atts = append(atts, att)
-		case fieldClientRequestID, fieldTaskType, fieldInput, fieldMetadata:
+		case isFilePart(part):
+			// Never drop a file: refuse the request instead.
+			return taskbridge.CreateTaskRequest{}, refs, fmt.Errorf("%w: a file was sent in field %q; files go in: %s",
+				taskbridge.ErrUploadRejected, truncate(name, 64), strings.Join(h.cfg.FileFields, ", "))
+		case slices.Contains(textFields, name):
 			b, err := io.ReadAll(io.LimitReader(part, h.cfg.MaxJSONBytes+1))
 			if err != nil {
 				return taskbridge.CreateTaskRequest{}, refs, h.readError(err)
@@ -153,8 +162,9 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 			}
 			text[name] = append(text[name], b)
 		default:
-			// Other parts are ignored; NextPart skips their bytes, which
-			// still count against MaxRequestBytes.
+			// Other text parts are ignored, as unknown JSON members are;
+			// NextPart skips their bytes, which still count against
+			// MaxRequestBytes.
 		}
 	}
 	var verr taskbridge.ValidationError
@@ -277,6 +287,17 @@ func (h *Handler) readError(err error) error {
 
 func (h *Handler) requestTooLarge() error {
 	return fmt.Errorf("%w: request body exceeds %d bytes", taskbridge.ErrUploadTooLarge, h.cfg.Uploads.MaxRequestBytes)
+}
+
+// isFilePart reports whether p is a file: its Content-Disposition has a
+// filename parameter, even an empty one.
+func isFilePart(p *multipart.Part) bool {
+	_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil {
+		return false
+	}
+	_, ok := params["filename"]
+	return ok
 }
 
 // partFilename returns the file name a part declares, unprocessed (Part.FileName

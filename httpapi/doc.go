@@ -80,8 +80,11 @@
 //
 // Multipart creates are streamed with a multipart.Reader, never parsed into
 // memory as a whole: text parts clientRequestId and taskType, optional
-// JSON-object parts input and metadata, and files under "attachments" (the
-// Android SDK's field) or "attachment". Limits ([UploadLimits]) are enforced
+// JSON-object parts input and metadata, and files in the fields of
+// Config.FileFields: "attachments" (the Android SDK's default) and
+// "attachment" unless configured. A file in any other field is 400
+// UPLOAD_VALIDATION_ERROR naming the accepted fields, never silently
+// dropped; other text parts are ignored. Limits ([UploadLimits]) are enforced
 // while reading: a file or body over its size limit is 413
 // UPLOAD_VALIDATION_ERROR; too many files, a content type not allowed or a
 // refusal by Config.UploadPolicy is 400 UPLOAD_VALIDATION_ERROR. File bytes

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/httpapi"
 )
 
 // TestErrorResponsesAreBounded sends requests with very many or very long
@@ -80,5 +81,41 @@ func TestIDsMustBeUTF8(t *testing.T) {
 		"{\"clientActionId\":\"a\",\"suspendId\":\"s\",\"actionType\":\"approve\xfe\"}",
 	} {
 		require.Len(t, e.alice.postRaw("/api/v1/tasks/"+id+"/actions", body).fieldErrors(), 1, "%q", body)
+	}
+}
+
+// TestFilesInOtherFieldsAreRefused checks that a file part is never dropped:
+// files are accepted in the configured fields only, and a file in any other
+// field fails the request with 400 naming the accepted fields.
+func TestFilesInOtherFieldsAreRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	resp := e.alice.postForm(sdkMultipart(t, "req-1", file("attachments", "a.txt", "text/plain", "kept"),
+		file("file", "b.txt", "text/plain", "would be lost")))
+	env := resp.errorEnvelope(http.StatusBadRequest, taskbridge.CodeUpload)
+	require.Contains(t, env.Message, `"file"`)
+	require.Contains(t, env.Message, "attachments, attachment")
+	require.Empty(t, e.exec.tasks())
+	require.Empty(t, e.spooled(), "the files of the refused request are discarded")
+
+	// Text parts in other fields are still ignored, as unknown JSON members are.
+	resp = e.alice.postForm(sdkMultipart(t, "req-2", text("extra", "ignored"), file("attachment", "a.txt", "text/plain", "x")))
+	require.Equal(t, http.StatusCreated, resp.Status, "%s", resp.Body)
+
+	// A host whose clients send files as "file" configures it.
+	e2 := setup(t, withConfig(func(c *httpapi.Config) { c.FileFields = []string{"file", "attachments"} }))
+	resp = e2.alice.postForm(sdkMultipart(t, "req-1", file("file", "b.txt", "text/plain", "kept"),
+		file("attachments", "a.txt", "text/plain", "kept too")))
+	require.Equal(t, http.StatusCreated, resp.Status, "%s", resp.Body)
+	atts := e2.exec.tasks()[0].Attachments
+	require.Len(t, atts, 2)
+	require.Equal(t, "file", atts[0].Field)
+	env = e2.alice.postForm(sdkMultipart(t, "req-2", file("attachment", "a.txt", "text/plain", "x"))).
+		errorEnvelope(http.StatusBadRequest, taskbridge.CodeUpload)
+	require.Contains(t, env.Message, "file, attachments")
+
+	for _, fields := range [][]string{{"input"}, {""}, {"a", "a"}} {
+		_, err := httpapi.New(e.svc, httpapi.Config{Auth: bearerAuth, FileFields: fields})
+		require.Error(t, err, "%q", fields)
 	}
 }
