@@ -49,6 +49,21 @@ type Config struct {
 	// "attachments" (the Android SDK's default) and "attachment".
 	FileFields []string
 
+	// CrossOrigin guards the state-changing routes (create, cancel,
+	// actions) against cross-site request forgery on hosts that
+	// authenticate with cookies. It checks the requests a page on another
+	// site can send without a CORS preflight: those without a JSON
+	// Content-Type (a multipart create, a cancel without a body or typed
+	// as a form or text, a body without a type). A browser marks where
+	// they come from (Sec-Fetch-Site, Origin); cross-origin ones are 403
+	// INVALID_REQUEST. Requests without those headers (the Android SDK,
+	// curl, servers) pass. Requests with a JSON Content-Type are left to
+	// the host's CORS policy, since a browser sends them cross-origin only
+	// after a preflight it allows. Defaults to
+	// http.NewCrossOriginProtection(); add a web front end on another
+	// origin that posts multipart creates with AddTrustedOrigin.
+	CrossOrigin *http.CrossOriginProtection
+
 	// MaxJSONBytes bounds JSON request bodies and every non-file part of a
 	// multipart request. A larger body gets 413. Defaults to 1 MiB.
 	MaxJSONBytes int64
@@ -145,6 +160,9 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.Sink == nil {
 		cfg.Sink = &TempDirSink{}
+	}
+	if cfg.CrossOrigin == nil {
+		cfg.CrossOrigin = http.NewCrossOriginProtection()
 	}
 	if err := cfg.fileFields(); err != nil {
 		return cfg, err

@@ -72,9 +72,27 @@
 // since clients retry those; a request whose client went away, or that
 // meets a shutting-down service, gets 503 SERVICE_UNAVAILABLE. Optional
 // members given as JSON null count as absent. A JSON body declared with a
-// non-JSON Content-Type (text/plain, a form: what a cross-site page can send
-// without a CORS preflight) is 400; a missing Content-Type is accepted on
-// the cancel and action routes.
+// non-JSON Content-Type is 400; a missing Content-Type is accepted on the
+// cancel and action routes (see below).
+//
+// # Cross-site requests
+//
+// On hosts that authenticate browsers with cookies, a page on another site
+// could make the browser send create, cancel and action requests with the
+// user's cookies. Such a page can send only "simple" requests without a
+// CORS preflight: no Content-Type, or text/plain, a form or
+// multipart/form-data. So the state-changing routes refuse every request
+// without a JSON Content-Type that the browser marks as cross-origin
+// (Sec-Fetch-Site other than same-origin or none, or else an Origin other
+// than the request's host) with 403 INVALID_REQUEST, through
+// Config.CrossOrigin (an http.CrossOriginProtection). That covers a cancel
+// with no body, a JSON body sent without a type, and a multipart create: a
+// web front end on another origin that posts multipart creates must be
+// added with AddTrustedOrigin. Requests with a JSON Content-Type cross
+// origins only after a preflight, which the host's CORS policy answers.
+// Clients that are not browsers (the Android SDK, curl, servers) send
+// neither header and are not affected. Hosts that authenticate with bearer
+// tokens are not exposed to cross-site request forgery in the first place.
 //
 // # Uploads
 //

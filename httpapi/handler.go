@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -73,9 +74,15 @@ func delegate(next http.Handler) routeFunc {
 type authedFunc func(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string)
 
 // authed authenticates the request before fn runs: 401 without valid
-// credentials. A task id the protocol cannot issue gets 404 at once.
+// credentials. A state-changing request a page on another site may have
+// sent without a CORS preflight is refused first (see Config.CrossOrigin).
+// A task id the protocol cannot issue gets 404 at once.
 func (h *Handler) authed(fn authedFunc) routeFunc {
 	return func(w http.ResponseWriter, r *http.Request, taskID string) {
+		if err := h.checkCrossOrigin(r); err != nil {
+			h.fail(w, r, "csrf", err, slog.String("taskId", taskID))
+			return
+		}
 		auth, err := httpx.Authenticate(h.cfg.Auth, r)
 		if err != nil {
 			h.fail(w, r, "auth", err, slog.String("taskId", taskID))
@@ -87,6 +94,22 @@ func (h *Handler) authed(fn authedFunc) routeFunc {
 		}
 		fn(w, r, auth, taskID)
 	}
+}
+
+// checkCrossOrigin refuses a cross-origin browser request with a method
+// other than GET, HEAD and OPTIONS unless it declares a JSON Content-Type,
+// which a browser sends cross-origin only after a CORS preflight.
+func (h *Handler) checkCrossOrigin(r *http.Request) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && isJSONMediaType(mt) {
+		return nil
+	}
+	if err := h.cfg.CrossOrigin.Check(r); err != nil {
+		return &statusError{
+			status: http.StatusForbidden, code: taskbridge.CodeInvalidRequest,
+			msg: "Cross-origin request refused: send it with Content-Type: application/json, or from a trusted origin",
+		}
+	}
+	return nil
 }
 
 // writeError writes err as the protocol error envelope and returns its HTTP

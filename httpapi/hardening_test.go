@@ -1,6 +1,8 @@
 package httpapi_test
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -118,4 +120,78 @@ func TestFilesInOtherFieldsAreRefused(t *testing.T) {
 		_, err := httpapi.New(e.svc, httpapi.Config{Auth: bearerAuth, FileFields: fields})
 		require.Error(t, err, "%q", fields)
 	}
+}
+
+// TestCrossSiteRequestsAreRefused checks the CSRF guard: a state-changing
+// request a page on another site can send without a CORS preflight (no
+// JSON Content-Type: an empty or form-typed cancel, a JSON body without a
+// type, a multipart create) is 403 when the browser marks it cross-origin,
+// and goes through for clients that send no browser headers (the Android
+// SDK, curl) and for same-origin pages.
+func TestCrossSiteRequestsAreRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	id := e.createTask("req-1")
+	cancel := "/api/v1/tasks/" + id + "/cancel"
+	action := "/api/v1/tasks/" + id + "/actions"
+	actionBody := `{"clientActionId":"a","suspendId":"s","actionType":"approve"}`
+	upload := sdkMultipart(t, "req-up", file("attachments", "a.txt", "text/plain", "x"))
+
+	post := func(path, body, contentType string, browser map[string]string) response {
+		req := e.alice.newRequest(context.Background(), http.MethodPost, path, strings.NewReader(body), contentType)
+		for k, v := range browser {
+			req.Header.Set(k, v)
+		}
+		status, header, b, err := send(req)
+		require.NoError(t, err)
+		return e.alice.check(req, status, header, b)
+	}
+	crossSite := []map[string]string{
+		{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"},
+		{"Sec-Fetch-Site": "same-site", "Origin": "https://sub.example"},
+		{"Origin": "https://evil.example"}, // an older browser: Origin only
+	}
+	for i, browser := range crossSite {
+		for _, tc := range []struct{ path, body, contentType string }{
+			{cancel, "", "application/x-www-form-urlencoded"},
+			{cancel, "", "text/plain"},
+			{cancel, "", ""},
+			{action, actionBody, ""},
+			{"/api/v1/tasks", string(upload.body), upload.contentType},
+		} {
+			post(tc.path, tc.body, tc.contentType, browser).errorEnvelope(http.StatusForbidden, taskbridge.CodeInvalidRequest)
+			require.Empty(t, e.exec.cancels(), "case %d %s %q", i, tc.path, tc.contentType)
+		}
+	}
+	require.Len(t, e.exec.tasks(), 1, "no multipart create went through")
+	require.Empty(t, e.spooled(), "refused before any file was stored")
+
+	// A JSON Content-Type needs a CORS preflight, which the host's CORS
+	// policy answers: the guard leaves it alone.
+	resp := post(cancel, "", "application/json", crossSite[0])
+	require.Equal(t, http.StatusAccepted, resp.Status, "%s", resp.Body)
+
+	// Same-origin pages and clients without browser headers.
+	for i, browser := range []map[string]string{
+		nil,
+		{"Sec-Fetch-Site": "same-origin", "Origin": e.srv.URL},
+		{"Sec-Fetch-Site": "none"},
+		{"Origin": e.srv.URL},
+	} {
+		resp := post(cancel, "", "", browser)
+		require.Equal(t, http.StatusAccepted, resp.Status, "case %d: %s", i, resp.Body)
+		resp = post("/api/v1/tasks", string(upload.body), upload.contentType, browser)
+		require.Contains(t, []int{http.StatusCreated, http.StatusOK}, resp.Status, "case %d: %s", i, resp.Body)
+	}
+
+	// A web front end on another origin is trusted through the config.
+	cop := http.NewCrossOriginProtection()
+	require.NoError(t, cop.AddTrustedOrigin("https://app.example"))
+	e2 := setup(t, withConfig(func(c *httpapi.Config) { c.CrossOrigin = cop }))
+	req := e2.alice.newRequest(context.Background(), http.MethodPost, "/api/v1/tasks", bytes.NewReader(upload.body), upload.contentType)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Origin", "https://app.example")
+	status, _, b, err := send(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusCreated, status, "%s", b)
 }
