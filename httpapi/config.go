@@ -64,6 +64,13 @@ type Config struct {
 	// origin that posts multipart creates with AddTrustedOrigin.
 	CrossOrigin *http.CrossOriginProtection
 
+	// BodyReadTimeout is how long the body of a JSON create, a cancel or an
+	// action may take to arrive, from when the handler starts reading it;
+	// a body still incomplete then gets 408 INVALID_REQUEST. It is set per
+	// request with http.ResponseController, so it does not touch the
+	// server's other requests or long-lived streams. Defaults to 30s.
+	BodyReadTimeout time.Duration
+
 	// MaxJSONBytes bounds JSON request bodies and every non-file part of a
 	// multipart request. A larger body gets 413. Defaults to 1 MiB.
 	MaxJSONBytes int64
@@ -134,6 +141,10 @@ type UploadLimits struct {
 	// MaxFiles bounds the number of file parts. More get 400
 	// UPLOAD_VALIDATION_ERROR. Defaults to 10.
 	MaxFiles int
+	// ReadTimeout is how long a multipart create body may take to arrive,
+	// files included; a body still incomplete then gets 408
+	// UPLOAD_VALIDATION_ERROR and its files are discarded. Defaults to 5m.
+	ReadTimeout time.Duration
 	// AllowedContentTypes lists the media types files may declare, such as
 	// "image/png", or "image/*" for a whole type; matching ignores case and
 	// parameters. A file with another type gets 400
@@ -143,11 +154,13 @@ type UploadLimits struct {
 
 // Default limits.
 const (
-	DefaultMaxFileBytes    int64 = 10 << 20
-	DefaultMaxRequestBytes int64 = 32 << 20
-	DefaultMaxFiles              = 10
-	DefaultMaxJSONBytes    int64 = 1 << 20
-	DefaultReadyTimeout          = 5 * time.Second
+	DefaultMaxFileBytes      int64 = 10 << 20
+	DefaultMaxRequestBytes   int64 = 32 << 20
+	DefaultMaxFiles                = 10
+	DefaultMaxJSONBytes      int64 = 1 << 20
+	DefaultReadyTimeout            = 5 * time.Second
+	DefaultBodyReadTimeout         = 30 * time.Second
+	DefaultUploadReadTimeout       = 5 * time.Minute
 )
 
 // withDefaults validates cfg and fills in its defaults.
@@ -168,8 +181,14 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, err
 	}
 	if cfg.MaxJSONBytes < 0 || cfg.Uploads.MaxFileBytes < 0 || cfg.Uploads.MaxRequestBytes < 0 ||
-		cfg.Uploads.MaxFiles < 0 || cfg.ReadyTimeout < 0 {
+		cfg.Uploads.MaxFiles < 0 || cfg.ReadyTimeout < 0 || cfg.BodyReadTimeout < 0 || cfg.Uploads.ReadTimeout < 0 {
 		return cfg, errors.New("httpapi: limits and timeouts must not be negative")
+	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.Uploads.ReadTimeout == 0 {
+		cfg.Uploads.ReadTimeout = DefaultUploadReadTimeout
 	}
 	if cfg.MaxJSONBytes == 0 {
 		cfg.MaxJSONBytes = DefaultMaxJSONBytes

@@ -114,6 +114,19 @@
 // done. An upload refused mid-body gets its error response at once; net/http
 // then reads up to 256 KiB more of the body, or closes the connection.
 //
+// # Slow bodies and shutdown
+//
+// Request bodies must arrive in time: Config.BodyReadTimeout (30s) for
+// JSON creates, cancels and actions, UploadLimits.ReadTimeout (5m) for
+// multipart creates; a body still incomplete then gets 408 and the
+// request's partial files are discarded. The deadline is set on the one
+// request through http.ResponseController and cleared once its body is
+// read, so long polls, SSE streams and WebSockets on the same server are
+// not affected. [Handler.Close], registered with
+// http.Server.RegisterOnShutdown, ends the bodies still arriving when the
+// server shuts down (503), so a shutdown does not wait for slow uploads.
+// Files are discarded on every way out of a request that creates no task.
+//
 // # Authentication
 //
 // Config.Auth is required and resolves every request except /health and

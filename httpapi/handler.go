@@ -27,6 +27,8 @@ type Handler struct {
 	mux *chi.Mux
 	// methods are the methods of every route, sorted, for Allow headers.
 	methods []string
+	// bodies are the request bodies being read.
+	bodies bodyReads
 }
 
 // New validates cfg, fills in its defaults and returns the handler.
@@ -38,7 +40,7 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger()}
+	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger(), bodies: bodyReads{active: map[*http.ResponseController]struct{}{}}}
 	p := cfg.Paths
 	routes := []route{
 		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
@@ -62,6 +64,20 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// Close ends every request body still being read (a slow upload, a
+// stalled JSON body) at once: those requests fail with 503
+// SERVICE_UNAVAILABLE and their partial uploads are discarded. Later
+// requests with a body get 503 too; requests without one are served as
+// before. Register it so that a shutdown does not wait for clients that
+// trickle their bodies:
+//
+//	srv.RegisterOnShutdown(h.Close)
+//
+// Safe to call more than once.
+func (h *Handler) Close() {
+	h.bodies.close()
 }
 
 // delegate passes a request on to a streaming handler; a matched task id is

@@ -1,18 +1,23 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/httpapi"
+	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
 )
 
 // TestErrorResponsesAreBounded sends requests with very many or very long
@@ -194,4 +199,111 @@ func TestCrossSiteRequestsAreRefused(t *testing.T) {
 	status, _, b, err := send(req)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusCreated, status, "%s", b)
+}
+
+// stalledRequest writes the head of a POST and the first bytes of its
+// declared body over a raw connection, then sends nothing more: a client
+// trickling its body, or gone silent. It returns the connection; the
+// response can be read from it.
+func stalledRequest(t *testing.T, e *env, path, contentType, bodyStart string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", e.srv.Listener.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer alice\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s",
+		path, e.srv.Listener.Addr(), contentType, len(bodyStart)+1000, bodyStart)
+	require.NoError(t, err)
+	return conn
+}
+
+// readResponse reads the response to a stalled request; a server that never
+// answers fails the test after 10s instead of hanging it.
+func readResponse(t *testing.T, conn net.Conn) (int, []byte) {
+	t.Helper()
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "no answer to a stalled body")
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+// stalledUpload is the start of a multipart create whose file never ends.
+func stalledUpload(t *testing.T) (contentType, start string) {
+	t.Helper()
+	f := sdkMultipart(t, "req-slow", file("attachments", "big.bin", "application/octet-stream", "first bytes"))
+	// Cut the body inside the file part, before its closing boundary.
+	i := bytes.Index(f.body, []byte("first bytes"))
+	require.Positive(t, i)
+	return f.contentType, string(f.body[:i+len("first bytes")])
+}
+
+// TestSlowBodiesAreCutOff checks that request bodies must arrive within
+// their read timeout: a stalled upload or JSON body gets 408 and leaves no
+// partial file behind.
+func TestSlowBodiesAreCutOff(t *testing.T) {
+	t.Parallel()
+	created := make(chan string, 4)
+	e := setup(t, withConfig(func(c *httpapi.Config) {
+		c.BodyReadTimeout = 300 * time.Millisecond
+		c.Uploads.ReadTimeout = 300 * time.Millisecond
+		c.Sink = &signalSink{TempDirSink: httpapi.TempDirSink{Dir: t.TempDir()}, created: created}
+	}))
+	id := e.createTask("req-1")
+
+	ct, start := stalledUpload(t)
+	conn := stalledRequest(t, e, "/api/v1/tasks", ct, start)
+	ref := <-created
+	status, body := readResponse(t, conn)
+	require.Equal(t, http.StatusRequestTimeout, status, "%s", body)
+	protocoltest.ValidateErrorResponse(t, body)
+	require.NoFileExists(t, ref, "the partial upload is removed")
+
+	conn = stalledRequest(t, e, "/api/v1/tasks/"+id+"/cancel", "application/json", `{"reason":`)
+	status, body = readResponse(t, conn)
+	require.Equal(t, http.StatusRequestTimeout, status, "%s", body)
+	require.Empty(t, e.exec.cancels())
+
+	// A body that arrives in time still works, over a connection whose
+	// deadline was cleared after the body was read.
+	resp := e.alice.postRaw("/api/v1/tasks/"+id+"/cancel", `{"reason":"in time"}`)
+	require.Equal(t, http.StatusAccepted, resp.Status, "%s", resp.Body)
+}
+
+// TestCloseEndsBodyReads checks Handler.Close, which a host registers with
+// http.Server.RegisterOnShutdown: uploads still arriving end at once with
+// 503 and their partial files removed, so a shutdown does not wait for them.
+func TestCloseEndsBodyReads(t *testing.T) {
+	t.Parallel()
+	created := make(chan string, 4)
+	e := setup(t, withConfig(func(c *httpapi.Config) {
+		c.Sink = &signalSink{TempDirSink: httpapi.TempDirSink{Dir: t.TempDir()}, created: created}
+	}))
+	id := e.createTask("req-1")
+	ct, start := stalledUpload(t)
+	conn := stalledRequest(t, e, "/api/v1/tasks", ct, start)
+	ref := <-created
+
+	e.handler.Close()
+	status, body := readResponse(t, conn)
+	require.Equal(t, http.StatusServiceUnavailable, status, "%s", body)
+	require.NoFileExists(t, ref)
+
+	e.alice.postRaw("/api/v1/tasks/"+id+"/cancel", `{}`).errorEnvelope(http.StatusServiceUnavailable, taskbridge.CodeUnavailable)
+	e.handler.Close() // idempotent
+	require.Equal(t, http.StatusOK, e.alice.get("/api/v1/tasks/"+id).Status, "reads still work")
+}
+
+// signalSink is a TempDirSink that reports every file it creates.
+type signalSink struct {
+	httpapi.TempDirSink
+	created chan<- string
+}
+
+func (s *signalSink) Create(ctx context.Context, auth taskbridge.AuthContext, info taskbridge.UploadInfo) (string, io.WriteCloser, error) {
+	ref, w, err := s.TempDirSink.Create(ctx, auth, info)
+	if err == nil {
+		s.created <- ref
+	}
+	return ref, w, err
 }
