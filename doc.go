@@ -55,7 +55,9 @@
 // stores notify watchers on append. The memstore package is the in-memory
 // default, the pgstore module keeps tasks in PostgreSQL (shared by several
 // processes), and the storetest package is the conformance suite every
-// store must pass.
+// store must pass. Optional interfaces a store may add, checked by type
+// assertion: [TaskHeadGetter] (ownership checks before the payload is
+// loaded) and [TerminalTaskPruner] (retention removes uploaded files).
 //
 // # Executors
 //
@@ -126,4 +128,8 @@
 //	// ... at shutdown:
 //	stop()
 //	<-done
+//
+// Uploaded files are deleted with their tasks when [Config].Attachments is
+// set (pass the HTTP handler's upload sink) and the store implements
+// [TerminalTaskPruner].
 package taskbridge

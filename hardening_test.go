@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -112,4 +115,76 @@ func (f policyFunc) CanCreate(ctx context.Context, auth taskbridge.AuthContext, 
 func (f policyFunc) CanAccess(ctx context.Context, auth taskbridge.AuthContext, task taskbridge.Task) error {
 	f(task)
 	return taskbridge.OwnerOnly{}.CanAccess(ctx, auth, task)
+}
+
+// recordingDiscarder records the refs it is asked to discard.
+type recordingDiscarder struct {
+	mu   sync.Mutex
+	refs []string
+	err  error
+}
+
+var _ taskbridge.AttachmentDiscarder = (*recordingDiscarder)(nil)
+
+func (d *recordingDiscarder) Discard(_ context.Context, ref string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.refs = append(d.refs, ref)
+	return d.err
+}
+
+func (d *recordingDiscarder) discarded() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Sorted(slices.Values(d.refs))
+}
+
+// TestPruneDiscardsAttachments checks that retention removes the uploaded
+// files of the tasks it deletes, through Config.Attachments.
+func TestPruneDiscardsAttachments(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	d := &recordingDiscarder{}
+	e := setup(t, func(c *taskbridge.Config, _ *memstore.Config) {
+		c.TaskRetention = time.Hour
+		c.Attachments = d
+	})
+	create := func(crid string, refs ...string) string {
+		req := taskbridge.CreateTaskRequest{ClientRequestID: crid, TaskType: "demo"}
+		for _, ref := range refs {
+			req.Attachments = append(req.Attachments, taskbridge.Attachment{Field: "attachments", Filename: ref, Size: 1, SHA256: "00", Ref: ref})
+		}
+		resp, err := e.svc.CreateTask(ctx, alice, req)
+		require.NoError(t, err)
+		return resp.TaskID
+	}
+	done := create("done", "/up/a", "/up/b")
+	e.emit(t, done, taskbridge.FailedPayload{Code: "X", Message: "x"})
+	noRef := create("noref", "") // a sink that keeps no ref
+	e.emit(t, noRef, taskbridge.CompletedPayload{})
+	create("running", "/up/c")
+
+	e.clock.Advance(2 * time.Hour)
+	rep, err := e.svc.Prune(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, rep.TasksDeleted)
+	require.Equal(t, 2, rep.AttachmentsDiscarded)
+	require.Equal(t, []string{"/up/a", "/up/b"}, d.discarded(), "the files of deleted tasks only")
+
+	// A failing discard is logged; the tasks are deleted all the same.
+	d2 := &recordingDiscarder{err: errors.New("disk gone")}
+	e2 := setup(t, func(c *taskbridge.Config, _ *memstore.Config) {
+		c.TaskRetention = time.Hour
+		c.Attachments = d2
+	})
+	resp, err := e2.svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "x", TaskType: "demo",
+		Attachments: []taskbridge.Attachment{{Field: "attachments", Filename: "f", Ref: "/up/f"}}})
+	require.NoError(t, err)
+	e2.emit(t, resp.TaskID, taskbridge.CompletedPayload{})
+	e2.clock.Advance(2 * time.Hour)
+	rep, err = e2.svc.Prune(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, rep.TasksDeleted)
+	require.Zero(t, rep.AttachmentsDiscarded)
+	require.Equal(t, []string{"/up/f"}, d2.discarded())
 }

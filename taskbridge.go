@@ -37,6 +37,13 @@ type Config struct {
 	// happens only while the host runs [Service.RunMaintenance] (or calls
 	// Prune).
 	TaskRetention time.Duration
+	// Attachments, when set, removes the uploaded files of the tasks that
+	// retention deletes: [Service.Prune] calls its Discard for the Ref of
+	// every attachment of every task it deletes. Pass the HTTP handler's
+	// upload sink (every httpapi.AttachmentSink is one). It needs a store
+	// that implements [TerminalTaskPruner]; with another store the files
+	// are left to the host, and New logs a warning.
+	Attachments AttachmentDiscarder
 	// ReplayBatch is how many events one store read returns while replaying
 	// a stream. Defaults to 256.
 	ReplayBatch int
@@ -107,6 +114,10 @@ func New(cfg Config) (*Service, error) {
 		log:     cfg.Logger,
 		now:     cfg.Now,
 		newID:   cfg.NewID,
+	}
+	if _, ok := cfg.Store.(TerminalTaskPruner); cfg.Attachments != nil && !ok {
+		cfg.Logger.Warn("taskbridge: the store does not implement TerminalTaskPruner: " +
+			"retention deletes tasks but leaves their uploaded files (Config.Attachments) to the host")
 	}
 	s.hub = newHub(s)
 	s.relay = startControlRelay(s)

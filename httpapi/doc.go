@@ -111,7 +111,8 @@
 // ("upload.bin" when none is left). Files of a request that fails or is
 // deduplicated are discarded; files of a created task belong to the executor
 // from then on (Attachment.Ref locates them), which should delete them when
-// done. An upload refused mid-body gets its error response at once; net/http
+// done; pass the sink as taskbridge.Config.Attachments as well, and
+// retention deletes the files of the tasks it deletes. An upload refused mid-body gets its error response at once; net/http
 // then reads up to 256 KiB more of the body, or closes the connection.
 //
 // # Slow bodies and shutdown

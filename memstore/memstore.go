@@ -47,11 +47,12 @@ type Store struct {
 }
 
 var (
-	_ taskbridge.Store          = (*Store)(nil)
-	_ taskbridge.ReadinessProbe = (*Store)(nil)
-	_ taskbridge.LeaseStore     = (*Store)(nil)
-	_ taskbridge.ControlFeed    = (*Store)(nil)
-	_ taskbridge.TaskHeadGetter = (*Store)(nil)
+	_ taskbridge.Store              = (*Store)(nil)
+	_ taskbridge.ReadinessProbe     = (*Store)(nil)
+	_ taskbridge.LeaseStore         = (*Store)(nil)
+	_ taskbridge.ControlFeed        = (*Store)(nil)
+	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
+	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
 )
 
 // New returns an empty store configured by cfg.

@@ -138,12 +138,19 @@ func (s *Store) RequestCancel(_ context.Context, taskID, reason string, now time
 // its terminal status at the CreatedAt of its terminal event; the oldest
 // are removed first. A limit below 1 fails with
 // [taskbridge.ErrInvalidRequest].
-func (s *Store) DeleteTerminalTasks(_ context.Context, before time.Time, limit int) (int, error) {
+func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit int) (int, error) {
+	deleted, err := s.PruneTerminalTasks(ctx, before, limit)
+	return len(deleted), err
+}
+
+// PruneTerminalTasks implements [taskbridge.TerminalTaskPruner]: it is
+// DeleteTerminalTasks returning the deleted tasks.
+func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit int) ([]taskbridge.Task, error) {
 	if err := s.check(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := checkLimit(limit); err != nil {
-		return 0, err
+		return nil, err
 	}
 	type candidate struct {
 		ts *taskState
@@ -161,11 +168,11 @@ func (s *Store) DeleteTerminalTasks(_ context.Context, before time.Time, limit i
 		return cmp.Or(a.at.Compare(b.at), strings.Compare(a.id, b.id))
 	})
 
-	n := 0
+	var deleted []taskbridge.Task
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	for _, c := range cands {
-		if n == limit {
+		if len(deleted) == limit {
 			break
 		}
 		c.ts.mu.Lock()
@@ -173,14 +180,15 @@ func (s *Store) DeleteTerminalTasks(_ context.Context, before time.Time, limit i
 			c.ts.mu.Unlock()
 			continue
 		}
-		key := taskKey{c.ts.task.OwnerID, c.ts.task.ClientRequestID}
+		t := c.ts.task
+		key := taskKey{t.OwnerID, t.ClientRequestID}
 		c.ts.release()
 		c.ts.mu.Unlock()
 		if s.keys[key] == c.id {
 			delete(s.keys, key)
 		}
 		s.tasks.CompareAndDelete(c.id, c.ts)
-		n++
+		deleted = append(deleted, cloneTask(t))
 	}
-	return n, nil
+	return deleted, nil
 }

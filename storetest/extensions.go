@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/taskbridge-go/taskbridge"
@@ -34,5 +35,57 @@ func testExtensions(t *testing.T, h Harness) {
 
 		_, err = g.GetTaskHead(f.ctx, "nope")
 		requireErrorIs(t, err, taskbridge.ErrTaskNotFound)
+	})
+
+	t.Run("PruneTerminalTasks", func(t *testing.T) {
+		f := setup(t, h)
+		p, ok := f.s.(taskbridge.TerminalTaskPruner)
+		if !ok {
+			t.Skip("the store does not implement the optional taskbridge.TerminalTaskPruner")
+		}
+		cutoff := BaseTime.Add(time.Hour)
+		withFiles := func(id string, refs ...string) taskbridge.Task {
+			in := NewTask(id, "alice", "req-"+id, f.tick())
+			for _, ref := range refs {
+				in.Attachments = append(in.Attachments, taskbridge.Attachment{Field: "attachments", Filename: ref, Size: 1, SHA256: "00", Ref: ref})
+			}
+			f.createTask(in)
+			f.append(id, taskbridge.StartedPayload{})
+			return in
+		}
+		end := func(id string, at time.Time) {
+			_, err := f.s.Append(f.ctx, NewEvent(id, taskbridge.CompletedPayload{Result: id}, at))
+			require.NoError(t, err)
+		}
+		want := map[string]taskbridge.Task{}
+		for _, in := range []taskbridge.Task{withFiles("first", "up/1", "up/2"), withFiles("second"), withFiles("third", "up/3")} {
+			want[in.ID] = in
+		}
+		withFiles("late", "up/4")
+		withFiles("running", "up/5")
+		end("second", cutoff.Add(-time.Minute))
+		end("first", cutoff.Add(-2*time.Minute))
+		end("third", cutoff.Add(-time.Second))
+		end("late", cutoff.Add(time.Second))
+
+		got, err := p.PruneTerminalTasks(f.ctx, cutoff, 2)
+		require.NoError(t, err)
+		require.Len(t, got, 2, "up to the limit")
+		more, err := p.PruneTerminalTasks(f.ctx, cutoff, 2)
+		require.NoError(t, err)
+		got = append(got, more...)
+		require.ElementsMatch(t, []string{"first", "second", "third"}, ids(got), "every task that ended before the cutoff, once")
+		for _, task := range got {
+			require.Equal(t, taskbridge.StatusCompleted, task.Status)
+			require.Equal(t, normTask(want[task.ID]).Attachments, normTask(task).Attachments, "%s comes with its attachments", task.ID)
+			_, err = f.s.GetTask(f.ctx, task.ID)
+			requireErrorIs(t, err, taskbridge.ErrTaskNotFound, "a pruned task is deleted")
+		}
+		got, err = p.PruneTerminalTasks(f.ctx, cutoff, 2)
+		require.NoError(t, err)
+		require.Empty(t, got)
+		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{Limit: 10})
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"late", "running"}, ids(list))
 	})
 }
