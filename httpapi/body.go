@@ -8,12 +8,9 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -69,9 +66,9 @@ func (h *Handler) readJSONObject(w http.ResponseWriter, r *http.Request) (jsonOb
 	return decodeJSONObject(body)
 }
 
-// readBody reads r's body, at most Config.MaxJSONBytes of it, within
-// Config.BodyReadTimeout. A longer body fails with 413, a slower one with
-// 408.
+// readBody reads r's body, at most Config.MaxJSONBytes of it (within
+// Config.BodyReadTimeout, see [Handler.authed]). A longer body fails with
+// 413, a slower one with 408.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	limit := h.cfg.MaxJSONBytes
 	tooLarge := &statusError{
@@ -85,12 +82,7 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 	if r.Body == nil || r.ContentLength == 0 {
 		return nil, nil
 	}
-	done, err := h.bodies.start(w, h.cfg.BodyReadTimeout)
-	if err != nil {
-		return nil, err
-	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	done(err == nil)
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, tooLarge
@@ -100,80 +92,8 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, erro
 		}
 		return nil, invalidRequest("reading the request body failed")
 	}
+	bodyOf(r).complete()
 	return b, nil
-}
-
-// bodyReads tracks the request bodies being read, each under a read
-// deadline, so that [Handler.Close] can end them.
-type bodyReads struct {
-	mu     sync.Mutex
-	closed bool
-	active map[*http.ResponseController]struct{}
-}
-
-// errBodiesClosed refuses a body after [Handler.Close].
-var errBodiesClosed = &statusError{
-	status: http.StatusServiceUnavailable, code: taskbridge.CodeUnavailable,
-	msg: "The server is shutting down; retry later",
-}
-
-// start puts a read deadline of timeout from now on the body of the
-// request w answers and registers it. The returned func, called once the
-// body is read to its end (complete) or abandoned, unregisters it. After a
-// complete read it clears the deadline, so that the rest of the request
-// (and the next one on the connection) is not cut off. After a failed one
-// the deadline stays: net/http reads what is left of an unread body before
-// it answers, and the deadline bounds that too. Response writers that do
-// not support deadlines (a recorder, a host's wrapper without Unwrap) read
-// without one. After Close it fails with 503.
-func (b *bodyReads) start(w http.ResponseWriter, timeout time.Duration) (done func(complete bool), err error) {
-	rc := http.NewResponseController(w)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		return nil, errBodiesClosed
-	}
-	if rc.SetReadDeadline(time.Now().Add(timeout)) != nil {
-		return func(bool) {}, nil
-	}
-	b.active[rc] = struct{}{}
-	return func(complete bool) {
-		b.mu.Lock()
-		delete(b.active, rc)
-		b.mu.Unlock()
-		if complete {
-			_ = rc.SetReadDeadline(time.Time{})
-		}
-	}, nil
-}
-
-// close ends every registered body read by moving its deadline to now;
-// later starts fail.
-func (b *bodyReads) close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.closed = true
-	for rc := range b.active {
-		_ = rc.SetReadDeadline(time.Now())
-	}
-}
-
-// cutOff maps a body read that failed at its deadline to 503 after Close
-// and to 408 with code otherwise; other errors give nil.
-func (b *bodyReads) cutOff(err error, code string, timeout time.Duration) error {
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil
-	}
-	b.mu.Lock()
-	closed := b.closed
-	b.mu.Unlock()
-	if closed {
-		return errBodiesClosed
-	}
-	return &statusError{
-		status: http.StatusRequestTimeout, code: code,
-		msg: "The request body did not arrive within " + timeout.String(),
-	}
 }
 
 // jsonObject is a decoded JSON object whose members are checked one by one.

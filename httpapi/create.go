@@ -117,12 +117,12 @@ func (h *Handler) readCreateJSON(w http.ResponseWriter, r *http.Request) (taskbr
 	return req, verr.Err()
 }
 
-// readCreateMultipart streams a multipart create body, within
-// UploadLimits.ReadTimeout: text parts are read into memory (each bounded
-// by MaxJSONBytes), file parts go to the sink as they arrive. Every limit
-// is checked while reading. It appends the ref of every file it starts
-// storing to refs at once, so that the caller can discard them whatever
-// happens next.
+// readCreateMultipart streams a multipart create body (within
+// UploadLimits.ReadTimeout, see [Handler.authed]): text parts are read
+// into memory (each bounded by MaxJSONBytes), file parts go to the sink as
+// they arrive. Every limit is checked while reading. It appends the ref of
+// every file it starts storing to refs at once, so that the caller can
+// discard them whatever happens next.
 func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, boundary string, refs *[]string) (taskbridge.CreateTaskRequest, error) {
 	lim := h.cfg.Uploads
 	if boundary == "" {
@@ -134,19 +134,13 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 	if r.Body == nil {
 		return taskbridge.CreateTaskRequest{}, invalidRequest("the request has no body")
 	}
-	done, err := h.bodies.start(w, lim.ReadTimeout)
-	if err != nil {
-		return taskbridge.CreateTaskRequest{}, err
-	}
-	complete := false // the body was read to its end
-	defer func() { done(complete) }()
 	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, lim.MaxRequestBytes), boundary)
 	text := map[string][][]byte{}
 	var atts []taskbridge.Attachment
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF { //nolint:errorlint // only the bare io.EOF is a clean end; a wrapped one is a truncated body
-			complete = true
+			bodyOf(r).complete()
 			break
 		}
 		if err != nil {
@@ -185,6 +179,7 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 		TaskType:        textField(&verr, fieldTaskType, text[fieldTaskType]),
 		Attachments:     atts,
 	}
+	var err error
 	if req.Input, err = optionalJSONPart(&verr, fieldInput, text[fieldInput]); err != nil {
 		return taskbridge.CreateTaskRequest{}, err
 	}

@@ -119,14 +119,23 @@
 //
 // Request bodies must arrive in time: Config.BodyReadTimeout (30s) for
 // JSON creates, cancels and actions, UploadLimits.ReadTimeout (5m) for
-// multipart creates; a body still incomplete then gets 408 and the
-// request's partial files are discarded. The deadline is set on the one
-// request through http.ResponseController and cleared once its body is
-// read, so long polls, SSE streams and WebSockets on the same server are
-// not affected. [Handler.Close], registered with
-// http.Server.RegisterOnShutdown, ends the bodies still arriving when the
-// server shuts down (503), so a shutdown does not wait for slow uploads.
-// Files are discarded on every way out of a request that creates no task.
+// multipart creates, counted from when the request reaches the handler; a
+// body still incomplete then gets 408 and the request's partial files are
+// discarded. The deadline is set on the one request through
+// http.ResponseController and cleared once its body is read, so long
+// polls, SSE streams and WebSockets on the same server are not affected.
+// A request answered before its body was read (a refusal, a limit) gives
+// net/http one more second to drain the rest. [Handler.Close], registered
+// with http.Server.RegisterOnShutdown, ends the bodies still arriving when
+// the server shuts down (503), so a shutdown does not wait for slow
+// uploads. Files are discarded on every way out of a request that creates
+// no task.
+//
+// Give the http.Server a ReadHeaderTimeout (headers are read before any
+// handler runs). ReadTimeout and WriteTimeout are not needed: the handlers
+// bound bodies and writes themselves, per request. A ReadTimeout, if set,
+// covers headers and body together, so it must allow the slowest upload
+// accepted.
 //
 // # Authentication
 //

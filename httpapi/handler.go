@@ -40,7 +40,7 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger(), bodies: bodyReads{active: map[*http.ResponseController]struct{}{}}}
+	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger(), bodies: bodyReads{active: map[*bodyRead]struct{}{}}}
 	p := cfg.Paths
 	routes := []route{
 		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
@@ -93,8 +93,22 @@ type authedFunc func(w http.ResponseWriter, r *http.Request, auth taskbridge.Aut
 // credentials. A state-changing request a page on another site may have
 // sent without a CORS preflight is refused first (see Config.CrossOrigin).
 // A task id the protocol cannot issue gets 404 at once.
+//
+// A request body must arrive within its read timeout, from the start: the
+// deadline also bounds what net/http reads of a body the route did not
+// read to its end (it drains up to 256 KiB before it answers), however the
+// route ended.
 func (h *Handler) authed(fn authedFunc) routeFunc {
 	return func(w http.ResponseWriter, r *http.Request, taskID string) {
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			br, err := h.bodies.start(w, h.bodyTimeout(r))
+			if err != nil {
+				h.fail(w, r, "body", err, slog.String("taskId", taskID))
+				return
+			}
+			defer br.finish()
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, br))
+		}
 		if err := h.checkCrossOrigin(r); err != nil {
 			h.fail(w, r, "csrf", err, slog.String("taskId", taskID))
 			return

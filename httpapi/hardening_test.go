@@ -264,6 +264,12 @@ func TestSlowBodiesAreCutOff(t *testing.T) {
 	require.Equal(t, http.StatusRequestTimeout, status, "%s", body)
 	require.Empty(t, e.exec.cancels())
 
+	// A request refused before its body is read: net/http reads on to
+	// drain the body before it answers, for a moment only.
+	conn = stalledRequest(t, e, "/api/v1/tasks", "text/plain", "x")
+	status, body = readResponse(t, conn)
+	require.Equal(t, http.StatusBadRequest, status, "%s", body)
+
 	// A body that arrives in time still works, over a connection whose
 	// deadline was cleared after the body was read.
 	resp := e.alice.postRaw("/api/v1/tasks/"+id+"/cancel", `{"reason":"in time"}`)
@@ -290,6 +296,11 @@ func TestCloseEndsBodyReads(t *testing.T) {
 	require.NoFileExists(t, ref)
 
 	e.alice.postRaw("/api/v1/tasks/"+id+"/cancel", `{}`).errorEnvelope(http.StatusServiceUnavailable, taskbridge.CodeUnavailable)
+	// A body that starts arriving after Close is refused at once, and not
+	// drained.
+	conn = stalledRequest(t, e, "/api/v1/tasks", ct, start)
+	status, body = readResponse(t, conn)
+	require.Equal(t, http.StatusServiceUnavailable, status, "%s", body)
 	e.handler.Close() // idempotent
 	require.Equal(t, http.StatusOK, e.alice.get("/api/v1/tasks/"+id).Status, "reads still work")
 }
