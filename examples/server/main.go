@@ -149,10 +149,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = app.shutdown(context.Background())
 		return err
 	}
+	// Timeouts that suit long-lived streams and uploads: the handlers bound
+	// request bodies (httpapi's read deadlines) and writes themselves, per
+	// request, so ReadTimeout and WriteTimeout stay unset.
 	srv := &http.Server{
 		Handler:           app,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(app.closeStreams)
