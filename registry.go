@@ -26,6 +26,14 @@ type TaskRegistry interface {
 
 	// ListTasks returns up to q.Limit tasks matching q, ordered newest
 	// first by (CreatedAt, ID) descending.
+	//
+	// Clients list their own tasks on every screen refresh, so with
+	// q.OwnerID set it must not scan or sort the store: a page must cost
+	// O(log n + k), n the owner's tasks and k the tasks looked at (the
+	// page, plus those a status filter skips) — an index on (OwnerID,
+	// CreatedAt, ID) gives that. Without OwnerID (hosts' maintenance and
+	// admin tools, never a client request) it may cost O(n log n) in all
+	// tasks.
 	ListTasks(ctx context.Context, q TaskQuery) ([]Task, error)
 
 	// RequestCancel records a cancellation request on a non-terminal task:

@@ -34,9 +34,13 @@ type Store struct {
 	tasks sync.Map
 
 	// keyMu guards keys and serialises task creation and deletion. Lock
-	// order: keyMu before taskState.mu.
+	// order: keyMu, then ownersMu, then taskState.mu.
 	keyMu sync.Mutex
 	keys  map[taskKey]string // (owner, clientRequestId) → task id
+
+	// ownersMu guards owners, the per-owner index that listing uses.
+	ownersMu sync.RWMutex
+	owners   map[string]*ownerTasks
 
 	// watches maps a task id to its *watchSet. It is independent of tasks,
 	// so a task can be watched before it exists.
@@ -60,6 +64,7 @@ func New(cfg Config) *Store {
 	return &Store{
 		maxEvents: max(cfg.MaxEventsPerTask, 0),
 		keys:      make(map[taskKey]string),
+		owners:    make(map[string]*ownerTasks),
 	}
 }
 
@@ -96,6 +101,9 @@ func (s *Store) Close() error {
 	s.keyMu.Lock()
 	s.keys = make(map[taskKey]string)
 	s.tasks.Clear()
+	s.ownersMu.Lock()
+	s.owners = make(map[string]*ownerTasks)
+	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
 	return nil
 }
