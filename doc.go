@@ -57,7 +57,8 @@
 // processes), and the storetest package is the conformance suite every
 // store must pass. Optional interfaces a store may add, checked by type
 // assertion: [TaskHeadGetter] (ownership checks before the payload is
-// loaded) and [TerminalTaskPruner] (retention removes uploaded files).
+// loaded), [TerminalTaskPruner] (retention removes uploaded files) and
+// [LiveTaskCreator] (exact per-owner quotas, [Config].MaxLiveTasksPerOwner).
 //
 // # Executors
 //

@@ -56,6 +56,10 @@ var (
 	// ErrLeaseLost: the caller no longer holds the task's lease (see
 	// [LeaseStore]); another process may be running the task.
 	ErrLeaseLost = errors.New("taskbridge: task lease lost")
+	// ErrTaskQuota: the caller already has as many unfinished tasks as
+	// [Config].MaxLiveTasksPerOwner allows. HTTP 429: clients retry with
+	// backoff, and a place frees up when one of their tasks ends.
+	ErrTaskQuota = errors.New("taskbridge: task quota exceeded")
 )
 
 // Protocol error codes.
@@ -73,6 +77,9 @@ const (
 	CodeInvalidTaskState    = "INVALID_TASK_STATE"
 	CodeUnavailable         = "SERVICE_UNAVAILABLE"
 	CodeInternal            = "INTERNAL_ERROR"
+	// CodeTaskQuota is a backward-compatible addition to the protocol's
+	// codes, sent with HTTP 429.
+	CodeTaskQuota = "TASK_QUOTA_EXCEEDED"
 )
 
 // FieldError names one invalid request field.
@@ -191,6 +198,8 @@ func HTTPError(err error) (status int, code, message string) {
 		return http.StatusRequestEntityTooLarge, CodeUpload, clientMessage(err, ErrUploadTooLarge)
 	case errors.Is(err, ErrUploadRejected):
 		return http.StatusBadRequest, CodeUpload, clientMessage(err, ErrUploadRejected)
+	case errors.Is(err, ErrTaskQuota):
+		return http.StatusTooManyRequests, CodeTaskQuota, clientMessage(err, ErrTaskQuota)
 	case errors.Is(err, ErrSubmission):
 		return http.StatusServiceUnavailable, CodeSubmission, "The task could not be submitted; retry later"
 	case errors.Is(err, ErrClosed):

@@ -53,6 +53,7 @@ var wireErrorCases = []wireErrorCase{
 	{"ErrUploadTooLarge", taskbridge.ErrUploadTooLarge, 413, taskbridge.CodeUpload, "Upload rejected: too large", true},
 	{"ErrClosed", taskbridge.ErrClosed, 503, taskbridge.CodeUnavailable, "The service is shutting down; retry later", false},
 	{"ErrLeaseLost", taskbridge.ErrLeaseLost, 500, taskbridge.CodeInternal, "Internal server error", false},
+	{"ErrTaskQuota", taskbridge.ErrTaskQuota, 429, taskbridge.CodeTaskQuota, "Task quota exceeded", true},
 }
 
 // TestErrorCasesCoverEverySentinel keeps wireErrorCases in step with the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -187,4 +188,86 @@ func TestPruneDiscardsAttachments(t *testing.T) {
 	require.Equal(t, 1, rep.TasksDeleted)
 	require.Zero(t, rep.AttachmentsDiscarded)
 	require.Equal(t, []string{"/up/f"}, d2.discarded())
+}
+
+// plainStore hides the optional interfaces of the store it wraps.
+type plainStore struct{ taskbridge.Store }
+
+// TestLiveTaskQuota checks Config.MaxLiveTasksPerOwner: an owner with that
+// many tasks that have not ended gets ErrTaskQuota (429) for a new one,
+// repeats of existing tasks are still deduplicated, and a task that ends
+// frees its place. With memstore the quota is exact under concurrent
+// creates; with a store without LiveTaskCreator it holds for sequential
+// ones.
+func TestLiveTaskQuota(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for name, wrap := range map[string]func(*memstore.Store) taskbridge.Store{
+		"exact":       func(s *memstore.Store) taskbridge.Store { return s },
+		"best-effort": func(s *memstore.Store) taskbridge.Store { return plainStore{s} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ms := memstore.New(memstore.Config{})
+			t.Cleanup(func() { _ = ms.Close() })
+			svc, err := taskbridge.New(taskbridge.Config{Store: wrap(ms), Executor: &fakeExecutor{}, Logger: discardLogger(),
+				MaxLiveTasksPerOwner: 2})
+			require.NoError(t, err)
+			create := func(who taskbridge.AuthContext, crid string) (taskbridge.CreateTaskResponse, error) {
+				return svc.CreateTask(ctx, who, taskbridge.CreateTaskRequest{ClientRequestID: crid, TaskType: "demo"})
+			}
+			first, err := create(alice, "a1")
+			require.NoError(t, err)
+			second, err := create(alice, "a2")
+			require.NoError(t, err)
+			_, err = svc.Emitter(second.TaskID).Emit(ctx, taskbridge.StartedPayload{})
+			require.NoError(t, err)
+
+			_, err = create(alice, "a3")
+			require.ErrorIs(t, err, taskbridge.ErrTaskQuota, "ACCEPTED and RUNNING tasks count")
+			status, code, _ := taskbridge.HTTPError(err)
+			require.Equal(t, 429, status)
+			require.Equal(t, taskbridge.CodeTaskQuota, code)
+
+			again, err := create(alice, "a1")
+			require.NoError(t, err, "a repeated create is deduplicated, quota or not")
+			require.True(t, again.Deduplicated)
+			require.Equal(t, first.TaskID, again.TaskID)
+			_, err = create(bob, "b1")
+			require.NoError(t, err, "the quota is per owner")
+
+			_, err = svc.Emitter(first.TaskID).Emit(ctx, taskbridge.CompletedPayload{})
+			require.NoError(t, err)
+			_, err = create(alice, "a3")
+			require.NoError(t, err, "a task that ended frees its place")
+			_, err = create(alice, "a4")
+			require.ErrorIs(t, err, taskbridge.ErrTaskQuota)
+		})
+	}
+
+	t.Run("concurrent", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t, func(c *taskbridge.Config, _ *memstore.Config) { c.MaxLiveTasksPerOwner = 5 })
+		const n = 40
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				_, errs[i] = e.svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: fmt.Sprint("c", i), TaskType: "demo"})
+			})
+		}
+		wg.Wait()
+		created := 0
+		for _, err := range errs {
+			if err == nil {
+				created++
+				continue
+			}
+			require.ErrorIs(t, err, taskbridge.ErrTaskQuota)
+		}
+		require.Equal(t, 5, created, "exactly the quota, however the creates interleave")
+	})
+
+	_, err := taskbridge.New(taskbridge.Config{Store: memstore.New(memstore.Config{}), Executor: &fakeExecutor{}, MaxLiveTasksPerOwner: -1})
+	require.Error(t, err)
 }

@@ -164,7 +164,8 @@ func checkID(v *ValidationError, field, value string) {
 // returns the existing task with Deduplicated set; reusing the id with a
 // different task type, input or attachments fails with
 // [ErrIdempotencyConflict]. A denied create fails with [ErrTaskOwnership];
-// invalid fields with a [*ValidationError]. If the executor refuses the
+// invalid fields with a [*ValidationError]; a create beyond
+// Config.MaxLiveTasksPerOwner with [ErrTaskQuota]. If the executor refuses the
 // task, the task is failed with a TASK_FAILED event (so every stream of it
 // ends) and CreateTask fails with [ErrSubmission].
 func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTaskRequest) (CreateTaskResponse, error) {
@@ -221,7 +222,7 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 		CreatedAt:       now,
 		UpdatedAt:       now,
 	}
-	stored, created, err := s.store.CreateTask(ctx, task)
+	stored, created, err := s.storeTask(ctx, task)
 	if err != nil {
 		return CreateTaskResponse{}, err
 	}

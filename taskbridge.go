@@ -44,6 +44,17 @@ type Config struct {
 	// that implements [TerminalTaskPruner]; with another store the files
 	// are left to the host, and New logs a warning.
 	Attachments AttachmentDiscarder
+	// MaxLiveTasksPerOwner bounds how many tasks one owner may have that
+	// have not ended (ACCEPTED or RUNNING). A create beyond it fails with
+	// [ErrTaskQuota] (HTTP 429 TASK_QUOTA_EXCEEDED, which clients retry
+	// with backoff); repeating the create of an existing task is
+	// deduplicated as always. The quota is exact with a store that
+	// implements [LiveTaskCreator] (memstore does). With another store it
+	// is best-effort: concurrent creates of one owner may pass it together,
+	// and while the owner is at the quota a repeat of a task that has
+	// already ended is refused instead of deduplicated. Zero means no
+	// limit.
+	MaxLiveTasksPerOwner int
 	// ReplayBatch is how many events one store read returns while replaying
 	// a stream. Defaults to 256.
 	ReplayBatch int
@@ -101,6 +112,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.TaskRetention == 0 {
 		cfg.TaskRetention = DefaultTaskRetention
+	}
+	if cfg.MaxLiveTasksPerOwner < 0 {
+		return nil, errors.New("taskbridge: Config.MaxLiveTasksPerOwner must not be negative")
 	}
 	if cfg.ReplayBatch <= 0 {
 		cfg.ReplayBatch = 256

@@ -70,7 +70,9 @@
 // wrong methods 405 (with Allow), both INVALID_REQUEST. Unexpected failures
 // are 500 INTERNAL_ERROR without internals. Client mistakes never get a 5xx,
 // since clients retry those; a request whose client went away, or that
-// meets a shutting-down service, gets 503 SERVICE_UNAVAILABLE. Optional
+// meets a shutting-down service, gets 503 SERVICE_UNAVAILABLE. A create
+// beyond taskbridge.Config.MaxLiveTasksPerOwner is 429 TASK_QUOTA_EXCEEDED
+// (clients retry it with backoff). Optional
 // members given as JSON null count as absent. A JSON body declared with a
 // non-JSON Content-Type is 400; a missing Content-Type is accepted on the
 // cancel and action routes (see below).

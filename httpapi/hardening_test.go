@@ -318,3 +318,26 @@ func (s *signalSink) Create(ctx context.Context, auth taskbridge.AuthContext, in
 	}
 	return ref, w, err
 }
+
+// TestCreateOverQuota: a create beyond the owner's live-task quota is 429
+// TASK_QUOTA_EXCEEDED (the Android SDK retries 429 with backoff), and the
+// files of a refused multipart create are discarded.
+func TestCreateOverQuota(t *testing.T) {
+	t.Parallel()
+	e := setup(t, withService(func(c *taskbridge.Config) { c.MaxLiveTasksPerOwner = 1 }))
+	id := e.createTask("req-1")
+	e.alice.postJSON("/api/v1/tasks", map[string]any{"clientRequestId": "req-2", "taskType": "demo"}).
+		errorEnvelope(http.StatusTooManyRequests, taskbridge.CodeTaskQuota)
+	e.alice.postForm(sdkMultipart(t, "req-3", file("attachments", "a.txt", "text/plain", "x"))).
+		errorEnvelope(http.StatusTooManyRequests, taskbridge.CodeTaskQuota)
+	require.Empty(t, e.spooled())
+
+	resp := e.alice.postJSON("/api/v1/tasks", map[string]any{
+		"clientRequestId": "req-1", "taskType": "demo", "input": map[string]any{}, "metadata": map[string]any{},
+	})
+	require.Equal(t, http.StatusOK, resp.Status, "a retry of the existing task: %s", resp.Body)
+
+	e.emit(id, taskbridge.CompletedPayload{})
+	resp = e.alice.postJSON("/api/v1/tasks", map[string]any{"clientRequestId": "req-2", "taskType": "demo"})
+	require.Equal(t, http.StatusCreated, resp.Status, "%s", resp.Body)
+}

@@ -57,6 +57,7 @@ var (
 	_ taskbridge.ControlFeed        = (*Store)(nil)
 	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
 	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
+	_ taskbridge.LiveTaskCreator    = (*Store)(nil)
 )
 
 // New returns an empty store configured by cfg.
@@ -134,6 +135,8 @@ type taskState struct {
 	first int64
 	// terminalAt is the CreatedAt of the terminal event.
 	terminalAt time.Time
+	// owner is the owner's index entry, set before the task is published.
+	owner *ownerTasks
 	// susps are the task's suspensions in the order they were opened;
 	// suspIdx maps a suspendId to its index.
 	susps   []*taskbridge.Suspension

@@ -5,13 +5,19 @@ import (
 	"container/heap"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
 )
 
-// ownerTasks indexes one owner's tasks for listing.
+// ownerTasks indexes one owner's tasks for listing and counts those that
+// have not ended, for quotas.
 type ownerTasks struct {
+	// live counts the owner's tasks that are not terminal: incremented by
+	// create (under keyMu), decremented by the terminal append (under the
+	// task's lock).
+	live atomic.Int64
 	// byAge holds the owner's tasks ordered by (createdAt, id) ascending.
 	// Listing reads a snapshot of it without the lock, so the elements
 	// of a published slice never change: a task newer than every other
@@ -34,7 +40,8 @@ func compareEntries(a, b indexEntry) int {
 	return cmp.Or(a.createdAt.Compare(b.createdAt), strings.Compare(a.id, b.id))
 }
 
-// index adds a new task to its owner's index. keyMu must be held.
+// index adds a new task to its owner's index and counts it live; ts must
+// not be published yet. keyMu must be held.
 func (s *Store) index(ts *taskState, t taskbridge.Task) {
 	e := indexEntry{createdAt: t.CreatedAt, id: t.ID, ts: ts}
 	s.ownersMu.Lock()
@@ -44,6 +51,8 @@ func (s *Store) index(ts *taskState, t taskbridge.Task) {
 		o = &ownerTasks{}
 		s.owners[t.OwnerID] = o
 	}
+	ts.owner = o
+	o.live.Add(1)
 	n := len(o.byAge)
 	if n == 0 || compareEntries(o.byAge[n-1], e) < 0 {
 		o.byAge = append(o.byAge, e)
@@ -51,6 +60,16 @@ func (s *Store) index(ts *taskState, t taskbridge.Task) {
 	}
 	i, _ := slices.BinarySearchFunc(o.byAge, e, compareEntries)
 	o.byAge = slices.Concat(o.byAge[:i], []indexEntry{e}, o.byAge[i:])
+}
+
+// liveTasks returns how many of owner's tasks have not ended.
+func (s *Store) liveTasks(owner string) int64 {
+	s.ownersMu.RLock()
+	defer s.ownersMu.RUnlock()
+	if o := s.owners[owner]; o != nil {
+		return o.live.Load()
+	}
+	return 0
 }
 
 // unindex removes deleted tasks from their owners' indexes. keyMu must be

@@ -3,6 +3,7 @@ package memstore
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +15,23 @@ import (
 // starts ACCEPTED with LastSeq 0. A task id that is already used by another
 // task fails with [taskbridge.ErrInvalidRequest].
 func (s *Store) CreateTask(_ context.Context, t taskbridge.Task) (taskbridge.Task, bool, error) {
+	return s.create(t, 0)
+}
+
+// CreateLiveTask implements [taskbridge.LiveTaskCreator]: CreateTask that
+// fails with [taskbridge.ErrTaskQuota] when the owner already has maxLive
+// tasks that have not ended. Creates are serialised, so the quota is
+// exact.
+func (s *Store) CreateLiveTask(_ context.Context, t taskbridge.Task, maxLive int) (taskbridge.Task, bool, error) {
+	if maxLive < 1 {
+		return taskbridge.Task{}, false, invalidRequest("maxLive %d must be at least 1", maxLive)
+	}
+	return s.create(t, maxLive)
+}
+
+// create stores t unless its key is taken; with maxLive > 0, only while
+// its owner has fewer live tasks.
+func (s *Store) create(t taskbridge.Task, maxLive int) (taskbridge.Task, bool, error) {
 	if err := s.check(); err != nil {
 		return taskbridge.Task{}, false, err
 	}
@@ -40,14 +58,17 @@ func (s *Store) CreateTask(_ context.Context, t taskbridge.Task) (taskbridge.Tas
 	if _, ok := s.tasks.Load(t.ID); ok {
 		return taskbridge.Task{}, false, invalidRequest("task id %q is already used", t.ID)
 	}
+	if maxLive > 0 && s.liveTasks(t.OwnerID) >= int64(maxLive) {
+		return taskbridge.Task{}, false, fmt.Errorf("%w: at most %d unfinished tasks", taskbridge.ErrTaskQuota, maxLive)
+	}
 	stored := cloneTask(t)
 	stored.Status = taskbridge.StatusAccepted
 	stored.LastSeq = 0
 	out := cloneTask(stored)
 	ts := &taskState{task: stored, first: 1}
+	s.index(ts, stored) // before the task can be found, so ts.owner is set for every append
 	s.tasks.Store(t.ID, ts)
 	s.keys[key] = t.ID
-	s.index(ts, stored)
 	return out, true, nil
 }
 

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -87,5 +88,67 @@ func testExtensions(t *testing.T, h Harness) {
 		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{Limit: 10})
 		require.NoError(t, err)
 		require.ElementsMatch(t, []string{"late", "running"}, ids(list))
+	})
+
+	t.Run("CreateLiveTask", func(t *testing.T) {
+		f := setup(t, h)
+		c, ok := f.s.(taskbridge.LiveTaskCreator)
+		if !ok {
+			t.Skip("the store does not implement the optional taskbridge.LiveTaskCreator")
+		}
+		create := func(id, owner string) (taskbridge.Task, bool, error) {
+			return c.CreateLiveTask(f.ctx, NewTask(id, owner, "req-"+id, f.tick()), 2)
+		}
+		for _, id := range []string{"a1", "a2"} {
+			_, created, err := create(id, "alice")
+			require.NoError(t, err)
+			require.True(t, created)
+		}
+		f.append("a2", taskbridge.StartedPayload{})
+		_, _, err := create("a3", "alice")
+		requireErrorIs(t, err, taskbridge.ErrTaskQuota, "ACCEPTED and RUNNING tasks count")
+		_, err = f.s.GetTask(f.ctx, "a3")
+		requireErrorIs(t, err, taskbridge.ErrTaskNotFound, "nothing is stored over the quota")
+
+		got, created, err := c.CreateLiveTask(f.ctx, NewTask("a1-again", "alice", "req-a1", f.tick()), 2)
+		require.NoError(t, err, "an existing key is returned, quota or not")
+		require.False(t, created)
+		require.Equal(t, "a1", got.ID)
+		_, created, err = create("b1", "bob")
+		require.NoError(t, err, "the quota is per owner")
+		require.True(t, created)
+
+		f.append("a1", taskbridge.CompletedPayload{})
+		_, created, err = create("a3", "alice")
+		require.NoError(t, err, "a terminal task frees its place")
+		require.True(t, created)
+		f.append("a2", taskbridge.FailedPayload{Code: "E", Message: "m"})
+		f.append("a3", taskbridge.CancelledPayload{Reason: "r"})
+		n, err := f.s.DeleteTerminalTasks(f.ctx, f.tick(), 10)
+		require.NoError(t, err)
+		require.Equal(t, 3, n)
+
+		// Concurrent creates of one owner: exactly the quota is created.
+		const racers = 30
+		var (
+			createdBy [racers]bool
+			errs      [racers]error
+		)
+		race(racers, func(i int) {
+			_, createdBy[i], errs[i] = c.CreateLiveTask(f.ctx, NewTask(fmt.Sprint("c", i), "carol", fmt.Sprint("req-c", i), BaseTime), 5)
+		})
+		total := 0
+		for i := range racers {
+			if errs[i] != nil {
+				requireErrorIs(t, errs[i], taskbridge.ErrTaskQuota)
+				continue
+			}
+			require.True(t, createdBy[i])
+			total++
+		}
+		require.Equal(t, 5, total)
+		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{OwnerID: "carol", Limit: racers})
+		require.NoError(t, err)
+		require.Len(t, list, 5)
 	})
 }

@@ -32,6 +32,8 @@
 //	-maintenance-interval  how often maintenance runs (default 1m): it deletes finished tasks
 //	                       older than -retention and old action receipts, and retries failed
 //	                       resume hand-offs; without it the in-memory store only grows
+//	-max-live-tasks        how many unfinished tasks one user may have (default 20; 0: no
+//	                       limit); a create beyond it is 429 TASK_QUOTA_EXCEEDED
 //	-log-level             debug, info, warn or error (default info)
 //
 // # Authentication (demo only)

@@ -126,3 +126,24 @@ func TestShutdownEndsStalledUploads(t *testing.T) {
 	requireError(t, resp, b, http.StatusServiceUnavailable, taskbridge.CodeUnavailable)
 	require.NoDirExists(t, app.uploadDir, "no partial upload is left")
 }
+
+// TestLiveTaskQuota: a user with as many unfinished tasks as the quota gets
+// 429 for another, until one of them ends.
+func TestLiveTaskQuota(t *testing.T) {
+	t.Parallel()
+	e := setup(t, config{MaxLiveTasksPerOwner: 1})
+	waiting := e.create(t, "alice", taskApproval, nil)
+	resp, b := e.request(t, http.MethodPost, "/api/v1/tasks", "alice",
+		map[string]any{"clientRequestId": "over", "taskType": taskGreet})
+	requireError(t, resp, b, http.StatusTooManyRequests, taskbridge.CodeTaskQuota)
+	e.create(t, "bob", taskApproval, nil) // per user
+
+	e.cancel(t, "alice", waiting, nil)
+	readUntil(t, e.follow(t, "poll", "alice", waiting), nil)
+	e.create(t, "alice", taskGreet, map[string]any{"stepDelayMs": 0})
+
+	unlimited := setup(t, config{MaxLiveTasksPerOwner: -1})
+	for range defaultMaxLiveTasks + 1 {
+		unlimited.create(t, "alice", taskApproval, nil)
+	}
+}

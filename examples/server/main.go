@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -51,6 +52,7 @@ type options struct {
 	taskGrace         time.Duration
 	retention         time.Duration
 	maintenance       time.Duration
+	maxLiveTasks      int
 	logLevel          slog.Level
 }
 
@@ -69,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.taskGrace, "task-grace", 2*time.Second, "how long running tasks may go on during a shutdown before they are stopped")
 	fs.DurationVar(&o.retention, "retention", time.Hour, "how long finished tasks and their events are kept before maintenance deletes them")
 	fs.DurationVar(&o.maintenance, "maintenance-interval", time.Minute, "how often maintenance deletes expired tasks and receipts and retries failed resumes")
+	fs.IntVar(&o.maxLiveTasks, "max-live-tasks", defaultMaxLiveTasks, "how many unfinished tasks one user may have (0: no limit); more get 429")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -98,6 +101,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.leaseTTL <= 0 {
 		return o, errors.New("-lease-ttl must be positive")
+	}
+	if o.maxLiveTasks < 0 {
+		return o, errors.New("-max-live-tasks must not be negative")
 	}
 	switch o.store {
 	case "memory":
@@ -140,6 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace,
 		TaskRetention: o.retention, MaintenanceInterval: o.maintenance,
 		Store: store, LeaseTTL: o.leaseTTL,
+		MaxLiveTasksPerOwner: cmp.Or(o.maxLiveTasks, -1), // the flag's 0 is "no limit"
 	})
 	if err != nil {
 		return err
@@ -166,7 +173,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := "http://" + ln.Addr().String()
 	log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
 		slog.Duration("heartbeatInterval", o.heartbeatInterval), slog.Duration("retention", o.retention),
-		slog.Duration("maintenanceInterval", o.maintenance))
+		slog.Duration("maintenanceInterval", o.maintenance), slog.Int("maxLiveTasks", o.maxLiveTasks))
 	fmt.Fprintf(stdout, "listening on %s\n", url)
 
 	var serveErr error

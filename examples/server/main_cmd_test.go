@@ -201,7 +201,7 @@ func TestCommand(t *testing.T) {
 	require.Equal(t, 0, c.wait(t), "stderr:\n%s", c.stderr.String())
 	require.Contains(t, c.stderr.String(), "shut down cleanly")
 	require.Contains(t, c.stderr.String(), "heartbeatInterval=1s")
-	require.Contains(t, c.stderr.String(), "retention=1h30m0s maintenanceInterval=5ms")
+	require.Contains(t, c.stderr.String(), "retention=1h30m0s maintenanceInterval=5ms maxLiveTasks=20")
 	require.Contains(t, c.stderr.String(), "taskbridge: retention pass", "maintenance runs")
 }
 
@@ -225,6 +225,7 @@ func TestCommandArguments(t *testing.T) {
 		{[]string{"-task-grace", "-1s"}, 1, "-task-grace must be positive"},
 		{[]string{"-retention", "0s"}, 1, "-retention must be positive"},
 		{[]string{"-maintenance-interval", "-1m"}, 1, "-maintenance-interval must be positive"},
+		{[]string{"-max-live-tasks", "-1"}, 1, "-max-live-tasks must not be negative"},
 		{[]string{"-bogus"}, 2, "flag provided but not defined"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
 		{[]string{"-addr", "256.0.0.1:99999"}, 1, "server:"},

@@ -52,12 +52,19 @@ type config struct {
 	// LeaseTTL is the runner's lease TTL when the store keeps leases.
 	// Defaults to runner.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// MaxLiveTasksPerOwner is how many unfinished tasks one user may have;
+	// a create beyond it gets 429 TASK_QUOTA_EXCEEDED. Defaults to 20;
+	// negative means no limit.
+	MaxLiveTasksPerOwner int
 	// UploadDir is where uploaded files are spooled. A task's files are
 	// removed when the task ends (and by retention, should one be left).
 	// Defaults to a new temporary directory, which shutdown removes with
 	// whatever is left in it.
 	UploadDir string
 }
+
+// defaultMaxLiveTasks is the default quota of unfinished tasks per user.
+const defaultMaxLiveTasks = 20
 
 // server is the demo application: store, runner, service, transports and
 // page, as one http.Handler. Create it with newServer and stop it with
@@ -123,6 +130,12 @@ func newServer(cfg config) (_ *server, err error) {
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
 	}
+	switch {
+	case cfg.MaxLiveTasksPerOwner == 0:
+		cfg.MaxLiveTasksPerOwner = defaultMaxLiveTasks
+	case cfg.MaxLiveTasksPerOwner < 0:
+		cfg.MaxLiveTasksPerOwner = 0 // the service's "no limit"
+	}
 	s := &server{log: cfg.Logger, cfg: cfg, store: cfg.Store, uploadDir: cfg.UploadDir}
 	if s.store == nil {
 		s.owned = memstore.New(memstore.Config{})
@@ -155,7 +168,8 @@ func newServer(cfg config) (_ *server, err error) {
 	s.runner = r
 	s.svc, err = taskbridge.New(taskbridge.Config{
 		Store: s.store, Executor: executor{r}, Logger: cfg.Logger, Now: cfg.Now,
-		TaskRetention: cfg.TaskRetention,
+		TaskRetention:        cfg.TaskRetention,
+		MaxLiveTasksPerOwner: cfg.MaxLiveTasksPerOwner,
 		// Retention removes the files of deleted tasks whose handler
 		// never ran (a task failed on submission, say).
 		Attachments: s.uploads,
