@@ -48,8 +48,11 @@ type conn struct {
 	signal     chan struct{}
 	readerDone chan struct{}
 
-	mu   sync.Mutex // guards reqs
+	mu   sync.Mutex // guards reqs and taken
 	reqs []request  // frames read by readLoop, not yet handled by run
+	// taken, when not nil, is closed by run once it has taken reqs:
+	// readLoop waits on it while reqs is full.
+	taken chan struct{}
 
 	// Owned by run.
 	subs       []*subscription
@@ -196,7 +199,10 @@ func (c *conn) read() (request, error) {
 }
 
 // readLoop reads client frames until the connection fails or closes, or a
-// frame is invalid (run then closes with 1008).
+// frame is invalid (run then closes with 1008). It holds at most
+// MaxSubscriptions frames that run has not taken yet: with that many, it
+// stops reading until run takes them, so a burst of frames is served at
+// the pace run handles them (TCP flow control holds the client back).
 func (c *conn) readLoop() {
 	defer close(c.readerDone)
 	defer c.wake()
@@ -207,11 +213,22 @@ func (c *conn) readLoop() {
 		}
 		c.mu.Lock()
 		c.reqs = append(c.reqs, req)
-		flood := len(c.reqs) > c.h.cfg.MaxSubscriptions
+		var taken chan struct{}
+		if len(c.reqs) >= c.h.cfg.MaxSubscriptions {
+			taken = make(chan struct{})
+			c.taken = taken
+		}
 		c.mu.Unlock()
 		c.wake()
-		if !req.ok || flood {
+		if !req.ok {
 			return
+		}
+		if taken != nil {
+			select {
+			case <-taken:
+			case <-c.ctx.Done():
+				return
+			}
 		}
 	}
 }
@@ -231,6 +248,10 @@ func (c *conn) round() bool {
 	c.mu.Lock()
 	reqs := c.reqs
 	c.reqs = nil
+	if c.taken != nil {
+		close(c.taken)
+		c.taken = nil
+	}
 	c.mu.Unlock()
 
 	mp := msgPool.Get().(*[][]byte)

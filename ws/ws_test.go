@@ -594,30 +594,14 @@ func TestFirstFrameInTheHandshakePacket(t *testing.T) {
 // same write when together is set.
 func rawDial(t *testing.T, f *fixture, task string, together bool) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-	sub, err := json.Marshal(taskbridge.SubscribeFrame{Action: "subscribe", TaskID: task})
-	require.NoError(t, err)
-	hs := streamtest.HandshakeRequest(f.srv.Listener.Addr().String(), ws.DefaultPath, streamtest.Bearer("alice"))
-	frame := streamtest.ClientFrame(1, sub)
+	frame := subscribeFrames(t, task)
 	if together {
-		_, err = conn.Write(append(hs, frame...))
-		require.NoError(t, err)
-	} else {
-		_, err = conn.Write(hs)
-		require.NoError(t, err)
+		c := f.rawClient(t, frame)
+		return c.conn, c.br
 	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	if !together {
-		_, err = conn.Write(frame)
-		require.NoError(t, err)
-	}
-	return conn, br
+	c := f.rawClient(t, nil)
+	c.write(t, frame)
+	return c.conn, c.br
 }
 
 // TestSlowConsumerIsDisconnected: a client that stops reading is dropped
