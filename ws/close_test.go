@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -220,6 +221,68 @@ func TestEveryEndSendsACloseFrame(t *testing.T) {
 				return subscribeFrames(t, repeat("no-such-task", 30)...), nil, 0
 			},
 			code: 1008, reason: "task not found",
+		},
+		{
+			name: "expired cursor",
+			opts: streamtest.Options{MaxEventsPerTask: 2},
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				f.env.Started(t, task)
+				for range 3 {
+					f.env.Progress(t, task, 0.1)
+				}
+				return text(`{"action":"subscribe","taskId":"` + task + `","lastEventId":"1"}`), nil, 0
+			},
+			code: int(ws.CloseEventsExpired), reason: "events expired",
+		},
+		{
+			name: "oversize first message",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				return text(strings.Repeat("x", 64<<10)), nil, 0
+			},
+			code: 1009, reason: "read limited at 4097 bytes",
+		},
+		{
+			name: "oversize message after subscribing",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, text(strings.Repeat("x", 64<<10))), 0
+			},
+			code: 1009, reason: "read limited at 4097 bytes",
+		},
+		{
+			// The library's 1009 may go out before the confirmation: the
+			// handler's write then fails, and the close handshake must go
+			// on all the same.
+			name: "oversize message right behind a subscribe frame",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return append(subscribeFrames(t, task), text(strings.Repeat("x", 64<<10))...), nil, 1
+			},
+			upTo: true,
+			code: 1009, reason: "read limited at 4097 bytes",
+		},
+		{
+			name: "no subscribe frame within SubscribeTimeout",
+			cfg:  ws.Config{SubscribeTimeout: 50 * time.Millisecond},
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) { return nil, nil, 0 },
+			code: 1008, reason: "no subscribe frame in time",
+		},
+		{
+			name: "unmasked client frame",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, wsframe.AppendHeader(nil, wsframe.OpText, false, 0)), 0
+			},
+			code: 1002, reason: "protocol error",
+		},
+		{
+			name: "reserved opcode",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, wsframe.AppendClientFrame(nil, 0x3, nil)), 0
+			},
+			code: 1002, reason: "received unknown opcode opcode(3)",
 		},
 		{
 			name: "all subscribed tasks finished",

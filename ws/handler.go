@@ -79,7 +79,8 @@ type Config struct {
 	WriteTimeout time.Duration
 
 	// SubscribeTimeout is how long the client has to send its first
-	// subscribe frame after the upgrade. Defaults to 10s.
+	// subscribe frame after the upgrade; a socket without one is closed
+	// with 1008. Defaults to 10s.
 	SubscribeTimeout time.Duration
 
 	// MaxSubscriptions bounds the tasks one socket may subscribe to at

@@ -499,8 +499,7 @@ func TestSubscribeTimeout(t *testing.T) {
 	t.Parallel()
 	f := setup(t, ws.Config{SubscribeTimeout: 20 * time.Millisecond})
 	c := f.dial(t, "alice")
-	_, _, err := c.Read(testCtx(t))
-	require.Error(t, err)
+	requireClose(t, c, websocket.StatusPolicyViolation)
 	// The connection's goroutines are gone.
 	require.NoError(t, f.h.Shutdown(testCtx(t)))
 }
