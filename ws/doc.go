@@ -20,8 +20,10 @@
 //     upgrade (or not HTTP/1.1) or asks for another protocol version, and
 //     400 INVALID_REQUEST for a missing or malformed Sec-WebSocket-Key;
 //   - 403 [CodeOriginNotAllowed] for a browser origin other than the
-//     request's own host that [Config.OriginPatterns] does not allow
-//     (requests without an Origin header, native clients, are accepted);
+//     request's own that [Config.OriginPatterns] does not allow: another
+//     host, or an http page on a socket that came over TLS (see
+//     [Config.TrustForwardedProto] behind a TLS-terminating proxy);
+//     requests without an Origin header, native clients, are accepted;
 //   - 401 AUTHENTICATION_ERROR without valid credentials, so the client can
 //     refresh its token (a close after the upgrade would make the SDK give
 //     up);

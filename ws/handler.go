@@ -52,21 +52,39 @@ type Config struct {
 	// credentials and retry.
 	Auth taskbridge.AuthContextResolver
 
-	// OriginPatterns lists the browser origins, besides the request's own
-	// host, allowed to open a socket, with the semantics of
+	// OriginPatterns lists the browser origins, besides the request's own,
+	// allowed to open a socket, with the semantics of
 	// websocket.AcceptOptions.OriginPatterns: a pattern is matched, case
 	// insensitively and with path.Match syntax, against the Origin's host
-	// (with its port, if any), or against "scheme://host" when the pattern
-	// contains "://". Examples: "app.example.com", "*.example.com",
-	// "https://app.example.com", "localhost:*". An Origin whose host equals
-	// the request's Host is always allowed, and so are requests without an
-	// Origin header (native clients such as the Android SDK). Any other
-	// handshake is refused with a 403 [CodeOriginNotAllowed] envelope,
-	// which blocks cross-site WebSocket hijacking with ambient
-	// credentials. There is no switch that disables the check; a pattern
-	// of "*" admits any origin's host, and NewHandler fails on a malformed
-	// or empty pattern.
+	// (with its port, if any), so it admits both http and https pages of
+	// that host, or against "scheme://host" when the pattern contains
+	// "://". Examples: "app.example.com", "*.example.com",
+	// "https://app.example.com", "localhost:*".
+	//
+	// The request's own origin is always allowed: an Origin whose host
+	// equals the request's Host and whose scheme matches the request's.
+	// An https page is the request's own on any request (behind a
+	// TLS-terminating proxy the handler sees plain http); an http page
+	// is not when the request came over TLS, or, with
+	// TrustForwardedProto, when the proxy says it did. Requests without
+	// an Origin header (native clients such as the Android SDK) are
+	// allowed too. Any other handshake is refused with a 403
+	// [CodeOriginNotAllowed] envelope, which blocks cross-site WebSocket
+	// hijacking with ambient credentials. There is no switch that
+	// disables the check; a pattern of "*" admits any origin's host, and
+	// NewHandler fails on a malformed or empty pattern.
 	OriginPatterns []string
+
+	// TrustForwardedProto makes the origin check take the request's
+	// scheme from the first value of its X-Forwarded-Proto header when
+	// the connection itself is not TLS. Set it when every request reaches
+	// the handler through a TLS-terminating proxy that sets that header:
+	// then an http page of the handler's own host is refused on a socket
+	// the browser opened over https, as it is when the handler serves TLS
+	// itself. Without it, behind such a proxy, an http page of the same
+	// host is allowed, since the handler cannot tell. Browsers do not let
+	// pages set the header, so it cannot be used to widen the check.
+	TrustForwardedProto bool
 
 	// HeartbeatInterval is how long a subscription may be idle before a
 	// HEARTBEAT frame is sent for it. Defaults to 15s. Negative disables
@@ -181,7 +199,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteErrorCode(w, status, taskbridge.CodeInvalidRequest, msg, nil, now)
 		return
 	}
-	if !originAllowed(r, h.origins) {
+	if !originAllowed(r, h.origins, h.cfg.TrustForwardedProto) {
 		originRefused(w, r, now)
 		return
 	}

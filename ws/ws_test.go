@@ -215,6 +215,57 @@ func TestOriginChecking(t *testing.T) {
 	require.Error(t, err, "empty pattern")
 }
 
+// TestOriginSchemeCounts: an http page may not open a socket to its own
+// host when the socket comes over TLS, whether the handler serves TLS
+// itself or a trusted proxy says so; https pages and native clients may.
+func TestOriginSchemeCounts(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	h := newHandler(t, env, ws.Config{})
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	dialTLS := func(origin string) (*http.Response, error) {
+		hdr := streamtest.Bearer("alice")
+		if origin != "" {
+			hdr.Set("Origin", origin)
+		}
+		c, resp, err := websocket.Dial(testCtx(t), "wss://"+host+ws.DefaultPath, &websocket.DialOptions{
+			HTTPClient: srv.Client(), HTTPHeader: hdr,
+		})
+		if c != nil {
+			_ = c.CloseNow()
+		}
+		return resp, err
+	}
+	_, err := dialTLS("https://" + host)
+	require.NoError(t, err)
+	_, err = dialTLS("")
+	require.NoError(t, err)
+	resp, err := dialTLS("http://" + host)
+	require.Error(t, err)
+	requireEnvelope(t, resp, http.StatusForbidden, ws.CodeOriginNotAllowed)
+
+	// Behind a TLS-terminating proxy: the handler sees plain HTTP.
+	for _, trust := range []bool{false, true} {
+		f := setup(t, ws.Config{TrustForwardedProto: trust})
+		host := strings.TrimPrefix(f.srv.URL, "http://")
+		proxied := http.Header{"X-Forwarded-Proto": {"https"}}
+		_, _, err := dial(t, wsURL(f.srv.URL), "alice", http.Header{"X-Forwarded-Proto": {"https"}, "Origin": {"https://" + host}})
+		require.NoError(t, err)
+		proxied.Set("Origin", "http://"+host)
+		_, resp, err := dial(t, wsURL(f.srv.URL), "alice", proxied)
+		if !trust {
+			// The handler cannot tell: as without a proxy.
+			require.NoError(t, err)
+			continue
+		}
+		require.Error(t, err)
+		requireEnvelope(t, resp, http.StatusForbidden, ws.CodeOriginNotAllowed)
+	}
+}
+
 // requireEnvelope checks that resp is a protocol error envelope with status
 // and code, and returns it.
 func requireEnvelope(t *testing.T, resp *http.Response, status int, code string) taskbridge.ErrorEnvelope {
