@@ -47,9 +47,11 @@
 //
 //	{"type":"HEARTBEAT","taskId":"…","live":true}
 //
-// when the subscription has been idle for [Config.HeartbeatInterval]. After
-// the task's terminal event it closes the socket with 1000, sending nothing
-// in between.
+// when the subscription has been idle for [Config.HeartbeatInterval] (at
+// most [MaxHeartbeatInterval], so that the SDK's 60 s liveness timer does
+// not fire while a task is quiet; [Config.DisableHeartbeats] turns them
+// off for other clients). After the task's terminal event it closes the
+// socket with 1000, sending nothing in between.
 //
 // Further subscribe frames on the same socket subscribe to more tasks (up to
 // [Config.MaxSubscriptions]); frames are unchanged and carry their taskId.

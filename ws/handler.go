@@ -24,6 +24,12 @@ const DefaultPath = "/api/v1/tasks/ws"
 const (
 	// DefaultHeartbeatInterval is the default Config.HeartbeatInterval.
 	DefaultHeartbeatInterval = 15 * time.Second
+	// MaxHeartbeatInterval is the longest Config.HeartbeatInterval
+	// NewHandler accepts. The TaskBridge SDK reconnects when a socket has
+	// been silent for 60s, and an idle subscription gets its heartbeat
+	// between 1 and 1.25 intervals after its last frame: at 40s it is
+	// never silent for more than 50s, which leaves 10s for the network.
+	MaxHeartbeatInterval = 40 * time.Second
 	// DefaultWriteTimeout is the default Config.WriteTimeout.
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultSubscribeTimeout is the default Config.SubscribeTimeout.
@@ -87,9 +93,18 @@ type Config struct {
 	TrustForwardedProto bool
 
 	// HeartbeatInterval is how long a subscription may be idle before a
-	// HEARTBEAT frame is sent for it. Defaults to 15s. Negative disables
-	// heartbeats.
+	// HEARTBEAT frame is sent for it (it goes out within a quarter of an
+	// interval after that). Defaults to 15s; at most
+	// [MaxHeartbeatInterval], since the TaskBridge SDK reconnects after
+	// 60s without a frame: NewHandler fails on a longer or a negative
+	// interval.
 	HeartbeatInterval time.Duration
+
+	// DisableHeartbeats sends no HEARTBEAT frames at all, for clients
+	// that keep no liveness timer of their own. Do not set it for the
+	// TaskBridge SDK: it would reconnect every time a task is quiet for
+	// 60s. HeartbeatInterval must then be zero.
+	DisableHeartbeats bool
 
 	// WriteTimeout bounds every write to the socket. A client that does
 	// not take the bytes in time is disconnected; it resumes by cursor.
@@ -137,10 +152,15 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		return nil, errors.New("ws: Config.Auth is required")
 	}
 	switch {
-	case cfg.HeartbeatInterval == 0:
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	case cfg.DisableHeartbeats && cfg.HeartbeatInterval != 0:
+		return nil, fmt.Errorf("ws: Config.HeartbeatInterval is %v and DisableHeartbeats is set: leave the interval zero", cfg.HeartbeatInterval)
 	case cfg.HeartbeatInterval < 0:
-		cfg.HeartbeatInterval = 0
+		return nil, fmt.Errorf("ws: Config.HeartbeatInterval is negative (%v): set DisableHeartbeats to send none", cfg.HeartbeatInterval)
+	case cfg.HeartbeatInterval > MaxHeartbeatInterval:
+		return nil, fmt.Errorf("ws: Config.HeartbeatInterval %v exceeds %v: the TaskBridge SDK reconnects after 60s without a frame, and heartbeats go out up to 1.25 intervals apart",
+			cfg.HeartbeatInterval, MaxHeartbeatInterval)
+	case cfg.HeartbeatInterval == 0 && !cfg.DisableHeartbeats:
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}
 	if cfg.WriteTimeout < 0 || cfg.SubscribeTimeout < 0 || cfg.MaxSubscriptions < 0 || cfg.ReadLimit < 0 {
 		return nil, errors.New("ws: Config durations and limits must not be negative")

@@ -170,6 +170,37 @@ func TestNewHandlerValidatesConfig(t *testing.T) {
 	require.Error(t, err)
 }
 
+// TestHeartbeatIntervalIsBounded: the TaskBridge SDK reconnects after 60s
+// without a frame, so an interval whose heartbeats could come later, or a
+// negative one, is refused with an error that says why; heartbeats are
+// turned off only explicitly.
+func TestHeartbeatIntervalIsBounded(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	for _, tc := range []struct {
+		cfg ws.Config
+		err string // "" for none
+	}{
+		{ws.Config{}, ""},
+		{ws.Config{HeartbeatInterval: time.Millisecond}, ""},
+		{ws.Config{HeartbeatInterval: ws.MaxHeartbeatInterval}, ""},
+		{ws.Config{HeartbeatInterval: ws.MaxHeartbeatInterval + 1}, "the TaskBridge SDK reconnects after 60s"},
+		{ws.Config{HeartbeatInterval: 5 * time.Minute}, "exceeds 40s"},
+		{ws.Config{HeartbeatInterval: -1}, "set DisableHeartbeats"},
+		{ws.Config{DisableHeartbeats: true}, ""},
+		{ws.Config{DisableHeartbeats: true, HeartbeatInterval: time.Second}, "leave the interval zero"},
+	} {
+		tc.cfg.Auth = streamtest.Auth
+		h, err := ws.NewHandler(env.Svc, tc.cfg)
+		if tc.err == "" {
+			require.NoError(t, err, "%+v", tc.cfg)
+			require.NoError(t, h.Shutdown(testCtx(t)))
+			continue
+		}
+		require.ErrorContains(t, err, tc.err, "%+v", tc.cfg)
+	}
+}
+
 func TestHandshakeRequiresAuthentication(t *testing.T) {
 	t.Parallel()
 	f := setup(t, ws.Config{})

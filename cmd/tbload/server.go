@@ -72,7 +72,11 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wsH, err := ws.NewHandler(svc, ws.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat})
+	wsCfg := ws.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat}
+	if cfg.Heartbeat < 0 {
+		wsCfg.HeartbeatInterval, wsCfg.DisableHeartbeats = 0, true
+	}
+	wsH, err := ws.NewHandler(svc, wsCfg)
 	if err != nil {
 		return nil, err
 	}

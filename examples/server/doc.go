@@ -24,7 +24,8 @@
 //	-lease-ttl             with -store postgres, how long a replica's claim on a running task
 //	                       lasts unless renewed (default 30s); when a replica dies, another one
 //	                       ends its tasks (TASK_FAILED EXECUTOR_LOST) after that long
-//	-heartbeat-interval    idle time before an SSE/WebSocket heartbeat (Go duration, default 15s)
+//	-heartbeat-interval    idle time before an SSE/WebSocket heartbeat (Go duration, default 15s,
+//	                       at most 40s: the Android SDK reconnects after 60s of silence)
 //	-shutdown-timeout      how long a graceful shutdown may take (default 10s)
 //	-task-grace            how long running tasks may go on during a shutdown (default 2s);
 //	                       then they end with TASK_FAILED EXECUTOR_SHUTDOWN (retryable)

@@ -118,6 +118,9 @@ func newServer(cfg config) (_ *server, err error) {
 	if cfg.HeartbeatInterval < 0 {
 		return nil, errors.New("heartbeat interval must be positive")
 	}
+	if cfg.HeartbeatInterval > ws.MaxHeartbeatInterval {
+		return nil, fmt.Errorf("heartbeat interval must be at most %v: the Android SDK reconnects after 60s of silence", ws.MaxHeartbeatInterval)
+	}
 	if cfg.MaintenanceInterval < 0 || cfg.TaskRetention < 0 {
 		return nil, errors.New("maintenance interval and task retention must be positive")
 	}
