@@ -23,13 +23,13 @@ const DefaultPath = "/api/v1/tasks/ws"
 // Defaults for [Config].
 const (
 	// DefaultHeartbeatInterval is the default Config.HeartbeatInterval.
-	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultHeartbeatInterval = streamlife.DefaultHeartbeatInterval
 	// MaxHeartbeatInterval is the longest Config.HeartbeatInterval
 	// NewHandler accepts. The TaskBridge SDK reconnects when a socket has
 	// been silent for 60s, and an idle subscription gets its heartbeat
 	// between 1 and 1.25 intervals after its last frame: at 40s it is
 	// never silent for more than 50s, which leaves 10s for the network.
-	MaxHeartbeatInterval = 40 * time.Second
+	MaxHeartbeatInterval = streamlife.MaxHeartbeatInterval
 	// DefaultWriteTimeout is the default Config.WriteTimeout.
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultSubscribeTimeout is the default Config.SubscribeTimeout.
@@ -151,17 +151,11 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if cfg.Auth == nil {
 		return nil, errors.New("ws: Config.Auth is required")
 	}
-	switch {
-	case cfg.DisableHeartbeats && cfg.HeartbeatInterval != 0:
-		return nil, fmt.Errorf("ws: Config.HeartbeatInterval is %v and DisableHeartbeats is set: leave the interval zero", cfg.HeartbeatInterval)
-	case cfg.HeartbeatInterval < 0:
-		return nil, fmt.Errorf("ws: Config.HeartbeatInterval is negative (%v): set DisableHeartbeats to send none", cfg.HeartbeatInterval)
-	case cfg.HeartbeatInterval > MaxHeartbeatInterval:
-		return nil, fmt.Errorf("ws: Config.HeartbeatInterval %v exceeds %v: the TaskBridge SDK reconnects after 60s without a frame, and heartbeats go out up to 1.25 intervals apart",
-			cfg.HeartbeatInterval, MaxHeartbeatInterval)
-	case cfg.HeartbeatInterval == 0 && !cfg.DisableHeartbeats:
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	hb, err := streamlife.HeartbeatInterval("ws", cfg.HeartbeatInterval, cfg.DisableHeartbeats)
+	if err != nil {
+		return nil, err
 	}
+	cfg.HeartbeatInterval = hb
 	if cfg.WriteTimeout < 0 || cfg.SubscribeTimeout < 0 || cfg.MaxSubscriptions < 0 || cfg.ReadLimit < 0 {
 		return nil, errors.New("ws: Config durations and limits must not be negative")
 	}
