@@ -1,0 +1,3 @@
+// Package redisstore is a [taskbridge.Store] in Redis, for several
+// processes serving one application.
+package redisstore
