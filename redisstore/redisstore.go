@@ -78,6 +78,7 @@ type Store struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 	stopSweep chan struct{}
+	sweepHook atomic.Pointer[func()] // tests: called after each sweep pass
 	wg        sync.WaitGroup
 }
 
@@ -199,6 +200,9 @@ func (s *Store) sweep() {
 			if n < sweepBatch {
 				break
 			}
+		}
+		if hook := s.sweepHook.Load(); hook != nil {
+			(*hook)()
 		}
 	}
 }
