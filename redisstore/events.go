@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
@@ -81,54 +83,99 @@ func decodeStoredEvent(taskID, key, rec string) (taskbridge.TaskEvent, error) {
 	return withSeq(ev, parts[0])
 }
 
-// Read implements [taskbridge.EventStore] with one XRANGE, in a script
-// that also checks the cursor against the task's LastSeq and the first
-// retained entry. A limit below 1 fails with [taskbridge.ErrInvalidRequest].
+// Read implements [taskbridge.EventStore] with one round trip: the task's
+// LastSeq and one XRANGE, pipelined. A limit below 1 fails with
+// [taskbridge.ErrInvalidRequest].
+//
+// The two commands need not be atomic: events appended in between are
+// after LastSeq and valid, and a trim in between shows as a first entry
+// past the cursor, which is what retention means.
 func (s *Store) Read(ctx context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
 	if err := checkLimit(limit); err != nil {
 		return nil, err
 	}
 	if after < 0 {
 		return nil, fmt.Errorf("%w: %d is not a position in task %q", taskbridge.ErrInvalidCursor, after, taskID)
 	}
-	r, err := s.run(ctx, "read", readScript, []string{s.k.task(taskID), s.k.events(taskID)}, after, limit)
-	if err != nil {
-		return nil, err
+	start := "-"
+	if after > 0 {
+		start = strconv.FormatInt(after+1, 10) + "-0"
 	}
-	switch r.str(0) {
-	case "OK":
-	case "NOTFOUND":
+	var (
+		last    *redis.StringCmd
+		entries *redis.Cmd
+	)
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		last = p.HGet(ctx, s.k.task(taskID), "seq")
+		entries = p.Do(ctx, "XRANGE", s.k.events(taskID), start, "+", "COUNT", limit)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, s.redisErr("read", err)
+	}
+	if errors.Is(last.Err(), redis.Nil) {
 		return nil, taskNotFound(taskID)
-	case "CURSOR":
-		return nil, fmt.Errorf("%w: %d is not a position in task %q (last event %s)", taskbridge.ErrInvalidCursor, after, taskID, r.str(1))
-	case "EXPIRED":
-		return nil, fmt.Errorf("%w: task %q keeps events from %s on", taskbridge.ErrEventsExpired, taskID, r.str(1))
-	default:
-		return nil, unexpected("read", r)
 	}
-	const head, width = 2, 5
-	out := make([]taskbridge.TaskEvent, (len(r)-head)/width)
-	for i := range out {
-		base := head + i*width
-		id := r.str(base)
-		seq, err := strconv.ParseInt(id[:max(strings.IndexByte(id, '-'), 0)], 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: malformed stream entry id %q in task %q", id, taskID)
-		}
-		at, err := parseTimeKey(r.str(base + 2))
+	lastSeq, err := last.Int64()
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: read task %q: malformed seq: %w", taskID, err)
+	}
+	if after > lastSeq {
+		return nil, fmt.Errorf("%w: %d is not a position in task %q (last event %d)", taskbridge.ErrInvalidCursor, after, taskID, lastSeq)
+	}
+	raw, _ := entries.Val().([]any)
+	out := make([]taskbridge.TaskEvent, 0, len(raw))
+	for _, e := range raw {
+		ev, err := decodeEntry(taskID, e)
 		if err != nil {
 			return nil, err
 		}
-		ev := taskbridge.TaskEvent{
-			Type: taskbridge.EventType(r.str(base + 1)), TaskID: taskID, EventID: taskbridge.FormatEventID(seq),
-			CreatedAt: at, Seq: seq, IdempotencyKey: r.str(base + 4),
+		out = append(out, ev)
+	}
+	if after > 0 && after < lastSeq && (len(out) == 0 || out[0].Seq > after+1) {
+		if len(out) == 0 {
+			return nil, fmt.Errorf("%w: task %q has no events after %d left", taskbridge.ErrEventsExpired, taskID, after)
 		}
-		if p := r.str(base + 3); p != "" {
-			ev.Payload = json.RawMessage(p)
-		}
-		out[i] = ev
+		return nil, fmt.Errorf("%w: task %q keeps events from %d on", taskbridge.ErrEventsExpired, taskID, out[0].Seq)
 	}
 	return out, nil
+}
+
+// decodeEntry decodes one XRANGE entry [id, [field, value, ...]].
+func decodeEntry(taskID string, e any) (taskbridge.TaskEvent, error) {
+	entry, _ := e.([]any)
+	if len(entry) != 2 {
+		return taskbridge.TaskEvent{}, fmt.Errorf("redisstore: malformed stream entry in task %q", taskID)
+	}
+	id, _ := entry[0].(string)
+	seq, err := strconv.ParseInt(id[:max(strings.IndexByte(id, '-'), 0)], 10, 64)
+	if err != nil {
+		return taskbridge.TaskEvent{}, fmt.Errorf("redisstore: malformed stream entry id %q in task %q", id, taskID)
+	}
+	ev := taskbridge.TaskEvent{TaskID: taskID, Seq: seq, EventID: taskbridge.FormatEventID(seq)}
+	fields, _ := entry[1].([]any)
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, _ := fields[i].(string)
+		value, _ := fields[i+1].(string)
+		switch name {
+		case "t":
+			ev.Type = taskbridge.EventType(value)
+		case "c":
+			if ev.CreatedAt, err = parseTimeKey(value); err != nil {
+				return taskbridge.TaskEvent{}, err
+			}
+		case "p":
+			if value != "" {
+				ev.Payload = json.RawMessage(value)
+			}
+		case "k":
+			ev.IdempotencyKey = value
+		}
+	}
+	return ev, nil
 }
 
 // TrimEvents applies retention to one task: it removes every event of the

@@ -299,42 +299,6 @@ redis.call('XTRIM', K_EVENTS, 'MAXLEN', '=', ARGV[5])
 return {'OK'}
 `)
 
-// readScript reads up to ARGV[2] events after ARGV[1] from task KEYS[1]'s
-// stream KEYS[2]: {"OK", last, id, type, created, payload, key, ...} |
-// {"NOTFOUND"} | {"CURSOR", last} | {"EXPIRED", first retained seq}.
-var readScript = redis.NewScript(`
-local last = redis.call('HGET', KEYS[1], 'seq')
-if not last then return {'NOTFOUND'} end
-local after = tonumber(ARGV[1])
-local lastn = tonumber(last)
-if after > lastn then return {'CURSOR', last} end
-local out = {'OK', last}
-if after == lastn then return out end
-local start = '-'
-if after > 0 then start = string.format('%d', after + 1) .. '-0' end
-local es = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', ARGV[2])
-if after > 0 then
-  local first = es[1] and tonumber(string.match(es[1][1], '^(%d+)'))
-  if not first then
-    local head = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-    first = head[1] and tonumber(string.match(head[1][1], '^(%d+)')) or lastn + 1
-    return {'EXPIRED', string.format('%d', first)}
-  end
-  if first > after + 1 then return {'EXPIRED', string.format('%d', first)} end
-end
-for _, e in ipairs(es) do
-  local f = e[2]
-  local t, c, p, k = '', '', '', ''
-  for j = 1, #f, 2 do
-    local n = f[j]
-    if n == 't' then t = f[j + 1] elseif n == 'c' then c = f[j + 1] elseif n == 'p' then p = f[j + 1] elseif n == 'k' then k = f[j + 1] end
-  end
-  local m = #out
-  out[m + 1], out[m + 2], out[m + 3], out[m + 4], out[m + 5] = e[1], t, c, p, k
-end
-return out
-`)
-
 // createScript creates task KEYS[2] unless the request index KEYS[1] maps
 // its key ARGV[2] to a live task: {"CREATED"|"EXISTS", task} | {"IDUSED"}.
 // KEYS[3], KEYS[4] are the list indexes; ARGV: task key prefix, request
