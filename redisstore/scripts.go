@@ -12,7 +12,8 @@ import "github.com/redis/go-redis/v9"
 //	P:tasks:{id}          hash: data (JSON of the immutable fields), status,
 //	                      seq (LastSeq), upd, cxl, cxr (cancel request),
 //	                      term (terminal time), owner, reqf, ckey (index
-//	                      entries), lh, le (lease), oc, o0..o7 (recent ops)
+//	                      entries), lh, le (lease), o0..o7, xc, x0..x7
+//	                      (tokens of recent calls and their results)
 //	P:tasks:{id}:events   stream: entry id <seq>-0, fields t (type),
 //	                      c (created), p (payload), k (idempotency key)
 //	P:tasks:{id}:idem     hash: idempotency key -> "seq created type payload"
@@ -59,24 +60,25 @@ local function rcpt_fields(caid)
   return redis.call('HMGET', K_RCPT, 'j:' .. caid, 'q:' .. caid)
 end
 
--- op_seen returns the result recorded for this call's token if the script
--- already ran for it (a retried command), else false.
-local function op_seen()
-  if OP == '' then return false end
-  local slots = redis.call('HMGET', K_TASK, 'o0', 'o1', 'o2', 'o3', 'o4', 'o5', 'o6', 'o7')
+-- load_task returns the task's status (false: no such task) and, when the
+-- script already ran for this call's token (a retried command), the result
+-- it recorded in ring r: "o" for scripts that append (slot seq % 8), "x"
+-- for the others (see op_record).
+local function load_task(r)
+  local f = redis.call('HMGET', K_TASK, 'status', r .. '0', r .. '1', r .. '2', r .. '3', r .. '4', r .. '5', r .. '6', r .. '7')
+  if not f[1] or OP == '' then return f[1], false end
   local pre = OP .. ' '
-  for i = 1, 8 do
-    local v = slots[i]
-    if v and string.sub(v, 1, #pre) == pre then return string.sub(v, #pre + 1) end
+  for i = 2, 9 do
+    local v = f[i]
+    if v and string.sub(v, 1, #pre) == pre then return f[1], string.sub(v, #pre + 1) end
   end
-  return false
+  return f[1], false
 end
 
--- op_record remembers result for this call's token in a ring of 8.
+-- op_record remembers result for this call's token in ring "x".
 local function op_record(result)
-  if OP == '' then return end
-  local n = redis.call('HINCRBY', K_TASK, 'oc', 1)
-  redis.call('HSET', K_TASK, 'o' .. (n % 8), OP .. ' ' .. result)
+  local n = redis.call('HINCRBY', K_TASK, 'xc', 1)
+  redis.call('HSET', K_TASK, 'x' .. (n % 8), OP .. ' ' .. result)
 end
 
 local function unindex_expiry(sid)
@@ -84,16 +86,17 @@ local function unindex_expiry(sid)
   if x then redis.call('ZREM', K_EXPIRY, x .. TASK_ID .. SEP .. sid) end
 end
 
--- append_event appends the event in ARGV[5..14] and applies its effects.
--- It returns the new seq, or false, an error code and the current status.
-local function append_event()
+-- append_event appends the event in ARGV[5..14] to a task in status cur,
+-- applies its effects and records the call's token in ring "o". It returns
+-- the new seq, or false and an error code.
+local function append_event(cur)
   local etype, ctime, payload, ikey, maxlen = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-  local cur = redis.call('HGET', K_TASK, 'status')
   local i = STATUS_INDEX[cur]
-  if not i then return false, '!U', cur or '' end
+  if not i then return false, '!U' end
   local nxt = ARGV[9 + i]
-  if string.sub(nxt, 1, 1) == '!' then return false, nxt, cur end
-  local seq = string.format('%d', redis.call('HINCRBY', K_TASK, 'seq', 1))
+  if string.sub(nxt, 1, 1) == '!' then return false, nxt end
+  local seqn = redis.call('HINCRBY', K_TASK, 'seq', 1)
+  local seq = string.format('%d', seqn)
   local xadd = {'XADD', K_EVENTS}
   if maxlen ~= '0' then
     xadd[3], xadd[4], xadd[5] = 'MAXLEN', '~', maxlen
@@ -105,7 +108,7 @@ local function append_event()
     xadd[n + 8], xadd[n + 9] = 'k', ikey
   end
   redis.call(unpack(xadd))
-  redis.call('HSET', K_TASK, 'status', nxt, 'upd', ctime)
+  redis.call('HSET', K_TASK, 'status', nxt, 'upd', ctime, 'o' .. (seqn % 8), OP .. ' ' .. seq)
   if ikey ~= '' then
     redis.call('HSET', K_IDEM, ikey, seq .. ' ' .. ctime .. ' ' .. etype .. ' ' .. payload)
   end
@@ -134,17 +137,16 @@ func taskScript(body string) *redis.Script { return redis.NewScript(taskPrelude 
 // appendScript appends an event: {"OK", seq} | {"DUP", stored} |
 // {"NOTFOUND"} | {code, status}.
 var appendScript = taskScript(`
-if redis.call('EXISTS', K_TASK) == 0 then return {'NOTFOUND'} end
-local seen = op_seen()
+local cur, seen = load_task('o')
+if not cur then return {'NOTFOUND'} end
 if seen then return {'OK', seen} end
 local ikey = ARGV[8]
 if ikey ~= '' then
   local dup = redis.call('HGET', K_IDEM, ikey)
   if dup then return {'DUP', dup} end
 end
-local seq, code, cur = append_event()
+local seq, code = append_event(cur)
 if not seq then return {code, cur} end
-op_record(seq)
 return {'OK', seq}
 `)
 
@@ -152,12 +154,12 @@ return {'OK', seq}
 // ARGV[17] ("" for none) and appends its event: {"OK", seq} |
 // {"NOTFOUND"} | {"DUPLICATE"} | {code, status}.
 var openScript = taskScript(`
-if redis.call('EXISTS', K_TASK) == 0 then return {'NOTFOUND'} end
-local sid = ARGV[15]
-local seen = op_seen()
+local cur, seen = load_task('o')
+if not cur then return {'NOTFOUND'} end
 if seen then return {'OK', seen} end
+local sid = ARGV[15]
 if redis.call('HEXISTS', K_SUSP, 'd:' .. sid) == 1 then return {'DUPLICATE'} end
-local seq, code, cur = append_event()
+local seq, code = append_event(cur)
 if not seq then return {code, cur} end
 redis.call('HSET', K_SUSP, 'd:' .. sid, ARGV[16], 's:' .. sid, 'OPEN', 'q:' .. sid, seq, 'm:' .. sid, 'NONE', 'c:' .. sid, '')
 local x = ARGV[17]
@@ -165,7 +167,6 @@ if x ~= '' then
   redis.call('HSET', K_SUSP, 'x:' .. sid, x)
   redis.call('ZADD', K_EXPIRY, 0, x .. TASK_ID .. SEP .. sid)
 end
-op_record(seq)
 return {'OK', seq}
 `)
 
@@ -174,10 +175,10 @@ return {'OK', seq}
 // {outcome, seq, suspension, receipt} | {"NOTFOUND"} | {"NOSUSP"} |
 // {"CONFLICT"} | {code, status}.
 var acceptScript = taskScript(`
-if redis.call('EXISTS', K_TASK) == 0 then return {'NOTFOUND'} end
+local cur, seen = load_task('o')
+if not cur then return {'NOTFOUND'} end
 local sid, caid, fp, now = ARGV[15], ARGV[16], ARGV[17], ARGV[19]
 if redis.call('HEXISTS', K_SUSP, 'd:' .. sid) == 0 then return {'NOSUSP'} end
-local seen = op_seen()
 if seen then return {'ACCEPTED', seen, susp_fields(sid), rcpt_fields(caid)} end
 local oldfp = redis.call('HGET', K_RCPT, 'f:' .. caid)
 if oldfp then
@@ -196,10 +197,10 @@ if st == 'OPEN' then
   end
 end
 if st == 'EXPIRED' then return {'REJECTED_EXPIRED', '', susp_fields(sid)} end
-if st ~= 'OPEN' or TERMINAL[redis.call('HGET', K_TASK, 'status')] then
+if st ~= 'OPEN' or TERMINAL[cur] then
   return {'REJECTED_ALREADY_RESOLVED', '', susp_fields(sid)}
 end
-local seq, code, cur = append_event()
+local seq, code = append_event(cur)
 if not seq then return {code, cur} end
 redis.call('HSET', K_SUSP, 's:' .. sid, 'RESOLVED', 'r:' .. sid, caid, 'c:' .. sid, now, 'm:' .. sid, 'PENDING')
 unindex_expiry(sid)
@@ -208,17 +209,17 @@ local rkey = ARGV[20]
 redis.call('HSET', K_RCPT, 'j:' .. caid, ARGV[18], 'f:' .. caid, fp, 'q:' .. caid, seq, 's:' .. caid, sid, 't:' .. caid, rkey)
 redis.call('ZADD', K_RECEIPTS, 0, rkey .. TASK_ID .. SEP .. caid)
 redis.call('PUBLISH', CH_CONTROL, TASK_ID)
-op_record(seq)
 return {'ACCEPTED', seq, susp_fields(sid), rcpt_fields(caid)}
 `)
 
 // closeScript moves OPEN suspension ARGV[5] to status ARGV[6] at ARGV[7]:
 // {"CHANGED"|"UNCHANGED", suspension} | {"NOTFOUND"} | {"NOSUSP"}.
 var closeScript = taskScript(`
-if redis.call('EXISTS', K_TASK) == 0 then return {'NOTFOUND'} end
+local cur, seen = load_task('x')
+if not cur then return {'NOTFOUND'} end
 local sid = ARGV[5]
 if redis.call('HEXISTS', K_SUSP, 'd:' .. sid) == 0 then return {'NOSUSP'} end
-if op_seen() then return {'CHANGED', susp_fields(sid)} end
+if seen then return {'CHANGED', susp_fields(sid)} end
 if redis.call('HGET', K_SUSP, 's:' .. sid) ~= 'OPEN' then return {'UNCHANGED', susp_fields(sid)} end
 redis.call('HSET', K_SUSP, 's:' .. sid, ARGV[6], 'c:' .. sid, ARGV[7])
 unindex_expiry(sid)
@@ -243,10 +244,10 @@ return {'OK'}
 // cancelScript records a cancel request with reason ARGV[5] at ARGV[6]:
 // {"FIRST"|"NOTFIRST", task} | {"NOTFOUND"}.
 var cancelScript = taskScript(`
-if redis.call('EXISTS', K_TASK) == 0 then return {'NOTFOUND'} end
-if op_seen() then return {'FIRST', task_fields()} end
-local f = redis.call('HMGET', K_TASK, 'status', 'cxl')
-if TERMINAL[f[1]] or f[2] == '1' then return {'NOTFIRST', task_fields()} end
+local cur, seen = load_task('x')
+if not cur then return {'NOTFOUND'} end
+if seen then return {'FIRST', task_fields()} end
+if TERMINAL[cur] or redis.call('HGET', K_TASK, 'cxl') == '1' then return {'NOTFIRST', task_fields()} end
 redis.call('HSET', K_TASK, 'cxl', '1', 'cxr', ARGV[5], 'upd', ARGV[6])
 redis.call('PUBLISH', CH_CONTROL, TASK_ID)
 op_record('1')
