@@ -6,7 +6,7 @@
 // It lives in its own module (github.com/taskbridge-go/taskbridge/redisstore)
 // so that the root module does not depend on go-redis.
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+//	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", PoolSize: 20, MaxActiveConns: 20, PipelinePoolSize: -1})
 //	store, err := redisstore.New(rdb, redisstore.Config{Prefix: "myapp"})
 //	...
 //	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: exec})
@@ -81,8 +81,16 @@
 // a SUBSCRIBE for each task that has watchers in this process (and one for
 // the control channel), next to the client's pool. Each append PUBLISHes
 // to its task's channel from inside its script, so a subscriber is woken
-// on every replica that watches the task, and only there. With P the
-// client's PoolSize, a process holds at most P+1 connections.
+// on every replica that watches the task, and only there.
+//
+// go-redis v9 opens connections beyond Options.PoolSize in bursts unless
+// MaxActiveConns caps them, and runs pipelines (Read uses one) on a second
+// pool of PipelinePoolSize connections (default 10). With
+//
+//	redis.Options{PoolSize: P, MaxActiveConns: P, PipelinePoolSize: -1}
+//
+// a process holds at most P+1 connections to Redis, however many tasks and
+// streams it serves.
 //
 // When the subscription connection drops (a network failure, CLIENT KILL,
 // a Redis restart), go-redis reconnects and subscribes again; every

@@ -104,6 +104,8 @@ func (s *Store) Read(ctx context.Context, taskID string, after int64, limit int)
 	if after > 0 {
 		start = strconv.FormatInt(after+1, 10) + "-0"
 	}
+	// Pipelined rather than a script: Redis does less work per read, and
+	// reads are the most frequent call (every wake-up of every stream).
 	var (
 		last    *redis.StringCmd
 		entries *redis.Cmd

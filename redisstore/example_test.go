@@ -21,7 +21,9 @@ func (exampleExecutor) Cancel(context.Context, taskbridge.Task) error           
 // The store is shared by every replica that opens it with the same client
 // settings and prefix. It does not close the client.
 func Example() {
-	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", PoolSize: 20})
+	// PoolSize, capped by MaxActiveConns and shared with pipelines, is
+	// every connection the store uses besides its subscription connection.
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379", PoolSize: 20, MaxActiveConns: 20, PipelinePoolSize: -1})
 	defer rdb.Close()
 
 	store, err := redisstore.New(rdb, redisstore.Config{

@@ -166,13 +166,15 @@ func TestRedisRestart(t *testing.T) {
 }
 
 // TestConnectionsPerProcess checks that the store holds one subscription
-// connection however many tasks are watched: with 5,000 watchers the
-// server sees at most the pool, the subscription connection and one more.
+// connection however many tasks are watched: with 5,000 watchers and more
+// concurrent calls than connections, the server sees at most the pool
+// (PoolSize, capped by MaxActiveConns, pipelines included) and the
+// subscription connection.
 func TestConnectionsPerProcess(t *testing.T) {
 	t.Parallel()
 	srv := startServer(t)
 	const pool, n = 4, 5000
-	rdb := srv.client(redis.Options{PoolSize: pool})
+	rdb := srv.client(redis.Options{PoolSize: pool, MaxActiveConns: pool, PipelinePoolSize: -1})
 	s := openStore(t, rdb, redisstore.Config{Prefix: "tb"})
 	ctx := t.Context()
 
@@ -217,7 +219,28 @@ func TestConnectionsPerProcess(t *testing.T) {
 	}
 	require.Zero(t, sigs[1].calls.Load(), "a task nobody appended to is not woken")
 
-	conns := connectedClients(ctx, t, rdb)
-	t.Logf("connected_clients with %d watchers and a pool of %d: %d", n, pool, conns)
-	require.LessOrEqual(t, conns, pool+2)
+	// Busy: 40 goroutines read and append while the connections are
+	// counted, so the pool is exhausted.
+	busy, cancel := context.WithCancel(ctx)
+	for g := range 40 {
+		wg.Go(func() {
+			id := fmt.Sprint("task-", (g%20)*250)
+			for busy.Err() == nil {
+				if _, err := s.Read(busy, id, 0, 100); err != nil && busy.Err() == nil {
+					t.Error(err)
+				}
+				if _, err := s.Append(busy, storetest.NewEvent(id, taskbridge.MessagePayload{Message: "busy"}, storetest.BaseTime)); err != nil && busy.Err() == nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	most := 0
+	for range 20 {
+		most = max(most, connectedClients(ctx, t, rdb))
+	}
+	cancel()
+	wg.Wait()
+	t.Logf("connected_clients with %d watchers, 40 busy goroutines and a pool of %d: at most %d", n, pool, most)
+	require.LessOrEqual(t, most, pool+1)
 }

@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/taskbridge-go/taskbridge"
 )
 
@@ -96,30 +94,18 @@ func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbr
 	}
 	out := []taskbridge.Task{}
 	for len(out) < q.Limit {
-		members, err := s.rdb.ZRevRangeByLex(ctx, index, &redis.ZRangeBy{Min: "-", Max: upper, Count: listBatch}).Result()
+		r, err := s.run(ctx, "list tasks", listScript, []string{index}, s.k.taskPrefix(), upper, listBatch)
 		if err != nil {
-			return nil, s.redisErr("list tasks", err)
+			return nil, err
 		}
-		if len(members) == 0 {
-			break
-		}
-		upper = "(" + members[len(members)-1]
-		cmds := make([]*redis.SliceCmd, len(members))
-		_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i, m := range members {
-				cmds[i] = p.HMGet(ctx, s.k.task(m[timeKeyLen:]), taskFields...)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, s.redisErr("list tasks", err)
-		}
-		for _, c := range cmds {
-			v := c.Val()
-			if len(v) == 0 || v[0] == nil {
+		for i := range r {
+			item := r.sub(i)
+			upper = "(" + item.str(0)
+			f := item.sub(1)
+			if len(f) == 0 || f[0] == nil {
 				continue // deleted meanwhile
 			}
-			t, err := decodeTask(v)
+			t, err := decodeTask(f)
 			if err != nil {
 				return nil, err
 			}
@@ -130,7 +116,7 @@ func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbr
 				}
 			}
 		}
-		if len(members) < listBatch {
+		if len(r) < listBatch {
 			break
 		}
 	}

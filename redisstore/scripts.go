@@ -460,3 +460,26 @@ while n < limit do
 end
 return n
 `)
+
+// The reads below are one command each, like the writes: one round trip
+// on the client's main pool.
+
+// fieldsScript returns the fields ARGV of hash KEYS[2] (all of it when
+// ARGV is empty, as a flat list), or nil when task KEYS[1] does not exist.
+var fieldsScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if #ARGV == 0 then return redis.call('HGETALL', KEYS[2]) end
+return redis.call('HMGET', KEYS[2], unpack(ARGV))
+`)
+
+// listScript reads up to ARGV[3] entries of the list index KEYS[1] below
+// ARGV[2], newest first, with the fields of each task (ARGV[1] is the task
+// key prefix): {{entry, {data, status, seq, upd, cxl, cxr}}, ...}.
+var listScript = redis.NewScript(`
+local ms = redis.call('ZREVRANGEBYLEX', KEYS[1], ARGV[2], '-', 'LIMIT', 0, ARGV[3])
+local out = {}
+for i, m in ipairs(ms) do
+  out[i] = {m, redis.call('HMGET', ARGV[1] .. string.sub(m, 25) .. '}', 'data', 'status', 'seq', 'upd', 'cxl', 'cxr')}
+end
+return out
+`)

@@ -3,6 +3,7 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -85,51 +86,26 @@ func suspensionFieldNames(suspendID string) []string {
 
 // GetSuspension implements [taskbridge.SuspensionStore].
 func (s *Store) GetSuspension(ctx context.Context, taskID, suspendID string) (taskbridge.Suspension, error) {
-	if err := s.check(); err != nil {
+	f, err := s.fields(ctx, "get suspension", taskID, s.k.susp(taskID), suspensionFieldNames(suspendID)...)
+	if err != nil {
 		return taskbridge.Suspension{}, err
 	}
-	var (
-		exists *redis.IntCmd
-		fields *redis.SliceCmd
-	)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		exists = p.Exists(ctx, s.k.task(taskID))
-		fields = p.HMGet(ctx, s.k.susp(taskID), suspensionFieldNames(suspendID)...)
-		return nil
-	})
-	if err != nil {
-		return taskbridge.Suspension{}, s.redisErr("get suspension", err)
-	}
-	if exists.Val() == 0 {
-		return taskbridge.Suspension{}, taskNotFound(taskID)
-	}
-	if v := fields.Val(); len(v) == 0 || v[0] == nil {
+	if len(f) == 0 || f[0] == nil {
 		return taskbridge.Suspension{}, suspensionNotFound(taskID, suspendID)
 	}
-	return decodeSuspension(taskID, fields.Val())
+	return decodeSuspension(taskID, f)
 }
 
 // ListSuspensions implements [taskbridge.SuspensionStore].
 func (s *Store) ListSuspensions(ctx context.Context, taskID string) ([]taskbridge.Suspension, error) {
-	if err := s.check(); err != nil {
+	flat, err := s.fields(ctx, "list suspensions", taskID, s.k.susp(taskID))
+	if err != nil {
 		return nil, err
 	}
-	var (
-		exists *redis.IntCmd
-		all    *redis.MapStringStringCmd
-	)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		exists = p.Exists(ctx, s.k.task(taskID))
-		all = p.HGetAll(ctx, s.k.susp(taskID))
-		return nil
-	})
-	if err != nil {
-		return nil, s.redisErr("list suspensions", err)
+	m := make(map[string]string, len(flat)/2)
+	for i := 0; i+1 < len(flat); i += 2 {
+		m[flat.str(i)] = flat.str(i + 1)
 	}
-	if exists.Val() == 0 {
-		return nil, taskNotFound(taskID)
-	}
-	m := all.Val()
 	out := []taskbridge.Suspension{}
 	for name := range m {
 		sid, ok := strings.CutPrefix(name, "d:")
@@ -283,28 +259,35 @@ func (s *Store) MarkResumeDispatched(ctx context.Context, taskID, suspendID stri
 // GetReceipt implements [taskbridge.SuspensionStore]. An unknown task fails
 // with [taskbridge.ErrTaskNotFound].
 func (s *Store) GetReceipt(ctx context.Context, taskID, clientActionID string) (taskbridge.ActionReceipt, error) {
-	if err := s.check(); err != nil {
+	f, err := s.fields(ctx, "get receipt", taskID, s.k.rcpt(taskID), "j:"+clientActionID, "q:"+clientActionID)
+	if err != nil {
 		return taskbridge.ActionReceipt{}, err
 	}
-	var (
-		exists *redis.IntCmd
-		fields *redis.SliceCmd
-	)
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		exists = p.Exists(ctx, s.k.task(taskID))
-		fields = p.HMGet(ctx, s.k.rcpt(taskID), "j:"+clientActionID, "q:"+clientActionID)
-		return nil
-	})
-	if err != nil {
-		return taskbridge.ActionReceipt{}, s.redisErr("get receipt", err)
-	}
-	if exists.Val() == 0 {
-		return taskbridge.ActionReceipt{}, taskNotFound(taskID)
-	}
-	if v := fields.Val(); len(v) == 0 || v[0] == nil {
+	if len(f) == 0 || f[0] == nil {
 		return taskbridge.ActionReceipt{}, fmt.Errorf("%w: task %q, clientActionId %q", taskbridge.ErrReceiptNotFound, taskID, clientActionID)
 	}
-	return decodeReceipt(fields.Val())
+	return decodeReceipt(f)
+}
+
+// fields returns the given fields of the task's hash key (all of them, as
+// a flat list, when none are given), failing with ErrTaskNotFound when the
+// task does not exist.
+func (s *Store) fields(ctx context.Context, op, taskID, key string, names ...string) (reply, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	args := make([]any, len(names))
+	for i, n := range names {
+		args[i] = n
+	}
+	v, err := fieldsScript.Run(ctx, s.rdb, []string{s.k.task(taskID), key}, args...).Slice()
+	if errors.Is(err, redis.Nil) {
+		return nil, taskNotFound(taskID)
+	}
+	if err != nil {
+		return nil, s.redisErr(op, err)
+	}
+	return v, nil
 }
 
 // DeleteReceipts implements [taskbridge.SuspensionStore] over an index of

@@ -13,7 +13,8 @@
 //	redisload many   [-replicas 2] [-tasks 5000] [-rate 10] [-duration 30s]
 //
 // Every mode takes -redis-url (default $TASKBRIDGE_REDIS_URL), -replicas
-// and -pool (each replica's go-redis PoolSize, default 10).
+// and -pool (each replica's go-redis PoolSize and MaxActiveConns, default
+// 10).
 //
 // append: workers append TASK_PROGRESS events, round-robin over the tasks,
 // as fast as they can; prints appends per second.
@@ -38,6 +39,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -85,7 +87,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("redisload", flag.ContinueOnError)
 	fs.StringVar(&o.url, "redis-url", os.Getenv("TASKBRIDGE_REDIS_URL"), "Redis `URL` (default $TASKBRIDGE_REDIS_URL)")
 	fs.IntVar(&o.replicas, "replicas", 2, "replicas (services with their own client and store)")
-	fs.IntVar(&o.pool, "pool", 10, "go-redis PoolSize of each replica's client")
+	fs.IntVar(&o.pool, "pool", 10, "go-redis PoolSize and MaxActiveConns of each replica's client (pipelines use the same pool)")
 	fs.IntVar(&o.tasks, "tasks", 0, "tasks (append: 16, many: 5000)")
 	fs.IntVar(&o.workers, "workers", 16, "append: concurrent appenders")
 	fs.IntVar(&o.subscribers, "subscribers", 1000, "fanout: subscribers")
@@ -191,7 +193,7 @@ func newBench(ctx context.Context, o options) (*bench, error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for range o.replicas {
 		ropt := *opt
-		ropt.PoolSize = o.pool
+		ropt.PoolSize, ropt.MaxActiveConns, ropt.PipelinePoolSize = o.pool, o.pool, -1
 		r := &replica{rdb: redis.NewClient(&ropt)}
 		b.replicas = append(b.replicas, r)
 		if r.store, err = redisstore.New(r.rdb, redisstore.Config{Prefix: b.prefix, Logger: quiet}); err != nil {
@@ -330,12 +332,8 @@ func (s *subscriber) follow(ctx context.Context, after int64) {
 			}
 			last = f.Event.Seq
 			s.got++
-			if f.Event.Type == taskbridge.EventTaskProgress {
-				if p, err := taskbridge.DecodePayload(f.Event); err == nil {
-					if ns, err := strconv.ParseInt(p.(taskbridge.ProgressPayload).Message, 10, 64); err == nil {
-						s.latencies = append(s.latencies, time.Since(time.Unix(0, ns)))
-					}
-				}
+			if ns, ok := sentAt(f.Event.Payload); ok {
+				s.latencies = append(s.latencies, time.Since(time.Unix(0, ns)))
 			}
 		}
 		switch {
@@ -354,6 +352,23 @@ func (s *subscriber) follow(ctx context.Context, after int64) {
 			}
 		}
 	}
+}
+
+// sentAt returns the append time that progress put in a payload, without
+// decoding all of it (the clients must not be the bottleneck).
+func sentAt(payload []byte) (int64, bool) {
+	const key = `"message":"`
+	i := bytes.Index(payload, []byte(key))
+	if i < 0 {
+		return 0, false
+	}
+	rest := payload[i+len(key):]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return 0, false
+	}
+	ns, err := strconv.ParseInt(string(rest[:j]), 10, 64)
+	return ns, err == nil
 }
 
 // subscribe opens one subscriber per task in ids (repeated per count)
