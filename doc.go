@@ -67,6 +67,21 @@
 // it after accepting an action, and [Service.Reconcile] retries hand-offs
 // that failed. The runner package is an in-process executor.
 //
+// # Several processes
+//
+// Several processes ("replicas") can serve one application behind a load
+// balancer when their store is shared between processes (a Redis or
+// PostgreSQL store): a client's create, stream, cancel or action may reach
+// any of them. Streams follow a task wherever it runs, since the store's
+// Watch wakes every process. A store shared between processes implements
+// [ControlFeed], which pushes cancel requests and accepted actions to
+// every process, and [LeaseStore]. With an executor that runs tasks in the
+// process ([LocalExecutor], the runner package) the Service relays those
+// control changes to the process running the task, and the runner holds a
+// lease on each task it runs, so that the tasks of a process that died are
+// taken over by another one: see the runner package's documentation for
+// the policy and the clock assumption.
+//
 // # Fan-out
 //
 // One mechanism serves polling, SSE and WebSocket: a subscription
@@ -93,6 +108,21 @@
 // streams. Register the transports' shutdown hooks with
 // srv.RegisterOnShutdown, or call [Service.Shutdown], which ends every
 // subscription (SSE streams close, WebSockets close with 1001) and waits for
-// the transports to let go. Maintenance ([Service.RunMaintenance]) runs in a
-// goroutine the host starts and stops with a context.
+// the transports to let go.
+//
+// # Maintenance
+//
+// Retention is on by default: terminal tasks are kept for 24h
+// ([Config].TaskRetention) and action receipts for 24h
+// ([Config].ReceiptRetention). It is applied by [Service.Prune], which
+// [Service.RunMaintenance] runs periodically together with
+// [Service.Reconcile]. The host starts it in a goroutine it owns and stops
+// it with a context; without it nothing is ever deleted:
+//
+//	ctx, stop := context.WithCancel(context.Background())
+//	done := make(chan struct{})
+//	go func() { defer close(done); _ = svc.RunMaintenance(ctx, time.Minute) }()
+//	// ... at shutdown:
+//	stop()
+//	<-done
 package taskbridge

@@ -28,8 +28,9 @@ type TaskExecutor interface {
 // an action is accepted the service calls Resume; an error leaves the hand-off
 // PENDING, and [Service.Reconcile] retries it later. The hand-off is
 // at-least-once: Resume may be called again for an action it already took
-// (after a crash between Resume and recording the hand-off), so it must
-// tolerate duplicates.
+// (after a crash between Resume and recording the hand-off, or by the
+// control relay of a [LocalExecutor]'s process as well as by the service
+// that accepted the action), so it must tolerate duplicates.
 type Resumer interface {
 	Resume(ctx context.Context, task Task, s Suspension, r ActionReceipt) error
 }

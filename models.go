@@ -98,7 +98,9 @@ type TaskEvent struct {
 	// IdempotencyKey, when set on an event to append, makes the append
 	// happen at most once per task and key: see [EventStore.Append] and
 	// [Emitter.EmitOnce]. Stores keep it with the event and return it from
-	// Read; it is not sent on the wire.
+	// Read; it is not sent on the wire. Only Append honours it: the events
+	// the [SuspensionStore] appends are never repeated this way, and the
+	// service leaves it empty on them.
 	IdempotencyKey string `json:"-"`
 }
 

@@ -58,10 +58,14 @@ func (l Lease) Expired(now time.Time) bool { return !now.Before(l.ExpiresAt) }
 // LeaseStore keeps leases on tasks, so that a task runs in one process at a
 // time and a task whose process died can be taken over. Times are the
 // callers' clocks (the service clock of each replica): leases assume that
-// the replicas' clocks agree to well within a lease's TTL. Every method
-// fails with [ErrTaskNotFound] for an unknown task and with
-// [ErrInvalidRequest] for an empty holder, a ttl that is not positive or a
-// limit below 1.
+// the replicas' clocks agree to well within a lease's TTL. AcquireLease and
+// RenewLease fail with [ErrTaskNotFound] for an unknown task; every method
+// fails with [ErrInvalidRequest] for an empty holder, a ttl that is not
+// positive or a limit below 1.
+//
+// A lease ends with its task: once the task is terminal it has no holder
+// (RenewLease fails, ExpiredLeases leaves it out), and
+// [TaskRegistry.DeleteTerminalTasks] removes whatever the store kept of it.
 type LeaseStore interface {
 	// AcquireLease gives holder the lease on a non-terminal task until
 	// now+ttl, atomically, if no other holder has an unexpired one: when
@@ -77,13 +81,16 @@ type LeaseStore interface {
 	// expired but was not taken by anyone is still holder's and is renewed.
 	RenewLease(ctx context.Context, taskID, holder string, now time.Time, ttl time.Duration) (Lease, error)
 
-	// ReleaseLease gives up holder's lease. Releasing a lease holder does
-	// not hold, or of a deleted task, does nothing and returns nil.
+	// ReleaseLease gives up holder's lease, so that the task has no
+	// holder (and is not listed by ExpiredLeases). Releasing a lease
+	// holder does not hold, or of an unknown or deleted task, does nothing
+	// and returns nil.
 	ReleaseLease(ctx context.Context, taskID, holder string) error
 
 	// ExpiredLeases returns up to limit leases of non-terminal tasks that
-	// have expired at now, earliest ExpiresAt first. It reads an index: its
-	// cost does not grow with the number of tasks whose leases are live.
+	// have expired at now (ExpiresAt <= now), earliest ExpiresAt first.
+	// Released leases are not listed. It reads an index: its cost does not
+	// grow with the number of tasks whose leases are live.
 	ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]Lease, error)
 }
 
@@ -91,10 +98,20 @@ type LeaseStore interface {
 // process, as the runner package does. When the store is a [ControlFeed],
 // the [Service] relays every control change recorded by any process to the
 // executor of the process that holds the task: [TaskExecutor.Cancel] for a
-// cancel request, [Resumer.Resume] for an accepted action. Executors that
-// hand work to a cluster-wide system (a job queue, a workflow engine) do not
-// implement it: their Cancel and Resume already reach the task wherever it
-// runs.
+// cancel request, [Resumer.Resume] for an accepted action whose hand-off is
+// still PENDING. Executors that hand work to a cluster-wide system (a job
+// queue, a workflow engine) do not implement it: their Cancel and Resume
+// already reach the task wherever it runs.
+//
+// The relay is one goroutine per Service, started by [New] and stopped by
+// [Service.Shutdown]. It coalesces bursts of notifications and, on a
+// notification for "" (the feed may have missed changes), looks at every
+// task in HeldTasks. A Service with a relay also looks at a task once more
+// right after submitting it (a cancel may have been recorded by another
+// process meanwhile) and leaves the resume of an action it accepted for a
+// task it does not hold to the process that holds it. With any
+// LocalExecutor, [Service.Reconcile] skips the pending hand-offs of
+// non-terminal tasks the executor does not hold.
 type LocalExecutor interface {
 	TaskExecutor
 	// Holds reports whether the task is queued or running in this process.

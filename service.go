@@ -241,6 +241,11 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 				slog.Any("failEventError", ferr))...)
 		return CreateTaskResponse{}, fmt.Errorf("%w: %w", ErrSubmission, err)
 	}
+	if s.relay != nil {
+		// A cancel recorded by another process before the executor held
+		// the task reached nobody: look at the task again.
+		s.relay.notify(stored.ID)
+	}
 	s.metrics.AddCounter(MetricTaskStarts, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "taskbridge: task created",
 		append(logAttrs, slog.String("outcome", "created"))...)
@@ -321,7 +326,9 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 // CancelTask requests cancellation of a task. A terminal task answers
 // ALREADY_TERMINAL and the executor is not called. Otherwise the request is
 // recorded and the executor is told once (on the first request); the
-// executor then ends the task with TASK_CANCELLED.
+// executor then ends the task with TASK_CANCELLED. With several processes
+// (see [LocalExecutor]) the process running the task is told through the
+// store's [ControlFeed].
 func (s *Service) CancelTask(ctx context.Context, auth AuthContext, taskID string, req CancelRequest) (CancelResponse, error) {
 	if err := s.checkOpen(); err != nil {
 		return CancelResponse{}, err

@@ -32,7 +32,10 @@ type Config struct {
 	// deduplication. Defaults to 24h.
 	ReceiptRetention time.Duration
 	// TaskRetention is how long terminal tasks (with their events) are kept
-	// by [Service.Prune]. Zero keeps them forever.
+	// before [Service.Prune] deletes them; a deleted task is 404
+	// TASK_NOT_FOUND. Defaults to 24h. Negative keeps them forever. Pruning
+	// happens only while the host runs [Service.RunMaintenance] (or calls
+	// Prune).
 	TaskRetention time.Duration
 	// ReplayBatch is how many events one store read returns while replaying
 	// a stream. Defaults to 256.
@@ -40,6 +43,9 @@ type Config struct {
 	// Probes are extra readiness probes reported by [Service.Readiness].
 	Probes Readiness
 }
+
+// DefaultTaskRetention is the default [Config].TaskRetention.
+const DefaultTaskRetention = 24 * time.Hour
 
 // Service implements the TaskBridge operations over a [Store] and a
 // [TaskExecutor]. Transports (httpapi, sse, ws) call it; executors report
@@ -54,6 +60,7 @@ type Service struct {
 	now     func() time.Time
 	newID   func() string
 	hub     *hub
+	relay   *controlRelay // nil unless the store is a ControlFeed and the executor a LocalExecutor
 
 	mu     sync.Mutex
 	closed bool
@@ -85,8 +92,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.ReceiptRetention <= 0 {
 		cfg.ReceiptRetention = 24 * time.Hour
 	}
-	if cfg.TaskRetention < 0 {
-		return nil, errors.New("taskbridge: Config.TaskRetention must not be negative")
+	if cfg.TaskRetention == 0 {
+		cfg.TaskRetention = DefaultTaskRetention
 	}
 	if cfg.ReplayBatch <= 0 {
 		cfg.ReplayBatch = 256
@@ -102,6 +109,7 @@ func New(cfg Config) (*Service, error) {
 		newID:   cfg.NewID,
 	}
 	s.hub = newHub(s)
+	s.relay = startControlRelay(s)
 	return s, nil
 }
 
@@ -145,11 +153,16 @@ func (s *Service) isClosed() bool {
 // Shutdown stops the service: new subscriptions and commands fail with
 // [ErrClosed], every open subscription ends with [ErrClosed] (transports
 // close SSE streams and send WebSocket close 1001), and Shutdown waits until
-// all of them were closed by their transports or ctx ends. It does not stop
-// the executor or the store, which the host owns. Safe to call twice.
+// all of them were closed by their transports or ctx ends. It also stops
+// relaying control changes to the executor (see [LocalExecutor]). It does
+// not stop the executor or the store, which the host owns. Safe to call
+// twice.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	if s.relay != nil {
+		s.relay.shutdown()
+	}
 	return s.hub.shutdown(ctx)
 }

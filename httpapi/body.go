@@ -184,21 +184,22 @@ func (o jsonObject) rejectUnknown(verr *taskbridge.ValidationError, known ...str
 }
 
 // jsonObjectText parses a multipart text part that must hold a JSON object.
-// Empty text counts as absent.
-func jsonObjectText(verr *taskbridge.ValidationError, name string, text []byte) json.RawMessage {
+// Empty text counts as absent. Text that is not JSON at all is 400
+// INVALID_REQUEST, like a malformed JSON body; JSON of another type is a
+// field error.
+func jsonObjectText(verr *taskbridge.ValidationError, name string, text []byte) (json.RawMessage, error) {
 	text = bytes.TrimSpace(text)
 	if len(text) == 0 {
-		return nil
+		return nil, nil
 	}
 	if !json.Valid(text) {
-		verr.Add(name, "must be a JSON object (the part is not valid JSON)")
-		return nil
+		return nil, invalidRequest("part %q is not valid JSON", name)
 	}
 	if text[0] != '{' {
 		verr.Add(name, "must be a JSON object")
-		return nil
+		return nil, nil
 	}
-	return json.RawMessage(text)
+	return json.RawMessage(text), nil
 }
 
 // textField validates a multipart text part as a required identifier.

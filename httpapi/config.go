@@ -26,10 +26,11 @@ type Config struct {
 	// WebSocket, when set, serves GET Paths.WebSocket (the ws package's
 	// handler). When nil the path is not routed specially.
 	//
-	// Requests handed to Stream and WebSocket are passed on unchanged (same
-	// r.URL.Path, same context) and are not authenticated by this handler:
-	// those handlers authenticate themselves. For the stream route the
-	// matched task id is available as r.PathValue("taskId").
+	// Requests handed to Stream and WebSocket keep their URL (r.URL.Path
+	// is the path as received, mount prefix included) and are not
+	// authenticated by this handler: those handlers authenticate
+	// themselves. For the stream route the matched task id, percent-decoded,
+	// is available as r.PathValue("taskId").
 	WebSocket http.Handler
 
 	// Uploads limits multipart uploads on the create route.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -160,23 +161,29 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 	req := taskbridge.CreateTaskRequest{
 		ClientRequestID: textField(&verr, fieldClientRequestID, text[fieldClientRequestID]),
 		TaskType:        textField(&verr, fieldTaskType, text[fieldTaskType]),
-		Input:           optionalJSONPart(&verr, fieldInput, text[fieldInput]),
-		Metadata:        optionalJSONPart(&verr, fieldMetadata, text[fieldMetadata]),
 		Attachments:     atts,
+	}
+	var err error
+	if req.Input, err = optionalJSONPart(&verr, fieldInput, text[fieldInput]); err != nil {
+		return taskbridge.CreateTaskRequest{}, refs, err
+	}
+	if req.Metadata, err = optionalJSONPart(&verr, fieldMetadata, text[fieldMetadata]); err != nil {
+		return taskbridge.CreateTaskRequest{}, refs, err
 	}
 	return req, refs, verr.Err()
 }
 
-// optionalJSONPart validates an optional multipart part holding a JSON object.
-func optionalJSONPart(verr *taskbridge.ValidationError, name string, vals [][]byte) []byte {
+// optionalJSONPart validates an optional multipart part holding a JSON
+// object. A part that is not valid JSON fails the request with 400.
+func optionalJSONPart(verr *taskbridge.ValidationError, name string, vals [][]byte) (json.RawMessage, error) {
 	switch len(vals) {
 	case 0:
-		return nil
+		return nil, nil
 	case 1:
 		return jsonObjectText(verr, name, vals[0])
 	}
 	verr.Add(name, "must be given once")
-	return nil
+	return nil, nil
 }
 
 // receiveFile checks a file part against the limits and the upload policy

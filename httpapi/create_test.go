@@ -357,7 +357,7 @@ func TestCreateMultipartValidation(t *testing.T) {
 		fields []string
 	}{
 		{"missing", []part{text("input", "{}")}, []string{"clientRequestId", "taskType"}},
-		{"blank and bad JSON", []part{text("clientRequestId", " "), text("taskType", "t"), text("input", "{"), text("metadata", "[1]")},
+		{"blank and not an object", []part{text("clientRequestId", " "), text("taskType", "t"), text("input", "[1]"), text("metadata", `"x"`)},
 			[]string{"clientRequestId", "input", "metadata"}},
 		{"twice", []part{text("clientRequestId", "a"), text("clientRequestId", "b"), text("taskType", "t"), text("input", "{}"), text("input", "{}")},
 			[]string{"clientRequestId", "input"}},
@@ -367,6 +367,17 @@ func TestCreateMultipartValidation(t *testing.T) {
 			parts := append(tc.parts, file("attachments", "a.txt", "text/plain", "content"))
 			require.Equal(t, tc.fields, e.alice.on(t).postForm(multipartBody(t, parts...)).fieldErrors())
 		})
+	}
+
+	// A part that is not JSON at all is a malformed request, as a malformed
+	// JSON body is, whatever else is wrong with it.
+	for _, name := range []string{"input", "metadata"} {
+		for _, bad := range []string{"{", `{"a":1}}`, "not json", "{\"a\":\xff}"} {
+			resp := e.alice.postForm(multipartBody(t, text("clientRequestId", " "), text("taskType", "t"), text(name, bad),
+				file("attachments", "a.txt", "text/plain", "content")))
+			env := resp.errorEnvelope(http.StatusBadRequest, taskbridge.CodeInvalidRequest)
+			require.Contains(t, env.Message, name, bad)
+		}
 	}
 	require.Empty(t, e.spooled(), "files of invalid requests are discarded")
 

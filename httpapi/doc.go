@@ -33,14 +33,23 @@
 //
 // # Mounting
 //
-// The handler routes on the path relative to its mount point: chi's
-// remaining route path when mounted with chi's Mount, otherwise r.URL.Path,
+// The handler routes with a chi router of its own and routes on the path
+// relative to its mount point. Mounted with chi's Mount it is a chi
+// sub-router: it routes on the path chi left for it, and the host's
+// middleware finds the full route pattern in the routing context after the
+// request (chi.RouteContext(ctx).RoutePattern() is
+// "/tb/api/v1/tasks/{taskId}/events"). Elsewhere it routes on r.URL.Path,
 // so use http.StripPrefix with an http.ServeMux:
 //
 //	r.Mount("/", h)                                  // chi, at the root
 //	r.Mount("/tb", h)                                // chi, under a prefix
 //	mux.Handle("/", h)                               // net/http
 //	mux.Handle("/tb/", http.StripPrefix("/tb", h))   // net/http, under a prefix
+//
+// Paths are matched in their escaped form and {taskId} is decoded
+// afterwards: /api/v1/tasks/%61bc/events is task "abc", and
+// /api/v1/tasks/a%2Fb/events is task "a/b" (no valid id, so 404
+// TASK_NOT_FOUND), never the segments "a" and "b".
 //
 // The Android SDK builds its WebSocket URL from the base URL's scheme and
 // host only, dropping any path prefix: when the API lives under a prefix,
@@ -51,7 +60,8 @@
 //
 // Every error is the protocol envelope {code, message, details, timestamp}:
 // malformed JSON (syntax, trailing data, not an object) is 400
-// INVALID_REQUEST; well-formed requests with invalid fields or query
+// INVALID_REQUEST, and so is a multipart input or metadata part that is not
+// valid JSON; well-formed requests with invalid fields or query
 // parameters are 422 REQUEST_VALIDATION_ERROR with details.errors naming
 // every bad field; missing credentials are 401; unknown tasks and other
 // users' tasks are both 404 TASK_NOT_FOUND; a create Content-Type other

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 )
@@ -18,10 +20,12 @@ import (
 // point. Every response it writes itself is JSON; every error is the
 // protocol error envelope.
 type Handler struct {
-	svc    *taskbridge.Service
-	cfg    Config
-	log    *slog.Logger
-	router router
+	svc *taskbridge.Service
+	cfg Config
+	log *slog.Logger
+	mux *chi.Mux
+	// methods are the methods of every route, sorted, for Allow headers.
+	methods []string
 }
 
 // New validates cfg, fills in its defaults and returns the handler.
@@ -35,7 +39,7 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	}
 	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger()}
 	p := cfg.Paths
-	routes := []routeDef{
+	routes := []route{
 		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
 		{http.MethodGet, p.Tasks, h.authed(h.listTasks)},
 		{http.MethodGet, p.Task, h.authed(h.getTask)},
@@ -48,60 +52,21 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		{http.MethodHead, p.Ready, h.ready},
 	}
 	if cfg.Stream != nil {
-		routes = append(routes, routeDef{http.MethodGet, p.Stream, delegate(cfg.Stream)})
+		routes = append(routes, route{http.MethodGet, p.Stream, delegate(cfg.Stream)})
 	}
 	if cfg.WebSocket != nil {
-		routes = append(routes, routeDef{http.MethodGet, p.WebSocket, delegate(cfg.WebSocket)})
+		routes = append(routes, route{http.MethodGet, p.WebSocket, delegate(cfg.WebSocket)})
 	}
-	for _, rt := range routes {
-		if err := h.router.handle(rt.method, rt.path, rt.fn); err != nil {
-			return nil, err
-		}
+	if h.mux, err = h.newRouter(routes); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
 
-type routeDef struct {
-	method, path string
-	fn           routeFunc
-}
-
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var (
-		pat    *pattern
-		taskID string
-	)
-	for _, p := range routePaths(r) {
-		if pat, taskID = h.router.match(p); pat != nil {
-			break
-		}
-	}
-	if pat == nil {
-		h.writeError(w, r, &statusError{
-			status: http.StatusNotFound, code: taskbridge.CodeInvalidRequest,
-			msg: "No such route",
-		})
-		return
-	}
-	fn, ok := pat.methods[r.Method]
-	if !ok {
-		httpx.MethodNotAllowed(w, r, pat.allow(), h.svc.Now())
-		return
-	}
-	fn(w, r, taskID)
-}
-
-// delegate passes a request on to a streaming handler, with the matched task
-// id available as r.PathValue("taskId").
+// delegate passes a request on to a streaming handler; a matched task id is
+// available as r.PathValue("taskId").
 func delegate(next http.Handler) routeFunc {
-	return func(w http.ResponseWriter, r *http.Request, taskID string) {
-		if taskID != "" {
-			r = r.Clone(r.Context()) // leave the caller's request (and its path values) alone
-			r.SetPathValue("taskId", taskID)
-		}
-		next.ServeHTTP(w, r)
-	}
+	return func(w http.ResponseWriter, r *http.Request, _ string) { next.ServeHTTP(w, r) }
 }
 
 // authedFunc is a route handler that runs for an authenticated caller.

@@ -26,6 +26,7 @@ func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskb
 	ts.task.UpdatedAt = ev.CreatedAt
 	if ev.Type.Terminal() {
 		ts.terminalAt = ev.CreatedAt
+		ts.lease = taskbridge.Lease{} // a lease ends with its task
 		for _, sp := range ts.susps {
 			if sp.Status == taskbridge.SuspensionOpen {
 				sp.Status = taskbridge.SuspensionCancelled
@@ -60,7 +61,9 @@ func (ts *taskState) trim(keep int) {
 }
 
 // Append implements [taskbridge.EventStore]. Watchers are called by the
-// appending goroutine before Append returns.
+// appending goroutine before Append returns. An event with an
+// IdempotencyKey the task already used is returned as it was appended (a
+// copy), even if retention has dropped it from the log since.
 func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
 	if err := storecheck.Appendable(ev); err != nil {
 		return taskbridge.TaskEvent{}, err
@@ -76,7 +79,18 @@ func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.T
 		ts.mu.Unlock()
 		return taskbridge.TaskEvent{}, taskNotFound(ev.TaskID)
 	}
+	if prev, ok := ts.keys[ev.IdempotencyKey]; ok && ev.IdempotencyKey != "" {
+		ts.mu.Unlock()
+		prev.Payload = cloneBytes(prev.Payload)
+		return prev, nil
+	}
 	stored, err = ts.appendLocked(stored, s.maxEvents)
+	if err == nil && ev.IdempotencyKey != "" {
+		if ts.keys == nil {
+			ts.keys = make(map[string]taskbridge.TaskEvent)
+		}
+		ts.keys[ev.IdempotencyKey] = stored
+	}
 	ts.mu.Unlock()
 	if err != nil {
 		return taskbridge.TaskEvent{}, err

@@ -96,7 +96,8 @@ func (s *Store) ListTasks(_ context.Context, q taskbridge.TaskQuery) ([]taskbrid
 }
 
 // RequestCancel implements [taskbridge.TaskRegistry]. The first request also
-// sets the task's UpdatedAt to now.
+// sets the task's UpdatedAt to now and calls the control watchers (see
+// [Store.WatchControl]).
 func (s *Store) RequestCancel(_ context.Context, taskID, reason string, now time.Time) (taskbridge.Task, bool, error) {
 	var (
 		t     taskbridge.Task
@@ -114,6 +115,9 @@ func (s *Store) RequestCancel(_ context.Context, taskID, reason string, now time
 	})
 	if err != nil {
 		return taskbridge.Task{}, false, err
+	}
+	if first {
+		s.control.notify(taskID)
 	}
 	return cloneTask(t), first, nil
 }

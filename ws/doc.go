@@ -75,14 +75,27 @@
 // per-connection buffers are not kept: the connection gets small fixed
 // buffers instead, and the messages of one batch are framed straight into a
 // pooled buffer and sent with one write (in 64 KiB pieces), so a subscriber
-// that is behind catches up with few syscalls. (Data frames bypass the
-// websocket library's per-message write path; it still writes the
-// handshake and every control frame.) Every write to the socket has a
+// that is behind catches up with few syscalls. Every write to the socket has a
 // deadline ([Config.WriteTimeout]); a client that does not read is dropped
 // and resumes by cursor. Frames come from the service's shared fan-out,
 // encoded once for all subscribers, and heartbeats from its shared
 // scheduler. An idle subscribed connection costs about 14 KiB (see
 // BenchmarkIdleConnections).
+//
+// # One writer per socket
+//
+// Data frames bypass github.com/coder/websocket's per-message write path,
+// which cost most of the server's CPU in fan-out. So that the library's
+// frames and the handler's cannot interleave, the hijacked connection has
+// one write seam with a stated contract (netConn in netconn.go): the
+// handler writes the 101 response head and the data frames, the library
+// only whole control frames (pings, pongs, close), which the seam parses
+// out of whatever writes the library makes and sends whole, between data
+// batches; nothing follows a close frame, compression is never negotiated,
+// and anything else the library writes fails the connection instead of
+// reaching the client. Tests drive the real library through the seam and
+// check every byte on the socket; rerun them when upgrading it (see
+// go.mod).
 //
 // Because the request's handler returns at the upgrade, host middleware
 // sees the request end there, and request-scoped context values are not

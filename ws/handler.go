@@ -98,6 +98,7 @@ type Handler struct {
 	svc    *taskbridge.Service
 	cfg    Config
 	accept websocket.AcceptOptions
+	wire   wireConfig
 
 	origins []originPattern
 
@@ -150,9 +151,13 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 			// The handler checks origins itself before Accept, to answer
 			// with an error envelope; the library checks again, with the
 			// same patterns.
-			OriginPatterns:  cfg.OriginPatterns,
+			OriginPatterns: cfg.OriginPatterns,
+			// Compression stays off explicitly: the handler writes its
+			// data frames uncompressed, and netConn fails a connection
+			// on which the library writes a compressed frame.
 			CompressionMode: websocket.CompressionDisabled,
 		},
+		wire:    wireConfig{writeTimeout: cfg.WriteTimeout, log: svc.Logger()},
 		origins: origins,
 		life:    life,
 		done:    life.Done(),
@@ -189,7 +194,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, h.svc.Logger(), now, taskbridge.ErrClosed)
 		return
 	}
-	uw := &upgradeWriter{ResponseWriter: w, writeTimeout: h.cfg.WriteTimeout}
+	uw := &upgradeWriter{ResponseWriter: w, wire: &h.wire}
 	wc, err := websocket.Accept(uw, r, &h.accept)
 	if err != nil {
 		st.Leave()

@@ -691,6 +691,44 @@ func TestShutdownDropsUnresponsiveClients(t *testing.T) {
 	require.NoError(t, f.h.Shutdown(testCtx(t)))
 }
 
+// TestCompressionIsNeverNegotiated: a client offering permessage-deflate
+// gets an uncompressed connection (the ws package writes its frames itself;
+// see ws/netconn.go).
+func TestCompressionIsNeverNegotiated(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	for _, mode := range []websocket.CompressionMode{websocket.CompressionContextTakeover, websocket.CompressionNoContextTakeover} {
+		task := f.env.CreateTask(t, "alice")
+		f.env.Started(t, task)
+		c, resp, err := websocket.Dial(testCtx(t), wsURL(f.srv.URL), &websocket.DialOptions{
+			HTTPHeader: streamtest.Bearer("alice"), CompressionMode: mode,
+		})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.CloseNow() })
+		require.Empty(t, resp.Header.Values("Sec-WebSocket-Extensions"), "mode %v", mode)
+		subscribe(t, c, task, nil)
+		readConfirm(t, c, task, nil)
+		require.Equal(t, taskbridge.EventTaskStarted, readEvent(t, c).Type)
+		f.env.Emit(t, task, taskbridge.MessagePayload{Message: strings.Repeat("z", 4000)}) // over any compression threshold
+		require.Equal(t, taskbridge.EventTaskMessage, readEvent(t, c).Type)
+		f.env.Complete(t, task)
+		require.Equal(t, taskbridge.EventTaskCompleted, readEvent(t, c).Type)
+		requireClose(t, c, websocket.StatusNormalClosure)
+	}
+
+	// The offer made by hand, as a browser makes it.
+	hdr := handshakeHeader()
+	hdr.Set("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, f.srv.URL+ws.DefaultPath, nil)
+	require.NoError(t, err)
+	req.Header = hdr
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	require.Empty(t, resp.Header.Values("Sec-WebSocket-Extensions"))
+}
+
 // TestMessageSizes sends events whose messages need each of the three
 // WebSocket payload-length encodings (7-bit, 16-bit, 64-bit), in one batch
 // and live, and checks that a standard client reads them intact.

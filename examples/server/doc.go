@@ -11,15 +11,19 @@
 //
 // # Flags
 //
-//	-addr                host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one)
-//	-store               memory (default); redis and postgres are not available yet
-//	-redis-url           Redis URL for -store redis
-//	-postgres-url        PostgreSQL URL for -store postgres
-//	-heartbeat-interval  idle time before an SSE/WebSocket heartbeat (Go duration, default 15s)
-//	-shutdown-timeout    how long a graceful shutdown may take (default 10s)
-//	-task-grace          how long running tasks may go on during a shutdown (default 2s);
-//	                     then they end with TASK_FAILED EXECUTOR_SHUTDOWN (retryable)
-//	-log-level           debug, info, warn or error (default info)
+//	-addr                  host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one)
+//	-store                 memory (default); redis and postgres are not available yet
+//	-redis-url             Redis URL for -store redis
+//	-postgres-url          PostgreSQL URL for -store postgres
+//	-heartbeat-interval    idle time before an SSE/WebSocket heartbeat (Go duration, default 15s)
+//	-shutdown-timeout      how long a graceful shutdown may take (default 10s)
+//	-task-grace            how long running tasks may go on during a shutdown (default 2s);
+//	                       then they end with TASK_FAILED EXECUTOR_SHUTDOWN (retryable)
+//	-retention             how long finished tasks and their events are kept (default 1h)
+//	-maintenance-interval  how often maintenance runs (default 1m): it deletes finished tasks
+//	                       older than -retention and old action receipts, and retries failed
+//	                       resume hand-offs; without it the in-memory store only grows
+//	-log-level             debug, info, warn or error (default info)
 //
 // # Authentication (demo only)
 //

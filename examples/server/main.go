@@ -44,6 +44,8 @@ type options struct {
 	heartbeatInterval time.Duration
 	shutdownTimeout   time.Duration
 	taskGrace         time.Duration
+	retention         time.Duration
+	maintenance       time.Duration
 	logLevel          slog.Level
 }
 
@@ -58,6 +60,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 15*time.Second, "idle time before an SSE or WebSocket heartbeat")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&o.taskGrace, "task-grace", 2*time.Second, "how long running tasks may go on during a shutdown before they are stopped")
+	fs.DurationVar(&o.retention, "retention", time.Hour, "how long finished tasks and their events are kept before maintenance deletes them")
+	fs.DurationVar(&o.maintenance, "maintenance-interval", time.Minute, "how often maintenance deletes expired tasks and receipts and retries failed resumes")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -78,6 +82,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.taskGrace <= 0 {
 		return o, errors.New("-task-grace must be positive")
+	}
+	if o.retention <= 0 {
+		return o, errors.New("-retention must be positive")
+	}
+	if o.maintenance <= 0 {
+		return o, errors.New("-maintenance-interval must be positive")
 	}
 	switch o.store {
 	case "memory":
@@ -103,7 +113,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
-	app, err := newServer(config{Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace})
+	app, err := newServer(config{
+		Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace,
+		TaskRetention: o.retention, MaintenanceInterval: o.maintenance,
+	})
 	if err != nil {
 		return err
 	}
@@ -124,7 +137,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	go func() { served <- srv.Serve(ln) }()
 	url := "http://" + ln.Addr().String()
 	log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
-		slog.Duration("heartbeatInterval", o.heartbeatInterval))
+		slog.Duration("heartbeatInterval", o.heartbeatInterval), slog.Duration("retention", o.retention),
+		slog.Duration("maintenanceInterval", o.maintenance))
 	fmt.Fprintf(stdout, "listening on %s\n", url)
 
 	var serveErr error

@@ -32,9 +32,15 @@ type config struct {
 	// HeartbeatInterval is passed to the SSE and WebSocket handlers.
 	// Defaults to 15s.
 	HeartbeatInterval time.Duration
-	// MaintenanceInterval is how often Service.RunMaintenance runs.
-	// Defaults to 1s.
+	// MaintenanceInterval is how often Service.RunMaintenance runs: it
+	// deletes finished tasks older than TaskRetention and old action
+	// receipts, and retries failed resume hand-offs. Defaults to 1m.
 	MaintenanceInterval time.Duration
+	// TaskRetention is how long finished tasks (with their events) are
+	// kept; then maintenance deletes them and they are 404. Defaults to 1h.
+	TaskRetention time.Duration
+	// Now is the service's clock. Defaults to time.Now.
+	Now func() time.Time
 	// TaskGrace is how long a shutdown lets running tasks finish before
 	// they are stopped (EXECUTOR_SHUTDOWN). Defaults to 2s; it is also
 	// bounded by the shutdown's context.
@@ -75,7 +81,7 @@ func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskReq
 }
 
 // newServer builds the demo server over in-memory stores and starts its
-// maintenance loop.
+// maintenance and recovery loops.
 func newServer(cfg config) (*server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -86,19 +92,35 @@ func newServer(cfg config) (*server, error) {
 	if cfg.HeartbeatInterval < 0 {
 		return nil, errors.New("heartbeat interval must be positive")
 	}
-	if cfg.MaintenanceInterval <= 0 {
-		cfg.MaintenanceInterval = time.Second
+	if cfg.MaintenanceInterval < 0 || cfg.TaskRetention < 0 {
+		return nil, errors.New("maintenance interval and task retention must be positive")
+	}
+	if cfg.MaintenanceInterval == 0 {
+		cfg.MaintenanceInterval = time.Minute
+	}
+	if cfg.TaskRetention == 0 {
+		cfg.TaskRetention = time.Hour
 	}
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
 	}
 	s := &server{log: cfg.Logger, cfg: cfg, store: memstore.New(memstore.Config{})}
-	r, err := runner.New(runner.Config{Handlers: handlers(), Logger: cfg.Logger})
+	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger}
+	// With a store that keeps leases, the runner holds one on every task
+	// it runs, so that several replicas can share the store: a replica
+	// that dies has its tasks taken over by another (see RunRecovery
+	// below).
+	leases, _ := taskbridge.Store(s.store).(taskbridge.LeaseStore)
+	rcfg.Leases = leases
+	r, err := runner.New(rcfg)
 	if err != nil {
 		return nil, err
 	}
 	s.runner = r
-	s.svc, err = taskbridge.New(taskbridge.Config{Store: s.store, Executor: executor{r}, Logger: cfg.Logger})
+	s.svc, err = taskbridge.New(taskbridge.Config{
+		Store: s.store, Executor: executor{r}, Logger: cfg.Logger, Now: cfg.Now,
+		TaskRetention: cfg.TaskRetention,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -131,11 +153,27 @@ func newServer(cfg config) (*server, error) {
 	mux.Mount("/", api)
 	s.handler = mux
 
+	// Without maintenance nothing is ever deleted: the in-memory store
+	// would grow with every task for as long as the process runs.
 	ctx, cancel := context.WithCancel(context.Background())
+	if leases != nil {
+		// Tasks a dead replica left behind (none with the in-memory store).
+		if _, err := r.Recover(ctx, s.store, s.svc.Emitter); err != nil {
+			cancel()
+			return nil, err
+		}
+	}
 	s.stopMaintenance, s.maintenanceDone = cancel, make(chan struct{})
 	go func() {
 		defer close(s.maintenanceDone)
-		_ = s.svc.RunMaintenance(ctx, cfg.MaintenanceInterval)
+		if leases == nil {
+			_ = s.svc.RunMaintenance(ctx, cfg.MaintenanceInterval)
+			return
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = s.svc.RunMaintenance(ctx, cfg.MaintenanceInterval) })
+		wg.Go(func() { _ = r.RunRecovery(ctx, s.store, s.svc.Emitter, 0) })
+		wg.Wait()
 	}()
 	return s, nil
 }
@@ -158,7 +196,7 @@ func (s *server) closeStreams() {
 //     waits for the stream handlers to finish;
 //  2. the runner: running tasks get cfg.TaskGrace (within ctx) to finish,
 //     then are stopped and end with TASK_FAILED EXECUTOR_SHUTDOWN;
-//  3. the maintenance loop and the store.
+//  3. the maintenance and recovery loops, and the store.
 //
 // It returns the first error; safe to call twice.
 func (s *server) shutdown(ctx context.Context) error {
