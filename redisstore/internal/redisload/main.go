@@ -50,6 +50,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,6 +81,7 @@ type options struct {
 	events, runs                int
 	rate                        float64
 	duration                    time.Duration
+	cpuProfile                  string
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -95,6 +97,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&o.runs, "runs", 5, "replay: runs")
 	fs.Float64Var(&o.rate, "rate", -1, "fanout: events per second in total (1000; 0: unthrottled); many: events per second per task (10)")
 	fs.DurationVar(&o.duration, "duration", 0, "append: 10s; many: 30s")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to `file`")
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return errors.New("the first argument is the mode: append, fanout, replay or many")
 	}
@@ -143,6 +146,17 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer b.close()
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Fprintf(out, "mode=%s replicas=%d pool=%d prefix=%s\n", mode, o.replicas, o.pool, b.prefix)
 	switch mode {
 	case "append":
