@@ -40,7 +40,10 @@ type options struct {
 	addr              string
 	store             string
 	redisURL          string
+	redisPrefix       string
 	postgresURL       string
+	replica           string
+	leaseTTL          time.Duration
 	heartbeatInterval time.Duration
 	shutdownTimeout   time.Duration
 	taskGrace         time.Duration
@@ -54,14 +57,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port)")
-	fs.StringVar(&o.store, "store", "memory", "store backend: memory (redis and postgres are not available yet)")
-	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` for -store redis")
+	fs.StringVar(&o.store, "store", "memory", "store backend: memory or redis (postgres is not available yet)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` for -store redis, e.g. redis://127.0.0.1:6379/0")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", "taskbridge", "key `prefix` for -store redis; replicas sharing tasks use the same")
 	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres")
 	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 15*time.Second, "idle time before an SSE or WebSocket heartbeat")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&o.taskGrace, "task-grace", 2*time.Second, "how long running tasks may go on during a shutdown before they are stopped")
 	fs.DurationVar(&o.retention, "retention", time.Hour, "how long finished tasks and their events are kept before maintenance deletes them")
 	fs.DurationVar(&o.maintenance, "maintenance-interval", time.Minute, "how often maintenance deletes expired tasks and receipts and retries failed resumes")
+	fs.StringVar(&o.replica, "replica", "", "this process's `name` as the runner of tasks, unique among the replicas sharing a store (default: random)")
+	fs.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "how soon a replica takes over the tasks of one that died (runner lease TTL)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,17 +95,25 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.maintenance <= 0 {
 		return o, errors.New("-maintenance-interval must be positive")
 	}
+	if o.leaseTTL <= 0 {
+		return o, errors.New("-lease-ttl must be positive")
+	}
 	switch o.store {
 	case "memory":
 		if o.redisURL != "" || o.postgresURL != "" {
 			return o, errors.New("-redis-url and -postgres-url need -store redis or -store postgres")
 		}
 	case "redis":
-		return o, errors.New("-store redis is not available yet: this version has no Redis store; use -store memory")
+		if o.redisURL == "" {
+			return o, errors.New("-store redis needs -redis-url")
+		}
+		if o.postgresURL != "" {
+			return o, errors.New("-postgres-url needs -store postgres")
+		}
 	case "postgres":
-		return o, errors.New("-store postgres is not available yet: this version has no PostgreSQL store; use -store memory")
+		return o, errors.New("-store postgres is not available yet: this version has no PostgreSQL store; use -store memory or redis")
 	default:
-		return o, fmt.Errorf("-store %q is unknown: use memory (redis and postgres are not available yet)", o.store)
+		return o, fmt.Errorf("-store %q is unknown: use memory or redis", o.store)
 	}
 	return o, nil
 }
@@ -113,9 +127,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.logLevel}))
+	store, closeStore, err := openStore(o, log, o.shutdownTimeout)
+	if err != nil {
+		return err
+	}
 	app, err := newServer(config{
 		Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace,
 		TaskRetention: o.retention, MaintenanceInterval: o.maintenance,
+		Store: store, CloseStore: closeStore, Replica: o.replica, LeaseTTL: o.leaseTTL,
 	})
 	if err != nil {
 		return err
@@ -138,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := "http://" + ln.Addr().String()
 	log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
 		slog.Duration("heartbeatInterval", o.heartbeatInterval), slog.Duration("retention", o.retention),
-		slog.Duration("maintenanceInterval", o.maintenance))
+		slog.Duration("maintenanceInterval", o.maintenance), slog.String("replica", app.runner.Replica()))
 	fmt.Fprintf(stdout, "listening on %s\n", url)
 
 	var serveErr error

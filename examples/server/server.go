@@ -45,6 +45,18 @@ type config struct {
 	// they are stopped (EXECUTOR_SHUTDOWN). Defaults to 2s; it is also
 	// bounded by the shutdown's context.
 	TaskGrace time.Duration
+	// Store keeps the tasks; the server closes it with CloseStore on
+	// shutdown. Nil means a new in-memory store.
+	Store taskbridge.Store
+	// CloseStore closes Store (and whatever it runs on). Nil means Store
+	// needs no closing.
+	CloseStore func() error
+	// Replica names this process as a runner lease holder. Defaults to a
+	// random id.
+	Replica string
+	// LeaseTTL is the runner's lease TTL: how soon another replica takes
+	// over the tasks of one that died. Defaults to the runner's (30s).
+	LeaseTTL time.Duration
 }
 
 // server is the demo application: store, runner, service, transports and
@@ -53,7 +65,7 @@ type config struct {
 type server struct {
 	log     *slog.Logger
 	cfg     config
-	store   *memstore.Store
+	store   taskbridge.Store
 	runner  *runner.Runner
 	svc     *taskbridge.Service
 	sse     *sse.Handler
@@ -80,9 +92,31 @@ func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskReq
 	return validateInput(req.TaskType, req.Input)
 }
 
-// newServer builds the demo server over in-memory stores and starts its
-// maintenance and recovery loops.
-func newServer(cfg config) (*server, error) {
+// newServer builds the demo server over cfg.Store (in memory by default) and
+// starts its maintenance and recovery loops.
+func newServer(cfg config) (_ *server, err error) {
+	if cfg.Store == nil {
+		mem := memstore.New(memstore.Config{})
+		cfg.Store, cfg.CloseStore = mem, mem.Close
+	}
+	if cfg.CloseStore == nil {
+		cfg.CloseStore = func() error { return nil }
+	}
+	s := &server{store: cfg.Store}
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Undo what was started, so that a failed start leaks nothing.
+		ctx := context.Background()
+		if s.svc != nil {
+			_ = s.svc.Shutdown(ctx)
+		}
+		if s.runner != nil {
+			_ = s.runner.Shutdown(ctx)
+		}
+		_ = cfg.CloseStore()
+	}()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -104,13 +138,13 @@ func newServer(cfg config) (*server, error) {
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
 	}
-	s := &server{log: cfg.Logger, cfg: cfg, store: memstore.New(memstore.Config{})}
-	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger}
+	s.log, s.cfg = cfg.Logger, cfg
+	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger, Replica: cfg.Replica, LeaseTTL: cfg.LeaseTTL}
 	// With a store that keeps leases, the runner holds one on every task
 	// it runs, so that several replicas can share the store: a replica
 	// that dies has its tasks taken over by another (see RunRecovery
 	// below).
-	leases, _ := taskbridge.Store(s.store).(taskbridge.LeaseStore)
+	leases, _ := s.store.(taskbridge.LeaseStore)
 	rcfg.Leases = leases
 	r, err := runner.New(rcfg)
 	if err != nil {
@@ -211,7 +245,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		cancel()
 		s.stopMaintenance()
 		<-s.maintenanceDone
-		errs = append(errs, s.store.Close())
+		errs = append(errs, s.cfg.CloseStore())
 		s.shutdownErr = errors.Join(errs...)
 	})
 	return s.shutdownErr
