@@ -12,7 +12,7 @@ import (
 )
 
 func TestConformance(t *testing.T) {
-	newClient(t) // skip early when Redis is not configured
+	newClient(t)          // skip early when Redis is not configured
 	var prefixes sync.Map // *redisstore.Store → its key prefix
 	storetest.Run(t, storetest.Harness{
 		New: func(t *testing.T) taskbridge.Store {
