@@ -31,7 +31,8 @@
 //
 // many: -tasks tasks with one subscriber each, spread over the replicas,
 // each task getting -rate events per second through replica 0 for
-// -duration; prints the delivered rate and latencies.
+// -duration, from its own goroutine (as a runner runs each task in its
+// own); prints the append rate achieved, the delivered rate and latencies.
 //
 // Every mode prints Redis's connected_clients while the subscribers are
 // connected (compare with -pool × replicas + replicas) and uses keys under
@@ -529,23 +530,26 @@ func (b *bench) manyMode(ctx context.Context, out io.Writer) error {
 	perTask := int(b.o.rate * b.o.duration.Seconds())
 	fmt.Fprintf(out, "subscribers=%d connected_clients=%s; %d events per task at %.0f/s per task (%.0f/s in total)\n",
 		len(subs), b.connectedClients(ctx), perTask, b.o.rate, b.o.rate*float64(len(ids)))
-	// One emitter loop per 50 tasks, each paced to rate×50 events/s and
-	// cycling through its tasks.
+	// One emitter per task, as a runner has one goroutine per task, each
+	// paced to rate events/s (started at random offsets within a period).
 	start := time.Now()
 	var emitters sync.WaitGroup
 	var emitErr atomic.Pointer[error]
-	const group = 50
-	for g := 0; g < len(ids); g += group {
-		mine := ids[g:min(g+group, len(ids))]
+	for i, id := range ids {
 		emitters.Go(func() {
-			err := emitPaced(ctx, perTask*len(mine), b.o.rate*float64(len(mine)), func(i int) error {
-				_, err := b.replicas[0].svc.Emitter(mine[i%len(mine)]).Emit(ctx, progress(time.Now()))
+			offset := time.Duration(float64(i) / float64(len(ids)) / b.o.rate * float64(time.Second))
+			select {
+			case <-time.After(offset):
+			case <-ctx.Done():
+				return
+			}
+			em := b.replicas[0].svc.Emitter(id)
+			err := emitPaced(ctx, perTask, b.o.rate, func(int) error {
+				_, err := em.Emit(ctx, progress(time.Now()))
 				return err
 			})
-			for _, id := range mine {
-				if err == nil {
-					_, err = b.replicas[0].svc.Emitter(id).Emit(ctx, taskbridge.CompletedPayload{})
-				}
+			if err == nil {
+				_, err = em.Emit(ctx, taskbridge.CompletedPayload{})
 			}
 			if err != nil {
 				emitErr.CompareAndSwap(nil, &err)
