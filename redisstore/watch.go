@@ -280,13 +280,7 @@ func (n *notifier) subscribed(name string) {
 	if ch == nil {
 		return
 	}
-	for _, w := range ch.watchers {
-		if w.waiting {
-			w.waiting = false
-		} else {
-			w.fn("")
-		}
-	}
+	n.call(ch, "", true)
 	if ch.ready != nil {
 		close(ch.ready)
 		ch.ready = nil
@@ -297,13 +291,20 @@ func (n *notifier) subscribed(name string) {
 func (n *notifier) message(name, payload string) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	ch := n.chans[name]
-	if ch == nil {
-		return
+	if ch := n.chans[name]; ch != nil {
+		n.call(ch, payload, false)
 	}
+}
+
+// call calls ch's watchers that are not waiting in watch with payload;
+// release also ends the wait of the others. n.mu must be held.
+func (n *notifier) call(ch *channel, payload string, release bool) {
 	for _, w := range ch.watchers {
-		if !w.waiting {
+		switch {
+		case !w.waiting:
 			w.fn(payload)
+		case release:
+			w.waiting = false
 		}
 	}
 }
