@@ -53,8 +53,8 @@
 // older than the retained log is reported as [ErrEventsExpired] (HTTP 410,
 // WebSocket close 4410), never skipped silently. Waiting is push-based:
 // stores notify watchers on append. The memstore package is the in-memory
-// default; the redisstore module (github.com/taskbridge-go/taskbridge/redisstore)
-// keeps tasks in Redis for several processes; the storetest package is the
+// default; the pgstore and redisstore modules keep tasks in PostgreSQL or
+// Redis, shared by several processes; and the storetest package is the
 // conformance suite every store must pass.
 //
 // # Executors

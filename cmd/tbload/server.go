@@ -24,6 +24,9 @@ type serverConfig struct {
 	// Heartbeat is the streams' heartbeat interval; zero means the
 	// transport's default (15s), negative disables heartbeats.
 	Heartbeat time.Duration
+	// SSEHijack serves SSE streams on the hijacked connection
+	// (sse.Config.Hijack) instead of inside ServeHTTP.
+	SSEHijack bool
 }
 
 // bearerAuth authenticates "Authorization: Bearer <subject>", as the
@@ -65,7 +68,7 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sseH, err := sse.NewHandler(svc, sse.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat})
+	sseH, err := sse.NewHandler(svc, sse.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat, Hijack: cfg.SSEHijack})
 	if err != nil {
 		return nil, err
 	}

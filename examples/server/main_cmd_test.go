@@ -214,12 +214,13 @@ func TestCommandArguments(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"-store", "redis"}, 1, "-store redis needs -redis-url"},
 		{[]string{"-store", "redis", "-redis-url", "http://x"}, 1, "-redis-url: "},
-		{[]string{"-store", "redis", "-redis-url", "redis://127.0.0.1:1/0", "-shutdown-timeout", "1s"}, 1, "127.0.0.1:1 does not answer"},
-		{[]string{"-store", "postgres", "-postgres-url", "postgres://localhost/taskbridge"}, 1, "-store postgres is not available yet"},
-		{[]string{"-store", "mongo"}, 1, `-store "mongo" is unknown`},
+		{[]string{"-store", "redis", "-redis-url", "redis://127.0.0.1:1/0"}, 1, "127.0.0.1:1 does not answer"},
+		{[]string{"-store", "redis", "-redis-url", "redis://x", "-postgres-url", "postgres://x"}, 1, "-postgres-url needs -store postgres"},
+		{[]string{"-store", "postgres", "-postgres-url", "postgres://127.0.0.1:1/nowhere?connect_timeout=5"}, 1, "creating the PostgreSQL tables"},
+		{[]string{"-store", "postgres", "-redis-url", "redis://x"}, 1, "-redis-url needs -store redis"},
 		{[]string{"-lease-ttl", "0s"}, 1, "-lease-ttl must be positive"},
+		{[]string{"-store", "mongo"}, 1, `-store "mongo" is unknown`},
 		{[]string{"-redis-url", "redis://x"}, 1, "need -store redis"},
 		{[]string{"-heartbeat-interval", "0s"}, 1, "-heartbeat-interval must be positive"},
 		{[]string{"-heartbeat-interval", "soon"}, 2, "invalid value"},

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/pgstore/pgtest"
 )
 
 // redisURL returns TASKBRIDGE_REDIS_URL. It skips t when it is unset or
@@ -52,19 +53,32 @@ func deleteKeys(t *testing.T, url, prefix string) {
 	})
 }
 
-// TestReplicas runs two server processes on one Redis, as two replicas
-// behind a load balancer: what a client does on one reaches the task
-// wherever it runs, and the death of the replica running a task ends it by
-// the runner's policy on the other.
+// TestReplicas runs two server processes on one shared store, as two
+// replicas behind a load balancer, for each store that several processes
+// can share: what a client does on one replica reaches the task wherever
+// it runs, and the death of the replica running a task ends it by the
+// runner's policy on the other.
 func TestReplicas(t *testing.T) {
 	t.Parallel()
-	url := redisURL(t)
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:])
-	prefix := "tbe2e:" + hex.EncodeToString(rnd[:])
-	deleteKeys(t, url, prefix)
-	common := []string{"-addr", "127.0.0.1:0", "-store", "redis", "-redis-url", url, "-redis-prefix", prefix,
-		"-lease-ttl", "1s", "-heartbeat-interval", "1s", "-task-grace", "10ms", "-log-level", "warn"}
+	t.Run("redis", func(t *testing.T) {
+		t.Parallel()
+		url := redisURL(t)
+		var rnd [6]byte
+		_, _ = rand.Read(rnd[:])
+		prefix := "tbe2e:" + hex.EncodeToString(rnd[:])
+		deleteKeys(t, url, prefix)
+		testReplicas(t, "-store", "redis", "-redis-url", url, "-redis-prefix", prefix)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		db := pgtest.NewDB(t, "tbserver", 2)
+		testReplicas(t, "-store", "postgres", "-postgres-url", db.URL, "-postgres-schema", db.Schema)
+	})
+}
+
+func testReplicas(t *testing.T, store ...string) {
+	common := append([]string{"-addr", "127.0.0.1:0", "-lease-ttl", "2s", "-heartbeat-interval", "1s",
+		"-task-grace", "10ms", "-log-level", "warn"}, store...)
 	procA := startCommand(t, append(common, "-replica", "a")...)
 	procB := startCommand(t, append(common, "-replica", "b")...)
 	// Tasks run on the replica that created them: a.
@@ -72,10 +86,14 @@ func TestReplicas(t *testing.T) {
 
 	t.Run("StreamOnTheOther", func(t *testing.T) {
 		id := a.create(t, "alice", "stream", map[string]any{"count": 20, "intervalMs": 20})
-		sse, ws := b.follow(t, "sse", "alice", id), b.follow(t, "ws", "alice", id)
 		want := concat(types(taskbridge.EventTaskStarted), repeat(taskbridge.EventTaskMessage, 20), types(taskbridge.EventTaskCompleted))
-		requireLog(t, id, readUntil(t, sse, nil), want...)
-		requireLog(t, id, readUntil(t, ws, nil), want...)
+		readers := map[string]reader{}
+		for _, tr := range transports {
+			readers[tr] = b.follow(t, tr, "alice", id)
+		}
+		for tr, r := range readers {
+			t.Run(tr, func(t *testing.T) { requireLog(t, id, readUntil(t, r, nil), want...) })
+		}
 	})
 
 	t.Run("CancelOnTheOther", func(t *testing.T) {
@@ -91,7 +109,7 @@ func TestReplicas(t *testing.T) {
 
 	t.Run("ApprovalOnTheOther", func(t *testing.T) {
 		id := a.create(t, "alice", "approval", nil)
-		r := b.follow(t, "sse", "alice", id)
+		r := b.follow(t, "ws", "alice", id)
 		evs := readUntil(t, r, isType(taskbridge.EventTaskSuspended))
 		suspendID, _ := evs[len(evs)-1].fields["suspendId"].(string)
 		require.NotEmpty(t, suspendID)

@@ -45,18 +45,15 @@ type config struct {
 	// they are stopped (EXECUTOR_SHUTDOWN). Defaults to 2s; it is also
 	// bounded by the shutdown's context.
 	TaskGrace time.Duration
-	// Store keeps the tasks; the server closes it with CloseStore on
-	// shutdown. Nil means a new in-memory store.
+	// Store keeps the tasks; the caller owns it and closes it after
+	// shutdown. Defaults to an in-memory store that the server owns.
 	Store taskbridge.Store
-	// CloseStore closes Store (and whatever it runs on). Nil means Store
-	// needs no closing.
-	CloseStore func() error
-	// Replica names this process as a runner lease holder. Defaults to a
-	// random id.
-	Replica string
-	// LeaseTTL is the runner's lease TTL: how soon another replica takes
-	// over the tasks of one that died. Defaults to the runner's (30s).
+	// LeaseTTL is the runner's lease TTL when the store keeps leases.
+	// Defaults to runner.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// Replica names this process as the runner of its tasks (the lease
+	// holder). Defaults to a random id.
+	Replica string
 }
 
 // server is the demo application: store, runner, service, transports and
@@ -66,6 +63,7 @@ type server struct {
 	log     *slog.Logger
 	cfg     config
 	store   taskbridge.Store
+	owned   *memstore.Store // the default store, closed by shutdown
 	runner  *runner.Runner
 	svc     *taskbridge.Service
 	sse     *sse.Handler
@@ -92,31 +90,9 @@ func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskReq
 	return validateInput(req.TaskType, req.Input)
 }
 
-// newServer builds the demo server over cfg.Store (in memory by default) and
-// starts its maintenance and recovery loops.
-func newServer(cfg config) (_ *server, err error) {
-	if cfg.Store == nil {
-		mem := memstore.New(memstore.Config{})
-		cfg.Store, cfg.CloseStore = mem, mem.Close
-	}
-	if cfg.CloseStore == nil {
-		cfg.CloseStore = func() error { return nil }
-	}
-	s := &server{store: cfg.Store}
-	defer func() {
-		if err == nil {
-			return
-		}
-		// Undo what was started, so that a failed start leaks nothing.
-		ctx := context.Background()
-		if s.svc != nil {
-			_ = s.svc.Shutdown(ctx)
-		}
-		if s.runner != nil {
-			_ = s.runner.Shutdown(ctx)
-		}
-		_ = cfg.CloseStore()
-	}()
+// newServer builds the demo server over cfg.Store (in memory by default)
+// and starts its maintenance and recovery loops.
+func newServer(cfg config) (*server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -138,8 +114,12 @@ func newServer(cfg config) (_ *server, err error) {
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
 	}
-	s.log, s.cfg = cfg.Logger, cfg
-	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger, Replica: cfg.Replica, LeaseTTL: cfg.LeaseTTL}
+	s := &server{log: cfg.Logger, cfg: cfg, store: cfg.Store}
+	if s.store == nil {
+		s.owned = memstore.New(memstore.Config{})
+		s.store = s.owned
+	}
+	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL, Replica: cfg.Replica}
 	// With a store that keeps leases, the runner holds one on every task
 	// it runs, so that several replicas can share the store: a replica
 	// that dies has its tasks taken over by another (see RunRecovery
@@ -191,7 +171,8 @@ func newServer(cfg config) (_ *server, err error) {
 	// would grow with every task for as long as the process runs.
 	ctx, cancel := context.WithCancel(context.Background())
 	if leases != nil {
-		// Tasks a dead replica left behind (none with the in-memory store).
+		// Tasks a dead replica left behind (none with a fresh in-memory
+		// store).
 		if _, err := r.Recover(ctx, s.store, s.svc.Emitter); err != nil {
 			cancel()
 			return nil, err
@@ -230,7 +211,8 @@ func (s *server) closeStreams() {
 //     waits for the stream handlers to finish;
 //  2. the runner: running tasks get cfg.TaskGrace (within ctx) to finish,
 //     then are stopped and end with TASK_FAILED EXECUTOR_SHUTDOWN;
-//  3. the maintenance and recovery loops, and the store.
+//  3. the maintenance and recovery loops, and the store if it is the
+//     server's own in-memory one.
 //
 // It returns the first error; safe to call twice.
 func (s *server) shutdown(ctx context.Context) error {
@@ -245,7 +227,9 @@ func (s *server) shutdown(ctx context.Context) error {
 		cancel()
 		s.stopMaintenance()
 		<-s.maintenanceDone
-		errs = append(errs, s.cfg.CloseStore())
+		if s.owned != nil {
+			errs = append(errs, s.owned.Close())
+		}
 		s.shutdownErr = errors.Join(errs...)
 	})
 	return s.shutdownErr
@@ -341,9 +325,9 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logRequests logs every request at debug level and server errors (5xx) at
-// warn level; the transports log their own client errors. Streams taken
-// over by their handler (hijacked) log status 0 when the handler hands them
-// off, WebSockets status 101.
+// warn level; the transports log their own client errors. An SSE stream is
+// logged when it ends, with status 200 and its whole duration; a WebSocket
+// with status 101 when its handler takes the connection over.
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
