@@ -53,12 +53,13 @@
 // older than the retained log is reported as [ErrEventsExpired] (HTTP 410,
 // WebSocket close 4410), never skipped silently. Waiting is push-based:
 // stores notify watchers on append. The memstore package is the in-memory
-// default, the pgstore module keeps tasks in PostgreSQL (shared by several
-// processes), and the storetest package is the conformance suite every
-// store must pass. Optional interfaces a store may add, checked by type
-// assertion: [TaskHeadGetter] (ownership checks before the payload is
-// loaded), [TerminalTaskPruner] (retention removes uploaded files) and
-// [LiveTaskCreator] (exact per-owner quotas, [Config].MaxLiveTasksPerOwner).
+// default; the pgstore and redisstore modules keep tasks in PostgreSQL or
+// Redis, shared by several processes; and the storetest package is the
+// conformance suite every store must pass. Optional interfaces a store may
+// add, checked by type assertion: [TaskHeadGetter] (ownership checks before
+// the payload is loaded), [TerminalTaskPruner] (retention removes uploaded
+// files) and [LiveTaskCreator] (exact per-owner quotas,
+// [Config].MaxLiveTasksPerOwner).
 //
 // # Executors
 //

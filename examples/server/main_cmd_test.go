@@ -214,7 +214,9 @@ func TestCommandArguments(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"-store", "redis", "-redis-url", "redis://127.0.0.1:6379/0"}, 1, "-store redis is not available yet"},
+		{[]string{"-store", "redis", "-redis-url", "http://x"}, 1, "-redis-url: "},
+		{[]string{"-store", "redis", "-redis-url", "redis://127.0.0.1:1/0"}, 1, "127.0.0.1:1 does not answer"},
+		{[]string{"-store", "redis", "-redis-url", "redis://x", "-postgres-url", "postgres://x"}, 1, "-postgres-url needs -store postgres"},
 		{[]string{"-store", "postgres", "-postgres-url", "postgres://127.0.0.1:1/nowhere?connect_timeout=5"}, 1, "creating the PostgreSQL tables"},
 		{[]string{"-store", "postgres", "-redis-url", "redis://x"}, 1, "-redis-url needs -store redis"},
 		{[]string{"-lease-ttl", "0s"}, 1, "-lease-ttl must be positive"},

@@ -61,6 +61,9 @@ type config struct {
 	// Defaults to a new temporary directory, which shutdown removes with
 	// whatever is left in it.
 	UploadDir string
+	// Replica names this process as the runner of its tasks (the lease
+	// holder). Defaults to a random id.
+	Replica string
 }
 
 // defaultMaxLiveTasks is the default quota of unfinished tasks per user.
@@ -157,7 +160,7 @@ func newServer(cfg config) (_ *server, err error) {
 		}
 	}()
 	s.uploads = &httpapi.TempDirSink{Dir: s.uploadDir}
-	rcfg := runner.Config{Handlers: removeFilesWhenDone(s.uploads, handlers()), Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL}
+	rcfg := runner.Config{Handlers: removeFilesWhenDone(s.uploads, handlers()), Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL, Replica: cfg.Replica}
 	// With a store that keeps leases, the runner holds one on every task
 	// it runs, so that several replicas can share the store: a replica
 	// that dies has its tasks taken over by another (see RunRecovery
