@@ -18,8 +18,10 @@ import (
 // suspension that is no longer OPEN, or a terminal task, gives
 // REJECTED_ALREADY_RESOLVED; otherwise the action is ACCEPTED: the
 // suspension is resolved, the receipt stored and TASK_ACTION_ACCEPTED
-// appended in one atomic step, and then the executor's [Resumer] is called.
-// If that call fails the hand-off stays PENDING for [Service.Reconcile].
+// appended in one atomic step, and then the executor's [Resumer] is called
+// (with several processes, by the process running the task: see
+// [LocalExecutor]). If that call fails the hand-off stays PENDING for
+// [Service.Reconcile].
 func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID string, req ActionRequest) (ActionResponse, error) {
 	if err := s.checkOpen(); err != nil {
 		return ActionResponse{}, err
@@ -33,8 +35,7 @@ func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID str
 	if err := verr.Err(); err != nil {
 		return ActionResponse{}, err
 	}
-	task, err := s.ownedTask(ctx, auth, taskID)
-	if err != nil {
+	if _, err := s.ownedTask(ctx, auth, taskID); err != nil {
 		return ActionResponse{}, err
 	}
 	sus, err := s.store.GetSuspension(ctx, taskID, req.SuspendID)
@@ -91,7 +92,12 @@ func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID str
 	if res.Status == ActionAccepted {
 		s.metrics.AddCounter(MetricActionsAccepted, 1)
 		attrs = append(attrs, slog.String("eventId", res.Event.EventID))
-		if err := s.resume(context.WithoutCancel(ctx), task, res.Suspension, res.Receipt); err != nil {
+		if s.holdsElsewhere(taskID) {
+			// The process running the task resumes it when its relay
+			// hears of the action.
+			s.log.LogAttrs(ctx, slog.LevelDebug, "taskbridge: resume left to the process running the task",
+				append(attrs, slog.String("outcome", "relayed"))...)
+		} else if err := s.resumeTask(context.WithoutCancel(ctx), taskID, res.Suspension, res.Receipt); err != nil {
 			s.metrics.AddCounter(MetricActionsResumePending, 1)
 			s.log.LogAttrs(ctx, slog.LevelWarn, "taskbridge: resume hand-off failed; left pending",
 				append(attrs, slog.String("outcome", "resume_pending"), slog.Any("error", err))...)
@@ -99,6 +105,16 @@ func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID str
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "taskbridge: action submitted", append(attrs, slog.String("outcome", string(res.Status)))...)
 	return ActionResponse{TaskID: taskID, SuspendID: req.SuspendID, ClientActionID: req.ClientActionID, Status: res.Status}, nil
+}
+
+// resumeTask loads the whole task (the executor may need its input) and
+// resumes it.
+func (s *Service) resumeTask(ctx context.Context, taskID string, sus Suspension, rec ActionReceipt) error {
+	task, err := s.store.GetTask(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	return s.resume(ctx, task, sus, rec)
 }
 
 // resume hands an accepted action to the executor's [Resumer] and records

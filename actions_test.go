@@ -267,6 +267,46 @@ func TestPrune(t *testing.T) {
 	require.NoError(t, err, "running tasks are kept")
 }
 
+// TestPruneDefaultRetention: terminal tasks are deleted after
+// DefaultTaskRetention unless the host asks to keep them forever.
+func TestPruneDefaultRetention(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for name, tc := range map[string]struct {
+		retention time.Duration
+		deleted   int
+	}{
+		"default": {0, 1},
+		"forever": {-1, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, func(c *taskbridge.Config, _ *memstore.Config) { c.TaskRetention = tc.retention })
+			done := e.started(t, alice, "done")
+			e.emit(t, done, taskbridge.CompletedPayload{Result: true})
+			running := e.started(t, alice, "running")
+
+			e.clock.Advance(taskbridge.DefaultTaskRetention - time.Second)
+			rep, err := e.svc.Prune(ctx)
+			require.NoError(t, err)
+			require.Zero(t, rep.TasksDeleted, "kept until the retention has passed")
+
+			e.clock.Advance(2 * time.Second)
+			rep, err = e.svc.Prune(ctx)
+			require.NoError(t, err)
+			require.Equal(t, tc.deleted, rep.TasksDeleted)
+			_, err = e.svc.GetTask(ctx, alice, done)
+			if tc.deleted == 1 {
+				require.ErrorIs(t, err, taskbridge.ErrTaskNotFound)
+			} else {
+				require.NoError(t, err)
+			}
+			_, err = e.svc.GetTask(ctx, alice, running)
+			require.NoError(t, err, "running tasks are kept")
+		})
+	}
+}
+
 func TestRunMaintenance(t *testing.T) {
 	t.Parallel()
 	e := setup(t)

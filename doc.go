@@ -56,8 +56,13 @@
 // older than the retained log is reported as [ErrEventsExpired] (HTTP 410,
 // WebSocket close 4410), never skipped silently. Waiting is push-based:
 // stores notify watchers on append. The memstore package is the in-memory
-// default, and the storetest package is the conformance suite every store
-// must pass.
+// default; the pgstore and redisstore modules keep tasks in PostgreSQL or
+// Redis, shared by several processes; and the storetest package is the
+// conformance suite every store must pass. Optional interfaces a store may
+// add, checked by type assertion: [TaskHeadGetter] (ownership checks before
+// the payload is loaded), [TerminalTaskPruner] (retention removes uploaded
+// files) and [LiveTaskCreator] (exact per-owner quotas,
+// [Config].MaxLiveTasksPerOwner).
 //
 // # Executors
 //
@@ -69,6 +74,21 @@
 // Executors that wait on suspensions implement [Resumer]; the service calls
 // it after accepting an action, and [Service.Reconcile] retries hand-offs
 // that failed. The runner package is an in-process executor.
+//
+// # Several processes
+//
+// Several processes ("replicas") can serve one application behind a load
+// balancer when their store is shared between processes (a Redis or
+// PostgreSQL store): a client's create, stream, cancel or action may reach
+// any of them. Streams follow a task wherever it runs, since the store's
+// Watch wakes every process. A store shared between processes implements
+// [ControlFeed], which pushes cancel requests and accepted actions to
+// every process, and [LeaseStore]. With an executor that runs tasks in the
+// process ([LocalExecutor], the runner package) the Service relays those
+// control changes to the process running the task, and the runner holds a
+// lease on each task it runs, so that the tasks of a process that died are
+// taken over by another one: see the runner package's documentation for
+// the policy and the clock assumption.
 //
 // # Fan-out
 //
@@ -110,6 +130,25 @@
 // streams. Register the transports' shutdown hooks with
 // srv.RegisterOnShutdown, or call [Service.Shutdown], which ends every
 // subscription (SSE streams close, WebSockets close with 1001) and waits for
-// the transports to let go. Maintenance ([Service.RunMaintenance]) runs in a
-// goroutine the host starts and stops with a context.
+// the transports to let go.
+//
+// # Maintenance
+//
+// Retention is on by default: terminal tasks are kept for 24h
+// ([Config].TaskRetention) and action receipts for 24h
+// ([Config].ReceiptRetention). It is applied by [Service.Prune], which
+// [Service.RunMaintenance] runs periodically together with
+// [Service.Reconcile]. The host starts it in a goroutine it owns and stops
+// it with a context; without it nothing is ever deleted:
+//
+//	ctx, stop := context.WithCancel(context.Background())
+//	done := make(chan struct{})
+//	go func() { defer close(done); _ = svc.RunMaintenance(ctx, time.Minute) }()
+//	// ... at shutdown:
+//	stop()
+//	<-done
+//
+// Uploaded files are deleted with their tasks when [Config].Attachments is
+// set (pass the HTTP handler's upload sink) and the store implements
+// [TerminalTaskPruner].
 package taskbridge

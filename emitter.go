@@ -21,6 +21,17 @@ type emitter struct {
 func (e *emitter) TaskID() string { return e.taskID }
 
 func (e *emitter) Emit(ctx context.Context, p Payload) (TaskEvent, error) {
+	return e.emit(ctx, "", p)
+}
+
+func (e *emitter) EmitOnce(ctx context.Context, key string, p Payload) (TaskEvent, error) {
+	if key == "" {
+		return TaskEvent{}, fmt.Errorf("%w: EmitOnce needs a key", ErrInvalidEvent)
+	}
+	return e.emit(ctx, key, p)
+}
+
+func (e *emitter) emit(ctx context.Context, key string, p Payload) (TaskEvent, error) {
 	if p == nil {
 		return TaskEvent{}, fmt.Errorf("%w: nil payload", ErrInvalidEvent)
 	}
@@ -32,22 +43,29 @@ func (e *emitter) Emit(ctx context.Context, p Payload) (TaskEvent, error) {
 	if err != nil {
 		return TaskEvent{}, err
 	}
+	now := e.s.clock()
 	ev, err := e.s.store.Append(ctx, TaskEvent{
-		Type: p.EventType(), TaskID: e.taskID, CreatedAt: e.s.clock(), Payload: raw,
+		Type: p.EventType(), TaskID: e.taskID, CreatedAt: now, Payload: raw, IdempotencyKey: key,
 	})
 	if err != nil {
 		return TaskEvent{}, err
 	}
+	// An earlier event with the same key comes back as it was stored.
+	repeated := key != "" && !ev.CreatedAt.Equal(now)
+	outcome := string(ev.Type)
 	level := slog.LevelDebug
-	if ev.Terminal() {
+	switch {
+	case repeated:
+		outcome = "deduplicated"
+	case ev.Terminal():
 		level = slog.LevelInfo
 	}
-	if ev.Type == EventTaskFailed {
+	if ev.Type == EventTaskFailed && !repeated {
 		e.s.metrics.AddCounter(MetricTaskFailures, 1)
 	}
 	e.s.log.LogAttrs(ctx, level, "taskbridge: event appended",
 		slog.String("taskId", e.taskID), slog.String("eventId", ev.EventID),
-		slog.String("transport", "internal"), slog.String("outcome", string(ev.Type)))
+		slog.String("transport", "internal"), slog.String("outcome", outcome))
 	return ev, nil
 }
 

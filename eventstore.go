@@ -27,6 +27,13 @@ type EventStore interface {
 	// CreatedAt, an invalid type, or is TASK_SUSPENDED or
 	// TASK_ACTION_ACCEPTED (those are appended by [SuspensionStore]).
 	// After a successful append every watcher of the task is notified.
+	//
+	// When ev.IdempotencyKey is set and the task already has an event
+	// appended with the same key, Append appends nothing, notifies nobody
+	// and returns that earlier event (with its Seq, EventID and payload),
+	// even when the task has become terminal since. Keys are compared byte
+	// for byte, per task, and kept as long as the task. This makes a step
+	// that may run twice (a retried workflow activity) append once.
 	Append(ctx context.Context, ev TaskEvent) (TaskEvent, error)
 
 	// Read returns up to limit (>= 1) events of the task with Seq > after, in

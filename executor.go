@@ -15,9 +15,12 @@ type TaskExecutor interface {
 	Submit(ctx context.Context, task Task, emit Emitter) error
 
 	// Cancel tells the executor that a client asked to cancel the task. It
-	// is called at most once per task, after the request was recorded
-	// (task.CancelRequested is true). The executor ends the task with
-	// TASK_CANCELLED through its Emitter when it has stopped the work.
+	// is called after the request was recorded (task.CancelRequested is
+	// true), normally once per task; with several processes (see
+	// [LocalExecutor]) it may be called again, and for tasks this
+	// executor does not hold, which it then ignores. The executor ends the
+	// task with TASK_CANCELLED through its Emitter when it has stopped the
+	// work.
 	Cancel(ctx context.Context, task Task) error
 }
 
@@ -25,8 +28,9 @@ type TaskExecutor interface {
 // an action is accepted the service calls Resume; an error leaves the hand-off
 // PENDING, and [Service.Reconcile] retries it later. The hand-off is
 // at-least-once: Resume may be called again for an action it already took
-// (after a crash between Resume and recording the hand-off), so it must
-// tolerate duplicates.
+// (after a crash between Resume and recording the hand-off, or by the
+// control relay of a [LocalExecutor]'s process as well as by the service
+// that accepted the action), so it must tolerate duplicates.
 type Resumer interface {
 	Resume(ctx context.Context, task Task, s Suspension, r ActionReceipt) error
 }
@@ -50,6 +54,12 @@ type Emitter interface {
 	// TASK_ACTION_ACCEPTED excepted: use Suspend, and actions are appended
 	// by the service).
 	Emit(ctx context.Context, p Payload) (TaskEvent, error)
+	// EmitOnce is Emit for a step that may run more than once, such as a
+	// retried workflow activity: the event is appended only if the task
+	// has no event emitted with the same key, otherwise the earlier event
+	// is returned and nothing is appended (see [EventStore.Append]). key
+	// must not be empty.
+	EmitOnce(ctx context.Context, key string, p Payload) (TaskEvent, error)
 	// Suspend opens a suspension and appends its TASK_SUSPENDED event in one
 	// step.
 	Suspend(ctx context.Context, opts SuspendOpts) (Suspension, error)

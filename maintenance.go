@@ -20,12 +20,18 @@ type ReconcileReport struct {
 	Dispatched int
 	// Failed counts hand-offs that failed again and stay pending.
 	Failed int
+	// Skipped counts hand-offs of tasks that a [LocalExecutor] does not
+	// hold: the process running the task hands them over, or the one that
+	// takes the task over when that process died.
+	Skipped int
 }
 
 // Reconcile retries the resume hand-offs of accepted actions that are still
 // PENDING (the executor's Resume failed, or the process died in between).
-// One failure does not stop the pass; it returns the first store error that
-// prevented listing.
+// Hand-offs of terminal tasks are marked dispatched, since nobody waits for
+// them any more. With a [LocalExecutor], hand-offs of other tasks it does
+// not hold are skipped. One failure does not stop the pass; it returns the
+// first store error that prevented listing.
 func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	var rep ReconcileReport
 	pending, err := s.store.ListPendingResumes(ctx, maintenanceBatch)
@@ -33,7 +39,12 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 		return rep, err
 	}
 	for _, sus := range pending {
-		if err := s.reconcileOne(ctx, sus); err != nil {
+		skipped, err := s.reconcileOne(ctx, sus)
+		if skipped {
+			rep.Skipped++
+			continue
+		}
+		if err != nil {
 			rep.Failed++
 			s.log.LogAttrs(ctx, slog.LevelWarn, "taskbridge: resume reconciliation failed",
 				slog.String("taskId", sus.TaskID), slog.String("clientRequestId", sus.ResolvedActionID),
@@ -48,23 +59,28 @@ func (s *Service) Reconcile(ctx context.Context) (ReconcileReport, error) {
 	return rep, nil
 }
 
-func (s *Service) reconcileOne(ctx context.Context, sus Suspension) error {
+// reconcileOne hands one pending action over, or reports that it is left
+// to another process.
+func (s *Service) reconcileOne(ctx context.Context, sus Suspension) (skipped bool, err error) {
 	task, err := s.store.GetTask(ctx, sus.TaskID)
 	if errors.Is(err, ErrTaskNotFound) {
-		return nil // deleted by retention: nothing left to resume
+		return false, nil // deleted by retention: nothing left to resume
 	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if task.Status.Terminal() {
 		// Nobody waits for the action any more.
-		return s.store.MarkResumeDispatched(ctx, sus.TaskID, sus.SuspendID)
+		return false, s.store.MarkResumeDispatched(ctx, sus.TaskID, sus.SuspendID)
+	}
+	if local, ok := s.exec.(LocalExecutor); ok && !local.Holds(task.ID) {
+		return true, nil
 	}
 	rec, err := s.store.GetReceipt(ctx, sus.TaskID, sus.ResolvedActionID)
 	if err != nil {
-		return err
+		return false, err
 	}
-	return s.resume(ctx, task, sus, rec)
+	return false, s.resume(ctx, task, sus, rec)
 }
 
 // PruneReport is the outcome of [Service.Prune].
@@ -75,12 +91,16 @@ type PruneReport struct {
 	ReceiptsDeleted int
 	// TasksDeleted counts terminal tasks older than TaskRetention.
 	TasksDeleted int
+	// AttachmentsDiscarded counts the files of deleted tasks that
+	// Config.Attachments removed.
+	AttachmentsDiscarded int
 }
 
 // Prune applies retention: it expires OPEN suspensions past their deadline,
 // deletes receipts older than Config.ReceiptRetention (keeping those whose
-// resume is still pending) and, when Config.TaskRetention is set, deletes
-// terminal tasks older than that with their events.
+// resume is still pending) and, unless Config.TaskRetention is negative,
+// deletes terminal tasks older than that with their events, and their
+// uploaded files through Config.Attachments.
 func (s *Service) Prune(ctx context.Context) (PruneReport, error) {
 	var rep PruneReport
 	now := s.clock()
@@ -101,7 +121,7 @@ func (s *Service) Prune(ctx context.Context) (PruneReport, error) {
 	}
 	if s.cfg.TaskRetention > 0 {
 		if err := batched(func() (int, error) {
-			return s.store.DeleteTerminalTasks(ctx, now.Add(-s.cfg.TaskRetention), maintenanceBatch)
+			return s.deleteTerminalTasks(ctx, now.Add(-s.cfg.TaskRetention), maintenanceBatch, &rep.AttachmentsDiscarded)
 		}, &rep.TasksDeleted); err != nil {
 			return rep, err
 		}

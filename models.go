@@ -94,6 +94,14 @@ type TaskEvent struct {
 	// Seq is the store-assigned position of the event within its task:
 	// 1 for the first event, strictly increasing. It is not sent on the wire.
 	Seq int64 `json:"-"`
+
+	// IdempotencyKey, when set on an event to append, makes the append
+	// happen at most once per task and key: see [EventStore.Append] and
+	// [Emitter.EmitOnce]. Stores keep it with the event and return it from
+	// Read; it is not sent on the wire. Only Append honours it: the events
+	// the [SuspensionStore] appends are never repeated this way, and the
+	// service leaves it empty on them.
+	IdempotencyKey string `json:"-"`
 }
 
 // Terminal reports whether e ends its task's event log.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Request field limits.
@@ -33,7 +34,8 @@ func (s *Service) checkOpen() error {
 	return nil
 }
 
-// ownedTask loads a task the caller may see. Unknown, malformed and foreign
+// ownedTask loads a task the caller may see, without its Input, Metadata
+// and Attachments (see [Service.taskHead]). Unknown, malformed and foreign
 // ids all give ErrTaskNotFound, so ids cannot be probed.
 func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string) (Task, error) {
 	if auth.Subject == "" {
@@ -42,7 +44,7 @@ func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string
 	if !ValidTaskID(taskID) {
 		return Task{}, taskNotFound(taskID)
 	}
-	t, err := s.store.GetTask(ctx, taskID)
+	t, err := s.taskHead(ctx, taskID)
 	if errors.Is(err, ErrTaskNotFound) {
 		return Task{}, taskNotFound(taskID)
 	}
@@ -56,6 +58,18 @@ func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string
 		return Task{}, err
 	}
 	return t, nil
+}
+
+// taskHead returns a task's record without its Input, Metadata and
+// Attachments, through [TaskHeadGetter] when the store has it, so that the
+// ownership check runs before they are loaded.
+func (s *Service) taskHead(ctx context.Context, taskID string) (Task, error) {
+	if g, ok := s.store.(TaskHeadGetter); ok {
+		return g.GetTaskHead(ctx, taskID)
+	}
+	t, err := s.store.GetTask(ctx, taskID)
+	t.Input, t.Metadata, t.Attachments = nil, nil, nil
+	return t, err
 }
 
 func taskNotFound(taskID string) error {
@@ -140,6 +154,8 @@ func checkID(v *ValidationError, field, value string) {
 		v.Add(field, "is required")
 	case len(value) > maxIDLen:
 		v.Add(field, "must be at most %d bytes", maxIDLen)
+	case !utf8.ValidString(value):
+		v.Add(field, "must be UTF-8 text")
 	}
 }
 
@@ -148,7 +164,8 @@ func checkID(v *ValidationError, field, value string) {
 // returns the existing task with Deduplicated set; reusing the id with a
 // different task type, input or attachments fails with
 // [ErrIdempotencyConflict]. A denied create fails with [ErrTaskOwnership];
-// invalid fields with a [*ValidationError]. If the executor refuses the
+// invalid fields with a [*ValidationError]; a create beyond
+// Config.MaxLiveTasksPerOwner with [ErrTaskQuota]. If the executor refuses the
 // task, the task is failed with a TASK_FAILED event (so every stream of it
 // ends) and CreateTask fails with [ErrSubmission].
 func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTaskRequest) (CreateTaskResponse, error) {
@@ -205,7 +222,7 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 		CreatedAt:       now,
 		UpdatedAt:       now,
 	}
-	stored, created, err := s.store.CreateTask(ctx, task)
+	stored, created, err := s.storeTask(ctx, task)
 	if err != nil {
 		return CreateTaskResponse{}, err
 	}
@@ -240,6 +257,11 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 			append(logAttrs, slog.String("outcome", "submission_failed"), slog.Any("error", err),
 				slog.Any("failEventError", ferr))...)
 		return CreateTaskResponse{}, fmt.Errorf("%w: %w", ErrSubmission, err)
+	}
+	if s.relay != nil {
+		// A cancel recorded by another process before the executor held
+		// the task reached nobody: look at the task again.
+		s.relay.notify(stored.ID)
 	}
 	s.metrics.AddCounter(MetricTaskStarts, 1)
 	s.log.LogAttrs(ctx, slog.LevelInfo, "taskbridge: task created",
@@ -320,7 +342,9 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 // CancelTask requests cancellation of a task. A terminal task answers
 // ALREADY_TERMINAL and the executor is not called. Otherwise the request is
 // recorded and the executor is told once (on the first request); the
-// executor then ends the task with TASK_CANCELLED.
+// executor then ends the task with TASK_CANCELLED. With several processes
+// (see [LocalExecutor]) the process running the task is told through the
+// store's [ControlFeed].
 func (s *Service) CancelTask(ctx context.Context, auth AuthContext, taskID string, req CancelRequest) (CancelResponse, error) {
 	if err := s.checkOpen(); err != nil {
 		return CancelResponse{}, err

@@ -34,14 +34,38 @@ type Config struct {
 	// deduplication. Defaults to 24h.
 	ReceiptRetention time.Duration
 	// TaskRetention is how long terminal tasks (with their events) are kept
-	// by [Service.Prune]. Zero keeps them forever.
+	// before [Service.Prune] deletes them; a deleted task is 404
+	// TASK_NOT_FOUND. Defaults to 24h. Negative keeps them forever. Pruning
+	// happens only while the host runs [Service.RunMaintenance] (or calls
+	// Prune).
 	TaskRetention time.Duration
+	// Attachments, when set, removes the uploaded files of the tasks that
+	// retention deletes: [Service.Prune] calls its Discard for the Ref of
+	// every attachment of every task it deletes. Pass the HTTP handler's
+	// upload sink (every httpapi.AttachmentSink is one). It needs a store
+	// that implements [TerminalTaskPruner]; with another store the files
+	// are left to the host, and New logs a warning.
+	Attachments AttachmentDiscarder
+	// MaxLiveTasksPerOwner bounds how many tasks one owner may have that
+	// have not ended (ACCEPTED or RUNNING). A create beyond it fails with
+	// [ErrTaskQuota] (HTTP 429 TASK_QUOTA_EXCEEDED, which clients retry
+	// with backoff); repeating the create of an existing task is
+	// deduplicated as always. The quota is exact with a store that
+	// implements [LiveTaskCreator] (memstore does). With another store it
+	// is best-effort: concurrent creates of one owner may pass it together,
+	// and while the owner is at the quota a repeat of a task that has
+	// already ended is refused instead of deduplicated. Zero means no
+	// limit.
+	MaxLiveTasksPerOwner int
 	// ReplayBatch is how many events one store read returns while replaying
 	// a stream. Defaults to 256.
 	ReplayBatch int
 	// Probes are extra readiness probes reported by [Service.Readiness].
 	Probes Readiness
 }
+
+// DefaultTaskRetention is the default [Config].TaskRetention.
+const DefaultTaskRetention = 24 * time.Hour
 
 // Service implements the TaskBridge operations over a [Store] and a
 // [TaskExecutor]. Transports (httpapi, sse, ws) call it; executors report
@@ -56,6 +80,7 @@ type Service struct {
 	now     func() time.Time
 	newID   func() string
 	hub     *fanout.Hub
+	relay   *controlRelay // nil unless the store is a ControlFeed and the executor a LocalExecutor
 
 	mu     sync.Mutex
 	closed bool
@@ -87,8 +112,11 @@ func New(cfg Config) (*Service, error) {
 	if cfg.ReceiptRetention <= 0 {
 		cfg.ReceiptRetention = 24 * time.Hour
 	}
-	if cfg.TaskRetention < 0 {
-		return nil, errors.New("taskbridge: Config.TaskRetention must not be negative")
+	if cfg.TaskRetention == 0 {
+		cfg.TaskRetention = DefaultTaskRetention
+	}
+	if cfg.MaxLiveTasksPerOwner < 0 {
+		return nil, errors.New("taskbridge: Config.MaxLiveTasksPerOwner must not be negative")
 	}
 	if cfg.ReplayBatch <= 0 {
 		cfg.ReplayBatch = 256
@@ -103,11 +131,16 @@ func New(cfg Config) (*Service, error) {
 		now:     cfg.Now,
 		newID:   cfg.NewID,
 	}
+	if _, ok := cfg.Store.(TerminalTaskPruner); cfg.Attachments != nil && !ok {
+		cfg.Logger.Warn("taskbridge: the store does not implement TerminalTaskPruner: " +
+			"retention deletes tasks but leaves their uploaded files (Config.Attachments) to the host")
+	}
 	hub, err := newHub(s)
 	if err != nil {
 		return nil, err
 	}
 	s.hub = hub
+	s.relay = startControlRelay(s)
 	return s, nil
 }
 
@@ -142,11 +175,16 @@ func (s *Service) isClosed() bool {
 // Shutdown stops the service: new subscriptions and commands fail with
 // [ErrClosed], every open subscription ends with [ErrClosed] (transports
 // close SSE streams and send WebSocket close 1001), and Shutdown waits until
-// all of them were closed by their transports or ctx ends. It does not stop
-// the executor or the store, which the host owns. Safe to call twice.
+// all of them were closed by their transports or ctx ends. It also stops
+// relaying control changes to the executor (see [LocalExecutor]). It does
+// not stop the executor or the store, which the host owns. Safe to call
+// twice.
 func (s *Service) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
+	if s.relay != nil {
+		s.relay.shutdown()
+	}
 	return s.hub.Shutdown(ctx)
 }

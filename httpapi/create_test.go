@@ -357,7 +357,7 @@ func TestCreateMultipartValidation(t *testing.T) {
 		fields []string
 	}{
 		{"missing", []part{text("input", "{}")}, []string{"clientRequestId", "taskType"}},
-		{"blank and bad JSON", []part{text("clientRequestId", " "), text("taskType", "t"), text("input", "{"), text("metadata", "[1]")},
+		{"blank and not an object", []part{text("clientRequestId", " "), text("taskType", "t"), text("input", "[1]"), text("metadata", `"x"`)},
 			[]string{"clientRequestId", "input", "metadata"}},
 		{"twice", []part{text("clientRequestId", "a"), text("clientRequestId", "b"), text("taskType", "t"), text("input", "{}"), text("input", "{}")},
 			[]string{"clientRequestId", "input"}},
@@ -368,11 +368,23 @@ func TestCreateMultipartValidation(t *testing.T) {
 			require.Equal(t, tc.fields, e.alice.on(t).postForm(multipartBody(t, parts...)).fieldErrors())
 		})
 	}
+
+	// A part that is not JSON at all is a malformed request, as a malformed
+	// JSON body is, whatever else is wrong with it.
+	for _, name := range []string{"input", "metadata"} {
+		for _, bad := range []string{"{", `{"a":1}}`, "not json", "{\"a\":\xff}"} {
+			resp := e.alice.postForm(multipartBody(t, text("clientRequestId", " "), text("taskType", "t"), text(name, bad),
+				file("attachments", "a.txt", "text/plain", "content")))
+			env := resp.errorEnvelope(http.StatusBadRequest, taskbridge.CodeInvalidRequest)
+			require.Contains(t, env.Message, name, bad)
+		}
+	}
 	require.Empty(t, e.spooled(), "files of invalid requests are discarded")
 
-	// Empty input and metadata parts count as absent; unknown parts are ignored.
+	// Empty input and metadata parts count as absent; unknown text parts
+	// are ignored.
 	resp := e.alice.postForm(multipartBody(t, text("clientRequestId", "ok"), text("taskType", "t"), text("input", ""),
-		text("metadata", " "), text("extra", "ignored"), file("other", "x.bin", "", "ignored file")))
+		text("metadata", " "), text("extra", "ignored")))
 	require.Equal(t, http.StatusCreated, resp.Status, "%s", resp.Body)
 	require.Empty(t, e.exec.tasks()[0].Attachments)
 	require.Empty(t, e.spooled())
@@ -441,7 +453,7 @@ func TestCreateMultipartLimits(t *testing.T) {
 		{"file too large", []part{file("attachments", "1.png", "image/png", small), file("attachments", "big.png", "image/png", strings.Repeat("b", 1001))},
 			http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
 		{"request too large", []part{file("attachments", "1.png", "image/png", strings.Repeat("b", 900)), file("attachments", "2.png", "image/png", strings.Repeat("b", 900)),
-			file("extra", "3.png", "image/png", strings.Repeat("b", 3000))}, http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
+			text("extra", strings.Repeat("b", 3000))}, http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
 		{"text part too large", []part{text("metadata", `{"x":"`+strings.Repeat("m", 300)+`"}`)}, http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

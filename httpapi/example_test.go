@@ -53,7 +53,8 @@ func createDemoTask(url string) {
 }
 
 // Mount the API in a chi router, next to the host's own routes and behind
-// its middleware.
+// its middleware. The API is a chi sub-router, so the host's middleware
+// finds the full route pattern once the request is served.
 func ExampleNew_chi() {
 	store := memstore.New(memstore.Config{})
 	defer store.Close()
@@ -72,6 +73,7 @@ func ExampleNew_chi() {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("X-Served-By", "host")
 			next.ServeHTTP(w, r)
+			fmt.Println(r.Method, chi.RouteContext(r.Context()).RoutePattern())
 		})
 	})
 	r.Get("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "home") })
@@ -80,7 +82,9 @@ func ExampleNew_chi() {
 	srv := httptest.NewServer(r)
 	defer srv.Close()
 	createDemoTask(srv.URL + "/tb/api/v1/tasks")
-	// Output: 201 ACCEPTED false
+	// Output:
+	// POST /tb/api/v1/tasks
+	// 201 ACCEPTED false
 }
 
 // Mount the API in a net/http ServeMux. Under a prefix, strip it with

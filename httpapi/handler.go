@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
+
+	"github.com/go-chi/chi/v5"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
@@ -18,10 +21,14 @@ import (
 // point. Every response it writes itself is JSON; every error is the
 // protocol error envelope.
 type Handler struct {
-	svc    *taskbridge.Service
-	cfg    Config
-	log    *slog.Logger
-	router router
+	svc *taskbridge.Service
+	cfg Config
+	log *slog.Logger
+	mux *chi.Mux
+	// methods are the methods of every route, sorted, for Allow headers.
+	methods []string
+	// bodies are the request bodies being read.
+	bodies bodyReads
 }
 
 // New validates cfg, fills in its defaults and returns the handler.
@@ -33,9 +40,9 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{svc: svc, cfg: cfg, log: svcHooks.Logger(svc)}
+	h := &Handler{svc: svc, cfg: cfg, log: svcHooks.Logger(svc), bodies: bodyReads{active: map[*bodyRead]struct{}{}}}
 	p := cfg.Paths
-	routes := []routeDef{
+	routes := []route{
 		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
 		{http.MethodGet, p.Tasks, h.authed(h.listTasks)},
 		{http.MethodGet, p.Task, h.authed(h.getTask)},
@@ -48,69 +55,64 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		{http.MethodHead, p.Ready, h.ready},
 	}
 	if cfg.Stream != nil {
-		routes = append(routes, routeDef{http.MethodGet, p.Stream, delegate(cfg.Stream)})
+		routes = append(routes, route{http.MethodGet, p.Stream, delegate(cfg.Stream)})
 	}
 	if cfg.WebSocket != nil {
-		routes = append(routes, routeDef{http.MethodGet, p.WebSocket, delegate(cfg.WebSocket)})
+		routes = append(routes, route{http.MethodGet, p.WebSocket, delegate(cfg.WebSocket)})
 	}
-	for _, rt := range routes {
-		if err := h.router.handle(rt.method, rt.path, rt.fn); err != nil {
-			return nil, err
-		}
+	if h.mux, err = h.newRouter(routes); err != nil {
+		return nil, err
 	}
 	return h, nil
 }
 
-type routeDef struct {
-	method, path string
-	fn           routeFunc
+// Close ends every request body still being read (a slow upload, a
+// stalled JSON body) at once: those requests fail with 503
+// SERVICE_UNAVAILABLE and their partial uploads are discarded. Later
+// requests with a body get 503 too; requests without one are served as
+// before. Register it so that a shutdown does not wait for clients that
+// trickle their bodies:
+//
+//	srv.RegisterOnShutdown(h.Close)
+//
+// Safe to call more than once.
+func (h *Handler) Close() {
+	h.bodies.close()
 }
 
-// ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var (
-		pat    *pattern
-		taskID string
-	)
-	for _, p := range routePaths(r) {
-		if pat, taskID = h.router.match(p); pat != nil {
-			break
-		}
-	}
-	if pat == nil {
-		h.writeError(w, r, &statusError{
-			status: http.StatusNotFound, code: taskbridge.CodeInvalidRequest,
-			msg: "No such route",
-		})
-		return
-	}
-	fn, ok := pat.methods[r.Method]
-	if !ok {
-		httpx.MethodNotAllowed(w, r, pat.allow(), svcHooks.Now(h.svc))
-		return
-	}
-	fn(w, r, taskID)
-}
-
-// delegate passes a request on to a streaming handler, with the matched task
-// id available as r.PathValue("taskId").
+// delegate passes a request on to a streaming handler; a matched task id is
+// available as r.PathValue("taskId").
 func delegate(next http.Handler) routeFunc {
-	return func(w http.ResponseWriter, r *http.Request, taskID string) {
-		if taskID != "" {
-			r = r.Clone(r.Context()) // leave the caller's request (and its path values) alone
-			r.SetPathValue("taskId", taskID)
-		}
-		next.ServeHTTP(w, r)
-	}
+	return func(w http.ResponseWriter, r *http.Request, _ string) { next.ServeHTTP(w, r) }
 }
 
 // authedFunc is a route handler that runs for an authenticated caller.
 type authedFunc func(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string)
 
 // authed authenticates the request before fn runs: 401 without valid
-// credentials. A task id the protocol cannot issue gets 404 at once.
+// credentials. A state-changing request a page on another site may have
+// sent without a CORS preflight is refused first (see Config.CrossOrigin).
+// A task id the protocol cannot issue gets 404 at once.
+//
+// A request body must arrive within its read timeout, from the start: the
+// deadline also bounds what net/http reads of a body the route did not
+// read to its end (it drains up to 256 KiB before it answers), however the
+// route ended.
 func (h *Handler) authed(fn authedFunc) routeFunc {
 	return func(w http.ResponseWriter, r *http.Request, taskID string) {
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			br, err := h.bodies.start(w, h.bodyTimeout(r))
+			if err != nil {
+				h.fail(w, r, "body", err, slog.String("taskId", taskID))
+				return
+			}
+			defer br.finish()
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, br))
+		}
+		if err := h.checkCrossOrigin(r); err != nil {
+			h.fail(w, r, "csrf", err, slog.String("taskId", taskID))
+			return
+		}
 		auth, err := httpx.Authenticate(h.cfg.Auth, r)
 		if err != nil {
 			h.fail(w, r, "auth", err, slog.String("taskId", taskID))
@@ -122,6 +124,22 @@ func (h *Handler) authed(fn authedFunc) routeFunc {
 		}
 		fn(w, r, auth, taskID)
 	}
+}
+
+// checkCrossOrigin refuses a cross-origin browser request with a method
+// other than GET, HEAD and OPTIONS unless it declares a JSON Content-Type,
+// which a browser sends cross-origin only after a CORS preflight.
+func (h *Handler) checkCrossOrigin(r *http.Request) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && isJSONMediaType(mt) {
+		return nil
+	}
+	if err := h.cfg.CrossOrigin.Check(r); err != nil {
+		return &statusError{
+			status: http.StatusForbidden, code: taskbridge.CodeInvalidRequest,
+			msg: "Cross-origin request refused: send it with Content-Type: application/json, or from a trusted origin",
+		}
+	}
+	return nil
 }
 
 // writeError writes err as the protocol error envelope and returns its HTTP

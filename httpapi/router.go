@@ -1,37 +1,39 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
 )
 
-const taskIDParam = "{taskId}"
+// taskIDParam is the only route parameter; taskIDKey is its name.
+const (
+	taskIDParam = "{" + taskIDKey + "}"
+	taskIDKey   = "taskId"
+)
 
-// routeFunc handles a matched route; taskID is the {taskId} segment or "".
+// routeFunc handles a matched route; taskID is the decoded {taskId} segment,
+// or "" on routes without one.
 type routeFunc func(w http.ResponseWriter, r *http.Request, taskID string)
 
-// pattern is one path with its handlers by method.
-type pattern struct {
-	path    string
-	segs    []string // literal segments; taskIDParam marks the parameter
-	methods map[string]routeFunc
+// route is one method on one configured path.
+type route struct {
+	method, path string
+	fn           routeFunc
 }
 
-// router matches request paths against a small fixed set of patterns. A
-// path matching several patterns goes to the most specific one: at the first
-// segment where they differ, a literal beats {taskId} (so "/tasks/ws" wins
-// over "/tasks/{taskId}"). A matching pattern without a handler for the
-// method gives 405.
-type router struct {
-	patterns []*pattern
-}
-
-// checkPath validates a configured route path.
+// checkPath validates a configured route path: only whole-segment {taskId}
+// parameters, no wildcards, regular expressions or empty segments, so every
+// path is a plain chi pattern.
 func checkPath(p string, wantParam bool) error {
 	if !strings.HasPrefix(p, "/") {
 		return errors.New("must start with /")
@@ -40,9 +42,9 @@ func checkPath(p string, wantParam bool) error {
 		return errors.New("must not end with /")
 	}
 	params := 0
-	for _, s := range splitPath(p) {
+	for s := range strings.SplitSeq(strings.TrimPrefix(p, "/"), "/") {
 		switch {
-		case s == "":
+		case s == "" && p != "/":
 			return errors.New("must not contain empty segments")
 		case s == taskIDParam:
 			params++
@@ -59,98 +61,124 @@ func checkPath(p string, wantParam bool) error {
 	return nil
 }
 
-// splitPath splits "/a/b" into ["a", "b"]; "/" gives [].
-func splitPath(p string) []string {
-	p = strings.TrimPrefix(p, "/")
-	if p == "" {
-		return nil
+// newRouter builds the chi router for routes. Unknown paths get a 404 and
+// known paths with another method a 405 (with Allow), both protocol error
+// envelopes. It fails when two routes share a method and path.
+func (h *Handler) newRouter(routes []route) (*chi.Mux, error) {
+	mux := chi.NewMux()
+	mux.NotFound(h.notFound)
+	mux.MethodNotAllowed(h.methodNotAllowed)
+	seen := make(map[string]bool, len(routes))
+	for _, rt := range routes {
+		key := rt.method + " " + rt.path
+		if seen[key] {
+			return nil, fmt.Errorf("httpapi: two routes for %s", key)
+		}
+		seen[key] = true
+		if !slices.Contains(h.methods, rt.method) {
+			h.methods = append(h.methods, rt.method)
+		}
+		mux.Method(rt.method, rt.path, h.withTaskID(rt.fn, strings.Contains(rt.path, taskIDParam)))
 	}
-	return strings.Split(p, "/")
+	slices.Sort(h.methods)
+	return mux, nil
 }
 
-// handle registers fn for method on path; it fails on a duplicate.
-func (rt *router) handle(method, path string, fn routeFunc) error {
-	for _, p := range rt.patterns {
-		if p.path == path {
-			if _, dup := p.methods[method]; dup {
-				return fmt.Errorf("httpapi: two routes for %s %s", method, path)
-			}
-			p.methods[method] = fn
-			return nil
-		}
+// ServeHTTP implements http.Handler.
+//
+// Mounted with chi's Mount, the handler routes on the path chi left for it,
+// as any chi sub-router does, and the host's routing context records the
+// matched pattern (chi.RouteContext(ctx).RoutePattern()). A handler between
+// the host's chi router and this one that rewrote the path
+// (http.StripPrefix) leaves that path stale; then the handler routes on the
+// request's URL path with a routing context of its own.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if rctx := chi.RouteContext(r.Context()); rctx != nil && !routesOnURL(rctx.RoutePath, r) {
+		r = r.WithContext(context.WithValue(r.Context(), chi.RouteCtxKey, (*chi.Context)(nil)))
 	}
-	rt.patterns = append(rt.patterns, &pattern{path: path, segs: splitPath(path), methods: map[string]routeFunc{method: fn}})
-	// Most specific first, so the first match wins.
-	// Patterns of different lengths never match the same path; order by
-	// length first to keep the order consistent.
-	slices.SortStableFunc(rt.patterns, func(a, b *pattern) int {
-		if len(a.segs) != len(b.segs) {
-			return len(a.segs) - len(b.segs)
-		}
-		for i := range a.segs {
-			ap, bp := a.segs[i] == taskIDParam, b.segs[i] == taskIDParam
-			if ap != bp {
-				if ap {
-					return 1
-				}
-				return -1
+	h.mux.ServeHTTP(w, r)
+}
+
+// routesOnURL reports whether a parent chi router's remaining route path is
+// the tail of r's URL path, that is, whether the URL was left alone since
+// that router shifted past its mount point. "/" (the mount point itself)
+// always is.
+func routesOnURL(routePath string, r *http.Request) bool {
+	return routePath == "" || routePath == "/" || strings.HasSuffix(urlPath(r), routePath)
+}
+
+// urlPath is the path chi routes on without a parent router: the escaped
+// path when the URL has one, so an encoded "/" stays inside its segment.
+func urlPath(r *http.Request) string {
+	switch {
+	case r.URL.RawPath != "":
+		return r.URL.RawPath
+	case r.URL.Path != "":
+		return r.URL.Path
+	}
+	return "/"
+}
+
+// routePath is the path chi routed r on.
+func routePath(r *http.Request) string {
+	if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RoutePath != "" {
+		return rctx.RoutePath
+	}
+	return urlPath(r)
+}
+
+// withTaskID adapts fn to chi. On a route with {taskId} it passes the
+// decoded segment to fn: chi matches the escaped path when there is one, so
+// the segment may be percent-encoded. The decoded id is what
+// r.PathValue("taskId") returns from then on. An empty segment
+// ("/tasks//events") is no route.
+func (h *Handler) withTaskID(fn routeFunc, hasParam bool) http.HandlerFunc {
+	if !hasParam {
+		return func(w http.ResponseWriter, r *http.Request) { fn(w, r, "") }
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		raw := r.PathValue(taskIDKey)
+		id := raw
+		if r.URL.RawPath != "" {
+			if dec, err := url.PathUnescape(raw); err == nil {
+				id = dec
 			}
 		}
-		return 0
+		if id == "" {
+			h.notFound(w, r)
+			return
+		}
+		if id != raw {
+			r = r.Clone(r.Context()) // leave the caller's request (and its path values) alone
+			r.SetPathValue(taskIDKey, id)
+		}
+		fn(w, r, id)
+	}
+}
+
+// notFound answers a request for no route.
+func (h *Handler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.writeError(w, r, &statusError{
+		status: http.StatusNotFound, code: taskbridge.CodeInvalidRequest,
+		msg: "No such route",
 	})
-	return nil
 }
 
-// match finds the pattern for path and the {taskId} segment it matched.
-func (rt *router) match(path string) (*pattern, string) {
-	segs := splitPath(path)
-next:
-	for _, p := range rt.patterns {
-		if len(p.segs) != len(segs) {
-			continue
+// methodNotAllowed answers a request for a route without its method. chi
+// does not tell a custom handler the allowed methods, so they are found by
+// asking the router about each method in use; a path none of them match
+// (chi also calls here for methods it does not know) is no route.
+func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	path := routePath(r)
+	var allow []string
+	for _, m := range h.methods {
+		if h.mux.Match(chi.NewRouteContext(), m, path) {
+			allow = append(allow, m)
 		}
-		taskID := ""
-		for i, s := range p.segs {
-			switch {
-			case s == taskIDParam:
-				if segs[i] == "" {
-					continue next
-				}
-				taskID = segs[i]
-			case s != segs[i]:
-				continue next
-			}
-		}
-		return p, taskID
 	}
-	return nil, ""
-}
-
-// allow lists a pattern's methods for the Allow header.
-func (p *pattern) allow() string {
-	ms := make([]string, 0, len(p.methods))
-	for m := range p.methods {
-		ms = append(ms, m)
+	if len(allow) == 0 {
+		h.notFound(w, r)
+		return
 	}
-	slices.Sort(ms)
-	return strings.Join(ms, ", ")
-}
-
-// routePaths are the paths to route r on, relative to where the handler is
-// mounted: chi's remaining route path when mounted with chi's Mount, then
-// the (escaped) URL path, which http.StripPrefix has already trimmed. The
-// first that matches a route wins, so a handler behind both chi's Mount and
-// http.StripPrefix still routes.
-func routePaths(r *http.Request) []string {
-	urlPath := r.URL.Path
-	if r.URL.RawPath != "" {
-		urlPath = r.URL.RawPath
-	}
-	if urlPath == "" {
-		urlPath = "/"
-	}
-	if rctx := chi.RouteContext(r.Context()); rctx != nil && rctx.RoutePath != "" && rctx.RoutePath != urlPath {
-		return []string{rctx.RoutePath, urlPath}
-	}
-	return []string{urlPath}
+	httpx.MethodNotAllowed(w, r, strings.Join(allow, ", "), svcHooks.Now(h.svc))
 }

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +21,7 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/httpapi"
 	"github.com/taskbridge-go/taskbridge/memstore"
+	"github.com/taskbridge-go/taskbridge/sse"
 )
 
 func TestNewConfigErrors(t *testing.T) {
@@ -91,6 +94,7 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 		"/api/v1/tasks/" + id + "/events/stream", "/api/v1/tasks//events", "/health/x"} {
 		e.alice.get(path).errorEnvelope(http.StatusNotFound, taskbridge.CodeInvalidRequest)
 	}
+	e.alice.do("PROPFIND", "/nope", nil, "").errorEnvelope(http.StatusNotFound, taskbridge.CodeInvalidRequest)
 	for _, tc := range []struct{ method, path, allow string }{
 		{http.MethodDelete, "/api/v1/tasks", "GET, POST"},
 		{http.MethodPut, "/api/v1/tasks/" + id, "GET"},
@@ -99,6 +103,7 @@ func TestUnknownRoutesAndMethods(t *testing.T) {
 		{http.MethodGet, "/api/v1/tasks/" + id + "/actions", "POST"},
 		{http.MethodPost, "/health", "GET, HEAD"},
 		{http.MethodOptions, "/ready", "GET, HEAD"},
+		{"PROPFIND", "/api/v1/tasks", "GET, POST"}, // a method chi does not know
 	} {
 		resp := e.anon.do(tc.method, tc.path, nil, "")
 		resp.errorEnvelope(http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest)
@@ -294,16 +299,24 @@ func TestMounting(t *testing.T) {
 			require.Equal(t, http.StatusOK, e.anon.get("/health").Status)
 			e.alice.get("/api/v1/nothing").errorEnvelope(http.StatusNotFound, taskbridge.CodeInvalidRequest)
 
+			// A percent-encoded task id is the same task id.
+			enc := percentEncodeFirst(id)
+			resp = e.alice.get("/api/v1/tasks/" + enc + "/events?waitTimeoutMs=0")
+			require.Equal(t, http.StatusOK, resp.Status, "%s", resp.Body)
+			require.Contains(t, string(resp.Body), "TASK_STARTED")
+			require.Equal(t, http.StatusOK, e.alice.get("/api/v1/tasks/"+enc).Status)
+
 			// The streaming handlers get the request as routed, with the
-			// task id as a path value; ws wins over {taskId}.
-			for _, p := range []string{"/api/v1/tasks/" + id + "/events/stream", "/api/v1/tasks/ws"} {
+			// decoded task id as a path value; ws wins over {taskId}.
+			for _, p := range []string{"/api/v1/tasks/" + id + "/events/stream", "/api/v1/tasks/" + enc + "/events/stream", "/api/v1/tasks/ws"} {
 				req := e.alice.newRequest(context.Background(), http.MethodGet, p, nil, "")
 				status, header, _, err := send(req)
 				require.NoError(t, err)
 				require.Equal(t, http.StatusTeapot, status, p)
 				require.Equal(t, "yes", header.Get("X-Stub"))
 			}
-			require.Equal(t, []string{strings.Replace(tc.streamPath, "%s", id, 1) + " " + id}, sse.requests())
+			streamed := strings.Replace(tc.streamPath, "%s", id, 1) + " " + id
+			require.Equal(t, []string{streamed, streamed}, sse.requests())
 			require.Len(t, ws.requests(), 1)
 			require.True(t, strings.HasSuffix(ws.requests()[0], "/api/v1/tasks/ws "), ws.requests()[0])
 			// Streams accept GET only.
@@ -311,6 +324,12 @@ func TestMounting(t *testing.T) {
 			status, header, body, err := send(req)
 			require.NoError(t, err)
 			e.alice.check(req, status, header, body).errorEnvelope(http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest)
+
+			// A method the host's own route lacks reaches the API, which
+			// has no such route.
+			if tc.prefix == "" {
+				e.anon.do(http.MethodPost, "/host", nil, "").errorEnvelope(http.StatusNotFound, taskbridge.CodeInvalidRequest)
+			}
 
 			// The host's own routes still work.
 			hreq, err := http.NewRequest(http.MethodGet, e.srv.URL+"/host", nil)
@@ -377,4 +396,158 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// percentEncodeFirst percent-encodes the first byte of s, which no client
+// needs to do but any may.
+func percentEncodeFirst(s string) string { return fmt.Sprintf("%%%02X", s[0]) + s[1:] }
+
+// TestEncodedTaskIDs: route parameters are matched on the escaped path and
+// then decoded, so an encoded "/" stays inside its segment and an encoded
+// valid id reaches its task.
+func TestEncodedTaskIDs(t *testing.T) {
+	t.Parallel()
+	sse := &stub{}
+	e := setup(t, withConfig(func(c *httpapi.Config) { c.Stream = sse }))
+	id := e.createTask("req-1")
+	e.emit(id, taskbridge.StartedPayload{})
+
+	enc := percentEncodeFirst(id)
+	require.Len(t, e.alice.poll(enc, "waitTimeoutMs=0").Events, 1)
+	require.Equal(t, http.StatusAccepted, e.alice.postRaw("/api/v1/tasks/"+enc+"/cancel", "").Status)
+	require.Equal(t, []string{id}, e.exec.cancels())
+	resp := e.alice.postRaw("/api/v1/tasks/"+enc+"/actions", `{"clientActionId":"a","suspendId":"s","actionType":"x"}`)
+	resp.errorEnvelope(http.StatusNotFound, taskbridge.CodeTaskNotFound) // routed: the task has no such suspension
+
+	// An encoded "/" or "%" is part of the id, which is then no valid id.
+	for _, bad := range []string{id[:4] + "%2F" + id[4:], id + "%25", "%2E%2E"} {
+		e.alice.get("/api/v1/tasks/"+bad+"/events").errorEnvelope(http.StatusNotFound, taskbridge.CodeTaskNotFound)
+		e.alice.get("/api/v1/tasks/"+bad).errorEnvelope(http.StatusNotFound, taskbridge.CodeTaskNotFound)
+	}
+	// A double-encoded id is decoded once: "%2533..." is the id "%33...".
+	e.alice.get("/api/v1/tasks/"+url.PathEscape(enc)).errorEnvelope(http.StatusNotFound, taskbridge.CodeTaskNotFound)
+
+	req := e.alice.newRequest(context.Background(), http.MethodGet, "/api/v1/tasks/"+id[:4]+"%2F"+id[4:]+"/events/stream", nil, "")
+	status, _, _, err := send(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusTeapot, status)
+	require.Equal(t, []string{"/api/v1/tasks/" + id[:4] + "/" + id[4:] + "/events/stream " + id[:4] + "/" + id[4:]}, sse.requests())
+}
+
+// TestChiRoutePattern: mounted with chi's Mount, the handler is a chi
+// sub-router, so the host's middleware sees the full route pattern.
+func TestChiRoutePattern(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var patterns []string
+	e := setup(t, func(o *options) {
+		o.prefix = "/tb"
+		o.mount = func(h http.Handler) http.Handler {
+			r := chi.NewRouter()
+			r.Use(func(next http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					next.ServeHTTP(w, r)
+					mu.Lock()
+					patterns = append(patterns, chi.RouteContext(r.Context()).RoutePattern())
+					mu.Unlock()
+				})
+			})
+			r.Mount("/tb", h)
+			return r
+		}
+	})
+	id := e.createTask("req-1")
+	e.alice.poll(id, "waitTimeoutMs=0")
+	e.alice.get("/api/v1/tasks/" + id + "/nope")
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"/tb/api/v1/tasks", "/tb/api/v1/tasks/{taskId}/events", "/tb/*"}, patterns)
+}
+
+// TestCustomPathsMounted: configured paths work under a prefix too.
+func TestCustomPathsMounted(t *testing.T) {
+	t.Parallel()
+	for name, mount := range map[string]func(h http.Handler) http.Handler{
+		"chi": func(h http.Handler) http.Handler {
+			r := chi.NewRouter()
+			r.Mount("/tb", h)
+			return r
+		},
+		"ServeMux": func(h http.Handler) http.Handler {
+			mux := http.NewServeMux()
+			mux.Handle("/tb/", http.StripPrefix("/tb", h))
+			return mux
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sse := &stub{}
+			e := setup(t, func(o *options) {
+				o.prefix, o.mount = "/tb", mount
+				o.cfg.Stream = sse
+				o.cfg.Paths = httpapi.Paths{Tasks: "/jobs", Task: "/jobs/{taskId}", Events: "/jobs/{taskId}/log",
+					Stream: "/live/{taskId}", Health: "/healthz"}
+			})
+			resp := e.alice.postJSON("/jobs", map[string]any{"clientRequestId": "a", "taskType": "t"})
+			require.Equal(t, http.StatusCreated, resp.Status, "%s", resp.Body)
+			var created taskbridge.CreateTaskResponse
+			resp.decode(&created)
+			e.emit(created.TaskID, taskbridge.StartedPayload{})
+			require.Contains(t, string(e.alice.get("/jobs/"+percentEncodeFirst(created.TaskID)+"/log?waitTimeoutMs=0").Body), "TASK_STARTED")
+			require.Equal(t, http.StatusOK, e.alice.get("/jobs/"+created.TaskID).Status)
+			require.Equal(t, http.StatusOK, e.anon.get("/healthz").Status)
+			e.anon.get("/health").errorEnvelope(http.StatusNotFound, taskbridge.CodeInvalidRequest)
+			resp = e.anon.do(http.MethodDelete, "/jobs", nil, "")
+			resp.errorEnvelope(http.StatusMethodNotAllowed, taskbridge.CodeInvalidRequest)
+			require.Equal(t, "GET, POST", resp.Header.Get("Allow"))
+
+			req := e.alice.newRequest(context.Background(), http.MethodGet, "/live/"+percentEncodeFirst(created.TaskID), nil, "")
+			status, _, _, err := send(req)
+			require.NoError(t, err)
+			require.Equal(t, http.StatusTeapot, status)
+			require.Len(t, sse.requests(), 1)
+			require.True(t, strings.HasSuffix(sse.requests()[0], "/live/"+created.TaskID+" "+created.TaskID), sse.requests()[0])
+		})
+	}
+}
+
+// TestStreamHandlerTaskID: the sse package's handler, mounted through
+// Config.Stream, reads the decoded task id from r.PathValue("taskId").
+func TestStreamHandlerTaskID(t *testing.T) {
+	t.Parallel()
+	var streams atomic.Pointer[sse.Handler]
+	e := setup(t,
+		withConfig(func(c *httpapi.Config) {
+			c.Stream = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { streams.Load().ServeHTTP(w, r) })
+		}),
+		func(o *options) {
+			o.prefix = "/tb"
+			o.mount = func(h http.Handler) http.Handler {
+				r := chi.NewRouter()
+				r.Mount("/tb", h)
+				return r
+			}
+		})
+	h, err := sse.NewHandler(e.svc, sse.Config{Auth: bearerAuth})
+	require.NoError(t, err)
+	streams.Store(h)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, h.Shutdown(ctx))
+	})
+
+	id := e.createTask("req-1")
+	e.emit(id, taskbridge.StartedPayload{})
+	e.emit(id, taskbridge.CompletedPayload{Result: "done"})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req := e.alice.newRequest(ctx, http.MethodGet, "/api/v1/tasks/"+percentEncodeFirst(id)+"/events/stream", nil, "")
+	status, header, body, err := send(req)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status, "%s", body)
+	require.Equal(t, "text/event-stream", header.Get("Content-Type"))
+	require.Contains(t, string(body), "TASK_STARTED")
+	require.Contains(t, string(body), "TASK_COMPLETED")
+	require.Contains(t, string(body), `"taskId":"`+id+`"`)
 }

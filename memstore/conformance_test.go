@@ -22,5 +22,8 @@ func TestConformance(t *testing.T) {
 		Trim: func(t *testing.T, s taskbridge.Store, taskID string, keepLast int) {
 			require.NoError(t, s.(*memstore.Store).TrimEvents(taskID, keepLast))
 		},
+		// One process: the second "replica" is the store itself, so the
+		// multi-replica section runs two Services over one store.
+		Replica: func(_ *testing.T, s taskbridge.Store) taskbridge.Store { return s },
 	})
 }

@@ -7,9 +7,11 @@
 // has its own lock, so appends, reads and watches of different tasks never
 // contend; a read copies only the events it returns; and watchers are called
 // synchronously by the appending goroutine after the task's lock is released,
-// with no allocation per notification. Maintenance operations
-// (ListTasks, ExpireSuspensions, ListPendingResumes, DeleteReceipts,
-// DeleteTerminalTasks) scan every task and are meant for periodic use.
+// with no allocation per notification. Each owner's tasks are indexed by
+// creation, so listing an owner's tasks costs the page, not the store
+// (O(log n + page)). Maintenance operations (ExpireSuspensions,
+// ListPendingResumes, DeleteReceipts, DeleteTerminalTasks, ExpiredLeases)
+// scan every task and are meant for periodic use.
 //
 // Everything the store returns is a deep copy, and everything it is given is
 // copied before it is kept, so callers may modify their values freely.
@@ -18,6 +20,13 @@
 // only its newest events, and a cursor older than the retained log fails
 // with [taskbridge.ErrEventsExpired]. [Store.TrimEvents] trims one task's log
 // on demand.
+//
+// The store also implements [taskbridge.LeaseStore] and
+// [taskbridge.ControlFeed] for the one process that holds it, so that an
+// executor with leases (package runner) and the service's control relay run
+// the same code over memory as over a store shared by several processes.
+// Appends honour [taskbridge.TaskEvent].IdempotencyKey; keys are kept for
+// as long as their task, retention notwithstanding.
 //
 // After [Store.Close] every method fails with [taskbridge.ErrClosed] and the
 // store reports itself not ready ([Store.CheckReady]).

@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -33,18 +34,30 @@ type Store struct {
 	tasks sync.Map
 
 	// keyMu guards keys and serialises task creation and deletion. Lock
-	// order: keyMu before taskState.mu.
+	// order: keyMu, then ownersMu, then taskState.mu.
 	keyMu sync.Mutex
 	keys  map[taskKey]string // (owner, clientRequestId) → task id
+
+	// ownersMu guards owners, the per-owner index that listing uses.
+	ownersMu sync.RWMutex
+	owners   map[string]*ownerTasks
 
 	// watches maps a task id to its *watchSet. It is independent of tasks,
 	// so a task can be watched before it exists.
 	watches sync.Map
+
+	// control holds the watchers of control changes.
+	control controlSet
 }
 
 var (
-	_ taskbridge.Store          = (*Store)(nil)
-	_ taskbridge.ReadinessProbe = (*Store)(nil)
+	_ taskbridge.Store              = (*Store)(nil)
+	_ taskbridge.ReadinessProbe     = (*Store)(nil)
+	_ taskbridge.LeaseStore         = (*Store)(nil)
+	_ taskbridge.ControlFeed        = (*Store)(nil)
+	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
+	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
+	_ taskbridge.LiveTaskCreator    = (*Store)(nil)
 )
 
 // New returns an empty store configured by cfg.
@@ -52,6 +65,7 @@ func New(cfg Config) *Store {
 	return &Store{
 		maxEvents: max(cfg.MaxEventsPerTask, 0),
 		keys:      make(map[taskKey]string),
+		owners:    make(map[string]*ownerTasks),
 	}
 }
 
@@ -64,11 +78,13 @@ func (s *Store) CheckReady(context.Context) error {
 // Close closes the store: every later call of a method fails with
 // [taskbridge.ErrClosed], and every watcher is called one last time (so
 // that waiters wake up and observe the closed store) and then released.
+// Control watchers ([Store.WatchControl]) are released without a call.
 // Close is idempotent and always returns nil.
 func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.control.close()
 	s.watches.Range(func(k, v any) bool {
 		ws := v.(*watchSet)
 		ws.mu.Lock()
@@ -86,6 +102,9 @@ func (s *Store) Close() error {
 	s.keyMu.Lock()
 	s.keys = make(map[taskKey]string)
 	s.tasks.Clear()
+	s.ownersMu.Lock()
+	s.owners = make(map[string]*ownerTasks)
+	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
 	return nil
 }
@@ -116,12 +135,19 @@ type taskState struct {
 	first int64
 	// terminalAt is the CreatedAt of the terminal event.
 	terminalAt time.Time
+	// owner is the owner's index entry, set before the task is published.
+	owner *ownerTasks
 	// susps are the task's suspensions in the order they were opened;
 	// suspIdx maps a suspendId to its index.
 	susps   []*taskbridge.Suspension
 	suspIdx map[string]int
 	// receipts maps a clientActionId to its receipt.
 	receipts map[string]*taskbridge.ActionReceipt
+	// keys maps the IdempotencyKey of an appended event to the event, for
+	// as long as the task lives (retention may drop it from events).
+	keys map[string]taskbridge.TaskEvent
+	// lease is the task's lease; Holder is empty when nobody holds it.
+	lease taskbridge.Lease
 }
 
 // release marks a deleted task and drops its data; mu must be held.
@@ -132,10 +158,22 @@ func (ts *taskState) release() {
 	ts.susps = nil
 	ts.suspIdx = nil
 	ts.receipts = nil
+	ts.keys = nil
+	ts.lease = taskbridge.Lease{}
 }
 
 func taskNotFound(id string) error {
 	return fmt.Errorf("%w: %q", taskbridge.ErrTaskNotFound, id)
+}
+
+func isNotFound(err error) bool { return errors.Is(err, taskbridge.ErrTaskNotFound) }
+
+func taskTerminal(id string) error {
+	return fmt.Errorf("%w: task %q", taskbridge.ErrTaskTerminal, id)
+}
+
+func leaseLost(id, holder string) error {
+	return fmt.Errorf("%w: %q does not hold the lease of task %q", taskbridge.ErrLeaseLost, holder, id)
 }
 
 func invalidRequest(format string, args ...any) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 func suspensionNotFound(taskID, suspendID string) error {
@@ -32,7 +33,7 @@ func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev t
 	if sp.TaskID == "" {
 		sp.TaskID = ev.TaskID
 	}
-	if err := checkEventOf(ev, taskbridge.EventTaskSuspended, sp.TaskID); err != nil {
+	if err := storecheck.EventOf(ev, taskbridge.EventTaskSuspended, sp.TaskID); err != nil {
 		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, err
 	}
 	if sp.SuspendID == "" {
@@ -104,10 +105,11 @@ func (s *Store) ListSuspensions(_ context.Context, taskID string) ([]taskbridge.
 // suspension named by a.Receipt must exist before the decision table
 // applies, and a.Event must be a TASK_ACTION_ACCEPTED event of that task
 // (else [taskbridge.ErrInvalidEvent]). DEDUPLICATED returns the suspension
-// the existing receipt answered.
+// the existing receipt answered. An ACCEPTED action calls the task's
+// watchers and then the control watchers (see [Store.WatchControl]).
 func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (taskbridge.AcceptResult, error) {
 	taskID := a.Receipt.TaskID
-	if err := checkEventOf(a.Event, taskbridge.EventTaskActionAccepted, taskID); err != nil {
+	if err := storecheck.EventOf(a.Event, taskbridge.EventTaskActionAccepted, taskID); err != nil {
 		return taskbridge.AcceptResult{}, err
 	}
 	if a.Receipt.ClientActionID == "" {
@@ -166,6 +168,7 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 	}
 	if res.Status == taskbridge.ActionAccepted {
 		s.notify(taskID)
+		s.control.notify(taskID)
 		ev := a.Event
 		ev.Seq, ev.EventID = stored.Seq, stored.EventID
 		res.Event = ev

@@ -48,4 +48,60 @@
 // true}. With a durable store, [Runner.Recover] at startup ends the tasks a
 // dead process left ACCEPTED or RUNNING with TASK_FAILED {code:
 // EXECUTOR_LOST, retryable: true}.
+//
+// # Several processes
+//
+// Several processes ("replicas") can serve one store when it is a
+// [taskbridge.LeaseStore] and a [taskbridge.ControlFeed] (the Redis and
+// PostgreSQL stores). Give each runner the store as Config.Leases and its
+// own Config.Replica, call [Runner.Recover] at startup and run
+// [Runner.RunRecovery] next to the service's maintenance:
+//
+//	r, _ := runner.New(runner.Config{Handlers: h, Leases: store, Replica: hostname})
+//	svc, _ := taskbridge.New(taskbridge.Config{Store: store, Executor: r})
+//	_, _ = r.Recover(ctx, store, svc.Emitter)
+//	go r.RunRecovery(ctx, store, svc.Emitter, 0)
+//
+// The runner then holds a lease on every task it queues or runs: Submit
+// acquires it (and refuses a task another live process holds), one
+// goroutine renews all of them every LeaseTTL/3, and the lease is released
+// after the task's terminal event. Cancel requests and accepted actions
+// received by any process reach the handler through the service's control
+// relay (see [taskbridge.LocalExecutor]), within milliseconds.
+//
+// A runner that could not renew a lease by its deadline (LeaseTTL*4/5 after
+// the last renewal started), or learns that another process took it, stops
+// acting for the task: the handler's context is cancelled with
+// [taskbridge.ErrLeaseLost] as its cause, its emitter refuses every event,
+// and the runner emits no terminal event, since the process that takes the
+// task over does. The deadline is checked at every event, so a process that
+// was paused (a stopped VM, a long GC pause) emits nothing once it resumes
+// late.
+//
+// When a process dies (kill -9, a lost machine), its leases expire and
+// [Runner.TakeOver] in another process takes its tasks over, exactly one
+// process per task, by this policy:
+//
+//   - a task with a cancel request ends with TASK_CANCELLED {reason};
+//   - a task whose type is listed in Config.RerunTypes runs again on the
+//     process that took it over, from the start of its handler: the log
+//     goes on (no second TASK_STARTED), events emitted with
+//     [taskbridge.Emitter.EmitOnce] are not repeated, and [Suspend] takes
+//     up a suspension the earlier run opened with the same id (returning
+//     an action accepted meanwhile). Handlers listed there must be
+//     idempotent: emit with EmitOnce and stable keys, give suspensions
+//     fixed ids, and make their own side effects safe to repeat;
+//   - every other task ends with TASK_FAILED {code: EXECUTOR_LOST,
+//     retryable: true}.
+//
+// Either way the task gets exactly one terminal event. A task created by a
+// process that died before submitting it has no lease; it is taken over
+// once it was last updated more than a LeaseTTL ago.
+//
+// Leases compare times of different processes: they assume that the
+// processes' clocks agree to well within LeaseTTL/5 (6s with the default
+// TTL of 30s), as NTP-synchronised clocks do. The guarantee rests on the
+// runner's own checks, not on the store refusing stale writes: a process
+// paused between its check and a store write could append that one event
+// after its lease expired.
 package runner

@@ -26,7 +26,8 @@ type fakeEmitter struct {
 	status      taskbridge.TaskStatus
 	log         []taskbridge.TaskEvent
 	suspensions map[string]*taskbridge.Suspension
-	changed     chan struct{} // closed and replaced on every change
+	changed     chan struct{}                   // closed and replaced on every change
+	keys        map[string]taskbridge.TaskEvent // EmitOnce keys
 	// Hooks, set before the task is submitted.
 	emitErr   func(p taskbridge.Payload) error
 	onSuspend func(s taskbridge.Suspension)
@@ -90,6 +91,25 @@ func (f *fakeEmitter) Emit(_ context.Context, p taskbridge.Payload) (taskbridge.
 		}
 	}
 	return f.appendLocked(p)
+}
+
+func (f *fakeEmitter) EmitOnce(ctx context.Context, key string, p taskbridge.Payload) (taskbridge.TaskEvent, error) {
+	f.mu.Lock()
+	ev, ok := f.keys[key]
+	f.mu.Unlock()
+	if ok {
+		return ev, nil
+	}
+	ev, err := f.Emit(ctx, p)
+	if err == nil {
+		f.mu.Lock()
+		if f.keys == nil {
+			f.keys = map[string]taskbridge.TaskEvent{}
+		}
+		f.keys[key] = ev
+		f.mu.Unlock()
+	}
+	return ev, err
 }
 
 func (f *fakeEmitter) Suspend(_ context.Context, opts taskbridge.SuspendOpts) (taskbridge.Suspension, error) {

@@ -11,15 +11,24 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 )
 
-// job is one submitted task.
+// job is one submitted (or taken over) task.
 type job struct {
 	r       *Runner
 	task    taskbridge.Task
 	handler HandlerFunc
-	emit    taskbridge.Emitter
+	// emit is how every event of the task is reported: the emitter the
+	// task came with, behind the lease check when leases are on.
+	emit taskbridge.Emitter
 	// ctx is the handler's context; it carries the job for [Suspend].
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// lease is the job's hold on its task; nil without leases.
+	lease *jobLease
+	// rerun is set when the job runs a taken-over task again: TASK_STARTED
+	// is in the log already if the task is RUNNING, and the suspensions
+	// an earlier run opened are looked up in susps (see Suspend).
+	rerun bool
+	susps taskbridge.SuspensionStore
 
 	mu         sync.Mutex
 	returned   bool // the handler returned, or will never run
@@ -35,6 +44,10 @@ func (r *Runner) newJob(task taskbridge.Task, h HandlerFunc, emit taskbridge.Emi
 	j := &job{r: r, task: task, handler: h, emit: emit}
 	ctx, cancel := context.WithCancelCause(r.base)
 	j.ctx, j.cancel = context.WithValue(ctx, jobKey{}, j), cancel
+	if r.cfg.Leases != nil {
+		j.lease = &jobLease{}
+		j.emit = leasedEmitter{emit, j}
+	}
 	return j
 }
 
@@ -61,6 +74,7 @@ func (j *job) finish() (userCancel bool, reason string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.returned = true
+	j.stopLeaseTimerLocked()
 	j.waiters = nil
 	return j.userCancel, j.reason
 }
@@ -82,13 +96,17 @@ func (r *Runner) run(j *job) {
 	// contexts one after the other, so a worker freed by the shutdown could
 	// otherwise start a queued job whose context is not cancelled yet.
 	if j.ctx.Err() == nil && r.base.Err() == nil {
-		_, err := j.emit.Emit(j.ctx, taskbridge.StartedPayload{Message: r.cfg.StartedMessage})
+		var err error
+		if !j.rerun || j.task.Status == taskbridge.StatusAccepted {
+			_, err = j.emit.Emit(j.ctx, taskbridge.StartedPayload{Message: r.cfg.StartedMessage})
+		}
 		switch {
 		case errors.Is(err, taskbridge.ErrTaskTerminal):
 			// Ended elsewhere (recovered, or failed by the service):
 			// there is nothing left to run or report.
 			j.finish()
 			r.log.LogAttrs(j.ctx, slog.LevelInfo, "runner: task already terminal, not started", j.attrs()...)
+			r.release(j.ctx, j)
 			return
 		case err != nil:
 			o.startErr = err
@@ -97,8 +115,23 @@ func (r *Runner) run(j *job) {
 		}
 	}
 	userCancel, reason := j.finish()
-	p := r.decide(j, o, userCancel, reason)
-	_ = r.emitTerminal(j.ctx, j, p)
+	if j.leaseLost() {
+		r.log.LogAttrs(j.ctx, slog.LevelWarn, "runner: task lease lost; the task is left to the process that takes it over",
+			append(j.attrs(), slog.String("outcome", "lease_lost"))...)
+		return
+	}
+	_ = r.end(j.ctx, j, r.decide(j, o, userCancel, reason))
+}
+
+// end emits the job's terminal event, unless the job lost its lease, and
+// then lets go of the lease. A lease is kept when the event could not be
+// appended, so that the task is taken over once it expires.
+func (r *Runner) end(ctx context.Context, j *job, p taskbridge.Payload) error {
+	if err := r.emitTerminal(ctx, j, p); err != nil {
+		return err
+	}
+	r.release(ctx, j)
+	return nil
 }
 
 // call runs the handler, turning a panic into an outcome.
@@ -145,7 +178,7 @@ func (r *Runner) decide(j *job, o outcome, userCancel bool, reason string) taskb
 	case errors.As(o.err, &f):
 		r.log.LogAttrs(j.ctx, slog.LevelInfo, "runner: task failed",
 			append(j.attrs(), slog.Any("error", o.err))...)
-		return f.payload()
+		return f.Payload()
 	default:
 		r.log.LogAttrs(j.ctx, slog.LevelWarn, "runner: task handler error",
 			append(j.attrs(), slog.Any("error", o.err))...)
@@ -167,6 +200,10 @@ func (r *Runner) emitTerminal(ctx context.Context, j *job, p taskbridge.Payload)
 	case errors.Is(err, taskbridge.ErrTaskTerminal):
 		r.log.LogAttrs(ctx, slog.LevelInfo, "runner: task was already terminal", attrs...)
 		return nil
+	case errors.Is(err, taskbridge.ErrLeaseLost):
+		r.log.LogAttrs(ctx, slog.LevelWarn, "runner: task lease lost; the task is left to the process that takes it over",
+			append(attrs, slog.Any("error", err))...)
+		return err
 	default:
 		r.log.LogAttrs(ctx, slog.LevelError, "runner: terminal event not emitted",
 			append(attrs, slog.Any("error", err))...)
@@ -187,11 +224,27 @@ type handlerEmitter struct {
 
 // Emit implements [taskbridge.Emitter].
 func (e handlerEmitter) Emit(ctx context.Context, p taskbridge.Payload) (taskbridge.TaskEvent, error) {
-	if p != nil {
-		if t := p.EventType(); t == taskbridge.EventTaskStarted || t.Terminal() {
-			return taskbridge.TaskEvent{}, fmt.Errorf(
-				"%w: the runner emits %s; a handler ends its task by returning", taskbridge.ErrInvalidTransition, t)
-		}
+	if err := handlerMayEmit(p); err != nil {
+		return taskbridge.TaskEvent{}, err
 	}
 	return e.Emitter.Emit(ctx, p)
+}
+
+// EmitOnce implements [taskbridge.Emitter].
+func (e handlerEmitter) EmitOnce(ctx context.Context, key string, p taskbridge.Payload) (taskbridge.TaskEvent, error) {
+	if err := handlerMayEmit(p); err != nil {
+		return taskbridge.TaskEvent{}, err
+	}
+	return e.Emitter.EmitOnce(ctx, key, p)
+}
+
+// handlerMayEmit refuses TASK_STARTED and the terminal events, which the
+// runner emits.
+func handlerMayEmit(p taskbridge.Payload) error {
+	if p != nil {
+		if t := p.EventType(); t == taskbridge.EventTaskStarted || t.Terminal() {
+			return fmt.Errorf("%w: the runner emits %s; a handler ends its task by returning", taskbridge.ErrInvalidTransition, t)
+		}
+	}
+	return nil
 }

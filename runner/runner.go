@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/taskbridge-go/taskbridge"
 )
 
@@ -39,12 +40,34 @@ type Config struct {
 	// EmitTimeout bounds each terminal event the runner emits; those emits
 	// are not cancelled with the task. Defaults to 10s.
 	EmitTimeout time.Duration
-	// Now is the clock that schedules suspension deadlines; it should be
-	// the Service's clock. Defaults to time.Now.
+	// Now is the clock that schedules suspension deadlines and dates
+	// leases; it should be the Service's clock. Defaults to time.Now.
 	Now func() time.Time
 	// Logger receives handler errors, panics and failed emits. Defaults to
 	// slog.Default().
 	Logger *slog.Logger
+
+	// Leases, when set, makes the runner hold a lease on every task it
+	// queues or runs, so that several processes can share one store (see
+	// the package documentation): pass the store, when it is a
+	// [taskbridge.LeaseStore]. Nil means this process is the store's only
+	// executor.
+	Leases taskbridge.LeaseStore
+	// Replica identifies this process as a lease holder; every process
+	// sharing the store needs its own. Defaults to a random UUID.
+	Replica string
+	// LeaseTTL is how long a lease lasts unless renewed. The runner renews
+	// its leases every LeaseTTL/3 and stops a task whose lease it could not
+	// renew within LeaseTTL*4/5; other processes take a task over once its
+	// lease has expired. Defaults to 30s.
+	LeaseTTL time.Duration
+	// RerunTypes lists the task types whose handlers are idempotent: when
+	// the process running such a task dies, the process that takes the
+	// task over runs its handler again from the start (see the package
+	// documentation). Tasks of other types end with TASK_FAILED {code:
+	// EXECUTOR_LOST, retryable: true}. Every type needs a handler; the
+	// list needs Leases.
+	RerunTypes []string
 }
 
 // Default configuration values.
@@ -53,6 +76,7 @@ const (
 	DefaultQueueSize      = 1024
 	DefaultStartedMessage = "Task started"
 	DefaultEmitTimeout    = 10 * time.Second
+	DefaultLeaseTTL       = 30 * time.Second
 )
 
 // Stats is a snapshot of a runner's load.
@@ -65,26 +89,34 @@ type Stats struct {
 
 // Runner is an in-process [taskbridge.TaskExecutor]: it runs each task's
 // handler on a bounded pool of goroutines fed by a bounded FIFO queue. It
-// also implements [taskbridge.Resumer], [taskbridge.TaskValidator] and
-// [taskbridge.ReadinessProbe]. It is safe for concurrent use.
+// also implements [taskbridge.LocalExecutor], [taskbridge.Resumer],
+// [taskbridge.TaskValidator] and [taskbridge.ReadinessProbe]. It is safe
+// for concurrent use.
 type Runner struct {
-	cfg  Config
-	log  *slog.Logger
-	base context.Context
-	stop context.CancelCauseFunc
+	cfg   Config
+	log   *slog.Logger
+	base  context.Context
+	stop  context.CancelCauseFunc
+	rerun map[string]bool // Config.RerunTypes
 
-	mu      sync.Mutex
-	jobs    map[string]*job // queued and running, by task id
-	pending []*job          // FIFO of queued jobs
-	running int             // worker goroutines
-	closed  bool
-	drained chan struct{} // closed once closed and running == 0
-	wg      sync.WaitGroup
+	mu       sync.Mutex
+	jobs     map[string]*job // queued and running, by task id
+	pending  []*job          // FIFO of queued jobs
+	running  int             // worker goroutines
+	closed   bool
+	drained  chan struct{} // closed once closed and running == 0
+	renewing bool          // the lease renewal goroutine runs
+	wg       sync.WaitGroup
+
+	// renewWake wakes the renewal goroutine when the runner lets go of
+	// its last task, so that it ends at once. Capacity 1.
+	renewWake chan struct{}
 }
 
 // Interface checks.
 var (
 	_ taskbridge.TaskExecutor   = (*Runner)(nil)
+	_ taskbridge.LocalExecutor  = (*Runner)(nil)
 	_ taskbridge.Resumer        = (*Runner)(nil)
 	_ taskbridge.TaskValidator  = (*Runner)(nil)
 	_ taskbridge.ReadinessProbe = (*Runner)(nil)
@@ -140,16 +172,42 @@ func New(cfg Config) (*Runner, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	switch {
+	case cfg.LeaseTTL < 0:
+		return nil, errors.New("runner: Config.LeaseTTL must not be negative")
+	case cfg.LeaseTTL == 0:
+		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.Replica == "" {
+		cfg.Replica = uuid.NewString()
+	}
+	rerun := make(map[string]bool, len(cfg.RerunTypes))
+	for _, tt := range cfg.RerunTypes {
+		if _, ok := handlers[tt]; !ok {
+			return nil, fmt.Errorf("runner: Config.RerunTypes lists %q, which has no handler", tt)
+		}
+		rerun[tt] = true
+	}
+	if len(rerun) > 0 && cfg.Leases == nil {
+		return nil, errors.New("runner: Config.RerunTypes needs Config.Leases")
+	}
+	cfg.RerunTypes = slices.Clone(cfg.RerunTypes)
 	base, stop := context.WithCancelCause(context.Background())
 	return &Runner{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		base:    base,
-		stop:    stop,
-		jobs:    map[string]*job{},
-		drained: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		base:      base,
+		stop:      stop,
+		rerun:     rerun,
+		jobs:      map[string]*job{},
+		drained:   make(chan struct{}),
+		renewWake: make(chan struct{}, 1),
 	}, nil
 }
+
+// Replica returns the runner's lease holder id (Config.Replica or the
+// UUID it defaulted to).
+func (r *Runner) Replica() string { return r.cfg.Replica }
 
 // ValidateTask implements [taskbridge.TaskValidator]: a task type without a
 // handler is an error wrapping [taskbridge.ErrInvalidRequest], so the
@@ -166,8 +224,10 @@ func (r *Runner) ValidateTask(_ context.Context, req taskbridge.CreateTaskReques
 // with [ErrQueueFull] when the queue is full, with an error wrapping
 // [taskbridge.ErrClosed] after [Runner.Shutdown], and with
 // [ErrUnknownTaskType] for a type without a handler. A task submitted with
-// CancelRequested set is cancelled without running.
-func (r *Runner) Submit(_ context.Context, task taskbridge.Task, emit taskbridge.Emitter) error {
+// CancelRequested set is cancelled without running. With Config.Leases,
+// Submit first acquires the task's lease; it fails with an error wrapping
+// [taskbridge.ErrLeaseLost] when another process holds it.
+func (r *Runner) Submit(ctx context.Context, task taskbridge.Task, emit taskbridge.Emitter) error {
 	h, ok := r.cfg.Handlers[task.TaskType]
 	if !ok {
 		return fmt.Errorf("%w %q", ErrUnknownTaskType, clip(task.TaskType, 64))
@@ -176,21 +236,58 @@ func (r *Runner) Submit(_ context.Context, task taskbridge.Task, emit taskbridge
 		return errors.New("runner: Submit needs an emitter")
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
+	err := r.admissible(task.ID)
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	j := r.newJob(task, h, emit)
+	if r.cfg.Leases != nil {
+		acquired, err := r.acquire(ctx, j)
+		if err != nil {
+			return err
+		}
+		if !acquired {
+			return fmt.Errorf("runner: task %s is held by another process: %w", task.ID, taskbridge.ErrLeaseLost)
+		}
+	}
+	if task.CancelRequested {
+		j.requestCancel(task.CancelReason)
+	}
+	if err := r.enqueue(j); err != nil {
+		j.finish()
+		r.release(ctx, j)
+		return err
+	}
+	return nil
+}
+
+// admissible reports why a task could not be queued now, or nil. r.mu must
+// be held.
+func (r *Runner) admissible(taskID string) error {
 	if r.closed {
 		return fmt.Errorf("runner: not accepting tasks: %w", taskbridge.ErrClosed)
 	}
-	if _, dup := r.jobs[task.ID]; dup {
-		return fmt.Errorf("runner: task %s was already submitted", task.ID)
+	if _, dup := r.jobs[taskID]; dup {
+		return fmt.Errorf("runner: task %s was already submitted", taskID)
 	}
 	if r.running >= r.cfg.Concurrency && len(r.pending) >= r.cfg.QueueSize {
 		return ErrQueueFull
 	}
-	j := r.newJob(task, h, emit)
-	if task.CancelRequested {
-		j.requestCancel(task.CancelReason)
+	return nil
+}
+
+// enqueue starts j on a new worker or queues it.
+func (r *Runner) enqueue(j *job) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.admissible(j.task.ID); err != nil {
+		return err
 	}
-	r.jobs[task.ID] = j
+	r.jobs[j.task.ID] = j
+	if j.lease != nil {
+		r.startRenewing()
+	}
 	if r.running < r.cfg.Concurrency {
 		r.running++
 		r.wg.Add(1)
@@ -215,7 +312,7 @@ func (r *Runner) Cancel(ctx context.Context, task taskbridge.Task) error {
 	if j != nil {
 		if i := slices.Index(r.pending, j); i >= 0 {
 			r.pending = slices.Delete(r.pending, i, i+1)
-			delete(r.jobs, task.ID)
+			r.retire(j)
 			queued = true
 		}
 	}
@@ -225,7 +322,7 @@ func (r *Runner) Cancel(ctx context.Context, task taskbridge.Task) error {
 		return nil
 	case queued:
 		j.finish()
-		return r.emitTerminal(ctx, j, cancelledPayload(task.CancelReason))
+		return r.end(ctx, j, cancelledPayload(task.CancelReason))
 	}
 	j.requestCancel(task.CancelReason)
 	return nil
@@ -246,7 +343,28 @@ func (r *Runner) Resume(_ context.Context, task taskbridge.Task, s taskbridge.Su
 	if j == nil {
 		return fmt.Errorf("%w: task %s is not running here", ErrNotWaiting, task.ID)
 	}
-	return j.deliver(s.SuspendID, actionFromReceipt(rec))
+	return j.deliver(s.SuspendID, ActionFromReceipt(rec))
+}
+
+// Holds implements [taskbridge.LocalExecutor]: it reports whether the task
+// is queued or running here (including a handler that lost its lease and
+// has not returned yet).
+func (r *Runner) Holds(taskID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.jobs[taskID]
+	return ok
+}
+
+// HeldTasks implements [taskbridge.LocalExecutor].
+func (r *Runner) HeldTasks() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ids := make([]string, 0, len(r.jobs))
+	for id := range r.jobs {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // CheckReady implements [taskbridge.ReadinessProbe]: the runner is ready
@@ -310,7 +428,7 @@ func (r *Runner) work(j *job) {
 		// t.FailNow). End its task and hand the queue to a new worker.
 		r.log.LogAttrs(j.ctx, slog.LevelError, "runner: task handler called runtime.Goexit", j.attrs()...)
 		userCancel, reason := j.finish()
-		_ = r.emitTerminal(j.ctx, j, r.decide(j, outcome{ran: true, panicked: true}, userCancel, reason))
+		_ = r.end(j.ctx, j, r.decide(j, outcome{ran: true, panicked: true}, userCancel, reason))
 		if next := r.next(j); next != nil {
 			r.wg.Add(1)
 			go r.work(next)
@@ -327,7 +445,7 @@ func (r *Runner) work(j *job) {
 func (r *Runner) next(j *job) *job {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.jobs, j.task.ID)
+	r.retire(j)
 	if len(r.pending) > 0 {
 		j = r.pending[0]
 		r.pending[0] = nil
@@ -339,6 +457,20 @@ func (r *Runner) next(j *job) *job {
 		close(r.drained)
 	}
 	return nil
+}
+
+// retire forgets j; r.mu must be held. The renewal goroutine is woken when
+// the last task goes, so that it ends.
+func (r *Runner) retire(j *job) {
+	if r.jobs[j.task.ID] == j {
+		delete(r.jobs, j.task.ID)
+	}
+	if len(r.jobs) == 0 && r.renewing {
+		select {
+		case r.renewWake <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func clip(s string, n int) string {

@@ -239,6 +239,9 @@ func TestHandlerCannotEmitStartedOrTerminal(t *testing.T) {
 				if _, err := e.Emit(ctx, p); !errors.Is(err, taskbridge.ErrInvalidTransition) {
 					return nil, fmt.Errorf("emit %s: got %v", p.EventType(), err)
 				}
+				if _, err := e.EmitOnce(ctx, "k", p); !errors.Is(err, taskbridge.ErrInvalidTransition) {
+					return nil, fmt.Errorf("emit once %s: got %v", p.EventType(), err)
+				}
 			}
 			return "ok", nil
 		},

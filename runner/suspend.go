@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,7 +38,10 @@ func (a Action) Decode(v any) error {
 	return json.Unmarshal(raw, v)
 }
 
-func actionFromReceipt(r taskbridge.ActionReceipt) Action {
+// ActionFromReceipt returns the action an accepted action's receipt
+// records, as [Suspend] hands it to a handler. Other executors with the
+// runner's handler API (package riverexec) use it too.
+func ActionFromReceipt(r taskbridge.ActionReceipt) Action {
 	return Action{
 		SuspendID:      r.SuspendID,
 		ClientActionID: r.ClientActionID,
@@ -64,6 +68,14 @@ type waiter struct {
 // TASK_ACTION_ACCEPTED before the action is handed over, so every event the
 // handler emits afterwards follows it in the log. An empty opts.SuspendID is
 // replaced by a new UUID.
+//
+// When the runner runs a taken-over task again (see [Config].RerunTypes),
+// a suspension the earlier run opened with the same opts.SuspendID is not
+// opened again but taken up where it is: Suspend returns the action
+// already accepted for it, waits on it if it is still OPEN, and fails with
+// [ErrSuspensionExpired] if it expired (or with
+// [taskbridge.ErrDuplicateSuspension] if the earlier run closed it). Give
+// the suspensions of such handlers fixed ids.
 //
 // Suspend fails with an error wrapping:
 //   - [ErrSuspensionExpired] when opts' deadline passes first: the runner
@@ -94,11 +106,47 @@ func Suspend(ctx context.Context, e taskbridge.Emitter, opts taskbridge.SuspendO
 		return Action{}, err
 	}
 	defer j.removeWaiter(id, w)
+	if j.susps != nil {
+		s, err := j.susps.GetSuspension(ctx, j.task.ID, id)
+		switch {
+		case err == nil:
+			return j.takeUp(ctx, e, s, w)
+		case !errors.Is(err, taskbridge.ErrSuspensionNotFound):
+			return Action{}, fmt.Errorf("runner: looking up suspension %s: %w", id, err)
+		}
+	}
 	s, err := e.Suspend(ctx, opts)
 	if err != nil {
 		return Action{}, err
 	}
 	return j.await(ctx, e, s, w)
+}
+
+// takeUp continues waiting on a suspension an earlier run of the task
+// opened. The waiter is registered before s was read, so an action
+// accepted after that read is handed over through Resume.
+func (j *job) takeUp(ctx context.Context, e taskbridge.Emitter, s taskbridge.Suspension, w *waiter) (Action, error) {
+	switch s.Status {
+	case taskbridge.SuspensionOpen:
+		return j.await(ctx, e, s, w)
+	case taskbridge.SuspensionResolved:
+		rec, err := j.susps.GetReceipt(ctx, j.task.ID, s.ResolvedActionID)
+		if err != nil {
+			return Action{}, fmt.Errorf("runner: reading the action taken on suspension %s: %w", s.SuspendID, err)
+		}
+		// Deliver it as Resume would, so that a later hand-off of the same
+		// action (by the relay or Reconcile) succeeds.
+		if err := j.deliver(s.SuspendID, ActionFromReceipt(rec)); err != nil {
+			return Action{}, err
+		}
+		<-w.ready
+		return w.action, nil
+	case taskbridge.SuspensionExpired:
+		return Action{}, fmt.Errorf("%w: suspension %s", ErrSuspensionExpired, s.SuspendID)
+	default:
+		return Action{}, fmt.Errorf("%w: suspension %s was %s by an earlier run",
+			taskbridge.ErrDuplicateSuspension, s.SuspendID, s.Status)
+	}
 }
 
 func (j *job) addWaiter(id string) (*waiter, error) {

@@ -176,39 +176,7 @@ func testAcceptAction(t *testing.T, h Harness) {
 
 	t.Run("ConcurrentDistinctActions", func(t *testing.T) {
 		f, _ := suspended(t)
-		const n = 50
-		var (
-			res  [n]taskbridge.AcceptResult
-			errs [n]error
-		)
-		now := f.tick()
-		race(n, func(i int) {
-			id := fmt.Sprint("a-", i)
-			res[i], errs[i] = f.s.AcceptAction(f.ctx, NewAttempt("task-1", "s-1", id, "fp-"+id, now))
-		})
-		winner := -1
-		for i := range n {
-			require.NoError(t, errs[i])
-			if res[i].Status == taskbridge.ActionAccepted {
-				require.Equal(t, -1, winner, "two distinct actions were accepted")
-				winner = i
-				continue
-			}
-			require.Equal(t, taskbridge.ActionRejectedAlreadyResolved, res[i].Status, "action %d", i)
-		}
-		require.NotEqual(t, -1, winner, "no action was accepted")
-		require.Equal(t, fmt.Sprint("a-", winner), f.suspension("task-1", "s-1").ResolvedActionID)
-		evs := f.readAll("task-1")
-		require.Equal(t, 1, countType(evs, taskbridge.EventTaskActionAccepted), "exactly one TASK_ACTION_ACCEPTED")
-		requireSeqs(t, evs, 1, 2, 3)
-		for i := range n {
-			_, err := f.s.GetReceipt(f.ctx, "task-1", fmt.Sprint("a-", i))
-			if i == winner {
-				require.NoError(t, err)
-			} else {
-				requireErrorIs(t, err, taskbridge.ErrReceiptNotFound, "receipt of rejected action %d", i)
-			}
-		}
+		raceDistinctActions(t, f, f.s)
 	})
 
 	t.Run("ConcurrentRetries", func(t *testing.T) {
@@ -275,4 +243,44 @@ func testAcceptAction(t *testing.T, h Harness) {
 			}
 		}
 	})
+}
+
+// raceDistinctActions races 50 distinct actions on OPEN suspension s-1 of
+// RUNNING task-1 (TASK_SUSPENDED at Seq 2), spread over stores, and
+// requires exactly one to be accepted.
+func raceDistinctActions(t *testing.T, f *fixture, stores ...taskbridge.Store) {
+	t.Helper()
+	const n = 50
+	var (
+		res  [n]taskbridge.AcceptResult
+		errs [n]error
+	)
+	now := f.tick()
+	race(n, func(i int) {
+		id := fmt.Sprint("a-", i)
+		res[i], errs[i] = stores[i%len(stores)].AcceptAction(f.ctx, NewAttempt("task-1", "s-1", id, "fp-"+id, now))
+	})
+	winner := -1
+	for i := range n {
+		require.NoError(t, errs[i])
+		if res[i].Status == taskbridge.ActionAccepted {
+			require.Equal(t, -1, winner, "two distinct actions were accepted")
+			winner = i
+			continue
+		}
+		require.Equal(t, taskbridge.ActionRejectedAlreadyResolved, res[i].Status, "action %d", i)
+	}
+	require.NotEqual(t, -1, winner, "no action was accepted")
+	require.Equal(t, fmt.Sprint("a-", winner), f.suspension("task-1", "s-1").ResolvedActionID)
+	evs := f.readAll("task-1")
+	require.Equal(t, 1, countType(evs, taskbridge.EventTaskActionAccepted), "exactly one TASK_ACTION_ACCEPTED")
+	requireSeqs(t, evs, 1, 2, 3)
+	for i := range n {
+		_, err := f.s.GetReceipt(f.ctx, "task-1", fmt.Sprint("a-", i))
+		if i == winner {
+			require.NoError(t, err)
+		} else {
+			requireErrorIs(t, err, taskbridge.ErrReceiptNotFound, "receipt of rejected action %d", i)
+		}
+	}
 }

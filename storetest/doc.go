@@ -9,8 +9,25 @@
 // machine, strictly-after reads and cursor errors, expired cursors, watch
 // notifications, suspensions and the action decision table, the maintenance
 // operations, concurrency (racing creates, appends, terminal events and
-// actions) and that callers cannot modify stored data through values they
-// passed in or got back.
+// actions), idempotent appends (IdempotencyKey) and that callers cannot
+// modify stored data through values they passed in or got back. Listing is
+// checked with 10,000 tasks across 25 owners, created concurrently. Stores
+// that implement [taskbridge.LeaseStore] and [taskbridge.ControlFeed] are
+// checked against those contracts too, and so are the optional interfaces
+// (taskbridge.TaskHeadGetter, TerminalTaskPruner, LiveTaskCreator); their
+// subtests are skipped for stores that lack them.
+//
+// Stores shared by several processes set [Harness].Replica, which opens a
+// second handle on the same backend. The multi-replica section then checks
+// that the two handles behave as one store (create and accept races,
+// idempotent appends, watches, control notifications and lease takeovers
+// across them) and runs two [taskbridge.Service]s with leased runners
+// (package runner) over them: a task created on one replica streams on the
+// other, a cancel or an action received by one reaches the handler running
+// on the other through the control feed, a replica cut off from the store
+// has its task taken over by the other with exactly one terminal event (or
+// run again, for re-runnable types), and a client resumes by cursor after
+// every replica restarted.
 //
 // A store wires it up in a test:
 //
@@ -23,6 +40,11 @@
 //			},
 //			Trim: func(t *testing.T, s taskbridge.Store, taskID string, keepLast int) {
 //				require.NoError(t, s.(*mystore.Store).TrimEvents(taskID, keepLast))
+//			},
+//			Replica: func(t *testing.T, s taskbridge.Store) taskbridge.Store {
+//				other := mystore.New(...) // new connections, same database and prefix as s
+//				t.Cleanup(func() { other.Close() })
+//				return other
 //			},
 //		})
 //	}

@@ -264,6 +264,30 @@ func waitEvents(ctx context.Context, s taskbridge.Store, taskID string, after in
 	}
 }
 
+// waitResult is what a waiter started by startWaiter found.
+type waitResult struct {
+	evs []taskbridge.TaskEvent
+	err error
+}
+
+// startWaiter runs waitEvents on s in a goroutine and returns once the
+// waiter found no events and waits; its result arrives on the channel.
+func startWaiter(ctx context.Context, t *testing.T, s taskbridge.Store, taskID string, after int64) <-chan waitResult {
+	t.Helper()
+	waiting := make(chan struct{})
+	done := make(chan waitResult, 1)
+	go func() {
+		evs, err := waitEvents(ctx, s, taskID, after, waiting)
+		done <- waitResult{evs, err}
+	}()
+	select {
+	case <-waiting:
+	case r := <-done:
+		t.Fatalf("the waiter returned before any append: %v, %v", r.evs, r.err)
+	}
+	return done
+}
+
 // Comparison: stores may change time zones and re-encode JSON (a database
 // round trip does), so values are normalised before they are compared.
 

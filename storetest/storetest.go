@@ -26,6 +26,16 @@ type Harness struct {
 	// stores whose instances share state (for example one database that
 	// New empties).
 	Serial bool
+
+	// Replica returns a second handle on the same backend as s, as
+	// another process would open it (its own connections and notification
+	// connection), and registers its cleanup with t.Cleanup. Stores shared
+	// by several processes set it; the multi-replica section runs only
+	// then, and such a store must implement [taskbridge.ControlFeed] and
+	// [taskbridge.LeaseStore]. A single-process store may return s itself
+	// to check the section in one process. It may be called more than
+	// once for one s (a restart opens the store again).
+	Replica func(t *testing.T, s taskbridge.Store) taskbridge.Store
 }
 
 // Run runs the conformance suite against the stores h.New returns. Each
@@ -46,6 +56,11 @@ func Run(t *testing.T, h Harness) {
 		{"AcceptAction", testAcceptAction},
 		{"Maintenance", testMaintenance},
 		{"Isolation", testIsolation},
+		{"IdempotentAppend", testIdempotentAppend},
+		{"Leases", testLeases},
+		{"ControlFeed", testControlFeed},
+		{"MultiReplica", testMultiReplica},
+		{"Extensions", testExtensions},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

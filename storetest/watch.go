@@ -82,21 +82,7 @@ func testWatch(t *testing.T, h Harness) {
 		f.started("task-1")
 		ctx, cancel := context.WithTimeout(f.ctx, waitTimeout)
 		defer cancel()
-		waiting := make(chan struct{})
-		type result struct {
-			evs []taskbridge.TaskEvent
-			err error
-		}
-		done := make(chan result, 1)
-		go func() {
-			evs, err := waitEvents(ctx, f.s, "task-1", 1, waiting)
-			done <- result{evs, err}
-		}()
-		select {
-		case <-waiting:
-		case r := <-done:
-			t.Fatalf("the waiter returned before any append: %v, %v", r.evs, r.err)
-		}
+		done := startWaiter(ctx, t, f.s, "task-1", 1)
 		f.append("task-1", taskbridge.MessagePayload{Message: "wake up"})
 		r := <-done
 		require.NoError(t, r.err, "the append must wake the waiter before its deadline")

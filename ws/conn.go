@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -22,7 +24,8 @@ import (
 var errShutdown = errors.New("ws: shutting down")
 
 // statusAbort means: drop the connection without a close handshake (the
-// peer is gone or a write failed).
+// peer is gone, it sent its own close frame, which the library answered, or
+// a write failed).
 const statusAbort websocket.StatusCode = -1
 
 // conn is one WebSocket connection. Two goroutines serve it: run, which
@@ -45,8 +48,14 @@ type conn struct {
 	signal     chan struct{}
 	readerDone chan struct{}
 
-	mu   sync.Mutex // guards reqs
+	mu   sync.Mutex // guards reqs and taken
 	reqs []request  // frames read by readLoop, not yet handled by run
+	// taken, when not nil, is closed by run once it has taken reqs:
+	// readLoop waits on it while reqs is full.
+	taken chan struct{}
+	// readErr is why readLoop stopped; run reads it once readerDone is
+	// closed.
+	readErr error
 
 	// Owned by run.
 	subs       []*subscription
@@ -109,7 +118,12 @@ func (c *conn) run() {
 	c.finish()
 }
 
-// finish closes the connection with c.code and waits for readLoop.
+// finish closes the connection with c.code and waits for readLoop. Close
+// sends the close frame (unless the library has sent one already, as it
+// does for an oversize message), then reads and discards whatever the
+// client sent until its own close frame arrives (or 5s pass): a socket
+// closed with unread bytes in its receive buffer would end in a TCP reset,
+// which can destroy the close frame before the client reads it.
 func (c *conn) finish() {
 	// Release the subscriptions before the close handshake, so a service
 	// shutdown waiting for them is not held up by slow clients.
@@ -151,20 +165,20 @@ func (c *conn) start() bool {
 		<-interrupted
 		err = errShutdown
 	}
-	if err == nil || errors.Is(err, errShutdown) {
-		// Clear the deadline for the connection's life, or for the close
-		// handshake.
-		if derr := c.nc.SetReadDeadline(time.Time{}); err == nil {
-			err = derr
-		}
+	// Clear the deadline for the connection's life, or for the close
+	// handshake.
+	if derr := c.nc.SetReadDeadline(time.Time{}); err == nil {
+		err = derr
 	}
 	if err != nil || !req.ok {
 		close(c.readerDone)
 		switch {
 		case errors.Is(err, errShutdown):
 			c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			c.code, c.reason = websocket.StatusPolicyViolation, "no subscribe frame in time"
 		case err != nil:
-			c.code, c.reason = statusAbort, ""
+			c.code, c.reason = readEnd(err)
 		default:
 			c.code, c.reason = websocket.StatusPolicyViolation, "expected a subscribe frame"
 		}
@@ -193,24 +207,58 @@ func (c *conn) read() (request, error) {
 }
 
 // readLoop reads client frames until the connection fails or closes, or a
-// frame is invalid (run then closes with 1008).
+// frame is invalid (run then closes with 1008). It holds at most
+// MaxSubscriptions frames that run has not taken yet: with that many, it
+// stops reading until run takes them, so a burst of frames is served at
+// the pace run handles them (TCP flow control holds the client back).
 func (c *conn) readLoop() {
 	defer close(c.readerDone)
 	defer c.wake()
 	for {
 		req, err := c.read()
 		if err != nil {
+			c.readErr = err
 			return
 		}
 		c.mu.Lock()
 		c.reqs = append(c.reqs, req)
-		flood := len(c.reqs) > c.h.cfg.MaxSubscriptions
+		var taken chan struct{}
+		if len(c.reqs) >= c.h.cfg.MaxSubscriptions {
+			taken = make(chan struct{})
+			c.taken = taken
+		}
 		c.mu.Unlock()
 		c.wake()
-		if !req.ok || flood {
+		if !req.ok {
 			return
 		}
+		if taken != nil {
+			select {
+			case <-taken:
+			case <-c.ctx.Done():
+				c.readErr = net.ErrClosed // run has closed the connection
+				return
+			}
+		}
 	}
+}
+
+// readEnd maps the error that ended reading to a close code. The peer is
+// gone, or closed first (the library has answered its close frame): no
+// close frame. A message over the read limit: 1009, which the library has
+// sent already (with its own reason). Anything else is a framing error:
+// 1002, which the library has sent already for most (an unmasked frame is
+// the exception).
+func readEnd(err error) (websocket.StatusCode, string) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return websocket.StatusMessageTooBig, "message too big"
+	case websocket.CloseStatus(err) != -1, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed), errors.As(err, &netErr):
+		return statusAbort, ""
+	}
+	return websocket.StatusProtocolError, "protocol error"
 }
 
 func (c *conn) wake() {
@@ -228,6 +276,10 @@ func (c *conn) round() bool {
 	c.mu.Lock()
 	reqs := c.reqs
 	c.reqs = nil
+	if c.taken != nil {
+		close(c.taken)
+		c.taken = nil
+	}
 	c.mu.Unlock()
 
 	mp := bufpool.Messages.Get()
@@ -243,17 +295,34 @@ func (c *conn) round() bool {
 	c.prune()
 	switch {
 	case err != nil:
-		code, reason = statusAbort, ""
+		code, reason = c.writeEnd(err)
 	case code != 0:
 	case c.readerGone:
-		// The reader stopped and left no request explaining why: the
-		// client is gone.
-		code, reason = statusAbort, ""
+		// The reader stopped and left no request explaining why: its
+		// error does.
+		code, reason = readEnd(c.readErr)
 	case len(c.subs) == 0:
 		code, reason = websocket.StatusNormalClosure, "all subscribed tasks finished"
 	}
 	c.code, c.reason = code, reason
 	return code == 0
+}
+
+// writeEnd maps a failed write to a close code. A write fails after the
+// library has sent a close frame, which it does only from readLoop's read
+// and in answer to it (a message over the read limit, a framing error, the
+// client's own close frame): that read fails, so readLoop is ending with
+// the error that says which, and the close handshake goes on. Any other
+// failure ends the socket's write side: the connection is dropped.
+func (c *conn) writeEnd(err error) (websocket.StatusCode, string) {
+	if !errors.Is(err, errCloseSent) {
+		return statusAbort, ""
+	}
+	if !c.readerGone {
+		<-c.readerDone
+		c.readerGone = true
+	}
+	return readEnd(c.readErr)
 }
 
 // subscribe handles subscribe frames, appending confirmations to msgs. A

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -528,19 +530,96 @@ func TestShutdown(t *testing.T) {
 
 func TestNewServerConfig(t *testing.T) {
 	t.Parallel()
-	_, err := newServer(config{HeartbeatInterval: -time.Second})
-	require.Error(t, err)
+	for _, cfg := range []config{
+		{HeartbeatInterval: -time.Second},
+		{HeartbeatInterval: time.Minute}, // the SDK would reconnect every minute
+		{MaintenanceInterval: -time.Second},
+		{TaskRetention: -time.Second},
+	} {
+		_, err := newServer(cfg)
+		require.Error(t, err, "%+v", cfg)
+	}
 }
 
-func TestSubject(t *testing.T) {
+// TestRetention: the maintenance loop deletes finished tasks once they are
+// older than the retention, and keeps running ones.
+func TestRetention(t *testing.T) {
 	t.Parallel()
-	for _, tok := range []string{"alice", "user@example.com", strings.Repeat("x", maxSubjectLen)} {
-		sub, err := subject(tok)
-		require.NoError(t, err)
-		require.Equal(t, tok, sub)
+	var skew atomic.Int64 // how far the service's clock is ahead of real time
+	passes := &passLog{Handler: testLogger(t).Handler(), passes: make(chan struct{}, 1)}
+	e := setup(t, config{
+		Logger:              slog.New(passes),
+		MaintenanceInterval: 5 * time.Millisecond,
+		TaskRetention:       time.Hour,
+		Now:                 func() time.Time { return time.Now().Add(time.Duration(skew.Load())) },
+	})
+	done := e.create(t, "alice", taskFail, nil)
+	readUntil(t, e.follow(t, "poll", "alice", done), nil)
+	running := e.create(t, "alice", taskStream, map[string]any{"count": 1, "intervalMs": 60000})
+	readUntil(t, e.follow(t, "poll", "alice", running), isType(started))
+
+	status := func(id string) int {
+		resp, b := e.request(t, http.MethodGet, "/api/v1/tasks/"+id, "alice", nil)
+		require.Contains(t, []int{http.StatusOK, http.StatusNotFound}, resp.StatusCode, "body: %s", b)
+		return resp.StatusCode
 	}
-	for _, tok := range []string{"", "  ", "a b", "tab\there", "nul\x00", strings.Repeat("x", maxSubjectLen+1)} {
-		_, err := subject(tok)
-		require.ErrorIs(t, err, taskbridge.ErrUnauthenticated, "token %q", tok)
+	passes.await(t)
+	require.Equal(t, http.StatusOK, status(done), "kept while younger than the retention")
+
+	skew.Store(int64(time.Hour + time.Minute))
+	passes.await(t)
+	require.Equal(t, http.StatusNotFound, status(done), "deleted once older than the retention")
+	require.Equal(t, http.StatusOK, status(running), "running tasks are kept")
+}
+
+// passLog passes records on to Handler, but reports each retention pass of
+// the maintenance loop on passes instead.
+type passLog struct {
+	slog.Handler
+	passes chan struct{}
+}
+
+const retentionPassMsg = "taskbridge: retention pass"
+
+func (h *passLog) Enabled(ctx context.Context, l slog.Level) bool {
+	return l == slog.LevelDebug || h.Handler.Enabled(ctx, l)
+}
+
+func (h *passLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == retentionPassMsg {
+		select {
+		case h.passes <- struct{}{}:
+		default:
+		}
+		return nil
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *passLog) WithAttrs(as []slog.Attr) slog.Handler {
+	return &passLog{Handler: h.Handler.WithAttrs(as), passes: h.passes}
+}
+
+func (h *passLog) WithGroup(name string) slog.Handler {
+	return &passLog{Handler: h.Handler.WithGroup(name), passes: h.passes}
+}
+
+// await waits until a retention pass has run entirely after the call: the
+// second pass to end from now (the first may have begun before).
+func (h *passLog) await(t *testing.T) {
+	t.Helper()
+	select {
+	case <-h.passes: // drop a pass that ended before the call
+	default:
+	}
+	for range 2 {
+		select {
+		case <-h.passes:
+		case <-time.After(testTimeout):
+			t.Fatal("no maintenance pass ran")
+		}
 	}
 }
