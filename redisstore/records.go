@@ -58,10 +58,12 @@ func decodeTask(f reply) (taskbridge.Task, error) {
 // taskFields are the hash fields decodeTask needs, in its order.
 var taskFields = []string{"data", "status", "seq", "upd", "cxl", "cxr"}
 
-// suspensionData is the JSON of a suspension's immutable fields.
+// suspensionData is the JSON of a suspension's immutable fields. The
+// payload is a named field, not embedded: its MarshalJSON would be promoted
+// and drop CreatedAt.
 type suspensionData struct {
-	taskbridge.SuspendedPayload
-	CreatedAt time.Time `json:"createdAt"`
+	Payload   taskbridge.SuspendedPayload `json:"payload"`
+	CreatedAt time.Time                   `json:"createdAt"`
 }
 
 // decodeSuspension builds a suspension of taskID from the fields d, s, q,
@@ -79,13 +81,13 @@ func decodeSuspension(taskID string, f reply) (taskbridge.Suspension, error) {
 	if err != nil {
 		return taskbridge.Suspension{}, err
 	}
-	if d.ExpiresAt != nil {
-		at := d.ExpiresAt.UTC()
-		d.ExpiresAt = &at
+	if d.Payload.ExpiresAt != nil {
+		at := d.Payload.ExpiresAt.UTC()
+		d.Payload.ExpiresAt = &at
 	}
 	return taskbridge.Suspension{
 		TaskID:           taskID,
-		SuspendedPayload: d.SuspendedPayload,
+		SuspendedPayload: d.Payload,
 		Status:           taskbridge.SuspensionStatus(f.str(1)),
 		EventSeq:         seq,
 		ResolvedActionID: f.str(3),

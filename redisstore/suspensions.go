@@ -27,7 +27,7 @@ func (s *Store) OpenSuspension(ctx context.Context, sp taskbridge.Suspension, ev
 	if sp.SuspendID == "" {
 		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, invalidRequest("suspendId is empty")
 	}
-	data, err := json.Marshal(suspensionData{SuspendedPayload: sp.SuspendedPayload, CreatedAt: ev.CreatedAt})
+	data, err := json.Marshal(suspensionData{Payload: sp.SuspendedPayload, CreatedAt: ev.CreatedAt})
 	if err != nil {
 		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, invalidRequest("suspension %q: %v", sp.SuspendID, err)
 	}
@@ -61,7 +61,7 @@ func (s *Store) OpenSuspension(ctx context.Context, sp taskbridge.Suspension, ev
 	}
 	out := taskbridge.Suspension{
 		TaskID:           sp.TaskID,
-		SuspendedPayload: stored.SuspendedPayload,
+		SuspendedPayload: stored.Payload,
 		Status:           taskbridge.SuspensionOpen,
 		EventSeq:         ev.Seq,
 		ResumeStatus:     taskbridge.ResumeNone,
