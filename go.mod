@@ -3,6 +3,14 @@ module github.com/taskbridge-go/taskbridge
 go 1.26
 
 require (
+	// coder/websocket is pinned: ws/netconn.go owns the socket's write side,
+	// writes the handshake response and data frames itself and accepts from
+	// the library only whole, uncompressed control frames, which is what
+	// v1.8.15 writes. Before changing this version, run
+	//   go test -race -count=10 -run 'Seam|Compression' ./ws
+	// (the tests drive the real library and check every byte that reaches
+	// the socket). Should a host's build select a newer version that writes
+	// differently, connections fail; frames are not corrupted.
 	github.com/coder/websocket v1.8.15
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/go-chi/chi/v5 v5.5.0

@@ -6,34 +6,8 @@ import (
 	"sync"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
-
-// checkNewEvent applies the checks every appended event must pass.
-func checkNewEvent(ev taskbridge.TaskEvent) error {
-	switch {
-	case ev.EventID != "" || ev.Seq != 0:
-		return fmt.Errorf("%w: the store assigns EventID and Seq", taskbridge.ErrInvalidEvent)
-	case ev.CreatedAt.IsZero():
-		return fmt.Errorf("%w: CreatedAt is required", taskbridge.ErrInvalidEvent)
-	case !ev.Type.Valid():
-		return fmt.Errorf("%w: unknown event type %q", taskbridge.ErrInvalidEvent, ev.Type)
-	}
-	return nil
-}
-
-// checkEventOf checks an event that a SuspensionStore method appends.
-func checkEventOf(ev taskbridge.TaskEvent, want taskbridge.EventType, taskID string) error {
-	if err := checkNewEvent(ev); err != nil {
-		return err
-	}
-	if ev.Type != want {
-		return fmt.Errorf("%w: event type is %s, want %s", taskbridge.ErrInvalidEvent, ev.Type, want)
-	}
-	if ev.TaskID != taskID {
-		return fmt.Errorf("%w: event of task %q for task %q", taskbridge.ErrInvalidEvent, ev.TaskID, taskID)
-	}
-	return nil
-}
 
 // appendLocked appends ev (whose payload the store owns) to the log,
 // applying the state machine and its side effects. ts.mu must be held.
@@ -53,6 +27,9 @@ func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskb
 	if ev.Type.Terminal() {
 		ts.terminalAt = ev.CreatedAt
 		ts.lease = taskbridge.Lease{} // a lease ends with its task
+		if ts.owner != nil {
+			ts.owner.live.Add(-1)
+		}
 		for _, sp := range ts.susps {
 			if sp.Status == taskbridge.SuspensionOpen {
 				sp.Status = taskbridge.SuspensionCancelled
@@ -91,11 +68,8 @@ func (ts *taskState) trim(keep int) {
 // IdempotencyKey the task already used is returned as it was appended (a
 // copy), even if retention has dropped it from the log since.
 func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
-	if err := checkNewEvent(ev); err != nil {
+	if err := storecheck.Appendable(ev); err != nil {
 		return taskbridge.TaskEvent{}, err
-	}
-	if ev.Type == taskbridge.EventTaskSuspended || ev.Type == taskbridge.EventTaskActionAccepted {
-		return taskbridge.TaskEvent{}, fmt.Errorf("%w: %s is appended by the SuspensionStore", taskbridge.ErrInvalidEvent, ev.Type)
 	}
 	ts, err := s.lookup(ev.TaskID)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 func suspensionNotFound(taskID, suspendID string) error {
@@ -32,7 +33,7 @@ func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev t
 	if sp.TaskID == "" {
 		sp.TaskID = ev.TaskID
 	}
-	if err := checkEventOf(ev, taskbridge.EventTaskSuspended, sp.TaskID); err != nil {
+	if err := storecheck.EventOf(ev, taskbridge.EventTaskSuspended, sp.TaskID); err != nil {
 		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, err
 	}
 	if sp.SuspendID == "" {
@@ -108,7 +109,7 @@ func (s *Store) ListSuspensions(_ context.Context, taskID string) ([]taskbridge.
 // watchers and then the control watchers (see [Store.WatchControl]).
 func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (taskbridge.AcceptResult, error) {
 	taskID := a.Receipt.TaskID
-	if err := checkEventOf(a.Event, taskbridge.EventTaskActionAccepted, taskID); err != nil {
+	if err := storecheck.EventOf(a.Event, taskbridge.EventTaskActionAccepted, taskID); err != nil {
 		return taskbridge.AcceptResult{}, err
 	}
 	if a.Receipt.ClientActionID == "" {

@@ -59,8 +59,9 @@ func (f *Failure) Error() string {
 // Unwrap returns the cause.
 func (f *Failure) Unwrap() error { return f.Err }
 
-// payload returns the TASK_FAILED payload f stands for.
-func (f *Failure) payload() taskbridge.FailedPayload {
+// Payload returns the TASK_FAILED payload f stands for: its code (or
+// [CodeTaskFailed] when empty), message and retryable flag.
+func (f *Failure) Payload() taskbridge.FailedPayload {
 	p := taskbridge.FailedPayload{Code: f.Code, Message: f.Message, Retryable: f.Retryable}
 	if p.Code == "" {
 		p.Code = CodeTaskFailed

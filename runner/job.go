@@ -183,7 +183,7 @@ func (r *Runner) decide(j *job, o outcome, userCancel bool, reason string) taskb
 	case errors.As(o.err, &f):
 		r.log.LogAttrs(j.ctx, slog.LevelInfo, "runner: task failed",
 			append(j.attrs(), slog.Any("error", o.err))...)
-		return f.payload()
+		return f.Payload()
 	default:
 		r.log.LogAttrs(j.ctx, slog.LevelWarn, "runner: task handler error",
 			append(j.attrs(), slog.Any("error", o.err))...)

@@ -419,7 +419,7 @@ func (r *Runner) Resume(_ context.Context, task taskbridge.Task, s taskbridge.Su
 	if j == nil {
 		return fmt.Errorf("%w: task %s is not running here", ErrNotWaiting, task.ID)
 	}
-	return j.deliver(s.SuspendID, actionFromReceipt(rec))
+	return j.deliver(s.SuspendID, ActionFromReceipt(rec))
 }
 
 // Holds implements [taskbridge.LocalExecutor]: it reports whether the task

@@ -38,7 +38,10 @@ func (a Action) Decode(v any) error {
 	return json.Unmarshal(raw, v)
 }
 
-func actionFromReceipt(r taskbridge.ActionReceipt) Action {
+// ActionFromReceipt returns the action an accepted action's receipt
+// records, as [Suspend] hands it to a handler. Other executors with the
+// runner's handler API (package riverexec) use it too.
+func ActionFromReceipt(r taskbridge.ActionReceipt) Action {
 	return Action{
 		SuspendID:      r.SuspendID,
 		ClientActionID: r.ClientActionID,
@@ -138,7 +141,7 @@ func (j *job) takeUp(ctx context.Context, e taskbridge.Emitter, s taskbridge.Sus
 		}
 		// Deliver it as Resume would, so that a later hand-off of the same
 		// action (by the relay or Reconcile) succeeds.
-		if err := j.deliver(s.SuspendID, actionFromReceipt(rec)); err != nil {
+		if err := j.deliver(s.SuspendID, ActionFromReceipt(rec)); err != nil {
 			return Action{}, err
 		}
 		<-w.ready

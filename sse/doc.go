@@ -15,8 +15,9 @@
 // # Wire format
 //
 // The response has Content-Type text/event-stream, Cache-Control
-// "no-cache, no-transform" and X-Accel-Buffering "no", and its headers are
-// flushed at once. Events strictly after the cursor follow, first replayed
+// "no-cache, no-transform" and X-Accel-Buffering "no", and its headers go
+// out at once (with the first replayed events, if any), without waiting
+// for a live event. Events strictly after the cursor follow, first replayed
 // from the store and then live. The cursor is the Last-Event-ID header or,
 // when that is absent, the lastEventId query parameter (a browser's first
 // EventSource connection cannot set headers). Each event is
@@ -31,43 +32,38 @@
 //
 // It has no id line, so it never moves the client's cursor, and it is never
 // stored. (The Android SDK's liveness timer is reset only by data frames,
-// which is why the heartbeat is not just a comment.) After the task's
+// which is why the heartbeat is not just a comment, and why NewHandler
+// refuses intervals above [MaxHeartbeatInterval].) After the task's
 // terminal event the stream ends.
 //
 // # Resource use
 //
-// An HTTP/1.x stream, once its checks have passed, is served on the
-// hijacked connection: ServeHTTP writes nothing itself, hands the
-// connection to two goroutines owned by the Handler (one writes, one reads
-// so that a departed client is noticed at once) and returns. net/http's
-// per-connection buffers, request state and goroutine are released, so an
-// idle stream costs about 9 KiB instead of about 27 KiB (see
-// BenchmarkIdleStreams). The response carries the headers set on the
-// ResponseWriter (by host middleware, for example) and is delimited by
-// closing the connection. HTTP/2 streams, ResponseWriters that cannot be
-// hijacked and [Config.DisableHijack] keep the stream inside ServeHTTP,
-// written through the ResponseWriter.
-//
-// Either way a stream keeps nothing between writes but its subscription:
-// frames come from the service's shared fan-out already encoded, queued
-// frames are written in one batch (one write and one flush per 64 KiB) from a
-// pooled buffer, and heartbeats come from the service's shared scheduler,
-// not a per-stream ticker. Every write has a deadline
-// ([Config.WriteTimeout]), set on the connection or through
-// http.ResponseController, so a dead or slow client is disconnected (it
-// resumes by cursor) and the host's http.Server ReadTimeout and
-// WriteTimeout do not cut healthy long streams.
+// A stream is served inside its ServeHTTP call and written through the
+// ResponseWriter, so host middleware sees its real status, byte count and
+// duration, and a timeout middleware or the request's context ends it.
+// Between writes it holds little but its subscription: frames come from
+// the service's shared fan-out already encoded, queued frames go out in one
+// batch from a pooled buffer, heartbeats come from a shared scheduler, the
+// steps of a quiet stream run on short-lived goroutines so that the
+// goroutine holding it keeps a small stack, and every write gets a deadline
+// ([Config.WriteTimeout], through http.ResponseController), so a stalled
+// client is dropped (it resumes by cursor) while the server's ReadTimeout
+// and WriteTimeout do not cut healthy streams. Most of what an idle stream
+// costs is net/http's connection state; [Config.Hijack] releases it by
+// serving HTTP/1.x streams on the hijacked connection, for hosts that need
+// the densest idle streams and accept that their middleware then sees each
+// stream end as it starts. docs/BENCHMARKS.md has the numbers for both.
 //
 // # Shutdown
 //
 // Streams end when the service shuts down ([taskbridge.Service.Shutdown])
-// or when [Handler.Shutdown] is called. Hijacked streams are not tracked by
-// http.Server, so its Shutdown neither ends nor waits for them, and streams
-// inside ServeHTTP would keep it waiting: end them first. A stream blocked
-// writing to a client that does not read cannot end itself before its
-// write deadline; when Handler.Shutdown's context ends, it closes the
-// connections of such hijacked streams and returns once their goroutines
-// have exited. A host typically does, on SIGTERM:
+// or when [Handler.Shutdown] or [Handler.Close] is called. http.Server's
+// Shutdown does neither: it waits for the streams inside ServeHTTP and
+// does not know hijacked ones, so end them first. A stream blocked writing
+// to a client that does not read cannot end itself before its write
+// deadline; when Handler.Shutdown's context ends, it forces such streams
+// to end and returns once they have finished. A host typically does, on
+// SIGTERM:
 //
 //	_ = sseHandler.Shutdown(ctx) // ends streams, refuses new ones with 503
 //	_ = srv.Shutdown(ctx)

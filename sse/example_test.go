@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/memstore"
@@ -95,7 +96,7 @@ func ExampleNewHandler() {
 	// Output:
 	// 200 OK text/event-stream
 	// id: 1
-	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05Z","payload":{}}
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
 }
 
 // Mounting the stream on a chi router, under the host's own middleware.
@@ -119,7 +120,39 @@ func ExampleNewHandler_chi() {
 	// Output:
 	// 200 OK text/event-stream
 	// id: 1
-	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05Z","payload":{}}
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
+}
+
+// Serving HTTP/1.x streams on the hijacked connection, for hosts that hold
+// very many idle streams: ServeHTTP returns as soon as the stream has
+// started, so host middleware sees no status written through it (chi's
+// logger shows "000 0B") while the stream goes on.
+func ExampleConfig_hijack() {
+	svc := exampleService()
+	defer svc.Shutdown(context.Background())
+	h, err := sse.NewHandler(svc, sse.Config{Auth: bearer, Hijack: true})
+	if err != nil {
+		panic(err)
+	}
+	seen := make(chan int, 1)
+	metrics := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+			next.ServeHTTP(ww, r)
+			seen <- ww.Status()
+		})
+	}
+	srv := httptest.NewServer(metrics(h))
+	defer srv.Close()
+	defer h.Shutdown(context.Background())
+
+	printFirstEvent(srv.URL + "/api/v1/tasks/task-1/events/stream")
+	fmt.Println("status seen by the middleware:", <-seen)
+	// Output:
+	// 200 OK text/event-stream
+	// id: 1
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
+	// status seen by the middleware: 0
 }
 
 // The host's shutdown sequence: end the streams (clients reconnect

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
@@ -23,7 +24,13 @@ const DefaultPattern = "GET /api/v1/tasks/{taskId}/events/stream"
 // Defaults and limits for [Config].
 const (
 	// DefaultHeartbeatInterval is the default Config.HeartbeatInterval.
-	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultHeartbeatInterval = streamlife.DefaultHeartbeatInterval
+	// MaxHeartbeatInterval is the longest Config.HeartbeatInterval
+	// NewHandler accepts. The TaskBridge SDK reconnects when a stream has
+	// sent no data frame for 60s (comment lines do not count), and an idle
+	// stream gets its heartbeat between 1 and 1.25 intervals after its
+	// last frame: at 40s it is never silent for more than 50s.
+	MaxHeartbeatInterval = streamlife.MaxHeartbeatInterval
 	// DefaultWriteTimeout is the default Config.WriteTimeout.
 	DefaultWriteTimeout = 10 * time.Second
 	// MaxPreamble bounds Config.Preamble.
@@ -46,10 +53,17 @@ type Config struct {
 	TaskID func(r *http.Request) string
 
 	// HeartbeatInterval is how long a stream may be idle before a
-	// heartbeat frame is sent. Defaults to 15s. Negative disables
-	// heartbeats (not recommended: the Android SDK drops streams that send
-	// no data frame for 60s).
+	// heartbeat data frame is sent. Defaults to 15s; at most
+	// [MaxHeartbeatInterval], since the TaskBridge SDK reconnects after
+	// 60s without a data frame: NewHandler fails on a longer or a negative
+	// interval.
 	HeartbeatInterval time.Duration
+
+	// DisableHeartbeats sends no heartbeat frames at all, for clients
+	// that keep no liveness timer of their own. Do not set it for the
+	// TaskBridge SDK: it would reconnect every time a task is quiet for
+	// 60s. HeartbeatInterval must then be zero.
+	DisableHeartbeats bool
 
 	// CommentPing precedes every heartbeat frame with a ": ping" comment
 	// line, for intermediaries that watch for comments.
@@ -71,15 +85,24 @@ type Config struct {
 	// Zero sends none; at most MaxPreamble.
 	Preamble int
 
-	// DisableHijack keeps every stream inside its ServeHTTP call, written
-	// through the ResponseWriter. By default an HTTP/1.x stream, once its
-	// checks have passed, is served on the hijacked connection by
-	// goroutines of the Handler and ServeHTTP returns: that releases
-	// net/http's per-connection buffers and goroutine, more than half of
-	// what an idle stream costs (see the package documentation). Set it
-	// when middleware must see the whole stream. HTTP/2 streams and
-	// ResponseWriters that cannot be hijacked always stay in ServeHTTP.
-	DisableHijack bool
+	// Hijack serves HTTP/1.x streams on the hijacked connection, for hosts
+	// that hold very many idle streams: once a stream's checks have passed,
+	// ServeHTTP hands the connection to goroutines of the Handler and
+	// returns, which releases net/http's per-connection buffers and
+	// goroutine (an idle stream then costs about a third of the memory; see
+	// docs/BENCHMARKS.md). The trade-off: host middleware sees the request
+	// end when the stream starts, so access logs show status 0 and 0 bytes
+	// ("000 0B" in chi's Logger), request metrics and traces cover only
+	// the start, and neither a timeout middleware nor the request's context
+	// ends the stream. The response carries the headers set on the
+	// ResponseWriter before the stream starts and is delimited by closing
+	// the connection. HTTP/2 streams and ResponseWriters that cannot be
+	// hijacked stay inside ServeHTTP.
+	//
+	// By default every stream is served inside its ServeHTTP call, written
+	// through the ResponseWriter, so middleware sees its real status, byte
+	// count and duration.
+	Hijack bool
 }
 
 // Handler serves a task's event stream. Create it with [NewHandler]; it is
@@ -95,6 +118,9 @@ type Handler struct {
 	// life tracks the streams; done is life.Done(): streams end.
 	life *streamlife.Group
 	done <-chan struct{}
+
+	// quietAfter is defaultQuietAfter; tests change it.
+	quietAfter time.Duration
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler
@@ -109,12 +135,11 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if cfg.TaskID == nil {
 		cfg.TaskID = TaskIDFromPath
 	}
-	switch {
-	case cfg.HeartbeatInterval == 0:
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	case cfg.HeartbeatInterval < 0:
-		cfg.HeartbeatInterval = 0
+	hb, err := streamlife.HeartbeatInterval("sse", cfg.HeartbeatInterval, cfg.DisableHeartbeats)
+	if err != nil {
+		return nil, err
 	}
+	cfg.HeartbeatInterval = hb
 	if cfg.WriteTimeout < 0 {
 		return nil, errors.New("sse: Config.WriteTimeout must not be negative")
 	}
@@ -131,11 +156,12 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	_, _ = rand.Read(rnd[:])
 	life := streamlife.New()
 	return &Handler{
-		svc:      svc,
-		cfg:      cfg,
-		hbPrefix: "hb-" + hex.EncodeToString(rnd[:]) + "-",
-		life:     life,
-		done:     life.Done(),
+		svc:        svc,
+		cfg:        cfg,
+		hbPrefix:   "hb-" + hex.EncodeToString(rnd[:]) + "-",
+		life:       life,
+		done:       life.Done(),
+		quietAfter: defaultQuietAfter,
 	}, nil
 }
 
@@ -161,52 +187,70 @@ func lastEventID(r *http.Request) string {
 	return r.URL.Query().Get("lastEventId")
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. It returns when the stream ends, or,
+// for a hijacked stream ([Config.Hijack]), as soon as it has started.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The checks and the subscription run on a short-lived goroutine (and
+	// so does the stream's first step, which writes the response head), so
+	// that this one, which holds the stream, keeps a small stack (see
+	// offload).
+	var s *stream
+	offload(func() { s = h.open(w, r) })
+	if s != nil {
+		s.serve(r.Context())
+	}
+}
+
+// open checks the request and subscribes. It returns the stream to serve
+// inside ServeHTTP, or nil when it has answered the request with an error
+// or handed a hijacked stream to its goroutines.
+func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 	if r.Method != http.MethodGet {
-		httpx.MethodNotAllowed(w, r, http.MethodGet, h.svc.Now())
-		return
+		httpx.MethodNotAllowed(w, r, http.MethodGet, svcHooks.Now(h.svc))
+		return nil
 	}
 	auth, err := httpx.Authenticate(h.cfg.Auth, r)
 	if err != nil {
 		h.fail(w, r, err)
-		return
+		return nil
 	}
 	st, ok := h.life.Enter()
 	if !ok {
 		h.fail(w, r, taskbridge.ErrClosed)
-		return
+		return nil
 	}
 	taskID := h.cfg.TaskID(r)
 	if !taskbridge.ValidTaskID(taskID) {
 		st.Leave()
 		h.fail(w, r, taskbridge.ErrTaskNotFound)
-		return
+		return nil
 	}
-	sub, err := h.svc.Subscribe(r.Context(), auth, taskID, lastEventID(r), taskbridge.SubscribeOpts{
+	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, lastEventID(r), fanout.SubscribeOpts{
 		Transport:         "sse",
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
 	})
 	if err != nil {
 		st.Leave()
 		h.fail(w, r, err)
-		return
+		return nil
 	}
-	h.serve(w, r, sub, st)
+	return h.start(w, r, sub, st)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	httpx.WriteError(w, r, h.svc.Logger(), h.svc.Now(), err)
+	httpx.WriteError(w, r, svcHooks.Logger(h.svc), svcHooks.Now(h.svc), err)
 }
 
 // Shutdown ends every stream and makes new requests fail with 503
 // SERVICE_UNAVAILABLE, then waits until every stream has finished (its
-// goroutines have exited, its ServeHTTP has returned) or ctx ends. When ctx
-// ends first, the connections of the remaining hijacked streams are closed
-// and Shutdown returns ctx's error once their goroutines have exited, so
-// that none is left behind; a stream still inside ServeHTTP (HTTP/2,
-// [Config.DisableHijack]) ends at its next write deadline at the latest,
-// or when the http.Server closes its connection. The service itself is not
+// ServeHTTP has returned, or the goroutines of a hijacked stream have
+// exited) or ctx ends. A stream blocked writing to a client that does not
+// read cannot end itself before its write deadline ([Config.WriteTimeout]):
+// when ctx ends first, Shutdown forces such streams to end (it closes a
+// hijacked connection; inside ServeHTTP it moves the read and write
+// deadlines into the past through http.ResponseController) and returns
+// ctx's error once they have finished. A stream whose ResponseWriter
+// supports no deadlines is not waited for then. The service itself is not
 // shut down. Safe to call more than once.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	return h.life.Shutdown(ctx)

@@ -50,11 +50,20 @@ func newHandler(t *testing.T, env *streamtest.Env, cfg sse.Config) *sse.Handler 
 	return h
 }
 
-// serve starts a server for handler; on cleanup the sse.Handler is shut
-// down first, so the server's Close does not wait for open streams.
-func serve(t *testing.T, h *sse.Handler, handler http.Handler) *httptest.Server {
+// serve starts a server for handler, after configure has adjusted it (with
+// TLS when it enables HTTP/2); on cleanup the sse.Handler is shut down
+// first, so the server's Close does not wait for open streams.
+func serve(t *testing.T, h *sse.Handler, handler http.Handler, configure ...func(*httptest.Server)) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(handler)
+	srv := httptest.NewUnstartedServer(handler)
+	for _, c := range configure {
+		c(srv)
+	}
+	if srv.EnableHTTP2 {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
 	return srv
@@ -124,6 +133,18 @@ func readEvent(t *testing.T, br *bufio.Reader) taskbridge.TaskEvent {
 	return ev
 }
 
+// nextEventID skips heartbeats and returns the id of the next event frame.
+func nextEventID(t *testing.T, br *bufio.Reader) string {
+	t.Helper()
+	for {
+		fr, err := streamtest.ReadSSE(br)
+		require.NoError(t, err)
+		if fr.HasID {
+			return fr.ID
+		}
+	}
+}
+
 func requireEnd(t *testing.T, br *bufio.Reader) {
 	t.Helper()
 	f, err := streamtest.ReadSSE(br)
@@ -138,19 +159,28 @@ func ids(evs ...taskbridge.TaskEvent) []string {
 	return out
 }
 
-// forEachMode runs test with streams on hijacked connections (the default)
-// and inside ServeHTTP (DisableHijack).
+// mode is one way of serving streams.
+type mode struct {
+	name string
+	cfg  sse.Config
+}
+
+// modes returns cfg for each way of serving a stream: inside ServeHTTP
+// (the default) and on the hijacked connection (Config.Hijack).
+func modes(cfg sse.Config) []mode {
+	hijacked := cfg
+	hijacked.Hijack = true
+	cfg.Hijack = false
+	return []mode{{"in ServeHTTP", cfg}, {"hijacked", hijacked}}
+}
+
+// forEachMode runs test in parallel subtests, one per mode (see modes).
 func forEachMode(t *testing.T, cfg sse.Config, test func(t *testing.T, cfg sse.Config)) {
-	for _, inHandler := range []bool{false, true} {
-		name := "hijacked"
-		if inHandler {
-			name = "in handler"
-		}
-		t.Run(name, func(t *testing.T) {
+	t.Helper()
+	for _, m := range modes(cfg) {
+		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			cfg := cfg
-			cfg.DisableHijack = inHandler
-			test(t, cfg)
+			test(t, m.cfg)
 		})
 	}
 }
@@ -171,9 +201,45 @@ func TestNewHandlerValidatesConfig(t *testing.T) {
 	require.Error(t, err)
 }
 
+// TestHeartbeatIntervalIsBounded: the TaskBridge SDK reconnects after 60s
+// without a data frame, so an interval whose heartbeats could come later,
+// or a negative one, is refused with an error that says why; heartbeats are
+// turned off only explicitly.
+func TestHeartbeatIntervalIsBounded(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	for _, tc := range []struct {
+		cfg sse.Config
+		err string // "" for none
+	}{
+		{sse.Config{}, ""},
+		{sse.Config{HeartbeatInterval: time.Millisecond}, ""},
+		{sse.Config{HeartbeatInterval: sse.MaxHeartbeatInterval}, ""},
+		{sse.Config{HeartbeatInterval: sse.MaxHeartbeatInterval + 1}, "the TaskBridge SDK reconnects after 60s"},
+		{sse.Config{HeartbeatInterval: 5 * time.Minute}, "exceeds 40s"},
+		{sse.Config{HeartbeatInterval: -1}, "set DisableHeartbeats"},
+		{sse.Config{DisableHeartbeats: true}, ""},
+		{sse.Config{DisableHeartbeats: true, HeartbeatInterval: time.Second}, "leave the interval zero"},
+	} {
+		tc.cfg.Auth = streamtest.Auth
+		h, err := sse.NewHandler(env.Svc, tc.cfg)
+		if tc.err == "" {
+			require.NoError(t, err, "%+v", tc.cfg)
+			require.NoError(t, h.Shutdown(t.Context()))
+			continue
+		}
+		require.ErrorContains(t, err, tc.err, "%+v", tc.cfg)
+		require.ErrorContains(t, err, "sse: ", "%+v", tc.cfg)
+	}
+}
+
 func TestErrorsAreAnsweredBeforeTheStream(t *testing.T) {
 	t.Parallel()
-	f := setup(t, sse.Config{}, streamtest.Options{MaxEventsPerTask: 2})
+	forEachMode(t, sse.Config{}, testErrorsAreAnsweredBeforeTheStream)
+}
+
+func testErrorsAreAnsweredBeforeTheStream(t *testing.T, cfg sse.Config) {
+	f := setup(t, cfg, streamtest.Options{MaxEventsPerTask: 2})
 	own := f.env.CreateTask(t, "alice")
 	f.env.Started(t, own)
 	f.env.Progress(t, own, 0.5)
@@ -288,13 +354,15 @@ func TestHeadersReplayAndLive(t *testing.T) {
 
 func TestHeadersAreFlushedBeforeAnyEvent(t *testing.T) {
 	t.Parallel()
-	f := setup(t, sse.Config{}, streamtest.Options{})
-	task := f.env.CreateTask(t, "alice")
-	// The client returns the response once the headers arrive; the task
-	// has no events, so only an immediate flush lets it return.
-	br := f.open(t, task, "alice", nil, "")
-	f.env.Started(t, task)
-	require.Equal(t, "1", readEvent(t, br).EventID)
+	forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
+		f := setup(t, cfg, streamtest.Options{})
+		task := f.env.CreateTask(t, "alice")
+		// The client returns the response once the headers arrive; the
+		// task has no events, so only an immediate flush lets it return.
+		br := f.open(t, task, "alice", nil, "")
+		f.env.Started(t, task)
+		require.Equal(t, "1", readEvent(t, br).EventID)
+	})
 }
 
 func TestReplayStartsStrictlyAfterTheCursor(t *testing.T) {
@@ -340,38 +408,35 @@ func TestHeartbeats(t *testing.T) {
 	for _, ping := range []bool{false, true} {
 		t.Run(map[bool]string{false: "data only", true: "with comment ping"}[ping], func(t *testing.T) {
 			t.Parallel()
-			f := setup(t, sse.Config{HeartbeatInterval: 20 * time.Millisecond, CommentPing: ping, DisableHijack: ping}, streamtest.Options{})
-			task := f.env.CreateTask(t, "alice")
-			br := f.open(t, task, "alice", nil, "")
-
-			seen := map[string]bool{}
-			for range 3 {
-				if ping {
-					fr, err := streamtest.ReadSSE(br)
-					require.NoError(t, err)
-					require.Equal(t, []string{"ping"}, fr.Comments)
-					require.Empty(t, fr.Data)
-				}
-				hb := readHeartbeat(t, br, task)
-				require.False(t, seen[hb], "heartbeat id %s repeated", hb)
-				seen[hb] = true
-			}
-			// Heartbeats are not events: the log is still empty.
-			resp, err := f.env.Svc.PollEvents(context.Background(), taskbridge.AuthContext{Subject: "alice"}, task, taskbridge.PollRequest{})
-			require.NoError(t, err)
-			require.Empty(t, resp.Events)
-			// Events still flow, with their own ids.
-			f.env.Started(t, task)
-			for {
-				fr, err := streamtest.ReadSSE(br)
-				require.NoError(t, err)
-				if fr.HasID {
-					require.Equal(t, "1", fr.ID)
-					break
-				}
-			}
+			forEachMode(t, sse.Config{HeartbeatInterval: 20 * time.Millisecond, CommentPing: ping}, testHeartbeats)
 		})
 	}
+}
+
+func testHeartbeats(t *testing.T, cfg sse.Config) {
+	f := setup(t, cfg, streamtest.Options{})
+	task := f.env.CreateTask(t, "alice")
+	br := f.open(t, task, "alice", nil, "")
+
+	seen := map[string]bool{}
+	for range 3 {
+		if cfg.CommentPing {
+			fr, err := streamtest.ReadSSE(br)
+			require.NoError(t, err)
+			require.Equal(t, []string{"ping"}, fr.Comments)
+			require.Empty(t, fr.Data)
+		}
+		hb := readHeartbeat(t, br, task)
+		require.False(t, seen[hb], "heartbeat id %s repeated", hb)
+		seen[hb] = true
+	}
+	// Heartbeats are not events: the log is still empty.
+	resp, err := f.env.Svc.PollEvents(context.Background(), taskbridge.AuthContext{Subject: "alice"}, task, taskbridge.PollRequest{})
+	require.NoError(t, err)
+	require.Empty(t, resp.Events)
+	// Events still flow, with their own ids.
+	f.env.Started(t, task)
+	require.Equal(t, "1", nextEventID(t, br))
 }
 
 // readHeartbeat reads a heartbeat frame and checks its shape; it returns
@@ -485,17 +550,19 @@ func TestMountings(t *testing.T) {
 	for _, m := range mountings {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			h := newHandler(t, env, m.cfg)
-			srv := serve(t, h, m.handler(h))
-			resp := get(t, srv.Client(), srv.URL+m.path, "alice", nil)
-			require.Equal(t, http.StatusOK, resp.StatusCode)
-			if strings.HasPrefix(m.path, "/v2/") {
-				require.Equal(t, "yes", resp.Header.Get("X-Host-Middleware"))
-			}
-			require.Equal(t, "1", readEvent(t, bufio.NewReader(resp.Body)).EventID)
+			forEachMode(t, m.cfg, func(t *testing.T, cfg sse.Config) {
+				h := newHandler(t, env, cfg)
+				srv := serve(t, h, m.handler(h))
+				resp := get(t, srv.Client(), srv.URL+m.path, "alice", nil)
+				require.Equal(t, http.StatusOK, resp.StatusCode)
+				if strings.HasPrefix(m.path, "/v2/") {
+					require.Equal(t, "yes", resp.Header.Get("X-Host-Middleware"))
+				}
+				require.Equal(t, "1", readEvent(t, bufio.NewReader(resp.Body)).EventID)
 
-			other := strings.Replace(m.path, task, "no-such-task", 1)
-			requireEnvelope(t, get(t, srv.Client(), srv.URL+other, "alice", nil), 404, taskbridge.CodeTaskNotFound)
+				other := strings.Replace(m.path, task, "no-such-task", 1)
+				requireEnvelope(t, get(t, srv.Client(), srv.URL+other, "alice", nil), 404, taskbridge.CodeTaskNotFound)
+			})
 		})
 	}
 }
@@ -558,13 +625,11 @@ func TestServerTimeoutsDoNotCutStreams(t *testing.T) {
 	forEachMode(t, sse.Config{HeartbeatInterval: 20 * time.Millisecond}, func(t *testing.T, cfg sse.Config) {
 		env := streamtest.New(t, streamtest.Options{})
 		h := newHandler(t, env, cfg)
-		srv := httptest.NewUnstartedServer(h)
 		const timeout = 100 * time.Millisecond
-		srv.Config.ReadTimeout = timeout
-		srv.Config.WriteTimeout = timeout
-		srv.Start()
-		t.Cleanup(srv.Close)
-		t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+		srv := serve(t, h, h, func(srv *httptest.Server) {
+			srv.Config.ReadTimeout = timeout
+			srv.Config.WriteTimeout = timeout
+		})
 
 		task := env.CreateTask(t, "alice")
 		resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
@@ -575,14 +640,7 @@ func TestServerTimeoutsDoNotCutStreams(t *testing.T) {
 			readHeartbeat(t, br, task)
 		}
 		env.Started(t, task)
-		for {
-			fr, err := streamtest.ReadSSE(br)
-			require.NoError(t, err)
-			if fr.HasID {
-				require.Equal(t, "1", fr.ID)
-				return
-			}
-		}
+		require.Equal(t, "1", nextEventID(t, br))
 	})
 }
 
@@ -606,17 +664,18 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		require.Equal(t, http.StatusOK, resp.StatusCode)
 		br := bufio.NewReader(resp.Body)
 		big := strings.Repeat("x", 60_000)
-		const n = 60 // ~3.6 MB
+		const n = 30 // ~1.8 MB, far more than the socket buffers hold
+		// The healthy client reads each event as it is published (were it
+		// to wait for all of them, its own writes would stall for as long
+		// as publishing takes, which may exceed the write timeout).
 		env.Started(t, task)
-		for range n {
+		require.Equal(t, "1", nextEventID(t, br))
+		for i := range n {
 			env.Emit(t, task, taskbridge.MessagePayload{Message: big})
+			require.Equal(t, strconv.Itoa(i+2), nextEventID(t, br))
 		}
 		env.Complete(t, task)
-		for i := range n + 2 {
-			fr, err := streamtest.ReadSSE(br)
-			require.NoError(t, err)
-			require.Equal(t, strconv.Itoa(i+1), fr.ID)
-		}
+		require.Equal(t, strconv.Itoa(n+2), nextEventID(t, br))
 		requireEnd(t, br)
 		// The stalled stream was dropped by its write deadline.
 		require.Eventually(t, func() bool { return active() == 0 }, 5*time.Second, time.Millisecond)
@@ -643,11 +702,11 @@ func dialStalled(t *testing.T, srv *httptest.Server, task string) net.Conn {
 	return conn
 }
 
-// TestShutdown ends streams by Handler.Shutdown and by the service's
-// Shutdown; new requests then get 503.
+// TestShutdown ends streams by Handler.Shutdown, Handler.Close and the
+// service's Shutdown; new requests then get 503.
 func TestShutdown(t *testing.T) {
 	t.Parallel()
-	for _, by := range []string{"handler", "service"} {
+	for _, by := range []string{"handler", "close", "service"} {
 		t.Run(by, func(t *testing.T) {
 			t.Parallel()
 			forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
@@ -659,9 +718,13 @@ func TestShutdown(t *testing.T) {
 				defer cancel()
 				errc := make(chan error, 1)
 				go func() {
-					if by == "handler" {
+					switch by {
+					case "handler":
 						errc <- f.h.Shutdown(ctx)
-					} else {
+					case "close":
+						f.h.Close()
+						errc <- nil
+					default:
 						errc <- f.env.Svc.Shutdown(ctx)
 					}
 				}()
@@ -691,9 +754,9 @@ func TestClientDisconnectEndsTheHandler(t *testing.T) {
 	})
 }
 
-// TestHandlerLifetime: a hijacked stream's ServeHTTP returns once the
-// stream has started; with DisableHijack it returns when the stream ends.
-// Headers set by host middleware reach the client either way.
+// TestHandlerLifetime: a stream's ServeHTTP returns when the stream ends;
+// with Hijack it returns once the stream has started. Headers set by host
+// middleware reach the client either way.
 func TestHandlerLifetime(t *testing.T) {
 	t.Parallel()
 	forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
@@ -712,52 +775,67 @@ func TestHandlerLifetime(t *testing.T) {
 		require.Equal(t, "https://app.example", resp.Header.Get("Access-Control-Allow-Origin"))
 		br := bufio.NewReader(resp.Body)
 		require.Equal(t, "1", readEvent(t, br).EventID)
-		if !cfg.DisableHijack {
+		if cfg.Hijack {
 			<-returned // the stream is still open
 		}
 		env.Complete(t, task)
 		require.Equal(t, "2", readEvent(t, br).EventID)
 		requireEnd(t, br)
-		if cfg.DisableHijack {
+		if !cfg.Hijack {
 			<-returned
 		}
 	})
 }
 
 // TestHTTP2 serves a stream over HTTP/2, which cannot be hijacked: it
-// stays in ServeHTTP.
+// stays in ServeHTTP even with Hijack set.
 func TestHTTP2(t *testing.T) {
 	t.Parallel()
-	env := streamtest.New(t, streamtest.Options{})
-	h := newHandler(t, env, sse.Config{})
-	srv := httptest.NewUnstartedServer(h)
-	srv.EnableHTTP2 = true
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	forEachMode(t, sse.Config{}, func(t *testing.T, cfg sse.Config) {
+		env := streamtest.New(t, streamtest.Options{})
+		h := newHandler(t, env, cfg)
+		returned := make(chan struct{}, 1)
+		srv := serve(t, h, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h.ServeHTTP(w, r)
+			returned <- struct{}{}
+		}), func(srv *httptest.Server) { srv.EnableHTTP2 = true })
 
-	task := env.CreateTask(t, "alice")
-	env.Started(t, task)
-	resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	require.Equal(t, 2, resp.ProtoMajor)
-	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
-	br := bufio.NewReader(resp.Body)
-	require.Equal(t, "1", readEvent(t, br).EventID)
-	env.Complete(t, task)
-	require.Equal(t, "2", readEvent(t, br).EventID)
-	requireEnd(t, br)
+		task := env.CreateTask(t, "alice")
+		env.Started(t, task)
+		resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		require.Equal(t, 2, resp.ProtoMajor)
+		require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+		br := bufio.NewReader(resp.Body)
+		require.Equal(t, "1", readEvent(t, br).EventID)
+		select {
+		case <-returned:
+			t.Fatal("ServeHTTP returned while the stream was open")
+		default:
+		}
+		env.Complete(t, task)
+		require.Equal(t, "2", readEvent(t, br).EventID)
+		requireEnd(t, br)
+		<-returned
+	})
 }
 
-// TestShutdownClosesStalledHijackedStreams: a client that never reads keeps
-// its hijacked stream blocked in a write. When Shutdown's context ends, the
-// connection is closed and Shutdown returns once the stream's goroutines
-// have exited, long before the write deadline. Not parallel: it checks for
-// leaked goroutines.
-func TestShutdownClosesStalledHijackedStreams(t *testing.T) {
+// TestShutdownEndsStalledStreams: a client that never reads keeps its
+// stream blocked in a write. When Shutdown's context ends, the stream is
+// forced to end (a hijacked connection is closed; inside ServeHTTP the
+// deadlines move into the past) and Shutdown returns once it has finished,
+// long before the write deadline. Not parallel: it checks for leaked
+// goroutines.
+func TestShutdownEndsStalledStreams(t *testing.T) {
+	for _, m := range modes(sse.Config{WriteTimeout: time.Minute, DisableHeartbeats: true}) {
+		t.Run(m.name, func(t *testing.T) { testShutdownEndsStalledStreams(t, m.cfg) })
+	}
+}
+
+func testShutdownEndsStalledStreams(t *testing.T, cfg sse.Config) {
 	metrics := &taskbridge.MemoryMetrics{}
 	env := streamtest.New(t, streamtest.Options{Metrics: metrics})
-	h := newHandler(t, env, sse.Config{WriteTimeout: time.Minute, HeartbeatInterval: -1})
+	h := newHandler(t, env, cfg)
 	srv := streamtest.SmallBufferServer(t, h)
 	active := activeStreams(metrics)
 	// ~1.2 MB of events, replayed in one batch, far more than the socket
@@ -778,15 +856,15 @@ func TestShutdownClosesStalledHijackedStreams(t *testing.T) {
 	start := time.Now()
 	require.ErrorIs(t, h.Shutdown(ctx), context.DeadlineExceeded)
 	require.Less(t, time.Since(start), 30*time.Second, "Shutdown waited for the write deadline")
-	// The subscription was released before Shutdown returned, and no
-	// goroutine of the stream is left.
+	// The subscription was released before Shutdown returned.
 	require.Equal(t, int64(0), active())
-	require.NoError(t, goleak.Find(before))
 
-	// The client sees the connection end.
+	// The client sees the connection end, and no goroutine of the stream
+	// (net/http's included) is left.
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(10*time.Second)))
 	_, err := io.Copy(io.Discard, conn)
 	var nerr net.Error
 	require.False(t, errors.As(err, &nerr) && nerr.Timeout(), "the connection was not closed: %v", err)
+	require.NoError(t, goleak.Find(before))
 	require.NoError(t, h.Shutdown(context.Background()), "Shutdown after shutdown")
 }

@@ -12,34 +12,49 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
-// Buffers are pooled and held only while a batch is written, so an idle
-// stream keeps none.
-var (
-	bufPool   = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-	framePool = sync.Pool{New: func() any { f := make([]*taskbridge.Frame, 0, 64); return &f }}
-)
-
+// Buffers come from package bufpool and are held only while a batch is
+// written, so an idle stream keeps none.
 const (
 	// chunkSize is how many bytes of a batch collect before they are
 	// written: each write gets its own deadline, so a large batch to a
 	// healthy client never runs into the write timeout.
 	chunkSize = 64 << 10
-	// maxPooledBuf keeps unusually large buffers out of the pool.
-	maxPooledBuf = 256 << 10
+	// defaultQuietAfter is Handler.quietAfter: how long a stream must
+	// have sent nothing for its next step (reading its subscription,
+	// writing a batch or a heartbeat) to run on a short-lived goroutine
+	// (see offload). A busy stream works on its own goroutine, a quiet one
+	// keeps that goroutine's stack small.
+	defaultQuietAfter = time.Second
 )
 
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
-
-func putBuf(b *[]byte) {
-	if cap(*b) > maxPooledBuf {
-		return
+// offload runs f on a new goroutine and waits for it; a panic in f is
+// raised again in the caller. It keeps deep calls off the goroutine that
+// holds a stream. A goroutine's stack grows to fit the deepest call it
+// makes, and while a stream's goroutine is parked inside ServeHTTP the GC
+// cannot shrink it again: it halves a stack only while less than a quarter
+// of it is in use, and net/http's connection goroutine alone uses more
+// than 1 KiB below the handler. Writing the response head (net/http's
+// header writer has a 2.8 KiB frame), a host's authentication, reading the
+// store or a write through net/http's buffers would otherwise double an
+// idle stream's stack (to 8 KiB inside ServeHTTP, to 4 KiB for a hijacked
+// stream's writer) for its whole life. A call costs about a microsecond,
+// so it is used for one-off and occasional work only.
+func offload(f func()) {
+	res := make(chan any, 1)
+	go func() {
+		defer func() { res <- recover() }()
+		f()
+	}()
+	if p := <-res; p != nil {
+		panic(p)
 	}
-	*b = (*b)[:0]
-	bufPool.Put(b)
 }
 
 // stream is one client connection's write side: either the ResponseWriter
@@ -47,45 +62,110 @@ func putBuf(b *[]byte) {
 type stream struct {
 	h      *Handler
 	st     *streamlife.Stream
+	sub    *fanout.Subscription
 	taskID string
 
 	w         http.ResponseWriter
 	rc        *http.ResponseController
 	deadlines bool // rc supports write deadlines
 
+	// mu orders the stream's deadlines with abort, and keeps abort off the
+	// ResponseWriter once ServeHTTP is about to return.
+	mu       sync.Mutex
+	aborted  bool // abort ran: deadlines stay in the past
+	finished bool // ServeHTTP is returning: abort must not touch rc
+
 	conn net.Conn
+
+	// head is what precedes the first event, written with the first batch:
+	// the response head of a hijacked connection, the preamble and the
+	// retry field. A pooled buffer; nil once written.
+	head *[]byte
+	// lastSent is when the last batch or heartbeat began; see
+	// defaultQuietAfter.
+	lastSent time.Time
 }
 
-// serve streams sub to the client and releases it and st.
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription, st *streamlife.Stream) {
+// start commits to the stream: it returns the stream to serve inside
+// ServeHTTP, or starts the goroutines of a hijacked stream and returns nil.
+// The response head goes out with the first batch.
+func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *fanout.Subscription, st *streamlife.Stream) *stream {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	s := &stream{h: h, st: st, taskID: sub.TaskID()}
-	if !h.cfg.DisableHijack && r.ProtoMajor == 1 {
+	s := &stream{h: h, st: st, sub: sub, taskID: sub.TaskID(), head: bufpool.Bytes.Get()}
+	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
-			head := getBuf()
-			*head = httpx.AppendResponseHead(*head, http.StatusOK, hdr, "close")
-			go s.detached(sub, head)
-			return
+			*s.head = s.appendIntro(httpx.AppendResponseHead(*s.head, http.StatusOK, hdr, "close"))
+			go s.detached()
+			return nil
 		}
 	}
-	defer st.Leave()
-	defer sub.Close()
-	s.w, s.rc, s.deadlines = w, http.NewResponseController(w), true
+	s.w, s.rc = w, http.NewResponseController(w)
 	w.WriteHeader(http.StatusOK)
 	// The server's ReadTimeout would otherwise fail the connection's
 	// background read and cancel the request mid-stream.
 	_ = s.rc.SetReadDeadline(time.Time{})
-	s.run(r.Context(), sub, getBuf())
+	err := s.rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	if s.deadlines = !errors.Is(err, http.ErrNotSupported); s.deadlines {
+		st.OnAbort(s.abort)
+	}
+	*s.head = s.appendIntro(*s.head)
+	return s
+}
+
+// appendIntro appends what precedes the first event: the preamble and the
+// retry field.
+func (s *stream) appendIntro(b []byte) []byte {
+	if n := s.h.cfg.Preamble; n > 0 {
+		b = appendPreamble(b, n)
+	}
+	if r := s.h.cfg.Retry; r > 0 {
+		b = append(b, "retry: "...)
+		b = strconv.AppendInt(b, max(r.Milliseconds(), 1), 10)
+		b = append(b, "\n\n"...)
+	}
+	return b
+}
+
+// serve runs a stream inside ServeHTTP until it ends; ctx is the request's.
+func (s *stream) serve(ctx context.Context) {
+	s.run(ctx)
+	s.finish()
+}
+
+// finish releases a stream served inside ServeHTTP.
+func (s *stream) finish() {
+	s.mu.Lock()
+	s.finished = true
 	// The server's end-of-response write (the last chunk) needs a fresh
-	// deadline: the previous one may have passed while the stream was idle.
-	s.setDeadline()
+	// deadline: the previous one may have passed while the stream was
+	// idle. An aborted stream keeps its deadline in the past.
+	s.setDeadlineLocked(time.Now())
+	s.mu.Unlock()
+	s.sub.Close()
+	s.st.Leave()
+}
+
+// abort forces a stream inside ServeHTTP to end (see Handler.Shutdown):
+// with the write deadline in the past a blocked write fails, and with the
+// read deadline in the past the request's context is cancelled (net/http's
+// background read fails), which ends a store read.
+func (s *stream) abort() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished || s.aborted {
+		return
+	}
+	s.aborted = true
+	past := time.Unix(1, 0)
+	_ = s.rc.SetReadDeadline(past)
+	_ = s.rc.SetWriteDeadline(past)
 }
 
 // hijack takes over the connection, if the ResponseWriter allows it.
@@ -99,7 +179,7 @@ func hijack(w http.ResponseWriter) (net.Conn, bool) {
 // detached serves a hijacked stream: this goroutine writes, a second one
 // reads so that a departing client is noticed at once. The response is
 // delimited by closing the connection.
-func (s *stream) detached(sub *taskbridge.Subscription, head *[]byte) {
+func (s *stream) detached() {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
 		// The client sends nothing after its request; a read returns
@@ -112,52 +192,28 @@ func (s *stream) detached(sub *taskbridge.Subscription, head *[]byte) {
 			}
 		}
 	}()
-	s.run(ctx, sub, head)
-	sub.Close()
+	s.run(ctx)
+	s.sub.Close()
 	_ = s.conn.Close()
 	<-ctx.Done()
 	s.st.Leave()
 }
 
-// run writes head (a pooled buffer it releases: the response head of a
-// hijacked connection, or nothing) with the preamble, then replay, live
-// events and heartbeats until the terminal event, the client leaves (ctx),
-// a write fails or the service or handler shuts down.
-func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]byte) {
-	if n := s.h.cfg.Preamble; n > 0 {
-		*head = appendPreamble(*head, n)
-	}
-	if r := s.h.cfg.Retry; r > 0 {
-		*head = append(*head, "retry: "...)
-		*head = strconv.AppendInt(*head, max(r.Milliseconds(), 1), 10)
-		*head = append(*head, "\n\n"...)
-	}
-	err := s.write(*head, true)
-	putBuf(head)
-	if err != nil {
-		return
-	}
+// run writes replay, live events and heartbeats until the terminal event,
+// the client leaves (ctx), a write fails or the service or handler shuts
+// down.
+func (s *stream) run(ctx context.Context) {
 	for {
-		fp := framePool.Get().(*[]*taskbridge.Frame)
-		frames, err := sub.Next(ctx, (*fp)[:0])
-		n := len(frames)
-		if n > 0 {
-			end, werr := s.writeFrames(frames)
-			clear(frames)
-			*fp = frames[:0]
-			framePool.Put(fp)
-			if end || werr != nil {
-				return
-			}
+		var more, ok bool
+		if time.Since(s.lastSent) >= s.h.quietAfter {
+			more, ok = s.offloadStep(ctx)
 		} else {
-			framePool.Put(fp)
+			more, ok = s.step(ctx)
 		}
-		if err != nil {
-			s.ended(ctx, err)
+		switch {
+		case !ok:
 			return
-		}
-		if n > 0 {
-			sub.HeartbeatDue() // frames went out: a heartbeat due now is moot
+		case more:
 			// More may be available at once (replay, a burst); stop only
 			// for shutdown.
 			select {
@@ -167,11 +223,8 @@ func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]
 			}
 			continue
 		}
-		if sub.HeartbeatDue() && s.heartbeat() != nil {
-			return
-		}
 		select {
-		case <-sub.Ready():
+		case <-s.sub.Ready():
 		case <-ctx.Done():
 			return
 		case <-s.h.done:
@@ -180,17 +233,59 @@ func (s *stream) run(ctx context.Context, sub *taskbridge.Subscription, head *[]
 	}
 }
 
-// writeFrames writes frames as one batch; end reports a terminal event.
-func (s *stream) writeFrames(frames []*taskbridge.Frame) (end bool, err error) {
-	bp := getBuf()
+// offloadStep is step on a short-lived goroutine (see offload).
+func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
+	offload(func() { more, ok = s.step(ctx) })
+	return more, ok
+}
+
+// step writes what is due: the frames the subscription has now (after the
+// head, the first time), or else a heartbeat if one is due. more reports
+// that frames went out, so more may follow at once; ok is false when the
+// stream is over.
+func (s *stream) step(ctx context.Context) (more, ok bool) {
+	fp := bufpool.Frames.Get()
+	frames, err := s.sub.Next(ctx, *fp)
+	n := len(frames)
+	var end bool
+	var werr error
+	if n > 0 || s.head != nil {
+		end, werr = s.writeFrames(frames)
+	}
+	*fp = frames
+	bufpool.Frames.Put(fp)
+	switch {
+	case end || werr != nil:
+		return false, false
+	case err != nil:
+		s.ended(ctx, err)
+		return false, false
+	case n > 0:
+		s.sub.HeartbeatDue() // frames went out: a heartbeat due now is moot
+		return true, true
+	case s.sub.HeartbeatDue():
+		return false, s.heartbeat() == nil
+	}
+	return false, true
+}
+
+// writeFrames writes frames as one batch, after the head if that is still
+// pending; end reports a terminal event.
+func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
+	s.lastSent = time.Now()
+	bp := s.head
+	s.head = nil
+	if bp == nil {
+		bp = bufpool.Bytes.Get()
+	}
 	b := *bp
 	for _, f := range frames {
 		b = append(b, "id: "...)
-		b = append(b, f.Event.EventID...)
+		b = append(b, f.EventID...)
 		b = append(b, "\ndata: "...)
 		b = append(b, f.JSON...)
 		b = append(b, "\n\n"...)
-		if f.Event.Terminal() {
+		if f.Terminal {
 			end = true
 			break
 		}
@@ -205,13 +300,14 @@ func (s *stream) writeFrames(frames []*taskbridge.Frame) (end bool, err error) {
 	if err == nil {
 		err = s.write(b, true)
 	}
-	putBuf(bp)
+	bufpool.Bytes.Put(bp)
 	return end, err
 }
 
 // heartbeat writes a heartbeat data frame (and the comment ping).
 func (s *stream) heartbeat() error {
-	bp := getBuf()
+	s.lastSent = time.Now()
+	bp := bufpool.Bytes.Get()
 	b := *bp
 	if s.h.cfg.CommentPing {
 		b = append(b, ": ping\n\n"...)
@@ -223,24 +319,29 @@ func (s *stream) heartbeat() error {
 	b = append(b, s.h.hbPrefix...)
 	b = strconv.AppendUint(b, s.h.hbSeq.Add(1), 10)
 	b = append(b, `","createdAt":"`...)
-	b = s.h.svc.Now().AppendFormat(b, time.RFC3339Nano)
+	b = wire.AppendTime(b, svcHooks.Now(s.h.svc))
 	b = append(b, "\",\"payload\":{\"live\":true}}\n\n"...)
 	*bp = b
 	err := s.write(b, true)
-	putBuf(bp)
+	bufpool.Bytes.Put(bp)
 	return err
 }
 
 // write writes b under a fresh write deadline, and flushes if asked.
 func (s *stream) write(b []byte, flush bool) error {
+	now := time.Now()
 	if s.conn != nil {
-		if err := s.conn.SetWriteDeadline(time.Now().Add(s.h.cfg.WriteTimeout)); err != nil {
+		if err := s.conn.SetWriteDeadline(now.Add(s.h.cfg.WriteTimeout)); err != nil {
 			return err
 		}
 		_, err := s.conn.Write(b)
 		return err
 	}
-	s.setDeadline()
+	if s.deadlines {
+		s.mu.Lock()
+		s.setDeadlineLocked(now)
+		s.mu.Unlock()
+	}
 	if len(b) > 0 {
 		if _, err := s.w.Write(b); err != nil {
 			return err
@@ -252,12 +353,11 @@ func (s *stream) write(b []byte, flush bool) error {
 	return s.rc.Flush()
 }
 
-func (s *stream) setDeadline() {
-	if !s.deadlines {
-		return
-	}
-	if err := s.rc.SetWriteDeadline(time.Now().Add(s.h.cfg.WriteTimeout)); errors.Is(err, http.ErrNotSupported) {
-		s.deadlines = false
+// setDeadlineLocked gives the next write WriteTimeout from now, unless the
+// stream was aborted. s.mu is held.
+func (s *stream) setDeadlineLocked(now time.Time) {
+	if s.deadlines && !s.aborted {
+		_ = s.rc.SetWriteDeadline(now.Add(s.h.cfg.WriteTimeout))
 	}
 }
 
@@ -274,7 +374,7 @@ func (s *stream) ended(ctx context.Context, err error) {
 	if errors.Is(err, taskbridge.ErrTaskNotFound) || errors.Is(err, taskbridge.ErrEventsExpired) {
 		level = slog.LevelInfo
 	}
-	s.h.svc.Logger().LogAttrs(ctx, level, "taskbridge: sse stream ended",
+	svcHooks.Logger(s.h.svc).LogAttrs(ctx, level, "taskbridge: sse stream ended",
 		slog.String("taskId", s.taskID), slog.String("transport", "sse"), slog.Any("error", err))
 }
 

@@ -3,53 +3,56 @@ package ws
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
 
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
 
 // Buffer sizes of a hijacked connection. The client sends only small
 // subscribe frames and control frames; everything the server sends in a
-// batch goes through a pooled buffer (see netConn.writeMessages).
+// batch goes through a pooled buffer (see netConn.writeMessages), and the
+// websocket library writes only control frames. Its write buffer holds
+// the close frames the handler sends and pongs to short pings whole; a
+// longer control frame reaches netConn in two Writes, which it
+// reassembles.
 const (
 	readBufSize  = 128
-	writeBufSize = 128
+	writeBufSize = 64
 )
 
-// The library's write buffer must hold a whole control frame (2 + 125
-// bytes unmasked), so that each reaches netConn in one Write: this fails
-// to compile otherwise.
-var _ [writeBufSize - (2 + 125)]struct{}
-
-const (
-	// chunkSize is how many bytes of a batch collect before they are written
-	// anyway: each write gets its own deadline, so a large batch to a
-	// healthy client never runs into the write timeout, and the buffer
-	// stays small.
-	chunkSize = 64 << 10
-	// maxPooledBuf keeps unusually large buffers out of the pool.
-	maxPooledBuf = 256 << 10
-)
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// chunkSize is how many bytes of a batch collect before they are written
+// anyway: each write gets its own deadline, so a large batch to a healthy
+// client never runs into the write timeout, and the buffer stays small.
+const chunkSize = 64 << 10
 
 // upgradeWriter is the ResponseWriter handed to websocket.Accept. It holds
 // back the status the library writes, and its body: a refusal is answered
 // by the Handler with an error envelope instead of the library's plain
 // text, and the 101 goes out on the hijacked connection. Its Hijack swaps
 // the server's 4 KiB connection buffers for small ones and wraps the
-// connection in a [netConn], so that a connection costs little memory while
-// idle and a batch of messages goes out in one write.
+// connection in a [netConn], the one writer of the socket, so that a
+// connection costs little memory while idle and a batch of messages goes
+// out in one write.
 type upgradeWriter struct {
 	http.ResponseWriter
+	wire   *wireConfig
+	status int      // the status the library wrote, held back
+	conn   *netConn // set once hijacked
+}
+
+// wireConfig is what the connections of a Handler share.
+type wireConfig struct {
 	writeTimeout time.Duration
-	status       int      // the status the library wrote, held back
-	conn         *netConn // set once hijacked
+	log          *slog.Logger // nil: contract breaks are not logged
 }
 
 // WriteHeader records the status; nothing reaches the client.
@@ -67,26 +70,30 @@ func (u *upgradeWriter) Write(p []byte) (int, error) {
 
 // Hijack implements http.Hijacker: it takes over the connection (nothing
 // has been written to it) and writes the 101 response with the headers the
-// library and any host middleware set.
+// library and any host middleware set. It refuses an upgrade that
+// negotiated an extension: compression must stay off (see [netConn]).
 func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if u.status != http.StatusSwitchingProtocols {
 		return nil, nil, errors.New("ws: hijack without a 101 response")
+	}
+	if ext := u.Header().Get("Sec-WebSocket-Extensions"); ext != "" {
+		return nil, nil, fmt.Errorf("ws: the websocket library negotiated %q: compression must stay off", ext)
 	}
 	c, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
-	nc := &netConn{Conn: c, writeTimeout: u.writeTimeout}
+	nc := newNetConn(c, u.wire)
 	// Bytes the client sent right after its handshake may already sit in
 	// the server's read buffer; they are read first.
 	if n := brw.Reader.Buffered(); n > 0 {
 		b, _ := brw.Reader.Peek(n)
 		nc.pending = bytes.Clone(b)
 	}
-	head := bufPool.Get().(*[]byte)
-	*head = httpx.AppendResponseHead((*head)[:0], http.StatusSwitchingProtocols, u.Header(), "Upgrade")
-	_, err = nc.Write(*head)
-	putBuf(head)
+	head := bufpool.Bytes.Get()
+	*head = httpx.AppendResponseHead(*head, http.StatusSwitchingProtocols, u.Header(), "Upgrade")
+	err = nc.writeHead(*head)
+	bufpool.Bytes.Put(head)
 	if err != nil {
 		_ = c.Close()
 		return nil, nil, err
@@ -95,34 +102,67 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return nc, bufio.NewReadWriter(bufio.NewReaderSize(nc, readBufSize), bufio.NewWriterSize(nc, writeBufSize)), nil
 }
 
-// netConn is a hijacked connection that gives every write a deadline and
-// writes the server's data messages itself: [netConn.writeMessages] frames
-// a batch of text messages into one pooled buffer and sends it with one
-// write (per 64 KiB), where the websocket library would take its write lock,
-// and flush, once per message.
+// netConn is a hijacked connection and the one writer of its socket: every
+// byte the server sends passes through it, under one mutex, and every
+// socket write has a deadline (wireConfig.writeTimeout). Its contract:
 //
-// The library still writes every control frame (pongs, close frames) and
-// the handshake. All writes are serialised by mu, so frames from both
-// sources stay whole and in order: a control frame is at most 127 bytes
-// unmasked, which the library's write buffer (writeBufSize) holds whole
-// and flushes in one Write. Data messages are never sent through the
-// library, so nothing it writes spans two Writes. Once the library has
-// written a close frame, writeMessages refuses, as the library would.
+//   - The HTTP response head goes first, written by [upgradeWriter.Hijack]
+//     through writeHead before the websocket library sees the connection.
+//     Nothing else may be written before it.
+//   - Data messages are written only by [netConn.writeMessages]: it frames a
+//     batch of text messages (unfragmented, unmasked) into one pooled buffer
+//     and writes whole frames, about chunkSize bytes at a time.
+//   - The websocket library writes through Write (from its bufio.Writer)
+//     and may write control frames only: close, ping or pong, with FIN set,
+//     no RSV bit (so no compression), no mask, at most 125 bytes of payload.
+//     Write parses what it is given as frames, however the library splits
+//     its writes: it sends the complete frames of a Write (with the held
+//     back start of the first) in one socket write, and holds back the start
+//     of an incomplete frame until its last byte arrives. So each library
+//     frame reaches the socket whole, at the moment its last byte is
+//     written; a data batch may go out before it, even while it is
+//     incomplete (its bytes are still held back), never inside it.
+//   - Anything else from the library breaks the contract: a data or
+//     continuation frame (the library must never send data), an RSV bit, a
+//     mask, a fragmented or oversized control frame, an unknown opcode, or
+//     bytes after a close frame in the same Write. Nothing of that Write is
+//     sent, the connection fails (the socket is closed; the error is logged
+//     and returned to every later write).
+//   - Once a close frame (opcode 0x8) is sent, nothing follows it: every
+//     later write, the library's or writeMessages', fails with
+//     net.ErrClosed, while the close handshake goes on reading.
+//   - A failed socket write may have sent part of its bytes, so it ends the
+//     write side: every later write fails with its error.
+//
+// The test TestLibraryWritesThroughTheSeam drives the real library through
+// this seam and checks the bytes; rerun it when upgrading
+// github.com/coder/websocket.
 type netConn struct {
 	net.Conn
-	writeTimeout time.Duration
+	wire *wireConfig
 
 	// pending is read before the socket; only the reading goroutine
 	// touches it.
 	pending []byte
 
-	mu        sync.Mutex
-	closeSent bool // a close frame went out: no data may follow
+	mu sync.Mutex
+	// err is why nothing may be written: errNoHead until writeHead, then
+	// nil while open, net.ErrClosed once a close frame went out, or a
+	// socket write's error or a broken contract.
+	err  error
+	tail *[]byte // the start of an incomplete library frame (pooled), or nil
 }
 
-// opCloseFin is the first byte of an unfragmented close frame without
-// extensions, as the library writes it.
-const opCloseFin = 0x88
+// Errors of the write seam.
+var (
+	errNoHead        = errors.New("ws: write before the handshake response")
+	errCloseSent     = fmt.Errorf("ws: close frame sent: %w", net.ErrClosed)
+	errLibraryFrames = errors.New("ws: the websocket library broke the write contract")
+)
+
+func newNetConn(c net.Conn, wire *wireConfig) *netConn {
+	return &netConn{Conn: c, wire: wire, err: errNoHead}
+}
 
 // Read implements net.Conn.
 func (c *netConn) Read(p []byte) (int, error) {
@@ -137,45 +177,158 @@ func (c *netConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// Write implements net.Conn. The library's frames arrive whole (see
-// netConn), so a Write that starts with a close frame's first byte is one.
+// writeHead writes the HTTP response head; it must be the first write.
+func (c *netConn) writeHead(head []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != errNoHead {
+		return errors.New("ws: handshake response written twice")
+	}
+	c.err = nil
+	return c.writeLocked(head)
+}
+
+// Write implements net.Conn for the websocket library: p must continue a
+// stream of control frames (see netConn). It returns len(p) once the
+// complete frames are sent and the rest is held back.
 func (c *netConn) Write(p []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(p) > 0 && p[0] == opCloseFin {
-		c.closeSent = true
+	if c.err != nil {
+		return 0, c.err
 	}
-	return c.writeLocked(p)
-}
-
-func (c *netConn) writeLocked(p []byte) (int, error) {
-	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
+	buf := p
+	if c.tail != nil {
+		*c.tail = append(*c.tail, p...)
+		buf = *c.tail
+	}
+	n, closing, err := libraryFrames(buf)
+	if err != nil {
+		c.fail(err)
 		return 0, err
 	}
-	return c.Conn.Write(p)
+	if n > 0 {
+		if err := c.writeLocked(buf[:n]); err != nil {
+			return 0, err
+		}
+		if closing {
+			c.err = errCloseSent
+		}
+	}
+	rest := buf[n:]
+	switch {
+	case len(rest) == 0:
+		c.dropTail()
+	case c.tail != nil:
+		*c.tail = (*c.tail)[:copy(*c.tail, rest)]
+	default:
+		c.tail = bufpool.Bytes.Get()
+		*c.tail = append((*c.tail)[:0], rest...)
+	}
+	return len(p), nil
+}
+
+// libraryFrames returns the length of the complete frames at the start of
+// b and whether the last of them is a close frame, or an error if a frame
+// breaks the contract (see netConn). Only a frame's header is checked, so
+// at most one incomplete header or frame is ever held back.
+func libraryFrames(b []byte) (n int, closing bool, err error) {
+	for n < len(b) {
+		h, ok := wsframe.ParseHeader(b[n:])
+		if !ok {
+			return n, false, nil
+		}
+		if msg := checkLibraryFrame(h); msg != "" {
+			return 0, false, fmt.Errorf("%w: %s (frame header %x)", errLibraryFrames, msg, b[n:n+h.Size])
+		}
+		end := n + h.Size + int(h.Length)
+		if end > len(b) {
+			return n, false, nil
+		}
+		n = end
+		if h.Opcode == wsframe.OpClose {
+			if n < len(b) {
+				return 0, false, fmt.Errorf("%w: %d bytes after a close frame", errLibraryFrames, len(b)-n)
+			}
+			return n, true, nil
+		}
+	}
+	return n, false, nil
+}
+
+// checkLibraryFrame returns what is wrong with a frame the library wrote,
+// or "".
+func checkLibraryFrame(h wsframe.Header) string {
+	switch {
+	case h.RSV != 0:
+		return "RSV bits set (compression must stay off)"
+	case !h.IsControl():
+		return "a data frame (data goes through writeMessages only)"
+	case h.Opcode != wsframe.OpClose && h.Opcode != wsframe.OpPing && h.Opcode != wsframe.OpPong:
+		return "an unknown control opcode"
+	case !h.Fin:
+		return "a fragmented control frame"
+	case h.Masked:
+		return "a masked frame (servers do not mask)"
+	case h.Length > wsframe.MaxControlPayload:
+		return "a control frame over 125 bytes"
+	}
+	return ""
+}
+
+// dropTail releases the held-back bytes.
+func (c *netConn) dropTail() {
+	if c.tail != nil {
+		bufpool.Bytes.Put(c.tail)
+		c.tail = nil
+	}
+}
+
+// fail ends the connection after a broken contract.
+func (c *netConn) fail(err error) {
+	c.err = err
+	c.dropTail()
+	_ = c.Conn.Close()
+	if c.wire.log != nil {
+		c.wire.log.LogAttrs(context.Background(), slog.LevelError, "taskbridge: websocket connection failed",
+			slog.String("transport", "ws"), slog.Any("error", err))
+	}
+}
+
+// writeLocked writes p to the socket with a deadline. A failure is final
+// (see netConn).
+func (c *netConn) writeLocked(p []byte) error {
+	err := c.Conn.SetWriteDeadline(time.Now().Add(c.wire.writeTimeout))
+	if err == nil {
+		_, err = c.Conn.Write(p)
+	}
+	if err != nil {
+		c.err = err
+	}
+	return err
 }
 
 // writeMessages sends msgs as unfragmented, unmasked text frames (RFC 6455
 // section 5.2), collected in a pooled buffer and written in pieces of about
-// chunkSize bytes, each with its own deadline. It returns net.ErrClosed
-// once a close frame was written.
+// chunkSize bytes, each with its own deadline and made of whole frames. It
+// returns an error wrapping net.ErrClosed once a close frame was sent.
 func (c *netConn) writeMessages(msgs [][]byte) error {
 	if len(msgs) == 0 {
 		return nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeSent {
-		return net.ErrClosed
+	if c.err != nil {
+		return c.err
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer putBuf(bp)
-	b := (*bp)[:0]
+	bp := bufpool.Bytes.Get()
+	defer bufpool.Bytes.Put(bp)
+	b := *bp
 	for _, m := range msgs {
 		b = wsframe.AppendHeader(b, wsframe.OpText, false, len(m))
 		b = append(b, m...)
 		if len(b) >= chunkSize {
-			if _, err := c.writeLocked(b); err != nil {
+			if err := c.writeLocked(b); err != nil {
 				*bp = b
 				return err
 			}
@@ -186,14 +339,5 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 	if len(b) == 0 {
 		return nil
 	}
-	_, err := c.writeLocked(b)
-	return err
-}
-
-// putBuf returns a buffer to the pool, unless it grew unusually large.
-func putBuf(bp *[]byte) {
-	if cap(*bp) <= maxPooledBuf {
-		*bp = (*bp)[:0]
-		bufPool.Put(bp)
-	}
+	return c.writeLocked(b)
 }

@@ -156,15 +156,19 @@ type target struct {
 	kind      string
 	spawn     string
 	heartbeat time.Duration
+	sseHijack bool
 }
 
-// flags registers -addr, -kind, -spawn and -spawn-heartbeat on fs.
+// flags registers -addr, -kind, -spawn, -spawn-heartbeat and
+// -spawn-sse-hijack on fs.
 func (t *target) flags(fs *flag.FlagSet) {
 	fs.StringVar(&t.addr, "addr", "", "address (host:port) of a running server: see -kind")
 	fs.StringVar(&t.kind, "kind", "tbload", "what runs at -addr: tbload (`tbload server` or `tbload baseline-server`)\n"+
 		"or centrifugo (a Centrifugo v6 server configured as described in docs/BENCHMARKS.md)")
 	fs.StringVar(&t.spawn, "spawn", "", "start the server as a child process instead of -addr: taskbridge or baseline")
 	fs.DurationVar(&t.heartbeat, "spawn-heartbeat", 0, "heartbeat interval of a spawned server (0: its default, 15s)")
+	fs.BoolVar(&t.sseHijack, "spawn-sse-hijack", false, "have a spawned taskbridge server serve SSE streams on the hijacked\n"+
+		"connection (sse.Config.Hijack) instead of inside ServeHTTP")
 }
 
 // start returns the server and a function that stops it if it was spawned.
@@ -174,6 +178,8 @@ func (t *target) start(ctx context.Context) (srv serverAPI, stop func() error, e
 		return nil, nil, errors.New("either -addr or -spawn is required")
 	case t.spawn != "" && t.addr != "":
 		return nil, nil, errors.New("-addr and -spawn are exclusive")
+	case t.sseHijack && t.spawn != "taskbridge":
+		return nil, nil, errors.New("-spawn-sse-hijack needs -spawn taskbridge")
 	case t.addr != "" && t.kind == "centrifugo":
 		return newCentrifugoClient(t.addr), func() error { return nil }, nil
 	case t.kind != "tbload":
@@ -185,7 +191,11 @@ func (t *target) start(ctx context.Context) (srv serverAPI, stop func() error, e
 	if mode == "" {
 		return nil, nil, fmt.Errorf("-spawn must be taskbridge or baseline, not %q", t.spawn)
 	}
-	addr, stop, err := spawnServer(ctx, mode, "-addr", "127.0.0.1:0", "-heartbeat", t.heartbeat.String())
+	args := []string{mode, "-addr", "127.0.0.1:0", "-heartbeat", t.heartbeat.String()}
+	if t.sseHijack {
+		args = append(args, "-sse-hijack")
+	}
+	addr, stop, err := spawnServer(ctx, args...)
 	if err != nil {
 		return nil, nil, err
 	}

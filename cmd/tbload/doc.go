@@ -5,11 +5,13 @@
 //
 // # Servers
 //
-//	tbload server [-addr 127.0.0.1:8080] [-heartbeat 15s]
+//	tbload server [-addr 127.0.0.1:8080] [-heartbeat 15s] [-sse-hijack]
 //
 // serves taskbridge (memstore, Service, the sse and ws handlers under
 // httpapi, "Authorization: Bearer <subject>" auth) together with the
-// benchmark control endpoints below.
+// benchmark control endpoints below. SSE streams are served inside
+// ServeHTTP, or with -sse-hijack on the hijacked connection
+// (sse.Config.Hijack).
 //
 //	tbload baseline-server [-addr 127.0.0.1:8080]
 //
@@ -63,5 +65,6 @@
 //
 // Both clients take -addr to use a running server, or -spawn taskbridge or
 // -spawn baseline to start one as a child process on a free loopback port
-// (stopped at the end). Run "tbload <mode> -h" for every flag.
+// (stopped at the end; -spawn-sse-hijack passes -sse-hijack to it). Run
+// "tbload <mode> -h" for every flag.
 package main

@@ -125,6 +125,10 @@ func serverMain(ctx context.Context, mode string, args []string, stdout, stderr 
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (port 0 picks a free port); printed as \"listening <addr>\"")
 	var cfg serverConfig
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat", 0, "heartbeat interval of idle streams (0: 15s; negative: none)")
+	if mode == "server" {
+		fs.BoolVar(&cfg.SSEHijack, "sse-hijack", false, "serve SSE streams on the hijacked connection (sse.Config.Hijack)\n"+
+			"instead of inside ServeHTTP")
+	}
 	contention := fs.Int("contention-rate", 0, "if positive, record mutex contention and blocking for\n"+
 		"/debug/pprof/mutex and /debug/pprof/block (runtime.SetMutexProfileFraction and\n"+
 		"SetBlockProfileRate with this rate; it slows the server)")

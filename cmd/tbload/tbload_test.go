@@ -40,18 +40,31 @@ func startServer(t *testing.T, kind string, cfg serverConfig) string {
 }
 
 // servers are the server and transport combinations the tool measures.
-var servers = []struct{ server, transport string }{
-	{"taskbridge", transportSSE},
-	{"taskbridge", transportWS},
-	{"baseline", transportSSE},
+var servers = []struct {
+	server, transport string
+	sseHijack         bool
+}{
+	{"taskbridge", transportSSE, false},
+	{"taskbridge", transportSSE, true},
+	{"taskbridge", transportWS, false},
+	{"baseline", transportSSE, false},
+}
+
+// serverName names a servers entry.
+func serverName(server, transport string, sseHijack bool) string {
+	name := server + "/" + transport
+	if sseHijack {
+		name += "/hijack"
+	}
+	return name
 }
 
 func TestFanout(t *testing.T) {
 	t.Parallel()
 	for _, tc := range servers {
-		t.Run(tc.server+"/"+tc.transport, func(t *testing.T) {
+		t.Run(serverName(tc.server, tc.transport, tc.sseHijack), func(t *testing.T) {
 			t.Parallel()
-			addr := startServer(t, tc.server, serverConfig{})
+			addr := startServer(t, tc.server, serverConfig{SSEHijack: tc.sseHijack})
 			cfg := fanoutConfig{
 				Server: newControlClient(addr), Transport: tc.transport, Subscribers: 10, Tasks: 2, Events: 100,
 				DialConcurrency: 4, BufSize: 64 << 10, Timeout: time.Minute,
@@ -88,8 +101,8 @@ func TestFanoutPaced(t *testing.T) {
 // goroutine counts, which parallel tests would disturb.
 func TestIdle(t *testing.T) {
 	for _, tc := range servers {
-		t.Run(tc.server+"/"+tc.transport, func(t *testing.T) {
-			addr := startServer(t, tc.server, serverConfig{Heartbeat: 50 * time.Millisecond})
+		t.Run(serverName(tc.server, tc.transport, tc.sseHijack), func(t *testing.T) {
+			addr := startServer(t, tc.server, serverConfig{Heartbeat: 50 * time.Millisecond, SSEHijack: tc.sseHijack})
 			cfg := idleConfig{
 				Server: newControlClient(addr), Transport: tc.transport, Streams: 20, Tasks: 5, DialConcurrency: 4, BufSize: 1024,
 				HeartbeatTimeout: 10 * time.Second, Probes: 2, HealthChecks: 3, Timeout: time.Minute,
@@ -281,6 +294,16 @@ func TestCommandLine(t *testing.T) {
 		"-streams", "5"}, &out, &errOut)
 	require.Equal(t, 0, code, errOut.String())
 	require.Contains(t, out.String(), "live event:  delivered to all 5 probed streams")
+
+	out.Reset()
+	code = run(context.Background(), []string{"idle", "-spawn", "taskbridge", "-spawn-sse-hijack", "-spawn-heartbeat", "20ms",
+		"-streams", "5"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	require.Contains(t, out.String(), "live event:  delivered to all 5 probed streams")
+
+	errOut.Reset()
+	require.Equal(t, 1, run(context.Background(), []string{"idle", "-spawn", "baseline", "-spawn-sse-hijack"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "-spawn-sse-hijack needs -spawn taskbridge")
 
 	errOut.Reset()
 	require.Equal(t, 2, run(context.Background(), []string{"fanout", "-transport", "carrier-pigeon"}, &out, &errOut))

@@ -1,6 +1,7 @@
 // Command server is a runnable TaskBridge demo: the HTTP API, SSE and
 // WebSocket transports on a chi router, the in-process runner with four demo
-// task types, in-memory stores and a browser demo page at /.
+// task types, an in-memory, PostgreSQL or Redis store and a browser demo
+// page at /.
 //
 //	go run ./examples/server
 //
@@ -9,13 +10,25 @@
 // closed cleanly (SSE connections end, WebSockets close with 1001), running
 // tasks get -task-grace to finish and are then stopped.
 //
+// With -store postgres (one database and schema) or -store redis (one Redis
+// and key prefix), several servers are replicas of one application: a
+// client may create, stream, cancel and act through any of them.
+//
 // # Flags
 //
 //	-addr                  host:port to listen on (default 127.0.0.1:8080; port 0 picks a free one)
-//	-store                 memory (default); redis and postgres are not available yet
-//	-redis-url             Redis URL for -store redis
-//	-postgres-url          PostgreSQL URL for -store postgres
-//	-heartbeat-interval    idle time before an SSE/WebSocket heartbeat (Go duration, default 15s)
+//	-store                 memory (default), postgres or redis
+//	-redis-url             Redis URL for -store redis (default $TASKBRIDGE_REDIS_URL)
+//	-redis-prefix          key prefix for -store redis (default taskbridge)
+//	-postgres-url          PostgreSQL URL for -store postgres (default $TASKBRIDGE_POSTGRES_URL)
+//	-postgres-schema       schema of the tables for -store postgres (default taskbridge); the
+//	                       server creates or upgrades them at startup
+//	-lease-ttl             with -store postgres or redis, how long a replica's claim on a running
+//	                       task lasts unless renewed (default 30s); when a replica dies, another
+//	                       one ends its tasks (TASK_FAILED EXECUTOR_LOST) after that long
+//	-replica               this process's name as the runner of its tasks (default random)
+//	-heartbeat-interval    idle time before an SSE/WebSocket heartbeat (Go duration, default 15s,
+//	                       at most 40s: the Android SDK reconnects after 60s of silence)
 //	-shutdown-timeout      how long a graceful shutdown may take (default 10s)
 //	-task-grace            how long running tasks may go on during a shutdown (default 2s);
 //	                       then they end with TASK_FAILED EXECUTOR_SHUTDOWN (retryable)
@@ -23,6 +36,8 @@
 //	-maintenance-interval  how often maintenance runs (default 1m): it deletes finished tasks
 //	                       older than -retention and old action receipts, and retries failed
 //	                       resume hand-offs; without it the in-memory store only grows
+//	-max-live-tasks        how many unfinished tasks one user may have (default 20; 0: no
+//	                       limit); a create beyond it is 429 TOO_MANY_TASKS
 //	-log-level             debug, info, warn or error (default info)
 //
 // # Authentication (demo only)

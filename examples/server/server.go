@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +46,28 @@ type config struct {
 	// they are stopped (EXECUTOR_SHUTDOWN). Defaults to 2s; it is also
 	// bounded by the shutdown's context.
 	TaskGrace time.Duration
+	// Store keeps the tasks; the caller owns it and closes it after
+	// shutdown. Defaults to an in-memory store that the server owns.
+	Store taskbridge.Store
+	// LeaseTTL is the runner's lease TTL when the store keeps leases.
+	// Defaults to runner.DefaultLeaseTTL.
+	LeaseTTL time.Duration
+	// MaxLiveTasksPerOwner is how many unfinished tasks one user may have;
+	// a create beyond it gets 429 TOO_MANY_TASKS. Defaults to 20;
+	// negative means no limit.
+	MaxLiveTasksPerOwner int
+	// UploadDir is where uploaded files are spooled. A task's files are
+	// removed when the task ends (and by retention, should one be left).
+	// Defaults to a new temporary directory, which shutdown removes with
+	// whatever is left in it.
+	UploadDir string
+	// Replica names this process as the runner of its tasks (the lease
+	// holder). Defaults to a random id.
+	Replica string
 }
+
+// defaultMaxLiveTasks is the default quota of unfinished tasks per user.
+const defaultMaxLiveTasks = 20
 
 // server is the demo application: store, runner, service, transports and
 // page, as one http.Handler. Create it with newServer and stop it with
@@ -53,12 +75,19 @@ type config struct {
 type server struct {
 	log     *slog.Logger
 	cfg     config
-	store   *memstore.Store
+	store   taskbridge.Store
+	owned   *memstore.Store // the default store, closed by shutdown
 	runner  *runner.Runner
 	svc     *taskbridge.Service
 	sse     *sse.Handler
 	ws      *ws.Handler
+	api     *httpapi.Handler
 	handler http.Handler
+	// uploads spools uploaded files to uploadDir, which the server removes
+	// at shutdown when it created it (ownsUploadDir).
+	uploads       *httpapi.TempDirSink
+	uploadDir     string
+	ownsUploadDir bool
 
 	stopMaintenance context.CancelFunc
 	maintenanceDone chan struct{}
@@ -80,9 +109,9 @@ func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskReq
 	return validateInput(req.TaskType, req.Input)
 }
 
-// newServer builds the demo server over in-memory stores and starts its
-// maintenance and recovery loops.
-func newServer(cfg config) (*server, error) {
+// newServer builds the demo server over cfg.Store (in memory by default)
+// and starts its maintenance and recovery loops.
+func newServer(cfg config) (_ *server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -91,6 +120,9 @@ func newServer(cfg config) (*server, error) {
 	}
 	if cfg.HeartbeatInterval < 0 {
 		return nil, errors.New("heartbeat interval must be positive")
+	}
+	if cfg.HeartbeatInterval > ws.MaxHeartbeatInterval {
+		return nil, fmt.Errorf("heartbeat interval must be at most %v: the Android SDK reconnects after 60s of silence", ws.MaxHeartbeatInterval)
 	}
 	if cfg.MaintenanceInterval < 0 || cfg.TaskRetention < 0 {
 		return nil, errors.New("maintenance interval and task retention must be positive")
@@ -104,13 +136,36 @@ func newServer(cfg config) (*server, error) {
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
 	}
-	s := &server{log: cfg.Logger, cfg: cfg, store: memstore.New(memstore.Config{})}
-	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger}
+	switch {
+	case cfg.MaxLiveTasksPerOwner == 0:
+		cfg.MaxLiveTasksPerOwner = defaultMaxLiveTasks
+	case cfg.MaxLiveTasksPerOwner < 0:
+		cfg.MaxLiveTasksPerOwner = 0 // the service's "no limit"
+	}
+	s := &server{log: cfg.Logger, cfg: cfg, store: cfg.Store, uploadDir: cfg.UploadDir}
+	if s.store == nil {
+		s.owned = memstore.New(memstore.Config{})
+		s.store = s.owned
+	}
+	if s.uploadDir == "" {
+		dir, err := os.MkdirTemp("", "taskbridge-demo-uploads-")
+		if err != nil {
+			return nil, err
+		}
+		s.uploadDir, s.ownsUploadDir = dir, true
+	}
+	defer func() {
+		if err != nil {
+			s.removeUploads()
+		}
+	}()
+	s.uploads = &httpapi.TempDirSink{Dir: s.uploadDir}
+	rcfg := runner.Config{Handlers: removeFilesWhenDone(s.uploads, handlers()), Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL, Replica: cfg.Replica}
 	// With a store that keeps leases, the runner holds one on every task
 	// it runs, so that several replicas can share the store: a replica
 	// that dies has its tasks taken over by another (see RunRecovery
 	// below).
-	leases, _ := taskbridge.Store(s.store).(taskbridge.LeaseStore)
+	leases, _ := s.store.(taskbridge.LeaseStore)
 	rcfg.Leases = leases
 	r, err := runner.New(rcfg)
 	if err != nil {
@@ -119,7 +174,11 @@ func newServer(cfg config) (*server, error) {
 	s.runner = r
 	s.svc, err = taskbridge.New(taskbridge.Config{
 		Store: s.store, Executor: executor{r}, Logger: cfg.Logger, Now: cfg.Now,
-		TaskRetention: cfg.TaskRetention,
+		TaskRetention:        cfg.TaskRetention,
+		MaxLiveTasksPerOwner: cfg.MaxLiveTasksPerOwner,
+		// Retention removes the files of deleted tasks whose handler
+		// never ran (a task failed on submission, say).
+		Attachments: s.uploads,
 	})
 	if err != nil {
 		return nil, err
@@ -132,10 +191,11 @@ func newServer(cfg config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := httpapi.New(s.svc, httpapi.Config{
+	s.api, err = httpapi.New(s.svc, httpapi.Config{
 		Auth:      bearerAuth,
 		Stream:    s.sse,
 		WebSocket: s.ws,
+		Sink:      s.uploads,
 		Uploads:   httpapi.UploadLimits{MaxFileBytes: 1 << 20, MaxFiles: 3},
 	})
 	if err != nil {
@@ -150,14 +210,15 @@ func newServer(cfg config) (*server, error) {
 	mux.Use(s.logRequests)
 	mux.Get("/", servePage(page, "index.html"))
 	mux.Get("/app.js", servePage(page, "app.js"))
-	mux.Mount("/", api)
+	mux.Mount("/", s.api)
 	s.handler = mux
 
 	// Without maintenance nothing is ever deleted: the in-memory store
 	// would grow with every task for as long as the process runs.
 	ctx, cancel := context.WithCancel(context.Background())
 	if leases != nil {
-		// Tasks a dead replica left behind (none with the in-memory store).
+		// Tasks a dead replica left behind (none with a fresh in-memory
+		// store).
 		if _, err := r.Recover(ctx, s.store, s.svc.Emitter); err != nil {
 			cancel()
 			return nil, err
@@ -181,11 +242,40 @@ func newServer(cfg config) (*server, error) {
 // ServeHTTP implements http.Handler.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// closeStreams ends every SSE stream and WebSocket without waiting; for
+// closeStreams ends every SSE stream and WebSocket, and every request body
+// still arriving (a slow upload), without waiting; for
 // http.Server.RegisterOnShutdown.
 func (s *server) closeStreams() {
 	s.sse.Close()
 	s.ws.Close()
+	s.api.Close()
+}
+
+// removeUploads removes the upload directory if the server created it.
+func (s *server) removeUploads() {
+	if !s.ownsUploadDir {
+		return
+	}
+	if err := os.RemoveAll(s.uploadDir); err != nil {
+		s.log.Warn("removing the upload directory failed", slog.String("dir", s.uploadDir), slog.Any("error", err))
+	}
+}
+
+// removeFilesWhenDone wraps every handler so that a task's uploaded files
+// are removed as soon as its handler returns, however the task ends.
+func removeFilesWhenDone(sink *httpapi.TempDirSink, hs map[string]runner.HandlerFunc) map[string]runner.HandlerFunc {
+	out := make(map[string]runner.HandlerFunc, len(hs))
+	for name, h := range hs {
+		out[name] = func(ctx context.Context, task *taskbridge.Task, e taskbridge.Emitter) (any, error) {
+			defer func() {
+				for _, a := range task.Attachments {
+					_ = sink.Discard(context.WithoutCancel(ctx), a.Ref)
+				}
+			}()
+			return h(ctx, task, e)
+		}
+	}
+	return out
 }
 
 // shutdown stops everything but the http.Server, which the caller shuts
@@ -196,7 +286,9 @@ func (s *server) closeStreams() {
 //     waits for the stream handlers to finish;
 //  2. the runner: running tasks get cfg.TaskGrace (within ctx) to finish,
 //     then are stopped and end with TASK_FAILED EXECUTOR_SHUTDOWN;
-//  3. the maintenance and recovery loops, and the store.
+//  3. the maintenance and recovery loops, the store if it is the
+//     server's own in-memory one, and the upload directory if the server
+//     created it.
 //
 // It returns the first error; safe to call twice.
 func (s *server) shutdown(ctx context.Context) error {
@@ -211,7 +303,10 @@ func (s *server) shutdown(ctx context.Context) error {
 		cancel()
 		s.stopMaintenance()
 		<-s.maintenanceDone
-		errs = append(errs, s.store.Close())
+		if s.owned != nil {
+			errs = append(errs, s.owned.Close())
+		}
+		s.removeUploads()
 		s.shutdownErr = errors.Join(errs...)
 	})
 	return s.shutdownErr
@@ -307,9 +402,9 @@ func (w *statusRecorder) Write(b []byte) (int, error) {
 func (w *statusRecorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // logRequests logs every request at debug level and server errors (5xx) at
-// warn level; the transports log their own client errors. Streams taken
-// over by their handler (hijacked) log status 0 when the handler hands them
-// off, WebSockets status 101.
+// warn level; the transports log their own client errors. An SSE stream is
+// logged when it ends, with status 200 and its whole duration; a WebSocket
+// with status 101 when its handler takes the connection over.
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

@@ -539,6 +539,7 @@ func TestNewServerConfig(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []config{
 		{HeartbeatInterval: -time.Second},
+		{HeartbeatInterval: time.Minute}, // the SDK would reconnect every minute
 		{MaintenanceInterval: -time.Second},
 		{TaskRetention: -time.Second},
 	} {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
 // WriteJSON writes v as a JSON response with the given status.
@@ -19,7 +20,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status = http.StatusInternalServerError
 		b = []byte(`{"code":"INTERNAL_ERROR","message":"Internal server error","details":{},"timestamp":"` +
-			time.Now().UTC().Format(time.RFC3339Nano) + `"}`)
+			wire.FormatTime(time.Now()) + `"}`)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

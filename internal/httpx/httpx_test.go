@@ -41,7 +41,7 @@ func TestWriteErrorCode(t *testing.T) {
 	require.Equal(t, "No", env.Message)
 	require.Equal(t, map[string]any{}, env.Details)
 	require.Equal(t, now.UTC(), env.Timestamp)
-	require.Contains(t, rec.Body.String(), `"timestamp":"2026-01-02T02:04:05Z"`)
+	require.Contains(t, rec.Body.String(), `"timestamp":"2026-01-02T02:04:05.000Z"`)
 
 	rec = httptest.NewRecorder()
 	httpx.WriteErrorCode(rec, http.StatusRequestEntityTooLarge, taskbridge.CodeInvalidRequest, "Big", map[string]any{"limitBytes": 3}, now)

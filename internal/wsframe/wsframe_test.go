@@ -3,6 +3,8 @@ package wsframe
 import (
 	"bytes"
 	"testing"
+
+	"github.com/stretchr/testify/require"
 )
 
 func TestAppendHeader(t *testing.T) {
@@ -36,4 +38,47 @@ func TestAppendClientFrameMasksPayload(t *testing.T) {
 	if !bytes.Equal(masked, payload) {
 		t.Fatalf("unmasked payload %q", masked)
 	}
+}
+
+func TestParseHeaderReadsWhatAppendHeaderWrites(t *testing.T) {
+	for _, n := range []int{0, 1, 125, 126, 127, 0xFFFF, 0x10000, 1 << 20} {
+		for _, masked := range []bool{false, true} {
+			b := AppendHeader(nil, OpText, masked, n)
+			if masked {
+				b = append(b, 1, 2, 3, 4)
+			}
+			h, ok := ParseHeader(append(b, 0xAA)) // a byte of payload after it
+			require.True(t, ok, "n %d masked %v", n, masked)
+			require.Equal(t, Header{Fin: true, Opcode: OpText, Masked: masked, Length: uint64(n), Size: len(b)}, h)
+			// Any shorter prefix is an incomplete header.
+			for i := range len(b) {
+				_, ok := ParseHeader(b[:i])
+				require.False(t, ok, "n %d masked %v prefix %d", n, masked, i)
+			}
+		}
+	}
+}
+
+func TestParseHeaderKeepsFlagsAndOpcode(t *testing.T) {
+	h, ok := ParseHeader([]byte{0x40 | 0x20 | OpPing, 3})
+	require.True(t, ok)
+	require.Equal(t, Header{RSV: 0x60, Opcode: OpPing, Length: 3, Size: 2}, h)
+	require.True(t, h.IsControl())
+
+	h, ok = ParseHeader([]byte{0xC0 | OpText, 0x80 | 126, 0x01, 0x00, 9, 9, 9, 9})
+	require.True(t, ok)
+	require.Equal(t, Header{Fin: true, RSV: 0x40, Opcode: OpText, Masked: true, Length: 256, Size: 8}, h)
+	require.False(t, h.IsControl())
+
+	h, ok = ParseHeader([]byte{0x80 | OpClose, 2})
+	require.True(t, ok)
+	require.True(t, h.IsControl())
+	require.Equal(t, byte(OpClose), h.Opcode)
+
+	// The full 64-bit length is reported as sent, even when no real frame
+	// could be that long.
+	h, ok = ParseHeader([]byte{0x80 | OpBinary, 127, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF})
+	require.True(t, ok)
+	require.Equal(t, uint64(1<<64-1), h.Length)
+	require.Equal(t, 10, h.Size)
 }

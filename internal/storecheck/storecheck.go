@@ -1,0 +1,53 @@
+// Package storecheck holds the input checks that every taskbridge store
+// applies to the events it is asked to append, so that the stores reject
+// the same events with the same errors.
+package storecheck
+
+import (
+	"fmt"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// NewEvent checks an event to append: no EventID or Seq (the store assigns
+// them), a CreatedAt and a valid type. It fails with
+// [taskbridge.ErrInvalidEvent].
+func NewEvent(ev taskbridge.TaskEvent) error {
+	switch {
+	case ev.EventID != "" || ev.Seq != 0:
+		return fmt.Errorf("%w: the store assigns EventID and Seq", taskbridge.ErrInvalidEvent)
+	case ev.CreatedAt.IsZero():
+		return fmt.Errorf("%w: CreatedAt is required", taskbridge.ErrInvalidEvent)
+	case !ev.Type.Valid():
+		return fmt.Errorf("%w: unknown event type %q", taskbridge.ErrInvalidEvent, ev.Type)
+	}
+	return nil
+}
+
+// Appendable checks an event for [taskbridge.EventStore.Append]: a new
+// event that is not TASK_SUSPENDED or TASK_ACTION_ACCEPTED (those are
+// appended by the SuspensionStore).
+func Appendable(ev taskbridge.TaskEvent) error {
+	if err := NewEvent(ev); err != nil {
+		return err
+	}
+	if ev.Type == taskbridge.EventTaskSuspended || ev.Type == taskbridge.EventTaskActionAccepted {
+		return fmt.Errorf("%w: %s is appended by the SuspensionStore", taskbridge.ErrInvalidEvent, ev.Type)
+	}
+	return nil
+}
+
+// EventOf checks an event that a SuspensionStore method appends: a new
+// event of type want for task taskID.
+func EventOf(ev taskbridge.TaskEvent, want taskbridge.EventType, taskID string) error {
+	if err := NewEvent(ev); err != nil {
+		return err
+	}
+	if ev.Type != want {
+		return fmt.Errorf("%w: event type is %s, want %s", taskbridge.ErrInvalidEvent, ev.Type, want)
+	}
+	if ev.TaskID != taskID {
+		return fmt.Errorf("%w: event of task %q for task %q", taskbridge.ErrInvalidEvent, ev.TaskID, taskID)
+	}
+	return nil
+}
