@@ -97,7 +97,7 @@ func testReplicas(t *testing.T, store ...string) {
 	})
 
 	t.Run("CancelOnTheOther", func(t *testing.T) {
-		id := a.create(t, "alice", "stream", map[string]any{"count": 10000, "intervalMs": 50})
+		id := a.create(t, "alice", "stream", map[string]any{"count": 1000, "intervalMs": 50})
 		r := b.follow(t, "sse", "alice", id)
 		readUntil(t, r, isType(taskbridge.EventTaskMessage))
 		require.Equal(t, taskbridge.CancelRequested, b.cancel(t, "alice", id, map[string]any{"reason": "from b"}).Status)
@@ -121,7 +121,7 @@ func testReplicas(t *testing.T, store ...string) {
 	})
 
 	t.Run("RunnerDies", func(t *testing.T) {
-		id := a.create(t, "alice", "stream", map[string]any{"count": 10000, "intervalMs": 50})
+		id := a.create(t, "alice", "stream", map[string]any{"count": 1000, "intervalMs": 50})
 		r := b.follow(t, "sse", "alice", id)
 		readUntil(t, r, isType(taskbridge.EventTaskMessage))
 		require.NoError(t, procA.cmd.Process.Kill())
