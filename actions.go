@@ -35,8 +35,7 @@ func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID str
 	if err := verr.Err(); err != nil {
 		return ActionResponse{}, err
 	}
-	task, err := s.ownedTask(ctx, auth, taskID)
-	if err != nil {
+	if _, err := s.ownedTask(ctx, auth, taskID); err != nil {
 		return ActionResponse{}, err
 	}
 	sus, err := s.store.GetSuspension(ctx, taskID, req.SuspendID)
@@ -98,7 +97,7 @@ func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID str
 			// hears of the action.
 			s.log.LogAttrs(ctx, slog.LevelDebug, "taskbridge: resume left to the process running the task",
 				append(attrs, slog.String("outcome", "relayed"))...)
-		} else if err := s.resume(context.WithoutCancel(ctx), task, res.Suspension, res.Receipt); err != nil {
+		} else if err := s.resumeTask(context.WithoutCancel(ctx), taskID, res.Suspension, res.Receipt); err != nil {
 			s.metrics.AddCounter(MetricActionsResumePending, 1)
 			s.log.LogAttrs(ctx, slog.LevelWarn, "taskbridge: resume hand-off failed; left pending",
 				append(attrs, slog.String("outcome", "resume_pending"), slog.Any("error", err))...)
@@ -106,6 +105,16 @@ func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID str
 	}
 	s.log.LogAttrs(ctx, slog.LevelInfo, "taskbridge: action submitted", append(attrs, slog.String("outcome", string(res.Status)))...)
 	return ActionResponse{TaskID: taskID, SuspendID: req.SuspendID, ClientActionID: req.ClientActionID, Status: res.Status}, nil
+}
+
+// resumeTask loads the whole task (the executor may need its input) and
+// resumes it.
+func (s *Service) resumeTask(ctx context.Context, taskID string, sus Suspension, rec ActionReceipt) error {
+	task, err := s.store.GetTask(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	return s.resume(ctx, task, sus, rec)
 }
 
 // resume hands an accepted action to the executor's [Resumer] and records

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/memstore"
 )
 
@@ -35,7 +36,7 @@ type nextBench struct {
 	svc   *taskbridge.Service
 	em    taskbridge.Emitter
 	task  string
-	buf   []*taskbridge.Frame
+	buf   []*fanout.Frame
 }
 
 // newNextBench returns a service over a fresh store with a task holding
@@ -55,7 +56,7 @@ func newNextBench(b *testing.B, cfg memstore.Config) *nextBench {
 	if _, err := em.Emit(ctx, taskbridge.StartedPayload{}); err != nil {
 		b.Fatal(err)
 	}
-	return &nextBench{b: b, ctx: ctx, store: store, svc: svc, em: em, task: resp.TaskID, buf: make([]*taskbridge.Frame, 0, 512)}
+	return &nextBench{b: b, ctx: ctx, store: store, svc: svc, em: em, task: resp.TaskID, buf: make([]*fanout.Frame, 0, 512)}
 }
 
 func (nb *nextBench) close() {
@@ -73,8 +74,8 @@ func (nb *nextBench) emit(n int) {
 	}
 }
 
-func (nb *nextBench) subscribe(cursor string) *taskbridge.Subscription {
-	sub, err := nb.svc.Subscribe(nb.ctx, alice, nb.task, cursor, taskbridge.SubscribeOpts{})
+func (nb *nextBench) subscribe(cursor string) *fanout.Subscription {
+	sub, err := hooks.Subscribe(nb.ctx, nb.svc, alice, nb.task, cursor, fanout.SubscribeOpts{})
 	if err != nil {
 		nb.b.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func (nb *nextBench) subscribe(cursor string) *taskbridge.Subscription {
 }
 
 // drain takes n frames from sub, waiting for its signal when none is ready.
-func (nb *nextBench) drain(sub *taskbridge.Subscription, n int) {
+func (nb *nextBench) drain(sub *fanout.Subscription, n int) {
 	for got := 0; got < n; {
 		frames, err := sub.Next(nb.ctx, nb.buf[:0])
 		if err != nil {
@@ -107,7 +108,7 @@ func benchmarkNextWindow(b *testing.B) {
 	const windowSubs = 64
 	probe := nb.subscribe("1")
 	defer probe.Close()
-	subs := make([]*taskbridge.Subscription, windowSubs)
+	subs := make([]*fanout.Subscription, windowSubs)
 	for i := range subs {
 		subs[i] = nb.subscribe("1")
 		defer subs[i].Close()

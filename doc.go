@@ -4,7 +4,10 @@
 // that reconnects with the last id it saw resumes exactly after it, on any
 // transport. The wire format is the TaskBridge v1 protocol (see the
 // protocol directory of the repository), so the TaskBridge Android SDK works
-// unchanged.
+// unchanged. Every time the library writes (event createdAt, payload times,
+// task summaries, error timestamps, SSE heartbeats) is RFC 3339 in UTC with
+// exactly three fractional digits, "2026-05-04T12:00:00.000Z", so apps may
+// parse it with a fixed pattern; decoding accepts any RFC 3339 time.
 //
 // A task is created by a client, runs in an executor, and reports an ordered
 // event log: TASK_STARTED, TASK_PROGRESS, TASK_MESSAGE, TASK_SUSPENDED
@@ -53,9 +56,13 @@
 // older than the retained log is reported as [ErrEventsExpired] (HTTP 410,
 // WebSocket close 4410), never skipped silently. Waiting is push-based:
 // stores notify watchers on append. The memstore package is the in-memory
-// default, the pgstore module keeps tasks in PostgreSQL (shared by several
-// processes), and the storetest package is the conformance suite every
-// store must pass.
+// default; the pgstore and redisstore modules keep tasks in PostgreSQL or
+// Redis, shared by several processes; and the storetest package is the
+// conformance suite every store must pass. Optional interfaces a store may
+// add, checked by type assertion: [TaskHeadGetter] (ownership checks before
+// the payload is loaded), [TerminalTaskPruner] (retention removes uploaded
+// files) and [LiveTaskCreator] (exact per-owner quotas,
+// [Config].MaxLiveTasksPerOwner).
 //
 // # Executors
 //
@@ -66,8 +73,12 @@
 // and a suspension is recorded together with its TASK_SUSPENDED event.
 // Executors that wait on suspensions implement [Resumer]; the service calls
 // it after accepting an action, and [Service.Reconcile] retries hand-offs
-// that failed. The runner package is an in-process executor; the temporalexec
-// module runs tasks as Temporal workflows.
+// that failed. Executors that bound the tasks they hold implement
+// [TaskAdmitter], which refuses a create before the task exists: 429
+// TOO_MANY_TASKS ([ErrTooManyTasks]) for a caller at its limit, 503
+// otherwise. The runner package is an in-process executor, with per-owner
+// limits and fairness on by default; the temporalexec module runs tasks as
+// Temporal workflows.
 //
 // # Several processes
 //
@@ -86,12 +97,26 @@
 //
 // # Fan-out
 //
-// One mechanism serves polling, SSE and WebSocket: a subscription
-// ([Service.Subscribe]) replays from the store, then joins a per-task live
-// window in which each event is read once and JSON-encoded once for all
+// One mechanism serves long polls, SSE, WebSocket and Go programs: a
+// subscription replays from the store, then joins a per-task live window
+// in which each event is read once and JSON-encoded once for all
 // subscribers. Subscribers hold no queues; one that falls behind reads the
 // store with its own cursor and rejoins, so nothing is lost and nobody is
-// slowed down.
+// slowed down. The window learns of appends through [EventStore.Watch].
+// A Go program follows a task with [Service.Subscribe]:
+//
+//	sub, err := svc.Subscribe(ctx, auth, taskID, lastEventID)
+//	if err != nil {
+//		return err // ErrTaskNotFound, ErrInvalidCursor, ErrEventsExpired, ...
+//	}
+//	defer sub.Close()
+//	for {
+//		ev, err := sub.Next(ctx) // waits for the next event
+//		if err == io.EOF {
+//			break // the task has ended
+//		}
+//		...
+//	}
 //
 // # Observability
 //
@@ -127,4 +152,8 @@
 //	// ... at shutdown:
 //	stop()
 //	<-done
+//
+// Uploaded files are deleted with their tasks when [Config].Attachments is
+// set (pass the HTTP handler's upload sink) and the store implements
+// [TerminalTaskPruner].
 package taskbridge

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Sentinel errors. Stores, policies and executors return these (wrapped with
@@ -36,6 +37,11 @@ var (
 	ErrUnauthenticated = errors.New("taskbridge: unauthenticated")
 	// ErrSubmission: the executor did not accept the task.
 	ErrSubmission = errors.New("taskbridge: task submission failed")
+	// ErrTooManyTasks: the caller already has as many unfinished tasks as
+	// the executor lets one owner have (see [TaskAdmitter]); a create may
+	// succeed once one of them has ended. It maps to 429 TOO_MANY_TASKS
+	// with a Retry-After header.
+	ErrTooManyTasks = errors.New("taskbridge: too many tasks")
 	// ErrTaskTerminal: the task already has a terminal event; nothing more is
 	// appended to its log.
 	ErrTaskTerminal = errors.New("taskbridge: task is terminal")
@@ -55,6 +61,11 @@ var (
 	// ErrLeaseLost: the caller no longer holds the task's lease (see
 	// [LeaseStore]); another process may be running the task.
 	ErrLeaseLost = errors.New("taskbridge: task lease lost")
+	// ErrTaskQuota: the caller already has as many unfinished tasks as
+	// [Config].MaxLiveTasksPerOwner allows. It wraps ErrTooManyTasks (HTTP
+	// 429 TOO_MANY_TASKS): clients retry with backoff, and a place frees up
+	// when one of their tasks ends.
+	ErrTaskQuota = fmt.Errorf("%w: live-task quota reached", ErrTooManyTasks)
 )
 
 // Protocol error codes.
@@ -72,6 +83,13 @@ const (
 	CodeInvalidTaskState    = "INVALID_TASK_STATE"
 	CodeUnavailable         = "SERVICE_UNAVAILABLE"
 	CodeInternal            = "INTERNAL_ERROR"
+
+	// CodeTooManyTasks (HTTP 429, with a Retry-After header) refuses a
+	// create because the caller has too many unfinished tasks. No task was
+	// created; a retry succeeds once some of the caller's tasks have ended.
+	// It is an addition to the v1 codes: clients that do not know it retry
+	// it as any 429.
+	CodeTooManyTasks = "TOO_MANY_TASKS"
 )
 
 // FieldError names one invalid request field.
@@ -88,13 +106,58 @@ type ValidationError struct {
 	Fields []FieldError
 }
 
-// Error implements error.
+// Bounds of an error answer, so that it stays small whatever the request
+// held (a query with 100,000 bad values, a body with 90,000 unknown
+// members, a 1 MB member name).
+const (
+	// MaxFieldErrors is how many field errors an error envelope lists in
+	// details.errors; details.errorCount then gives the total.
+	MaxFieldErrors = 20
+	// maxFieldBytes and maxFieldMessageBytes clip a listed field error;
+	// maxMessageBytes clips an envelope's message.
+	maxFieldBytes        = 128
+	maxFieldMessageBytes = 256
+	maxMessageBytes      = 512
+)
+
+// Error implements error. It lists at most [MaxFieldErrors] fields, clipped
+// as in the error envelope.
 func (e *ValidationError) Error() string {
-	parts := make([]string, len(e.Fields))
-	for i, f := range e.Fields {
+	fields := boundedFields(e.Fields)
+	parts := make([]string, len(fields))
+	for i, f := range fields {
 		parts[i] = f.Field + ": " + f.Message
 	}
-	return "taskbridge: request validation failed: " + strings.Join(parts, "; ")
+	msg := "taskbridge: request validation failed: " + strings.Join(parts, "; ")
+	if more := len(e.Fields) - len(fields); more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+	return msg
+}
+
+// boundedFields returns the first MaxFieldErrors of fields with their
+// names and messages clipped.
+func boundedFields(fields []FieldError) []FieldError {
+	out := make([]FieldError, 0, min(len(fields), MaxFieldErrors))
+	for _, f := range fields[:min(len(fields), MaxFieldErrors)] {
+		out = append(out, FieldError{
+			Field:   clipUTF8(f.Field, maxFieldBytes),
+			Message: clipUTF8(f.Message, maxFieldMessageBytes),
+		})
+	}
+	return out
+}
+
+// clipUTF8 shortens s to at most n bytes, on a rune boundary, marking the
+// cut with "…".
+func clipUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // Add records a field error.
@@ -145,6 +208,8 @@ func HTTPError(err error) (status int, code, message string) {
 		return http.StatusRequestEntityTooLarge, CodeUpload, clientMessage(err, ErrUploadTooLarge)
 	case errors.Is(err, ErrUploadRejected):
 		return http.StatusBadRequest, CodeUpload, clientMessage(err, ErrUploadRejected)
+	case errors.Is(err, ErrTooManyTasks):
+		return http.StatusTooManyRequests, CodeTooManyTasks, clientMessage(err, ErrTooManyTasks)
 	case errors.Is(err, ErrSubmission):
 		return http.StatusServiceUnavailable, CodeSubmission, "The task could not be submitted; retry later"
 	case errors.Is(err, ErrClosed):
@@ -178,17 +243,19 @@ func clientMessage(err, sentinel error) string {
 
 // NewErrorEnvelope builds the protocol error body for err at time now, and
 // returns it with its HTTP status. Field errors of a [ValidationError] go to
-// details.errors.
+// details.errors: the first [MaxFieldErrors] of them, each field name
+// clipped to 128 bytes and message to 256; when there are more,
+// details.errorCount holds their number. The message is clipped to 512
+// bytes. Clipped text ends in "…".
 func NewErrorEnvelope(err error, now time.Time) (int, ErrorEnvelope) {
 	status, code, msg := HTTPError(err)
 	details := map[string]any{}
 	var verr *ValidationError
 	if errors.As(err, &verr) {
-		fields := verr.Fields
-		if fields == nil {
-			fields = []FieldError{}
+		details["errors"] = boundedFields(verr.Fields)
+		if len(verr.Fields) > MaxFieldErrors {
+			details["errorCount"] = len(verr.Fields)
 		}
-		details["errors"] = fields
 	}
-	return status, ErrorEnvelope{Code: code, Message: msg, Details: details, Timestamp: now.UTC()}
+	return status, ErrorEnvelope{Code: code, Message: clipUTF8(msg, maxMessageBytes), Details: details, Timestamp: now.UTC()}
 }

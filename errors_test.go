@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -43,6 +44,7 @@ var wireErrorCases = []wireErrorCase{
 	{"ErrIdempotencyConflict", taskbridge.ErrIdempotencyConflict, 409, taskbridge.CodeIdempotencyConflict, "Idempotency conflict", true},
 	{"ErrTaskOwnership", taskbridge.ErrTaskOwnership, 403, taskbridge.CodeTaskOwnership, "Task creation not allowed", true},
 	{"ErrUnauthenticated", taskbridge.ErrUnauthenticated, 401, taskbridge.CodeAuthentication, "Authentication required", false},
+	{"ErrTooManyTasks", taskbridge.ErrTooManyTasks, 429, taskbridge.CodeTooManyTasks, "Too many tasks", true},
 	{"ErrSubmission", taskbridge.ErrSubmission, 503, taskbridge.CodeSubmission, "The task could not be submitted; retry later", false},
 	{"ErrTaskTerminal", taskbridge.ErrTaskTerminal, 409, taskbridge.CodeAlreadyTerminal, "Task is terminal", true},
 	{"ErrInvalidTransition", taskbridge.ErrInvalidTransition, 409, taskbridge.CodeInvalidTaskState, "Invalid task status transition", true},
@@ -52,6 +54,7 @@ var wireErrorCases = []wireErrorCase{
 	{"ErrUploadTooLarge", taskbridge.ErrUploadTooLarge, 413, taskbridge.CodeUpload, "Upload rejected: too large", true},
 	{"ErrClosed", taskbridge.ErrClosed, 503, taskbridge.CodeUnavailable, "The service is shutting down; retry later", false},
 	{"ErrLeaseLost", taskbridge.ErrLeaseLost, 500, taskbridge.CodeInternal, "Internal server error", false},
+	{"ErrTaskQuota", taskbridge.ErrTaskQuota, 429, taskbridge.CodeTooManyTasks, "Too many tasks: live-task quota reached", true},
 }
 
 // TestErrorCasesCoverEverySentinel keeps wireErrorCases in step with the
@@ -198,7 +201,7 @@ func TestValidationError(t *testing.T) {
 				{"field": "maxEvents", "message": "must be between 1 and 500"},
 				{"field": "waitTimeoutMs", "message": "must be between 0 and 60000"}
 			]},
-			"timestamp": "2026-05-04T12:00:00Z"
+			"timestamp": "2026-05-04T12:00:00.000Z"
 		}`, string(b))
 		protocoltest.ValidateErrorResponse(t, b)
 	}
@@ -254,4 +257,49 @@ func ExampleHTTPError() {
 	// Output:
 	// 404 TASK_NOT_FOUND Task not found: task-42
 	// 500 INTERNAL_ERROR Internal server error
+}
+
+// TestErrorEnvelopeIsBounded checks that an error answer stays small
+// whatever the request held: at most taskbridge.MaxFieldErrors field errors
+// (with the total in details.errorCount), and clipped field names, field
+// messages and messages.
+func TestErrorEnvelopeIsBounded(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	var verr taskbridge.ValidationError
+	long := strings.Repeat("é", 100_000)
+	verr.Add("f0", "unknown status %q", long)
+	verr.Add("f1"+long, "is not allowed")
+	for i := 2; i < 100_000; i++ {
+		verr.Add(fmt.Sprint("f", i), "unknown status %q", "x")
+	}
+	status, env := taskbridge.NewErrorEnvelope(&verr, now)
+	require.Equal(t, http.StatusUnprocessableEntity, status)
+	b, err := json.Marshal(env)
+	require.NoError(t, err)
+	require.Less(t, len(b), 16<<10, "the envelope must stay small")
+	protocoltest.ValidateErrorResponse(t, b)
+
+	var got struct {
+		Details struct {
+			Errors     []taskbridge.FieldError `json:"errors"`
+			ErrorCount int                     `json:"errorCount"`
+		} `json:"details"`
+	}
+	require.NoError(t, json.Unmarshal(b, &got))
+	require.Len(t, got.Details.Errors, taskbridge.MaxFieldErrors)
+	require.Equal(t, 100_000, got.Details.ErrorCount)
+	require.Equal(t, "f0", got.Details.Errors[0].Field, "the first errors are kept, in order")
+	for _, fe := range got.Details.Errors {
+		require.True(t, utf8.ValidString(fe.Field) && utf8.ValidString(fe.Message), "clipping keeps UTF-8 valid")
+		require.LessOrEqual(t, len(fe.Field), 128+len("…"))
+		require.LessOrEqual(t, len(fe.Message), 256+len("…"))
+	}
+	require.Less(t, len(verr.Error()), 16<<10, "Error() is bounded too")
+
+	// Sentinel messages echo what the wrap adds: clipped as well.
+	_, env = taskbridge.NewErrorEnvelope(fmt.Errorf("%w: %s", taskbridge.ErrInvalidRequest, long), now)
+	require.LessOrEqual(t, len(env.Message), 512+len("…"))
+	require.True(t, utf8.ValidString(env.Message))
+	require.True(t, strings.HasPrefix(env.Message, "Invalid request: éé"))
 }

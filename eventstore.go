@@ -51,6 +51,15 @@ type EventStore interface {
 	// do not call it. A task that does not exist yet may be watched.
 	// notify must not block, call stop or call back into the store. stop is
 	// idempotent, and no call starts after it returns.
+	//
+	// This is the only way live streams learn of new events: the fan-out
+	// watches a task while it has subscribers, and reads the log after
+	// every call (it watches first and reads after, so an append in
+	// between is not missed). A call may come from any goroutine, including
+	// the appender's, and calls for one watcher may overlap. A store shared
+	// by several processes must call notify for appends made by any of
+	// them (through LISTEN/NOTIFY, pub/sub or polling), or streams served
+	// by one process will not see the events appended by another.
 	Watch(taskID string, notify func()) (stop func())
 }
 

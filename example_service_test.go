@@ -81,9 +81,9 @@ func Example() {
 	// another user: 404 TASK_NOT_FOUND
 }
 
-// Subscribe is the replay-then-live stream under SSE and WebSocket: Next
-// returns what is available, Ready signals more, and io.EOF follows the
-// terminal event.
+// Subscribe follows a task from a Go program: Next replays the events
+// after the cursor, then waits for live ones, and returns io.EOF after the
+// terminal event. SSE and WebSocket streams come from the same fan-out.
 func ExampleService_Subscribe() {
 	svc, done := newExampleService()
 	defer done()
@@ -92,27 +92,22 @@ func ExampleService_Subscribe() {
 	created, _ := svc.CreateTask(ctx, caller, taskbridge.CreateTaskRequest{ClientRequestID: "req-1", TaskType: "greet"})
 
 	// Resume after event 1, as a reconnecting client would.
-	sub, err := svc.Subscribe(ctx, caller, created.TaskID, "1", taskbridge.SubscribeOpts{Transport: "example"})
+	sub, err := svc.Subscribe(ctx, caller, created.TaskID, "1")
 	if err != nil {
 		panic(err)
 	}
 	defer sub.Close()
 	for {
-		frames, err := sub.Next(ctx, nil)
-		for _, f := range frames {
-			fmt.Println(f.Event.EventID, f.Event.Type, f.Event.Terminal())
-		}
+		ev, err := sub.Next(ctx)
 		if err != nil {
-			fmt.Println(err) // io.EOF: the stream is complete
+			fmt.Println(err) // io.EOF: the task has ended
 			return
 		}
-		if len(frames) == 0 {
-			<-sub.Ready()
-		}
+		fmt.Println(ev.EventID, ev.Type, string(ev.Payload))
 	}
 	// Output:
-	// 2 TASK_PROGRESS false
-	// 3 TASK_COMPLETED true
+	// 2 TASK_PROGRESS {"progress":50,"stage":"thinking"}
+	// 3 TASK_COMPLETED {"result":{"greeting":"Hello, !"}}
 	// EOF
 }
 

@@ -43,6 +43,27 @@ type TaskValidator interface {
 	ValidateTask(ctx context.Context, req CreateTaskRequest) error
 }
 
+// TaskAdmitter is implemented by executors that bound the tasks they hold,
+// in all or per owner. The service calls AdmitTask on create, after the
+// request was validated and before the task exists, so that a refusal
+// leaves no task behind and a retry with the same clientRequestId can
+// succeed. An error wrapping [ErrTooManyTasks] says that the caller has too
+// many unfinished tasks (429 TOO_MANY_TASKS, with Retry-After); any other
+// error that the executor cannot take the task now (503
+// TASK_SUBMISSION_ERROR, or 503 SERVICE_UNAVAILABLE for [ErrClosed]).
+// Clients retry both. A refused create that repeats an existing task's
+// clientRequestId is still answered with that task (deduplicated) when it
+// is among the caller's 100 newest tasks.
+//
+// On success the executor keeps room for the task until release is called.
+// The service calls release exactly once: after Submit returned, or when it
+// does not submit (the request was deduplicated or the store failed). A
+// Submit for the task's owner uses room kept that way instead of checking
+// the limits again, so concurrent creates cannot overshoot them.
+type TaskAdmitter interface {
+	AdmitTask(ctx context.Context, auth AuthContext, req CreateTaskRequest) (release func(), err error)
+}
+
 // Emitter is how executors report a task's progress. It enforces the
 // protocol: events are validated against the schema, the status goes
 // ACCEPTED → RUNNING → exactly one terminal status, and nothing is accepted

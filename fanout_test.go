@@ -6,57 +6,59 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/goleak"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/bridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/memstore"
 )
 
-func seqs(frames []*taskbridge.Frame) []int64 {
+// The fan-out engine has its own tests (internal/fanout). These test the
+// Service's side: Subscribe for Go programs, the transports' subscriptions
+// through the bridge, and what the Service adds (checks, metrics).
+
+// hooks are what the transports get from a Service.
+var hooks = bridge.For[taskbridge.Service, taskbridge.AuthContext]()
+
+func seqs(frames []*fanout.Frame) []int64 {
 	out := make([]int64, len(frames))
 	for i, f := range frames {
-		out[i] = f.Event.Seq
+		out[i] = f.Seq
 	}
 	return out
 }
 
-// requireSeqs compares sequences without dumping thousands of numbers.
-func requireSeqs(t *testing.T, want, got []int64, msgAndArgs ...any) {
-	t.Helper()
-	for i := range min(len(want), len(got)) {
-		if want[i] != got[i] {
-			t.Fatalf("%s: at index %d want %d, got %d", fmt.Sprint(msgAndArgs...), i, want[i], got[i])
-		}
+func eventSeqs(events []taskbridge.TaskEvent) []int64 {
+	out := make([]int64, len(events))
+	for i, ev := range events {
+		out[i] = ev.Seq
 	}
-	if len(want) != len(got) {
-		t.Fatalf("%s: want %d events, got %d", fmt.Sprint(msgAndArgs...), len(want), len(got))
-	}
+	return out
 }
 
-// next calls Next until it returns at least one frame or an error.
-func next(t *testing.T, sub *taskbridge.Subscription) ([]*taskbridge.Frame, error) {
+// collect returns the events of sub until it ends with io.EOF.
+func collect(t *testing.T, sub *taskbridge.Subscription) []taskbridge.TaskEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	var out []taskbridge.TaskEvent
 	for {
-		frames, err := sub.Next(ctx, nil)
-		if len(frames) > 0 || err != nil {
-			return frames, err
+		ev, err := sub.Next(ctx)
+		if errors.Is(err, io.EOF) {
+			return out
 		}
-		select {
-		case <-sub.Ready():
-		case <-ctx.Done():
-			t.Fatal("no frames arrived")
-		}
+		require.NoError(t, err)
+		out = append(out, ev)
 	}
 }
 
-func TestSubscribeReplayThenLive(t *testing.T) {
+func TestSubscribe(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t)
@@ -64,47 +66,39 @@ func TestSubscribeReplayThenLive(t *testing.T) {
 	for i := range 3 {
 		e.emit(t, id, taskbridge.ProgressPayload{Progress: float64(i * 30), Stage: "s"})
 	}
-
-	sub, err := e.svc.Subscribe(ctx, alice, id, "", taskbridge.SubscribeOpts{Transport: "sse"})
+	sub, err := e.svc.Subscribe(ctx, alice, id, "")
 	require.NoError(t, err)
+	defer sub.Close()
 	require.Equal(t, id, sub.TaskID())
-	require.EqualValues(t, 1, e.metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"}))
+	// Go subscribers are not transport streams.
+	require.Empty(t, e.metrics.Snapshot()[taskbridge.MetricStreamsActive])
 
-	frames, err := next(t, sub)
+	stored, err := e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{})
 	require.NoError(t, err)
-	require.Equal(t, []int64{1, 2, 3, 4}, seqs(frames))
-	for _, f := range frames {
-		var decoded taskbridge.TaskEvent
-		require.NoError(t, json.Unmarshal(f.JSON, &decoded))
-		require.Equal(t, f.Event.EventID, decoded.EventID)
-		require.Equal(t, f.Event.Type, decoded.Type)
-		require.JSONEq(t, string(f.Event.Payload), string(decoded.Payload))
-		require.True(t, f.Event.CreatedAt.Equal(decoded.CreatedAt))
-		validateEvents(t, decoded)
+	for _, want := range stored.Events {
+		got, err := sub.Next(ctx)
+		require.NoError(t, err)
+		require.Equal(t, want.Seq, got.Seq)
+		require.Equal(t, want.EventID, got.EventID)
+		require.Equal(t, want.Type, got.Type)
+		require.Equal(t, id, got.TaskID)
+		require.True(t, want.CreatedAt.Equal(got.CreatedAt))
+		require.JSONEq(t, string(want.Payload), string(got.Payload))
+		validateEvents(t, got)
 	}
 
-	// Nothing new: Next returns no frames and no error.
-	more, err := sub.Next(ctx, nil)
-	require.NoError(t, err)
-	require.Empty(t, more)
-
+	// Next waits for the live events.
+	got := make(chan []taskbridge.TaskEvent, 1)
+	go func() { got <- collect(t, sub) }()
 	e.emit(t, id, taskbridge.MessagePayload{Message: "live"})
-	frames, err = next(t, sub)
-	require.NoError(t, err)
-	require.Equal(t, []int64{5}, seqs(frames))
-
 	e.emit(t, id, taskbridge.CompletedPayload{Result: map[string]any{"ok": true}})
-	frames, err = next(t, sub)
-	require.NoError(t, err)
-	require.Equal(t, []int64{6}, seqs(frames))
-	require.True(t, frames[0].Event.Terminal())
-	_, err = sub.Next(ctx, nil)
-	require.ErrorIs(t, err, io.EOF)
+	require.Equal(t, []int64{5, 6}, eventSeqs(<-got))
+	_, err = sub.Next(ctx)
+	require.ErrorIs(t, err, io.EOF, "io.EOF again")
 
-	sub.Close()
-	sub.Close()
-	require.Zero(t, e.metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"}))
-	_, err = sub.Next(ctx, nil)
+	require.NoError(t, sub.Close())
+	require.NoError(t, sub.Close(), "twice is fine")
+	_, err = sub.Next(ctx)
 	require.ErrorIs(t, err, taskbridge.ErrClosed)
 }
 
@@ -117,216 +111,108 @@ func TestSubscribeCursors(t *testing.T) {
 		e.emit(t, id, taskbridge.MessagePayload{Message: "m"})
 	}
 	// 12 events, 8..12 retained.
-	_, err := e.svc.Subscribe(ctx, alice, id, "x", taskbridge.SubscribeOpts{})
-	require.ErrorIs(t, err, taskbridge.ErrInvalidCursor)
-	_, err = e.svc.Subscribe(ctx, alice, id, "13", taskbridge.SubscribeOpts{})
-	require.ErrorIs(t, err, taskbridge.ErrInvalidCursor)
-	_, err = e.svc.Subscribe(ctx, alice, id, "6", taskbridge.SubscribeOpts{})
-	require.ErrorIs(t, err, taskbridge.ErrEventsExpired)
+	for cursor, want := range map[string]error{"x": taskbridge.ErrInvalidCursor, "13": taskbridge.ErrInvalidCursor, "6": taskbridge.ErrEventsExpired} {
+		_, err := e.svc.Subscribe(ctx, alice, id, cursor)
+		require.ErrorIs(t, err, want, cursor)
+	}
+	_, err := e.svc.Subscribe(ctx, bob, id, "")
+	require.ErrorIs(t, err, taskbridge.ErrTaskNotFound, "another user's task")
 
-	sub, err := e.svc.Subscribe(ctx, alice, id, "9", taskbridge.SubscribeOpts{})
+	sub, err := e.svc.Subscribe(ctx, alice, id, "9")
 	require.NoError(t, err)
 	defer sub.Close()
-	frames, err := next(t, sub)
-	require.NoError(t, err)
-	require.Equal(t, []int64{10, 11, 12}, seqs(frames))
+	e.emit(t, id, taskbridge.CompletedPayload{})
+	require.Equal(t, []int64{10, 11, 12, 13}, eventSeqs(collect(t, sub)))
 	require.EqualValues(t, 1, e.metrics.Value(taskbridge.MetricReplays))
-}
 
-func TestSubscribeTerminal(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	e := setup(t)
-	id := e.started(t, alice, "c")
-	e.emit(t, id, taskbridge.CompletedPayload{Result: nil})
-
-	sub, err := e.svc.Subscribe(ctx, alice, id, "1", taskbridge.SubscribeOpts{})
-	require.NoError(t, err)
-	frames := drain(t, sub)
-	require.Equal(t, []int64{2}, seqs(frames))
-	sub.Close()
-
-	// Resuming after the terminal event ends at once.
-	sub, err = e.svc.Subscribe(ctx, alice, id, "2", taskbridge.SubscribeOpts{})
+	// Resuming at the terminal event ends at once.
+	sub, err = e.svc.Subscribe(ctx, alice, id, "13")
 	require.NoError(t, err)
 	defer sub.Close()
-	_, err = sub.Next(ctx, nil)
+	_, err = sub.Next(ctx)
 	require.ErrorIs(t, err, io.EOF)
 }
 
-// TestFanOutExactlyOnce runs many subscribers against a fast appender and
-// checks each sees every event once, in order, including one that falls far
-// behind the live window and must catch up from the store.
-func TestFanOutExactlyOnce(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	e := setup(t, func(c *taskbridge.Config, _ *memstore.Config) { c.ReplayBatch = 64 })
-	id := e.started(t, alice, "c")
-	const perAppender = 1250
-	const total = 2 + 4*perAppender // several times the live window
-
-	const subscribers = 8
-	results := make([][]int64, subscribers)
-	var wg sync.WaitGroup
-	for i := range subscribers {
-		sub, err := e.svc.Subscribe(ctx, alice, id, "", taskbridge.SubscribeOpts{Transport: "ws"})
-		require.NoError(t, err)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer sub.Close()
-			for _, f := range drain(t, sub) {
-				results[i] = append(results[i], f.Event.Seq)
-			}
-		}()
-	}
-
-	// The laggard joins the live window, then reads nothing until the
-	// appender is done.
-	lag, err := e.svc.Subscribe(ctx, alice, id, "", taskbridge.SubscribeOpts{})
-	require.NoError(t, err)
-	defer lag.Close()
-	first, err := next(t, lag)
-	require.NoError(t, err)
-	require.Equal(t, []int64{1}, seqs(first))
-
-	var appenders sync.WaitGroup
-	for w := range 4 {
-		appenders.Add(1)
-		go func() {
-			defer appenders.Done()
-			for i := range perAppender {
-				if _, err := e.svc.Emitter(id).Emit(ctx, taskbridge.MessagePayload{Message: fmt.Sprintf("%d-%d", w, i)}); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	appenders.Wait()
-	e.emit(t, id, taskbridge.CompletedPayload{Result: total})
-	wg.Wait()
-
-	want := make([]int64, total)
-	for i := range want {
-		want[i] = int64(i + 1)
-	}
-	for i, got := range results {
-		requireSeqs(t, want, got, "subscriber ", i)
-	}
-	rest := drain(t, lag)
-	requireSeqs(t, want[1:], seqs(rest), "the laggard catches up from the store")
-	require.Zero(t, e.metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "ws"}))
-}
-
-func TestHeartbeatDue(t *testing.T) {
+// Close may come from another goroutine and ends a waiting Next; so do the
+// caller's context and a service shutdown.
+func TestSubscriptionEnds(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t)
 	id := e.started(t, alice, "c")
-	sub, err := e.svc.Subscribe(ctx, alice, id, "1", taskbridge.SubscribeOpts{HeartbeatInterval: 10 * time.Millisecond})
+	next := func(ctx context.Context, sub *taskbridge.Subscription) <-chan error {
+		ch := make(chan error, 1)
+		go func() {
+			_, err := sub.Next(ctx) // event 1
+			if err == nil {
+				_, err = sub.Next(ctx)
+			}
+			ch <- err
+		}()
+		return ch
+	}
+
+	sub, err := e.svc.Subscribe(ctx, alice, id, "")
+	require.NoError(t, err)
+	done := next(ctx, sub)
+	require.NoError(t, sub.Close())
+	require.ErrorIs(t, <-done, taskbridge.ErrClosed)
+
+	sub, err = e.svc.Subscribe(ctx, alice, id, "")
 	require.NoError(t, err)
 	defer sub.Close()
-	require.False(t, sub.HeartbeatDue())
-	timeout := time.After(10 * time.Second)
-	for beats := 0; beats < 3; {
-		select {
-		case <-sub.Ready():
-		case <-timeout:
-			t.Fatalf("only %d heartbeats", beats)
-		}
-		frames, err := sub.Next(ctx, nil)
-		require.NoError(t, err)
-		require.Empty(t, frames)
-		if sub.HeartbeatDue() {
-			beats++
-			require.False(t, sub.HeartbeatDue(), "HeartbeatDue clears the flag")
-		}
-	}
+	cctx, cancel := context.WithCancel(ctx)
+	done = next(cctx, sub)
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+
+	done = next(ctx, sub)
+	require.NoError(t, e.svc.Shutdown(ctx))
+	require.ErrorIs(t, <-done, taskbridge.ErrClosed)
 }
 
-func TestSharedSignal(t *testing.T) {
-	t.Parallel()
-	ctx := context.Background()
-	e := setup(t)
-	a := e.started(t, alice, "a")
-	b := e.started(t, alice, "b")
-	signal := make(chan struct{}, 1)
-	subA, err := e.svc.Subscribe(ctx, alice, a, "1", taskbridge.SubscribeOpts{Signal: signal})
-	require.NoError(t, err)
-	defer subA.Close()
-	subB, err := e.svc.Subscribe(ctx, alice, b, "1", taskbridge.SubscribeOpts{Signal: signal})
-	require.NoError(t, err)
-	defer subB.Close()
-	for _, s := range []*taskbridge.Subscription{subA, subB} {
-		frames, err := s.Next(ctx, nil) // join the live topic
-		require.NoError(t, err)
-		require.Empty(t, frames)
-	}
-	select { // drain a signal left by joining
-	case <-signal:
-	default:
-	}
-	e.emit(t, b, taskbridge.MessagePayload{Message: "to b"})
-	<-signal
-	frames, err := subB.Next(ctx, nil)
-	require.NoError(t, err)
-	require.Equal(t, []int64{2}, seqs(frames))
-
-	_, err = e.svc.Subscribe(ctx, alice, a, "", taskbridge.SubscribeOpts{Signal: make(chan struct{})})
-	require.Error(t, err, "an unbuffered signal channel is refused")
-}
-
-func TestShutdownEndsSubscriptions(t *testing.T) {
+// The transports subscribe through the bridge: the same checks, counted
+// in streams_active by transport.
+func TestTransportSubscribe(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	e := setup(t)
 	id := e.started(t, alice, "c")
-	sub, err := e.svc.Subscribe(ctx, alice, id, "", taskbridge.SubscribeOpts{Transport: "sse", HeartbeatInterval: time.Hour})
-	require.NoError(t, err)
+	sse := taskbridge.Label{Name: "transport", Value: "sse"}
 
-	// Shutdown waits for the transport to close the subscription.
+	_, err := hooks.Subscribe(ctx, e.svc, bob, id, "", fanout.SubscribeOpts{Transport: "sse"})
+	require.ErrorIs(t, err, taskbridge.ErrTaskNotFound)
+	_, err = hooks.Subscribe(ctx, e.svc, alice, id, "x", fanout.SubscribeOpts{Transport: "sse"})
+	require.ErrorIs(t, err, taskbridge.ErrInvalidCursor)
+
+	sub, err := hooks.Subscribe(ctx, e.svc, alice, id, "", fanout.SubscribeOpts{Transport: "sse"})
+	require.NoError(t, err)
+	require.EqualValues(t, 1, e.metrics.Value(taskbridge.MetricStreamsActive, sse))
+	frames, err := sub.Next(ctx, nil)
+	require.NoError(t, err)
+	require.Equal(t, []int64{1}, seqs(frames))
+	var ev taskbridge.TaskEvent
+	require.NoError(t, json.Unmarshal(frames[0].JSON, &ev))
+	require.Equal(t, "1", ev.EventID)
+	sub.Close()
+	require.Zero(t, e.metrics.Value(taskbridge.MetricStreamsActive, sse))
+
+	// Shutdown ends the transports' subscriptions with ErrClosed and waits
+	// for them to be closed.
+	sub, err = hooks.Subscribe(ctx, e.svc, alice, id, "1", fanout.SubscribeOpts{Transport: "sse", HeartbeatInterval: time.Hour})
+	require.NoError(t, err)
 	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
 	defer cancel()
 	require.ErrorIs(t, e.svc.Shutdown(short), context.DeadlineExceeded)
-
 	<-sub.Ready()
-	frames, err := sub.Next(ctx, nil)
-	require.Empty(t, frames)
+	_, err = sub.Next(ctx, nil)
 	require.ErrorIs(t, err, taskbridge.ErrClosed)
 	sub.Close()
 	require.NoError(t, e.svc.Shutdown(ctx))
-	require.Zero(t, e.metrics.Value(taskbridge.MetricStreamsActive, taskbridge.Label{Name: "transport", Value: "sse"}))
-}
-
-func TestAppendEventJSON(t *testing.T) {
-	t.Parallel()
-	at := time.Date(2026, 5, 4, 12, 0, 10, 500_000_000, time.FixedZone("CEST", 2*3600))
-	cases := []taskbridge.TaskEvent{
-		{Type: taskbridge.EventTaskProgress, TaskID: "task_123", EventID: "3", CreatedAt: at, Payload: json.RawMessage(`{"progress":60}`)},
-		{Type: taskbridge.EventTaskMessage, TaskID: "t", EventID: "1", CreatedAt: at, Payload: json.RawMessage("{\n  \"message\": \"a b\"\n}")},
-		{Type: taskbridge.EventTaskMessage, TaskID: `we"ird`, EventID: "1", CreatedAt: at, Payload: json.RawMessage(`{"message":"<&>"}`)},
-		{Type: taskbridge.EventTaskCompleted, TaskID: "t", EventID: "2", CreatedAt: at, Payload: json.RawMessage(`not json`)},
-	}
-	for _, ev := range cases {
-		got := taskbridge.AppendEventJSON(nil, ev)
-		require.True(t, json.Valid(got), string(got))
-		require.NotContains(t, string(got), "\n")
-		var back map[string]any
-		require.NoError(t, json.Unmarshal(got, &back))
-		require.Equal(t, ev.TaskID, back["taskId"])
-		require.Equal(t, "2026-05-04T10:00:10.5Z", back["createdAt"], "createdAt is UTC")
-		if json.Valid(ev.Payload) {
-			want, err := json.Marshal(ev)
-			require.NoError(t, err)
-			var wantMap map[string]any
-			require.NoError(t, json.Unmarshal(want, &wantMap))
-			wantMap["createdAt"] = back["createdAt"]
-			require.Equal(t, wantMap, back)
-		} else {
-			require.Equal(t, map[string]any{}, back["payload"])
-		}
-	}
+	_, err = hooks.Subscribe(ctx, e.svc, alice, id, "", fanout.SubscribeOpts{})
+	require.ErrorIs(t, err, taskbridge.ErrClosed)
+	require.Equal(t, slog.DiscardHandler, hooks.Logger(e.svc).Handler())
+	require.Equal(t, e.clock.Now(), hooks.Now(e.svc))
 }
 
 func BenchmarkFanOut(b *testing.B) {
@@ -334,19 +220,14 @@ func BenchmarkFanOut(b *testing.B) {
 		b.Run(fmt.Sprintf("subscribers=%d", subs), func(b *testing.B) {
 			nb := newNextBench(b, memstore.Config{})
 			defer nb.close()
-			ctx, svc, em, taskID := nb.ctx, nb.svc, nb.em, nb.task
+			ctx, em := nb.ctx, nb.em
 			var wg sync.WaitGroup
 			total := b.N + 1
 			for range subs {
-				sub, err := svc.Subscribe(ctx, alice, taskID, "1", taskbridge.SubscribeOpts{})
-				if err != nil {
-					b.Fatal(err)
-				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				sub := nb.subscribe("1")
+				wg.Go(func() {
 					defer sub.Close()
-					buf := make([]*taskbridge.Frame, 0, 512)
+					buf := make([]*fanout.Frame, 0, 512)
 					for got := 0; got < total; {
 						frames, err := sub.Next(ctx, buf[:0])
 						got += len(frames)
@@ -357,7 +238,7 @@ func BenchmarkFanOut(b *testing.B) {
 							<-sub.Ready()
 						}
 					}
-				}()
+				})
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -374,33 +255,4 @@ func BenchmarkFanOut(b *testing.B) {
 			b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
 		})
 	}
-}
-
-// TestNoGoroutinesOutliveStreams checks that the hub's goroutines (topic
-// fetchers, heartbeat schedulers) end with the last subscription, without a
-// service shutdown. It is not parallel: goleak looks at every goroutine.
-func TestNoGoroutinesOutliveStreams(t *testing.T) {
-	ignore := goleak.IgnoreCurrent()
-	ctx := context.Background()
-	store := memstore.New(memstore.Config{})
-	defer store.Close()
-	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
-	require.NoError(t, err)
-	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "t"})
-	require.NoError(t, err)
-	em := svc.Emitter(resp.TaskID)
-	_, err = em.Emit(ctx, taskbridge.StartedPayload{})
-	require.NoError(t, err)
-
-	sub, err := svc.Subscribe(ctx, alice, resp.TaskID, "", taskbridge.SubscribeOpts{Transport: "sse", HeartbeatInterval: time.Hour})
-	require.NoError(t, err)
-	_, err = next(t, sub)
-	require.NoError(t, err)
-	_, err = em.Emit(ctx, taskbridge.MessagePayload{Message: "live"})
-	require.NoError(t, err)
-	frames, err := next(t, sub)
-	require.NoError(t, err)
-	require.Len(t, frames, 1)
-	sub.Close()
-	goleak.VerifyNone(t, ignore)
 }

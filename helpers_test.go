@@ -9,6 +9,7 @@ import (
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
 // validateEvents checks each event, as it goes on the wire, against the
@@ -19,7 +20,7 @@ func validateEvents(t *testing.T, events ...taskbridge.TaskEvent) {
 		raw, err := json.Marshal(ev)
 		require.NoError(t, err)
 		protocoltest.ValidateEvent(t, raw)
-		protocoltest.ValidateEvent(t, taskbridge.AppendEventJSON(nil, ev))
+		protocoltest.ValidateEvent(t, wire.AppendEvent(nil, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload))
 		_, err = taskbridge.DecodePayload(ev)
 		require.NoError(t, err, "event %s %s", ev.EventID, ev.Type)
 	}

@@ -91,12 +91,16 @@ type PruneReport struct {
 	ReceiptsDeleted int
 	// TasksDeleted counts terminal tasks older than TaskRetention.
 	TasksDeleted int
+	// AttachmentsDiscarded counts the files of deleted tasks that
+	// Config.Attachments removed.
+	AttachmentsDiscarded int
 }
 
 // Prune applies retention: it expires OPEN suspensions past their deadline,
 // deletes receipts older than Config.ReceiptRetention (keeping those whose
 // resume is still pending) and, unless Config.TaskRetention is negative,
-// deletes terminal tasks older than that with their events.
+// deletes terminal tasks older than that with their events, and their
+// uploaded files through Config.Attachments.
 func (s *Service) Prune(ctx context.Context) (PruneReport, error) {
 	var rep PruneReport
 	now := s.clock()
@@ -117,7 +121,7 @@ func (s *Service) Prune(ctx context.Context) (PruneReport, error) {
 	}
 	if s.cfg.TaskRetention > 0 {
 		if err := batched(func() (int, error) {
-			return s.store.DeleteTerminalTasks(ctx, now.Add(-s.cfg.TaskRetention), maintenanceBatch)
+			return s.deleteTerminalTasks(ctx, now.Add(-s.cfg.TaskRetention), maintenanceBatch, &rep.AttachmentsDiscarded)
 		}, &rep.TasksDeleted); err != nil {
 			return rep, err
 		}

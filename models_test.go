@@ -18,16 +18,43 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
 )
 
-// wireAny decodes JSON into generic values for shape comparisons.
+// wireAny decodes JSON into generic values for shape comparisons. Times
+// are written as one canonical string, so that the same instant compares
+// equal in the fixtures' format ("12:00:10Z") and the library's
+// ("12:00:10.000Z").
 func wireAny(t *testing.T, b []byte) any {
+	t.Helper()
+	return canonicalTimes(wireRaw(t, b))
+}
+
+// wireRaw decodes JSON into generic values as they are.
+func wireRaw(t *testing.T, b []byte) any {
 	t.Helper()
 	var v any
 	require.NoError(t, json.Unmarshal(b, &v), "%s", b)
 	return v
 }
 
+func canonicalTimes(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = canonicalTimes(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = canonicalTimes(e)
+		}
+	case string:
+		if at, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			return "time " + at.UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return v
+}
+
 // requireWireEqual asserts that two JSON documents are equivalent: same
-// members with exactly the same names, same values.
+// members with exactly the same names, same values (times as instants).
 func requireWireEqual(t *testing.T, want, got []byte) {
 	t.Helper()
 	require.Equal(t, wireAny(t, want), wireAny(t, got), "want %s\ngot  %s", want, got)
@@ -145,7 +172,7 @@ func wireMarshal(t *testing.T, v any) (map[string]any, []byte) {
 	t.Helper()
 	b, err := json.Marshal(v)
 	require.NoError(t, err)
-	m, ok := wireAny(t, b).(map[string]any)
+	m, ok := wireRaw(t, b).(map[string]any)
 	require.True(t, ok, "%s is not an object", b)
 	return m, b
 }
@@ -166,7 +193,7 @@ func TestResponseJSONShapes(t *testing.T) {
 		t.Parallel()
 		m, b := wireMarshal(t, ev)
 		require.Equal(t, []string{"createdAt", "eventId", "payload", "taskId", "type"}, wireKeys(m))
-		require.Equal(t, "2026-05-04T12:00:00Z", m["createdAt"])
+		require.Equal(t, "2026-05-04T12:00:00.000Z", m["createdAt"])
 		protocoltest.ValidateEvent(t, b)
 	})
 	t.Run("CreateTaskResponse always has deduplicated", func(t *testing.T) {
@@ -265,7 +292,7 @@ func TestResponseJSONShapes(t *testing.T) {
 		m, b := wireMarshal(t, env)
 		require.Equal(t, []string{"code", "details", "message", "timestamp"}, wireKeys(m))
 		require.Equal(t, map[string]any{}, m["details"], "details is {} not null")
-		require.Equal(t, "2026-05-04T12:00:00.000000005Z", m["timestamp"])
+		require.Equal(t, "2026-05-04T12:00:00.000Z", m["timestamp"], "UTC, three digits, truncated")
 		protocoltest.ValidateErrorResponse(t, b)
 	})
 	t.Run("WebSocket frames", func(t *testing.T) {

@@ -26,6 +26,14 @@ type TaskRegistry interface {
 
 	// ListTasks returns up to q.Limit tasks matching q, ordered newest
 	// first by (CreatedAt, ID) descending.
+	//
+	// Clients list their own tasks on every screen refresh, so with
+	// q.OwnerID set it must not scan or sort the store: a page must cost
+	// O(log n + k), n the owner's tasks and k the tasks looked at (the
+	// page, plus those a status filter skips) — an index on (OwnerID,
+	// CreatedAt, ID) gives that. Without OwnerID (hosts' maintenance and
+	// admin tools, never a client request) it may cost O(n log n) in all
+	// tasks.
 	ListTasks(ctx context.Context, q TaskQuery) ([]Task, error)
 
 	// RequestCancel records a cancellation request on a non-terminal task:
@@ -40,6 +48,16 @@ type TaskRegistry interface {
 	// events, suspensions and receipts, and returns how many it removed.
 	// Deleting a task frees its (OwnerID, ClientRequestID) key.
 	DeleteTerminalTasks(ctx context.Context, before time.Time, limit int) (int, error)
+}
+
+// TaskHeadGetter is an optional [TaskRegistry] extension that the service
+// uses, when the store implements it, to check who may see a task before
+// anything large is loaded: a request for another owner's task then costs
+// the same whether that task holds 1 MB of input or does not exist.
+type TaskHeadGetter interface {
+	// GetTaskHead returns the task with id taskID like GetTask, but with
+	// nil Input, Metadata and Attachments; it must not load them.
+	GetTaskHead(ctx context.Context, taskID string) (Task, error)
 }
 
 // TaskQuery selects tasks for [TaskRegistry.ListTasks].

@@ -34,6 +34,9 @@ func (f AuthFunc) ResolveAuth(r *http.Request) (AuthContext, error) { return f(r
 // allow and an error wrapping [ErrAccessDenied] to deny; other errors are
 // server faults. Denied reads are reported to clients as TASK_NOT_FOUND, so
 // task ids cannot be probed; a denied create is TASK_OWNERSHIP_ERROR.
+//
+// CanAccess runs before the task's payload is loaded: the task it gets has
+// nil Input, Metadata and Attachments (see [TaskHeadGetter]).
 type OwnershipPolicy interface {
 	CanCreate(ctx context.Context, auth AuthContext, req CreateTaskRequest) error
 	CanAccess(ctx context.Context, auth AuthContext, task Task) error

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Request field limits.
@@ -33,7 +34,8 @@ func (s *Service) checkOpen() error {
 	return nil
 }
 
-// ownedTask loads a task the caller may see. Unknown, malformed and foreign
+// ownedTask loads a task the caller may see, without its Input, Metadata
+// and Attachments (see [Service.taskHead]). Unknown, malformed and foreign
 // ids all give ErrTaskNotFound, so ids cannot be probed.
 func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string) (Task, error) {
 	if auth.Subject == "" {
@@ -42,7 +44,7 @@ func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string
 	if !ValidTaskID(taskID) {
 		return Task{}, taskNotFound(taskID)
 	}
-	t, err := s.store.GetTask(ctx, taskID)
+	t, err := s.taskHead(ctx, taskID)
 	if errors.Is(err, ErrTaskNotFound) {
 		return Task{}, taskNotFound(taskID)
 	}
@@ -56,6 +58,18 @@ func (s *Service) ownedTask(ctx context.Context, auth AuthContext, taskID string
 		return Task{}, err
 	}
 	return t, nil
+}
+
+// taskHead returns a task's record without its Input, Metadata and
+// Attachments, through [TaskHeadGetter] when the store has it, so that the
+// ownership check runs before they are loaded.
+func (s *Service) taskHead(ctx context.Context, taskID string) (Task, error) {
+	if g, ok := s.store.(TaskHeadGetter); ok {
+		return g.GetTaskHead(ctx, taskID)
+	}
+	t, err := s.store.GetTask(ctx, taskID)
+	t.Input, t.Metadata, t.Attachments = nil, nil, nil
+	return t, err
 }
 
 func taskNotFound(taskID string) error {
@@ -140,6 +154,8 @@ func checkID(v *ValidationError, field, value string) {
 		v.Add(field, "is required")
 	case len(value) > maxIDLen:
 		v.Add(field, "must be at most %d bytes", maxIDLen)
+	case !utf8.ValidString(value):
+		v.Add(field, "must be UTF-8 text")
 	}
 }
 
@@ -148,9 +164,12 @@ func checkID(v *ValidationError, field, value string) {
 // returns the existing task with Deduplicated set; reusing the id with a
 // different task type, input or attachments fails with
 // [ErrIdempotencyConflict]. A denied create fails with [ErrTaskOwnership];
-// invalid fields with a [*ValidationError]. If the executor refuses the
-// task, the task is failed with a TASK_FAILED event (so every stream of it
-// ends) and CreateTask fails with [ErrSubmission].
+// invalid fields with a [*ValidationError]; a create beyond
+// Config.MaxLiveTasksPerOwner with [ErrTaskQuota]. A [TaskAdmitter] executor
+// may refuse the task before it exists ([ErrTooManyTasks], [ErrSubmission]).
+// If the executor refuses the task in Submit, the task is failed with a
+// TASK_FAILED event (so every stream of it ends) and CreateTask fails with
+// [ErrSubmission].
 func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTaskRequest) (CreateTaskResponse, error) {
 	if err := s.checkOpen(); err != nil {
 		return CreateTaskResponse{}, err
@@ -187,6 +206,12 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 		}
 	}
 
+	release, err := s.admit(ctx, auth, req)
+	if err != nil {
+		return CreateTaskResponse{}, err
+	}
+	defer release()
+
 	now := s.clock()
 	id := s.newID()
 	if !ValidTaskID(id) {
@@ -205,7 +230,7 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 		CreatedAt:       now,
 		UpdatedAt:       now,
 	}
-	stored, created, err := s.store.CreateTask(ctx, task)
+	stored, created, err := s.storeTask(ctx, task)
 	if err != nil {
 		return CreateTaskResponse{}, err
 	}
@@ -291,14 +316,13 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 		return PollResponse{}, err
 	}
 	if len(events) == 0 && req.WaitTimeout > 0 && !task.Status.Terminal() {
-		found, err := s.hub.waitForEvent(ctx, taskID, after, req.WaitTimeout)
-		if err != nil {
+		// Read again whatever the wait found: the fan-out may lag behind
+		// the store, which has the last word.
+		if err := s.hub.Wait(ctx, taskID, after, req.WaitTimeout); err != nil {
 			return PollResponse{}, err
 		}
-		if found {
-			if events, err = s.store.Read(ctx, taskID, after, limit+1); err != nil {
-				return PollResponse{}, err
-			}
+		if events, err = s.store.Read(ctx, taskID, after, limit+1); err != nil {
+			return PollResponse{}, err
 		}
 	}
 	resp := PollResponse{TaskID: taskID, Events: events}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -330,12 +329,12 @@ func TestCreateTask(t *testing.T) {
 		require.Zero(t, e.metrics.Value(taskbridge.MetricTaskStarts))
 
 		// A stream of the task terminates.
-		sub, err := e.svc.Subscribe(ctx, alice, list.Tasks[0].TaskID, "", taskbridge.SubscribeOpts{})
+		sub, err := e.svc.Subscribe(ctx, alice, list.Tasks[0].TaskID, "")
 		require.NoError(t, err)
 		defer sub.Close()
-		frames := drain(t, sub)
-		require.Len(t, frames, 1)
-		require.True(t, frames[0].Event.Terminal())
+		events := collect(t, sub)
+		require.Len(t, events, 1)
+		require.True(t, events[0].Terminal())
 	})
 }
 
@@ -571,7 +570,7 @@ func TestNonOwnersGetNotFound(t *testing.T) {
 	_, checks["poll"] = e.svc.PollEvents(ctx, bob, id, taskbridge.PollRequest{})
 	_, checks["cancel"] = e.svc.CancelTask(ctx, bob, id, taskbridge.CancelRequest{})
 	_, checks["get"] = e.svc.GetTask(ctx, bob, id)
-	_, checks["subscribe"] = e.svc.Subscribe(ctx, bob, id, "", taskbridge.SubscribeOpts{})
+	_, checks["subscribe"] = e.svc.Subscribe(ctx, bob, id, "")
 	_, checks["action"] = e.svc.SubmitAction(ctx, bob, id, taskbridge.ActionRequest{ClientActionID: "a", SuspendID: sus.SuspendID, ActionType: "ok"})
 	_, checks["unknown"] = e.svc.GetTask(ctx, alice, "00000000-0000-0000-0000-000000000000")
 	_, checks["malformed"] = e.svc.GetTask(ctx, alice, "../etc/passwd")
@@ -723,32 +722,7 @@ func TestShutdownRejectsCommands(t *testing.T) {
 	require.NoError(t, e.svc.Shutdown(ctx), "twice is fine")
 	_, err := e.svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "x", TaskType: "t"})
 	require.ErrorIs(t, err, taskbridge.ErrClosed)
-	_, err = e.svc.Subscribe(ctx, alice, id, "", taskbridge.SubscribeOpts{})
+	_, err = e.svc.Subscribe(ctx, alice, id, "")
 	require.ErrorIs(t, err, taskbridge.ErrClosed)
 	require.Error(t, e.svc.Readiness().CheckReady(ctx))
-}
-
-// drain returns every frame until the subscription ends with io.EOF.
-func drain(t *testing.T, sub *taskbridge.Subscription) []*taskbridge.Frame {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var out []*taskbridge.Frame
-	for {
-		n := len(out)
-		var err error
-		out, err = sub.Next(ctx, out)
-		if errors.Is(err, io.EOF) {
-			return out
-		}
-		require.NoError(t, err)
-		if len(out) > n {
-			continue
-		}
-		select {
-		case <-sub.Ready():
-		case <-ctx.Done():
-			t.Fatalf("subscription did not end: %d frames", len(out))
-		}
-	}
 }

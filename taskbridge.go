@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 )
 
 // Config configures a [Service]. A zero field means its default.
@@ -37,6 +39,24 @@ type Config struct {
 	// happens only while the host runs [Service.RunMaintenance] (or calls
 	// Prune).
 	TaskRetention time.Duration
+	// Attachments, when set, removes the uploaded files of the tasks that
+	// retention deletes: [Service.Prune] calls its Discard for the Ref of
+	// every attachment of every task it deletes. Pass the HTTP handler's
+	// upload sink (every httpapi.AttachmentSink is one). It needs a store
+	// that implements [TerminalTaskPruner]; with another store the files
+	// are left to the host, and New logs a warning.
+	Attachments AttachmentDiscarder
+	// MaxLiveTasksPerOwner bounds how many tasks one owner may have that
+	// have not ended (ACCEPTED or RUNNING). A create beyond it fails with
+	// [ErrTaskQuota] (HTTP 429 TOO_MANY_TASKS, which clients retry
+	// with backoff); repeating the create of an existing task is
+	// deduplicated as always. The quota is exact with a store that
+	// implements [LiveTaskCreator] (memstore does). With another store it
+	// is best-effort: concurrent creates of one owner may pass it together,
+	// and while the owner is at the quota a repeat of a task that has
+	// already ended is refused instead of deduplicated. Zero means no
+	// limit.
+	MaxLiveTasksPerOwner int
 	// ReplayBatch is how many events one store read returns while replaying
 	// a stream. Defaults to 256.
 	ReplayBatch int
@@ -59,7 +79,7 @@ type Service struct {
 	log     *slog.Logger
 	now     func() time.Time
 	newID   func() string
-	hub     *hub
+	hub     *fanout.Hub
 	relay   *controlRelay // nil unless the store is a ControlFeed and the executor a LocalExecutor
 
 	mu     sync.Mutex
@@ -95,6 +115,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.TaskRetention == 0 {
 		cfg.TaskRetention = DefaultTaskRetention
 	}
+	if cfg.MaxLiveTasksPerOwner < 0 {
+		return nil, errors.New("taskbridge: Config.MaxLiveTasksPerOwner must not be negative")
+	}
 	if cfg.ReplayBatch <= 0 {
 		cfg.ReplayBatch = 256
 	}
@@ -108,19 +131,18 @@ func New(cfg Config) (*Service, error) {
 		now:     cfg.Now,
 		newID:   cfg.NewID,
 	}
-	s.hub = newHub(s)
+	if _, ok := cfg.Store.(TerminalTaskPruner); cfg.Attachments != nil && !ok {
+		cfg.Logger.Warn("taskbridge: the store does not implement TerminalTaskPruner: " +
+			"retention deletes tasks but leaves their uploaded files (Config.Attachments) to the host")
+	}
+	hub, err := newHub(s)
+	if err != nil {
+		return nil, err
+	}
+	s.hub = hub
 	s.relay = startControlRelay(s)
 	return s, nil
 }
-
-// Logger returns the service's logger, for transports.
-func (s *Service) Logger() *slog.Logger { return s.log }
-
-// Now returns the current time from the service's clock, in UTC.
-func (s *Service) Now() time.Time { return s.now().UTC() }
-
-// Metrics returns the service's metrics sink, for transports.
-func (s *Service) Metrics() MetricsSink { return s.metrics }
 
 // Readiness returns the composite readiness probe: the store and the
 // executor when they implement [ReadinessProbe], the service itself (not
@@ -164,5 +186,5 @@ func (s *Service) Shutdown(ctx context.Context) error {
 	if s.relay != nil {
 		s.relay.shutdown()
 	}
-	return s.hub.shutdown(ctx)
+	return s.hub.Shutdown(ctx)
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -36,12 +37,12 @@ func invalidRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
 }
 
-// readJSONBody reads at most limit bytes of r's body. A longer body fails
-// with 413. A non-empty body must not be declared as anything but JSON: a
-// missing Content-Type is accepted, but text/plain or form types (what a
-// cross-site form or fetch can send without a CORS preflight) are 400.
-func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	b, err := readBody(w, r, limit)
+// readJSONBody reads r's body, at most Config.MaxJSONBytes of it. A longer
+// body fails with 413. A non-empty body must not be declared as anything
+// but JSON: a missing Content-Type is accepted, but text/plain or form
+// types are 400.
+func (h *Handler) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := h.readBody(w, r)
 	if err != nil || len(bytes.TrimSpace(b)) == 0 {
 		return b, err
 	}
@@ -57,17 +58,19 @@ func readJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, 
 }
 
 // readJSONObject reads a body that must be one JSON object.
-func readJSONObject(w http.ResponseWriter, r *http.Request, limit int64) (jsonObject, error) {
-	body, err := readJSONBody(w, r, limit)
+func (h *Handler) readJSONObject(w http.ResponseWriter, r *http.Request) (jsonObject, error) {
+	body, err := h.readJSONBody(w, r)
 	if err != nil {
 		return nil, err
 	}
 	return decodeJSONObject(body)
 }
 
-// readBody reads at most limit bytes of r's body. A longer body fails with
-// 413.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// readBody reads r's body, at most Config.MaxJSONBytes of it (within
+// Config.BodyReadTimeout, see [Handler.authed]). A longer body fails with
+// 413, a slower one with 408.
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := h.cfg.MaxJSONBytes
 	tooLarge := &statusError{
 		status: http.StatusRequestEntityTooLarge, code: taskbridge.CodeInvalidRequest,
 		msg:     "Request body exceeds " + strconv.FormatInt(limit, 10) + " bytes",
@@ -76,7 +79,7 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	if r.ContentLength > limit {
 		return nil, tooLarge
 	}
-	if r.Body == nil {
+	if r.Body == nil || r.ContentLength == 0 {
 		return nil, nil
 	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -84,8 +87,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, tooLarge
 		}
+		if err := h.bodies.cutOff(err, taskbridge.CodeInvalidRequest, h.cfg.BodyReadTimeout); err != nil {
+			return nil, err
+		}
 		return nil, invalidRequest("reading the request body failed")
 	}
+	bodyOf(r).complete()
 	return b, nil
 }
 
@@ -128,8 +135,61 @@ func (o jsonObject) requiredID(verr *taskbridge.ValidationError, name string) st
 		verr.Add(name, "must be a string")
 		return ""
 	}
+	if !exactJSONString(raw) {
+		// Decoding put U+FFFD in place of what is not text, so that
+		// different ids would become the same one.
+		verr.Add(name, notUTF8)
+		return ""
+	}
 	checkID(verr, name, s)
 	return s
+}
+
+// notUTF8 is the field error of an id that is not UTF-8 text, over JSON and
+// multipart alike.
+const notUTF8 = "must be UTF-8 text"
+
+// exactJSONString reports whether raw, a well-formed JSON string literal,
+// decodes without replacement characters: its bytes are UTF-8 and every
+// \u escape of a UTF-16 surrogate is half of a valid pair.
+func exactJSONString(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character
+		if raw[i] != 'u' {
+			continue
+		}
+		r := hexRune(raw[i+1 : i+5])
+		i += 4
+		if !utf16.IsSurrogate(r) {
+			continue
+		}
+		if r >= 0xDC00 { // a low surrogate without its high one
+			return false
+		}
+		if i+6 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' {
+			return false
+		}
+		if lo := hexRune(raw[i+3 : i+7]); lo < 0xDC00 || lo > 0xDFFF {
+			return false
+		}
+		i += 6
+	}
+	return true
+}
+
+// hexRune decodes the four hex digits of a \u escape.
+func hexRune(b []byte) rune {
+	n, err := strconv.ParseUint(string(b), 16, 32)
+	if err != nil {
+		return utf8.RuneError
+	}
+	return rune(n)
 }
 
 // checkID validates a required identifier's value.
@@ -214,7 +274,7 @@ func textField(verr *taskbridge.ValidationError, name string, vals [][]byte) str
 		return ""
 	}
 	if !utf8.Valid(vals[0]) {
-		verr.Add(name, "must be UTF-8 text")
+		verr.Add(name, notUTF8)
 		return ""
 	}
 	s := string(vals[0])

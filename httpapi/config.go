@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,6 +42,34 @@ type Config struct {
 	// Sink stores uploaded files. Defaults to a [TempDirSink] spooling to
 	// os.TempDir().
 	Sink AttachmentSink
+	// FileFields are the multipart field names that carry files. A file
+	// part (one whose Content-Disposition has a filename) in any other
+	// field fails the request with 400 UPLOAD_VALIDATION_ERROR naming
+	// these fields, so that no file is silently dropped. Defaults to
+	// "attachments" (the Android SDK's default) and "attachment".
+	FileFields []string
+
+	// CrossOrigin guards the state-changing routes (create, cancel,
+	// actions) against cross-site request forgery on hosts that
+	// authenticate with cookies. It checks the requests a page on another
+	// site can send without a CORS preflight: those without a JSON
+	// Content-Type (a multipart create, a cancel without a body or typed
+	// as a form or text, a body without a type). A browser marks where
+	// they come from (Sec-Fetch-Site, Origin); cross-origin ones are 403
+	// INVALID_REQUEST. Requests without those headers (the Android SDK,
+	// curl, servers) pass. Requests with a JSON Content-Type are left to
+	// the host's CORS policy, since a browser sends them cross-origin only
+	// after a preflight it allows. Defaults to
+	// http.NewCrossOriginProtection(); add a web front end on another
+	// origin that posts multipart creates with AddTrustedOrigin.
+	CrossOrigin *http.CrossOriginProtection
+
+	// BodyReadTimeout is how long the body of a JSON create, a cancel or an
+	// action may take to arrive, from when the handler starts reading it;
+	// a body still incomplete then gets 408 INVALID_REQUEST. It is set per
+	// request with http.ResponseController, so it does not touch the
+	// server's other requests or long-lived streams. Defaults to 30s.
+	BodyReadTimeout time.Duration
 
 	// MaxJSONBytes bounds JSON request bodies and every non-file part of a
 	// multipart request. A larger body gets 413. Defaults to 1 MiB.
@@ -112,6 +141,10 @@ type UploadLimits struct {
 	// MaxFiles bounds the number of file parts. More get 400
 	// UPLOAD_VALIDATION_ERROR. Defaults to 10.
 	MaxFiles int
+	// ReadTimeout is how long a multipart create body may take to arrive,
+	// files included; a body still incomplete then gets 408
+	// UPLOAD_VALIDATION_ERROR and its files are discarded. Defaults to 5m.
+	ReadTimeout time.Duration
 	// AllowedContentTypes lists the media types files may declare, such as
 	// "image/png", or "image/*" for a whole type; matching ignores case and
 	// parameters. A file with another type gets 400
@@ -121,11 +154,13 @@ type UploadLimits struct {
 
 // Default limits.
 const (
-	DefaultMaxFileBytes    int64 = 10 << 20
-	DefaultMaxRequestBytes int64 = 32 << 20
-	DefaultMaxFiles              = 10
-	DefaultMaxJSONBytes    int64 = 1 << 20
-	DefaultReadyTimeout          = 5 * time.Second
+	DefaultMaxFileBytes      int64 = 10 << 20
+	DefaultMaxRequestBytes   int64 = 32 << 20
+	DefaultMaxFiles                = 10
+	DefaultMaxJSONBytes      int64 = 1 << 20
+	DefaultReadyTimeout            = 5 * time.Second
+	DefaultBodyReadTimeout         = 30 * time.Second
+	DefaultUploadReadTimeout       = 5 * time.Minute
 )
 
 // withDefaults validates cfg and fills in its defaults.
@@ -139,9 +174,21 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.Sink == nil {
 		cfg.Sink = &TempDirSink{}
 	}
+	if cfg.CrossOrigin == nil {
+		cfg.CrossOrigin = http.NewCrossOriginProtection()
+	}
+	if err := cfg.fileFields(); err != nil {
+		return cfg, err
+	}
 	if cfg.MaxJSONBytes < 0 || cfg.Uploads.MaxFileBytes < 0 || cfg.Uploads.MaxRequestBytes < 0 ||
-		cfg.Uploads.MaxFiles < 0 || cfg.ReadyTimeout < 0 {
+		cfg.Uploads.MaxFiles < 0 || cfg.ReadyTimeout < 0 || cfg.BodyReadTimeout < 0 || cfg.Uploads.ReadTimeout < 0 {
 		return cfg, errors.New("httpapi: limits and timeouts must not be negative")
+	}
+	if cfg.BodyReadTimeout == 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.Uploads.ReadTimeout == 0 {
+		cfg.Uploads.ReadTimeout = DefaultUploadReadTimeout
 	}
 	if cfg.MaxJSONBytes == 0 {
 		cfg.MaxJSONBytes = DefaultMaxJSONBytes
@@ -189,6 +236,27 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// fileFields validates FileFields (on a copy) and fills in its default.
+func (cfg *Config) fileFields() error {
+	if len(cfg.FileFields) == 0 {
+		cfg.FileFields = []string{fieldAttachments, fieldAttachment}
+		return nil
+	}
+	fields := slices.Clone(cfg.FileFields)
+	for i, f := range fields {
+		switch {
+		case f == "" || strings.ContainsAny(f, "\"\r\n"):
+			return fmt.Errorf("httpapi: FileFields: invalid field name %q", f)
+		case slices.Contains(textFields, f):
+			return fmt.Errorf("httpapi: FileFields: %q is a text field of the create request", f)
+		case slices.Contains(fields[:i], f):
+			return fmt.Errorf("httpapi: FileFields: %q is listed twice", f)
+		}
+	}
+	cfg.FileFields = fields
+	return nil
 }
 
 // allowedType reports whether the lower-case media type mt is allowed.

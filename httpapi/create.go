@@ -12,6 +12,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -26,10 +27,14 @@ const (
 	fieldTaskType        = "taskType"
 	fieldInput           = "input"
 	fieldMetadata        = "metadata"
-	// fieldAttachments is the Android SDK's default file field.
+	// fieldAttachments is the Android SDK's default file field; with
+	// fieldAttachment, the default Config.FileFields.
 	fieldAttachments = "attachments"
 	fieldAttachment  = "attachment"
 )
+
+// textFields are the create request's text parts.
+var textFields = []string{fieldClientRequestID, fieldTaskType, fieldInput, fieldMetadata}
 
 // defaultFilename names a file part that has no usable file name.
 const defaultFilename = "upload.bin"
@@ -38,37 +43,46 @@ const defaultFilename = "upload.bin"
 const maxFilenameBytes = 255
 
 // createTask serves POST Paths.Tasks: a JSON or multipart/form-data create.
+// The files of a request that creates no task are discarded on every way
+// out, a panic included.
 func (h *Handler) createTask(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, _ string) {
 	var (
 		req  taskbridge.CreateTaskRequest
-		refs []string
+		refs []string // files not (yet) owned by a created task
 	)
+	defer func() { h.discard(r, refs) }()
+	attrs := func() []slog.Attr {
+		return []slog.Attr{
+			slog.String("clientRequestId", req.ClientRequestID),
+			slog.String("userId", auth.Subject),
+			slog.Int("attachments", len(req.Attachments)),
+		}
+	}
+	fail := func(err error) {
+		// Discard before answering: the client may look right after.
+		h.discard(r, refs)
+		refs = nil
+		h.fail(w, r, "create", err, attrs()...)
+	}
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch {
 	case err == nil && isJSONMediaType(mt):
 		req, err = h.readCreateJSON(w, r)
 	case err == nil && mt == "multipart/form-data":
-		req, refs, err = h.readCreateMultipart(w, r, auth, params["boundary"])
+		req, err = h.readCreateMultipart(w, r, auth, params["boundary"], &refs)
 	default:
 		err = &statusError{
 			status: http.StatusBadRequest, code: taskbridge.CodeInvalidRequest,
 			msg: "Content-Type must be application/json or multipart/form-data",
 		}
 	}
-	attrs := []slog.Attr{
-		slog.String("clientRequestId", req.ClientRequestID),
-		slog.String("userId", auth.Subject),
-		slog.Int("attachments", len(req.Attachments)),
-	}
 	if err != nil {
-		h.discard(r, refs)
-		h.fail(w, r, "create", err, attrs...)
+		fail(err)
 		return
 	}
 	resp, err := h.svc.CreateTask(r.Context(), auth, req)
 	if err != nil {
-		h.discard(r, refs)
-		h.fail(w, r, "create", err, attrs...)
+		fail(err)
 		return
 	}
 	status, outcome := http.StatusCreated, "created"
@@ -77,8 +91,9 @@ func (h *Handler) createTask(w http.ResponseWriter, r *http.Request, auth taskbr
 		h.discard(r, refs)
 		status, outcome = http.StatusOK, "deduplicated"
 	}
+	refs = nil // the created task owns its files, or they are gone
 	httpx.WriteJSON(w, status, resp)
-	h.logOp(r, slog.LevelDebug, "create", outcome, append(attrs, slog.String("taskId", resp.TaskID))...)
+	h.logOp(r, slog.LevelDebug, "create", outcome, append(attrs(), slog.String("taskId", resp.TaskID))...)
 }
 
 func isJSONMediaType(mt string) bool {
@@ -88,7 +103,7 @@ func isJSONMediaType(mt string) bool {
 // readCreateJSON parses a JSON create body. Unknown members are ignored, as
 // the protocol allows them.
 func (h *Handler) readCreateJSON(w http.ResponseWriter, r *http.Request) (taskbridge.CreateTaskRequest, error) {
-	obj, err := readJSONObject(w, r, h.cfg.MaxJSONBytes)
+	obj, err := h.readJSONObject(w, r)
 	if err != nil {
 		return taskbridge.CreateTaskRequest{}, err
 	}
@@ -102,59 +117,60 @@ func (h *Handler) readCreateJSON(w http.ResponseWriter, r *http.Request) (taskbr
 	return req, verr.Err()
 }
 
-// readCreateMultipart streams a multipart create body: text parts are read
+// readCreateMultipart streams a multipart create body (within
+// UploadLimits.ReadTimeout, see [Handler.authed]): text parts are read
 // into memory (each bounded by MaxJSONBytes), file parts go to the sink as
-// they arrive. Every limit is checked while reading. It returns the refs of
-// every file it started storing, also on error, so the caller can discard
-// them.
-func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, boundary string) (taskbridge.CreateTaskRequest, []string, error) {
+// they arrive. Every limit is checked while reading. It appends the ref of
+// every file it starts storing to refs at once, so that the caller can
+// discard them whatever happens next.
+func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, boundary string, refs *[]string) (taskbridge.CreateTaskRequest, error) {
 	lim := h.cfg.Uploads
 	if boundary == "" {
-		return taskbridge.CreateTaskRequest{}, nil, invalidRequest("multipart/form-data without a boundary")
+		return taskbridge.CreateTaskRequest{}, invalidRequest("multipart/form-data without a boundary")
 	}
 	if r.ContentLength > lim.MaxRequestBytes {
-		return taskbridge.CreateTaskRequest{}, nil, h.requestTooLarge()
+		return taskbridge.CreateTaskRequest{}, h.requestTooLarge()
 	}
 	if r.Body == nil {
-		return taskbridge.CreateTaskRequest{}, nil, invalidRequest("the request has no body")
+		return taskbridge.CreateTaskRequest{}, invalidRequest("the request has no body")
 	}
 	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, lim.MaxRequestBytes), boundary)
 	text := map[string][][]byte{}
-	var (
-		atts []taskbridge.Attachment
-		refs []string
-	)
+	var atts []taskbridge.Attachment
 	for {
 		part, err := mr.NextPart()
 		if err == io.EOF { //nolint:errorlint // only the bare io.EOF is a clean end; a wrapped one is a truncated body
+			bodyOf(r).complete()
 			break
 		}
 		if err != nil {
-			return taskbridge.CreateTaskRequest{}, refs, h.readError(err)
+			return taskbridge.CreateTaskRequest{}, h.readError(err)
 		}
-		switch name := part.FormName(); name {
-		case fieldAttachments, fieldAttachment:
-			att, ref, err := h.receiveFile(r.Context(), auth, part, len(atts))
-			if ref != "" {
-				refs = append(refs, ref)
-			}
+		switch name := part.FormName(); {
+		case slices.Contains(h.cfg.FileFields, name):
+			att, err := h.receiveFile(r.Context(), auth, part, len(atts), refs)
 			if err != nil {
-				return taskbridge.CreateTaskRequest{}, refs, err
+				return taskbridge.CreateTaskRequest{}, err
 			}
 			atts = append(atts, att)
-		case fieldClientRequestID, fieldTaskType, fieldInput, fieldMetadata:
+		case isFilePart(part):
+			// Never drop a file: refuse the request instead.
+			return taskbridge.CreateTaskRequest{}, fmt.Errorf("%w: a file was sent in field %q; files go in: %s",
+				taskbridge.ErrUploadRejected, truncate(name, 64), strings.Join(h.cfg.FileFields, ", "))
+		case slices.Contains(textFields, name):
 			b, err := io.ReadAll(io.LimitReader(part, h.cfg.MaxJSONBytes+1))
 			if err != nil {
-				return taskbridge.CreateTaskRequest{}, refs, h.readError(err)
+				return taskbridge.CreateTaskRequest{}, h.readError(err)
 			}
 			if int64(len(b)) > h.cfg.MaxJSONBytes {
-				return taskbridge.CreateTaskRequest{}, refs, fmt.Errorf("%w: part %q exceeds %d bytes",
+				return taskbridge.CreateTaskRequest{}, fmt.Errorf("%w: part %q exceeds %d bytes",
 					taskbridge.ErrUploadTooLarge, name, h.cfg.MaxJSONBytes)
 			}
 			text[name] = append(text[name], b)
 		default:
-			// Other parts are ignored; NextPart skips their bytes, which
-			// still count against MaxRequestBytes.
+			// Other text parts are ignored, as unknown JSON members are;
+			// NextPart skips their bytes, which still count against
+			// MaxRequestBytes.
 		}
 	}
 	var verr taskbridge.ValidationError
@@ -165,12 +181,12 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 	}
 	var err error
 	if req.Input, err = optionalJSONPart(&verr, fieldInput, text[fieldInput]); err != nil {
-		return taskbridge.CreateTaskRequest{}, refs, err
+		return taskbridge.CreateTaskRequest{}, err
 	}
 	if req.Metadata, err = optionalJSONPart(&verr, fieldMetadata, text[fieldMetadata]); err != nil {
-		return taskbridge.CreateTaskRequest{}, refs, err
+		return taskbridge.CreateTaskRequest{}, err
 	}
-	return req, refs, verr.Err()
+	return req, verr.Err()
 }
 
 // optionalJSONPart validates an optional multipart part holding a JSON
@@ -187,12 +203,13 @@ func optionalJSONPart(verr *taskbridge.ValidationError, name string, vals [][]by
 }
 
 // receiveFile checks a file part against the limits and the upload policy
-// and streams it to the sink, hashing it on the way. ref is set as soon as
-// the sink created the file, also when an error follows.
-func (h *Handler) receiveFile(ctx context.Context, auth taskbridge.AuthContext, part *multipart.Part, index int) (att taskbridge.Attachment, ref string, err error) {
+// and streams it to the sink, hashing it on the way. The file's ref is
+// appended to refs as soon as the sink created it, also when an error
+// follows.
+func (h *Handler) receiveFile(ctx context.Context, auth taskbridge.AuthContext, part *multipart.Part, index int, refs *[]string) (att taskbridge.Attachment, err error) {
 	lim := h.cfg.Uploads
 	if index >= lim.MaxFiles {
-		return att, "", fmt.Errorf("%w: too many files (at most %d)", taskbridge.ErrUploadRejected, lim.MaxFiles)
+		return att, fmt.Errorf("%w: too many files (at most %d)", taskbridge.ErrUploadRejected, lim.MaxFiles)
 	}
 	declared := part.Header.Get("Content-Type")
 	if declared == "" {
@@ -200,10 +217,10 @@ func (h *Handler) receiveFile(ctx context.Context, auth taskbridge.AuthContext, 
 	}
 	mt, _, perr := mime.ParseMediaType(declared)
 	if perr != nil {
-		return att, "", fmt.Errorf("%w: invalid content type for file %d", taskbridge.ErrUploadRejected, index+1)
+		return att, fmt.Errorf("%w: invalid content type for file %d", taskbridge.ErrUploadRejected, index+1)
 	}
 	if !lim.allowedType(mt) {
-		return att, "", fmt.Errorf("%w: content type %s is not allowed", taskbridge.ErrUploadRejected, mt)
+		return att, fmt.Errorf("%w: content type %s is not allowed", taskbridge.ErrUploadRejected, truncate(mt, 64))
 	}
 	info := taskbridge.UploadInfo{
 		Field:       part.FormName(),
@@ -213,21 +230,24 @@ func (h *Handler) receiveFile(ctx context.Context, auth taskbridge.AuthContext, 
 	}
 	if err := h.cfg.UploadPolicy.AllowUpload(ctx, auth, info); err != nil {
 		if errors.Is(err, taskbridge.ErrUploadRejected) {
-			return att, "", err
+			return att, err
 		}
-		return att, "", fmt.Errorf("httpapi: upload policy: %w", err)
+		return att, fmt.Errorf("httpapi: upload policy: %w", err)
 	}
 	ref, wc, err := h.cfg.Sink.Create(ctx, auth, info)
+	if ref != "" {
+		*refs = append(*refs, ref)
+	}
 	if err != nil {
-		return att, "", fmt.Errorf("httpapi: attachment sink: %w", err)
+		return att, fmt.Errorf("httpapi: attachment sink: %w", err)
 	}
 	size, sum, err := h.copyLimited(wc, part, lim.MaxFileBytes, info.Filename)
 	cerr := wc.Close()
 	if err != nil {
-		return att, ref, err
+		return att, err
 	}
 	if cerr != nil {
-		return att, ref, fmt.Errorf("httpapi: attachment sink: %w", cerr)
+		return att, fmt.Errorf("httpapi: attachment sink: %w", cerr)
 	}
 	return taskbridge.Attachment{
 		Field:       info.Field,
@@ -236,7 +256,7 @@ func (h *Handler) receiveFile(ctx context.Context, auth taskbridge.AuthContext, 
 		Size:        size,
 		SHA256:      sum,
 		Ref:         ref,
-	}, ref, nil
+	}, nil
 }
 
 // copyLimited copies src to dst, failing with ErrUploadTooLarge as soon as
@@ -272,11 +292,25 @@ func (h *Handler) readError(err error) error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 		return h.requestTooLarge()
 	}
+	if err := h.bodies.cutOff(err, taskbridge.CodeUpload, h.cfg.Uploads.ReadTimeout); err != nil {
+		return err
+	}
 	return invalidRequest("malformed multipart body")
 }
 
 func (h *Handler) requestTooLarge() error {
 	return fmt.Errorf("%w: request body exceeds %d bytes", taskbridge.ErrUploadTooLarge, h.cfg.Uploads.MaxRequestBytes)
+}
+
+// isFilePart reports whether p is a file: its Content-Disposition has a
+// filename parameter, even an empty one.
+func isFilePart(p *multipart.Part) bool {
+	_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+	if err != nil {
+		return false
+	}
+	_, ok := params["filename"]
+	return ok
 }
 
 // partFilename returns the file name a part declares, unprocessed (Part.FileName
@@ -315,7 +349,7 @@ func sanitizeFilename(name string) string {
 }
 
 // discard removes spooled files of a request that did not create a task.
-// It runs even when the request's context has ended.
+// It runs even when the request's context has ended; nil refs do nothing.
 func (h *Handler) discard(r *http.Request, refs []string) {
 	ctx := context.WithoutCancel(r.Context())
 	for _, ref := range refs {

@@ -381,9 +381,10 @@ func TestCreateMultipartValidation(t *testing.T) {
 	}
 	require.Empty(t, e.spooled(), "files of invalid requests are discarded")
 
-	// Empty input and metadata parts count as absent; unknown parts are ignored.
+	// Empty input and metadata parts count as absent; unknown text parts
+	// are ignored.
 	resp := e.alice.postForm(multipartBody(t, text("clientRequestId", "ok"), text("taskType", "t"), text("input", ""),
-		text("metadata", " "), text("extra", "ignored"), file("other", "x.bin", "", "ignored file")))
+		text("metadata", " "), text("extra", "ignored")))
 	require.Equal(t, http.StatusCreated, resp.Status, "%s", resp.Body)
 	require.Empty(t, e.exec.tasks()[0].Attachments)
 	require.Empty(t, e.spooled())
@@ -452,7 +453,7 @@ func TestCreateMultipartLimits(t *testing.T) {
 		{"file too large", []part{file("attachments", "1.png", "image/png", small), file("attachments", "big.png", "image/png", strings.Repeat("b", 1001))},
 			http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
 		{"request too large", []part{file("attachments", "1.png", "image/png", strings.Repeat("b", 900)), file("attachments", "2.png", "image/png", strings.Repeat("b", 900)),
-			file("extra", "3.png", "image/png", strings.Repeat("b", 3000))}, http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
+			text("extra", strings.Repeat("b", 3000))}, http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
 		{"text part too large", []part{text("metadata", `{"x":"`+strings.Repeat("m", 300)+`"}`)}, http.StatusRequestEntityTooLarge, taskbridge.CodeUpload},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -67,21 +67,46 @@
 // users' tasks are both 404 TASK_NOT_FOUND; a create Content-Type other
 // than JSON or multipart/form-data is 400 INVALID_REQUEST; a JSON body over
 // Config.MaxJSONBytes is 413 INVALID_REQUEST; unknown routes are 404 and
-// wrong methods 405 (with Allow), both INVALID_REQUEST. Unexpected failures
+// wrong methods 405 (with Allow), both INVALID_REQUEST. A create refused
+// because the caller has too many tasks is 429 TOO_MANY_TASKS with a
+// Retry-After header (see [taskbridge.TaskAdmitter]). Unexpected failures
 // are 500 INTERNAL_ERROR without internals. Client mistakes never get a 5xx,
 // since clients retry those; a request whose client went away, or that
-// meets a shutting-down service, gets 503 SERVICE_UNAVAILABLE. Optional
+// meets a shutting-down service, gets 503 SERVICE_UNAVAILABLE. A create
+// beyond taskbridge.Config.MaxLiveTasksPerOwner is 429 TOO_MANY_TASKS
+// (clients retry it with backoff). Optional
 // members given as JSON null count as absent. A JSON body declared with a
-// non-JSON Content-Type (text/plain, a form: what a cross-site page can send
-// without a CORS preflight) is 400; a missing Content-Type is accepted on
-// the cancel and action routes.
+// non-JSON Content-Type is 400; a missing Content-Type is accepted on the
+// cancel and action routes (see below).
+//
+// # Cross-site requests
+//
+// On hosts that authenticate browsers with cookies, a page on another site
+// could make the browser send create, cancel and action requests with the
+// user's cookies. Such a page can send only "simple" requests without a
+// CORS preflight: no Content-Type, or text/plain, a form or
+// multipart/form-data. So the state-changing routes refuse every request
+// without a JSON Content-Type that the browser marks as cross-origin
+// (Sec-Fetch-Site other than same-origin or none, or else an Origin other
+// than the request's host) with 403 INVALID_REQUEST, through
+// Config.CrossOrigin (an http.CrossOriginProtection). That covers a cancel
+// with no body, a JSON body sent without a type, and a multipart create: a
+// web front end on another origin that posts multipart creates must be
+// added with AddTrustedOrigin. Requests with a JSON Content-Type cross
+// origins only after a preflight, which the host's CORS policy answers.
+// Clients that are not browsers (the Android SDK, curl, servers) send
+// neither header and are not affected. Hosts that authenticate with bearer
+// tokens are not exposed to cross-site request forgery in the first place.
 //
 // # Uploads
 //
 // Multipart creates are streamed with a multipart.Reader, never parsed into
 // memory as a whole: text parts clientRequestId and taskType, optional
-// JSON-object parts input and metadata, and files under "attachments" (the
-// Android SDK's field) or "attachment". Limits ([UploadLimits]) are enforced
+// JSON-object parts input and metadata, and files in the fields of
+// Config.FileFields: "attachments" (the Android SDK's default) and
+// "attachment" unless configured. A file in any other field is 400
+// UPLOAD_VALIDATION_ERROR naming the accepted fields, never silently
+// dropped; other text parts are ignored. Limits ([UploadLimits]) are enforced
 // while reading: a file or body over its size limit is 413
 // UPLOAD_VALIDATION_ERROR; too many files, a content type not allowed or a
 // refusal by Config.UploadPolicy is 400 UPLOAD_VALIDATION_ERROR. File bytes
@@ -90,8 +115,31 @@
 // ("upload.bin" when none is left). Files of a request that fails or is
 // deduplicated are discarded; files of a created task belong to the executor
 // from then on (Attachment.Ref locates them), which should delete them when
-// done. An upload refused mid-body gets its error response at once; net/http
+// done; pass the sink as taskbridge.Config.Attachments as well, and
+// retention deletes the files of the tasks it deletes. An upload refused mid-body gets its error response at once; net/http
 // then reads up to 256 KiB more of the body, or closes the connection.
+//
+// # Slow bodies and shutdown
+//
+// Request bodies must arrive in time: Config.BodyReadTimeout (30s) for
+// JSON creates, cancels and actions, UploadLimits.ReadTimeout (5m) for
+// multipart creates, counted from when the request reaches the handler; a
+// body still incomplete then gets 408 and the request's partial files are
+// discarded. The deadline is set on the one request through
+// http.ResponseController and cleared once its body is read, so long
+// polls, SSE streams and WebSockets on the same server are not affected.
+// A request answered before its body was read (a refusal, a limit) gives
+// net/http one more second to drain the rest. [Handler.Close], registered
+// with http.Server.RegisterOnShutdown, ends the bodies still arriving when
+// the server shuts down (503), so a shutdown does not wait for slow
+// uploads. Files are discarded on every way out of a request that creates
+// no task.
+//
+// Give the http.Server a ReadHeaderTimeout (headers are read before any
+// handler runs). ReadTimeout and WriteTimeout are not needed: the handlers
+// bound bodies and writes themselves, per request. A ReadTimeout, if set,
+// covers headers and body together, so it must allow the slowest upload
+// accepted.
 //
 // # Authentication
 //

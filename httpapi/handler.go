@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"mime"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -26,6 +27,8 @@ type Handler struct {
 	mux *chi.Mux
 	// methods are the methods of every route, sorted, for Allow headers.
 	methods []string
+	// bodies are the request bodies being read.
+	bodies bodyReads
 }
 
 // New validates cfg, fills in its defaults and returns the handler.
@@ -37,7 +40,7 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{svc: svc, cfg: cfg, log: svc.Logger()}
+	h := &Handler{svc: svc, cfg: cfg, log: svcHooks.Logger(svc), bodies: bodyReads{active: map[*bodyRead]struct{}{}}}
 	p := cfg.Paths
 	routes := []route{
 		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
@@ -63,6 +66,20 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	return h, nil
 }
 
+// Close ends every request body still being read (a slow upload, a
+// stalled JSON body) at once: those requests fail with 503
+// SERVICE_UNAVAILABLE and their partial uploads are discarded. Later
+// requests with a body get 503 too; requests without one are served as
+// before. Register it so that a shutdown does not wait for clients that
+// trickle their bodies:
+//
+//	srv.RegisterOnShutdown(h.Close)
+//
+// Safe to call more than once.
+func (h *Handler) Close() {
+	h.bodies.close()
+}
+
 // delegate passes a request on to a streaming handler; a matched task id is
 // available as r.PathValue("taskId").
 func delegate(next http.Handler) routeFunc {
@@ -73,9 +90,29 @@ func delegate(next http.Handler) routeFunc {
 type authedFunc func(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string)
 
 // authed authenticates the request before fn runs: 401 without valid
-// credentials. A task id the protocol cannot issue gets 404 at once.
+// credentials. A state-changing request a page on another site may have
+// sent without a CORS preflight is refused first (see Config.CrossOrigin).
+// A task id the protocol cannot issue gets 404 at once.
+//
+// A request body must arrive within its read timeout, from the start: the
+// deadline also bounds what net/http reads of a body the route did not
+// read to its end (it drains up to 256 KiB before it answers), however the
+// route ended.
 func (h *Handler) authed(fn authedFunc) routeFunc {
 	return func(w http.ResponseWriter, r *http.Request, taskID string) {
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			br, err := h.bodies.start(w, h.bodyTimeout(r))
+			if err != nil {
+				h.fail(w, r, "body", err, slog.String("taskId", taskID))
+				return
+			}
+			defer br.finish()
+			r = r.WithContext(context.WithValue(r.Context(), bodyKey{}, br))
+		}
+		if err := h.checkCrossOrigin(r); err != nil {
+			h.fail(w, r, "csrf", err, slog.String("taskId", taskID))
+			return
+		}
 		auth, err := httpx.Authenticate(h.cfg.Auth, r)
 		if err != nil {
 			h.fail(w, r, "auth", err, slog.String("taskId", taskID))
@@ -89,13 +126,29 @@ func (h *Handler) authed(fn authedFunc) routeFunc {
 	}
 }
 
+// checkCrossOrigin refuses a cross-origin browser request with a method
+// other than GET, HEAD and OPTIONS unless it declares a JSON Content-Type,
+// which a browser sends cross-origin only after a CORS preflight.
+func (h *Handler) checkCrossOrigin(r *http.Request) error {
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && isJSONMediaType(mt) {
+		return nil
+	}
+	if err := h.cfg.CrossOrigin.Check(r); err != nil {
+		return &statusError{
+			status: http.StatusForbidden, code: taskbridge.CodeInvalidRequest,
+			msg: "Cross-origin request refused: send it with Content-Type: application/json, or from a trusted origin",
+		}
+	}
+	return nil
+}
+
 // writeError writes err as the protocol error envelope and returns its HTTP
 // status and code. A request whose context ended (the client went away, the
 // server is stopping) gets 503, never 500.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) (int, string) {
 	var se *statusError
 	if errors.As(err, &se) {
-		httpx.WriteErrorCode(w, se.status, se.code, se.msg, se.details, h.svc.Now())
+		httpx.WriteErrorCode(w, se.status, se.code, se.msg, se.details, svcHooks.Now(h.svc))
 		return se.status, se.code
 	}
 	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
@@ -104,7 +157,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 			msg: "The request was cancelled",
 		})
 	}
-	httpx.WriteError(w, r, h.log, h.svc.Now(), err)
+	httpx.WriteError(w, r, h.log, svcHooks.Now(h.svc), err)
 	status, code, _ := taskbridge.HTTPError(err)
 	return status, code
 }

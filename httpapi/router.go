@@ -180,5 +180,5 @@ func (h *Handler) methodNotAllowed(w http.ResponseWriter, r *http.Request) {
 		h.notFound(w, r)
 		return
 	}
-	httpx.MethodNotAllowed(w, r, strings.Join(allow, ", "), h.svc.Now())
+	httpx.MethodNotAllowed(w, r, strings.Join(allow, ", "), svcHooks.Now(h.svc))
 }

@@ -91,7 +91,7 @@ func intParam(verr *taskbridge.ValidationError, q url.Values, name string, lo, h
 // null, {} or {"reason": "..."} (reason may be null). Always 202 on success.
 func (h *Handler) cancelTask(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
 	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
-	body, err := readJSONBody(w, r, h.cfg.MaxJSONBytes)
+	body, err := h.readJSONBody(w, r)
 	if err != nil {
 		h.fail(w, r, "cancel", err, attrs...)
 		return
@@ -123,7 +123,7 @@ func (h *Handler) cancelTask(w http.ResponseWriter, r *http.Request, auth taskbr
 // task_client_action.schema.json: unknown members are 422.
 func (h *Handler) submitAction(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
 	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
-	obj, err := readJSONObject(w, r, h.cfg.MaxJSONBytes)
+	obj, err := h.readJSONObject(w, r)
 	if err != nil {
 		h.fail(w, r, "action", err, attrs...)
 		return

@@ -22,7 +22,9 @@ import (
 // (the existing task keeps its own files), the handler calls Discard for
 // every ref Create returned, including files whose writing failed. Files of
 // created tasks are never discarded by the handler: the executor or the host
-// owns them from then on.
+// owns them from then on. Every sink is a [taskbridge.AttachmentDiscarder]:
+// pass it as taskbridge.Config.Attachments too, and retention removes the
+// files of the tasks it deletes.
 type AttachmentSink interface {
 	// Create starts storing one file, returning the ref that will locate it
 	// (a path, an object key) and the writer for its bytes.
@@ -34,8 +36,11 @@ type AttachmentSink interface {
 
 // TempDirSink is the default [AttachmentSink]: it spools every file to a
 // new private file (mode 0600) in Dir, and the ref is the file's path.
-// Nothing removes the files of created tasks: the executor should delete
-// them once it is done with them.
+// The handler removes the files of requests that create no task; the files
+// of created tasks stay until the executor deletes them (Discard) or
+// retention does (taskbridge.Config.Attachments). A process that stops
+// while uploads are arriving leaves their partial files: give the sink a
+// directory of its own and clear it when the process starts or stops.
 type TempDirSink struct {
 	// Dir is the directory for the files. Defaults to os.TempDir().
 	Dir string
@@ -57,7 +62,10 @@ func (s *TempDirSink) Create(_ context.Context, _ taskbridge.AuthContext, _ task
 	return f.Name(), f, nil
 }
 
-// Discard implements [AttachmentSink]. It only removes files in Dir.
+var _ taskbridge.AttachmentDiscarder = (*TempDirSink)(nil)
+
+// Discard implements [AttachmentSink] and [taskbridge.AttachmentDiscarder].
+// It only removes files in Dir.
 func (s *TempDirSink) Discard(_ context.Context, ref string) error {
 	dir, err := filepath.Abs(s.dir())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/memstore"
@@ -127,5 +128,32 @@ func BenchmarkAppendWithWatchers(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkListTasks lists one owner's newest tasks in a store of 32,768
+// tasks, all the owner's or spread over 64 owners.
+func BenchmarkListTasks(b *testing.B) {
+	for _, owners := range []int{1, 64} {
+		s := memstore.New(memstore.Config{})
+		b.Cleanup(func() { _ = s.Close() })
+		for i := range 32_768 {
+			id := fmt.Sprint("task-", i)
+			in := storetest.NewTask(id, fmt.Sprint("owner-", i%owners), id, storetest.BaseTime.Add(time.Duration(i)*time.Millisecond))
+			if _, _, err := s.CreateTask(b.Context(), in); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for _, limit := range []int{1, 21} {
+			b.Run(fmt.Sprintf("Owners%d/Limit%d", owners, limit), func(b *testing.B) {
+				b.ReportAllocs()
+				q := taskbridge.TaskQuery{OwnerID: "owner-0", Limit: limit}
+				for b.Loop() {
+					if tasks, err := s.ListTasks(b.Context(), q); err != nil || len(tasks) != limit {
+						b.Fatal(len(tasks), err)
+					}
+				}
+			})
+		}
 	}
 }

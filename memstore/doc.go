@@ -7,10 +7,11 @@
 // has its own lock, so appends, reads and watches of different tasks never
 // contend; a read copies only the events it returns; and watchers are called
 // synchronously by the appending goroutine after the task's lock is released,
-// with no allocation per notification. Maintenance operations
-// (ListTasks, ExpireSuspensions, ListPendingResumes, DeleteReceipts,
-// DeleteTerminalTasks, ExpiredLeases) scan every task and are meant for
-// periodic use.
+// with no allocation per notification. Each owner's tasks are indexed by
+// creation, so listing an owner's tasks costs the page, not the store
+// (O(log n + page)). Maintenance operations (ExpireSuspensions,
+// ListPendingResumes, DeleteReceipts, DeleteTerminalTasks, ExpiredLeases)
+// scan every task and are meant for periodic use.
 //
 // Everything the store returns is a deep copy, and everything it is given is
 // copied before it is kept, so callers may modify their values freely.

@@ -27,6 +27,9 @@ func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskb
 	if ev.Type.Terminal() {
 		ts.terminalAt = ev.CreatedAt
 		ts.lease = taskbridge.Lease{} // a lease ends with its task
+		if ts.owner != nil {
+			ts.owner.live.Add(-1)
+		}
 		for _, sp := range ts.susps {
 			if sp.Status == taskbridge.SuspensionOpen {
 				sp.Status = taskbridge.SuspensionCancelled

@@ -34,9 +34,13 @@ type Store struct {
 	tasks sync.Map
 
 	// keyMu guards keys and serialises task creation and deletion. Lock
-	// order: keyMu before taskState.mu.
+	// order: keyMu, then ownersMu, then taskState.mu.
 	keyMu sync.Mutex
 	keys  map[taskKey]string // (owner, clientRequestId) → task id
+
+	// ownersMu guards owners, the per-owner index that listing uses.
+	ownersMu sync.RWMutex
+	owners   map[string]*ownerTasks
 
 	// watches maps a task id to its *watchSet. It is independent of tasks,
 	// so a task can be watched before it exists.
@@ -47,10 +51,13 @@ type Store struct {
 }
 
 var (
-	_ taskbridge.Store          = (*Store)(nil)
-	_ taskbridge.ReadinessProbe = (*Store)(nil)
-	_ taskbridge.LeaseStore     = (*Store)(nil)
-	_ taskbridge.ControlFeed    = (*Store)(nil)
+	_ taskbridge.Store              = (*Store)(nil)
+	_ taskbridge.ReadinessProbe     = (*Store)(nil)
+	_ taskbridge.LeaseStore         = (*Store)(nil)
+	_ taskbridge.ControlFeed        = (*Store)(nil)
+	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
+	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
+	_ taskbridge.LiveTaskCreator    = (*Store)(nil)
 )
 
 // New returns an empty store configured by cfg.
@@ -58,6 +65,7 @@ func New(cfg Config) *Store {
 	return &Store{
 		maxEvents: max(cfg.MaxEventsPerTask, 0),
 		keys:      make(map[taskKey]string),
+		owners:    make(map[string]*ownerTasks),
 	}
 }
 
@@ -94,6 +102,9 @@ func (s *Store) Close() error {
 	s.keyMu.Lock()
 	s.keys = make(map[taskKey]string)
 	s.tasks.Clear()
+	s.ownersMu.Lock()
+	s.owners = make(map[string]*ownerTasks)
+	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
 	return nil
 }
@@ -124,6 +135,8 @@ type taskState struct {
 	first int64
 	// terminalAt is the CreatedAt of the terminal event.
 	terminalAt time.Time
+	// owner is the owner's index entry, set before the task is published.
+	owner *ownerTasks
 	// susps are the task's suspensions in the order they were opened;
 	// suspIdx maps a suspendId to its index.
 	susps   []*taskbridge.Suspension

@@ -3,6 +3,7 @@ package memstore
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +15,23 @@ import (
 // starts ACCEPTED with LastSeq 0. A task id that is already used by another
 // task fails with [taskbridge.ErrInvalidRequest].
 func (s *Store) CreateTask(_ context.Context, t taskbridge.Task) (taskbridge.Task, bool, error) {
+	return s.create(t, 0)
+}
+
+// CreateLiveTask implements [taskbridge.LiveTaskCreator]: CreateTask that
+// fails with [taskbridge.ErrTaskQuota] when the owner already has maxLive
+// tasks that have not ended. Creates are serialised, so the quota is
+// exact.
+func (s *Store) CreateLiveTask(_ context.Context, t taskbridge.Task, maxLive int) (taskbridge.Task, bool, error) {
+	if maxLive < 1 {
+		return taskbridge.Task{}, false, invalidRequest("maxLive %d must be at least 1", maxLive)
+	}
+	return s.create(t, maxLive)
+}
+
+// create stores t unless its key is taken; with maxLive > 0, only while
+// its owner has fewer live tasks.
+func (s *Store) create(t taskbridge.Task, maxLive int) (taskbridge.Task, bool, error) {
 	if err := s.check(); err != nil {
 		return taskbridge.Task{}, false, err
 	}
@@ -40,11 +58,16 @@ func (s *Store) CreateTask(_ context.Context, t taskbridge.Task) (taskbridge.Tas
 	if _, ok := s.tasks.Load(t.ID); ok {
 		return taskbridge.Task{}, false, invalidRequest("task id %q is already used", t.ID)
 	}
+	if maxLive > 0 && s.liveTasks(t.OwnerID) >= int64(maxLive) {
+		return taskbridge.Task{}, false, fmt.Errorf("%w: at most %d unfinished tasks", taskbridge.ErrTaskQuota, maxLive)
+	}
 	stored := cloneTask(t)
 	stored.Status = taskbridge.StatusAccepted
 	stored.LastSeq = 0
 	out := cloneTask(stored)
-	s.tasks.Store(t.ID, &taskState{task: stored, first: 1})
+	ts := &taskState{task: stored, first: 1}
+	s.index(ts, stored) // before the task can be found, so ts.owner is set for every append
+	s.tasks.Store(t.ID, ts)
 	s.keys[key] = t.ID
 	return out, true, nil
 }
@@ -62,16 +85,23 @@ func (s *Store) GetTask(_ context.Context, taskID string) (taskbridge.Task, erro
 	return cloneTask(t), nil
 }
 
-// compareNewestFirst orders tasks by (CreatedAt, ID) descending.
-func compareNewestFirst(a, b taskbridge.Task) int {
-	if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-		return c
-	}
-	return strings.Compare(b.ID, a.ID)
+// GetTaskHead implements [taskbridge.TaskHeadGetter]: the task without its
+// Input, Metadata and Attachments, which are not copied.
+func (s *Store) GetTaskHead(_ context.Context, taskID string) (taskbridge.Task, error) {
+	var t taskbridge.Task
+	err := s.view(taskID, func(ts *taskState) error {
+		t = ts.task
+		return nil
+	})
+	t.Input, t.Metadata, t.Attachments = nil, nil, nil
+	return t, err
 }
 
-// ListTasks implements [taskbridge.TaskRegistry]. It scans every task. A
-// limit below 1 fails with [taskbridge.ErrInvalidRequest].
+// ListTasks implements [taskbridge.TaskRegistry]. One owner's tasks are
+// listed from the owner's index: O(log n + the tasks looked at), where the
+// tasks looked at are the page plus those a status filter skips. Listing
+// every owner's tasks merges the owners' indexes: O(owners + looked at ×
+// log owners). A limit below 1 fails with [taskbridge.ErrInvalidRequest].
 func (s *Store) ListTasks(_ context.Context, q taskbridge.TaskQuery) ([]taskbridge.Task, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -79,19 +109,29 @@ func (s *Store) ListTasks(_ context.Context, q taskbridge.TaskQuery) ([]taskbrid
 	if err := checkLimit(q.Limit); err != nil {
 		return nil, err
 	}
-	var found []taskbridge.Task
-	s.each(func(ts *taskState) bool {
-		if q.Matches(ts.task) {
-			found = append(found, ts.task)
+	var cursors []ownerCursor
+	s.ownersMu.RLock()
+	if q.OwnerID != "" {
+		if o := s.owners[q.OwnerID]; o != nil {
+			cursors = append(cursors, o.cursor(q.Before))
 		}
-		return true
-	})
-	slices.SortFunc(found, compareNewestFirst)
-	found = found[:min(len(found), q.Limit)]
-	out := make([]taskbridge.Task, len(found))
-	for i, t := range found {
-		out[i] = cloneTask(t)
+	} else {
+		cursors = make([]ownerCursor, 0, len(s.owners))
+		for _, o := range s.owners {
+			cursors = append(cursors, o.cursor(q.Before))
+		}
 	}
+	s.ownersMu.RUnlock()
+
+	out := make([]taskbridge.Task, 0, min(q.Limit, 128))
+	newestFirst(cursors, func(ts *taskState) bool {
+		ts.mu.RLock()
+		if !ts.deleted && q.Matches(ts.task) {
+			out = append(out, cloneTask(ts.task))
+		}
+		ts.mu.RUnlock()
+		return len(out) < q.Limit
+	})
 	return out, nil
 }
 
@@ -126,12 +166,19 @@ func (s *Store) RequestCancel(_ context.Context, taskID, reason string, now time
 // its terminal status at the CreatedAt of its terminal event; the oldest
 // are removed first. A limit below 1 fails with
 // [taskbridge.ErrInvalidRequest].
-func (s *Store) DeleteTerminalTasks(_ context.Context, before time.Time, limit int) (int, error) {
+func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit int) (int, error) {
+	deleted, err := s.PruneTerminalTasks(ctx, before, limit)
+	return len(deleted), err
+}
+
+// PruneTerminalTasks implements [taskbridge.TerminalTaskPruner]: it is
+// DeleteTerminalTasks returning the deleted tasks.
+func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit int) ([]taskbridge.Task, error) {
 	if err := s.check(); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := checkLimit(limit); err != nil {
-		return 0, err
+		return nil, err
 	}
 	type candidate struct {
 		ts *taskState
@@ -149,11 +196,11 @@ func (s *Store) DeleteTerminalTasks(_ context.Context, before time.Time, limit i
 		return cmp.Or(a.at.Compare(b.at), strings.Compare(a.id, b.id))
 	})
 
-	n := 0
+	var deleted []taskbridge.Task
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	for _, c := range cands {
-		if n == limit {
+		if len(deleted) == limit {
 			break
 		}
 		c.ts.mu.Lock()
@@ -161,14 +208,16 @@ func (s *Store) DeleteTerminalTasks(_ context.Context, before time.Time, limit i
 			c.ts.mu.Unlock()
 			continue
 		}
-		key := taskKey{c.ts.task.OwnerID, c.ts.task.ClientRequestID}
+		t := c.ts.task
+		key := taskKey{t.OwnerID, t.ClientRequestID}
 		c.ts.release()
 		c.ts.mu.Unlock()
 		if s.keys[key] == c.id {
 			delete(s.keys, key)
 		}
 		s.tasks.CompareAndDelete(c.id, c.ts)
-		n++
+		deleted = append(deleted, cloneTask(t))
 	}
-	return n, nil
+	s.unindex(deleted)
+	return deleted, nil
 }

@@ -175,40 +175,25 @@ func BenchmarkDelivery(b *testing.B) {
 				round   = make(chan struct{}, 1)
 			)
 			for range subscribers {
-				sub, err := svc.Subscribe(ctx, benchUser, taskID, "1", taskbridge.SubscribeOpts{})
+				sub, err := svc.Subscribe(ctx, benchUser, taskID, "1")
 				if err != nil {
 					b.Fatal(err)
 				}
 				wg.Go(func() {
 					defer sub.Close()
-					var (
-						buf  []*taskbridge.Frame
-						mine []time.Duration
-					)
+					var mine []time.Duration
 					defer func() {
 						mu.Lock()
 						lat = append(lat, mine...)
 						mu.Unlock()
 					}()
 					for {
-						frames, err := sub.Next(ctx, buf[:0])
-						if err != nil {
+						if _, err := sub.Next(ctx); err != nil {
 							return
 						}
-						if len(frames) == 0 {
-							select {
-							case <-sub.Ready():
-							case <-ctx.Done():
-								return
-							}
-							continue
-						}
-						now := time.Now().UnixNano()
-						for range frames {
-							mine = append(mine, time.Duration(now-sent.Load()))
-							if pending.Add(-1) == 0 {
-								round <- struct{}{}
-							}
+						mine = append(mine, time.Duration(time.Now().UnixNano()-sent.Load()))
+						if pending.Add(-1) == 0 {
+							round <- struct{}{}
 						}
 					}
 				})
@@ -320,21 +305,15 @@ func BenchmarkReplay(b *testing.B) {
 				}
 			})
 			b.Run("Subscription", func(b *testing.B) {
-				var buf []*taskbridge.Frame
 				for b.Loop() {
-					sub, err := svc.Subscribe(ctx, benchUser, taskID, "", taskbridge.SubscribeOpts{})
+					sub, err := svc.Subscribe(ctx, benchUser, taskID, "")
 					if err != nil {
 						b.Fatal(err)
 					}
-					for n := 0; n < events; {
-						frames, err := sub.Next(ctx, buf[:0])
-						if err != nil {
+					for range events {
+						if _, err := sub.Next(ctx); err != nil {
 							b.Fatal(err)
 						}
-						if len(frames) == 0 {
-							<-sub.Ready()
-						}
-						n += len(frames)
 					}
 					sub.Close()
 				}

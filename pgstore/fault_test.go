@@ -37,7 +37,14 @@ func follower(ctx context.Context, s *pgstore.Store, taskID string, got chan<- t
 	for {
 		evs, err := s.Read(ctx, taskID, after, 100)
 		if err != nil {
-			return err
+			// A read may fail while the server restarts or the pool
+			// replaces dead connections; like the fan-out, try again.
+			select {
+			case <-time.After(50 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last read: %v)", ctx.Err(), err)
+			}
 		}
 		for _, ev := range evs {
 			got <- ev

@@ -66,6 +66,9 @@ type Config struct {
 
 	// EmitTimeout bounds each terminal event a worker emits. Defaults to 10s.
 	EmitTimeout time.Duration
+	// Now is the clock that decides whether a suspension's deadline has
+	// passed; it should be the Service's clock. Defaults to time.Now.
+	Now func() time.Time
 
 	// River is the base configuration of the River client (Schema,
 	// RetryPolicy, JobTimeout, RescueStuckJobsAfter, Logger, ...). The
@@ -178,6 +181,9 @@ func New(pool *pgxpool.Pool, cfg Config) (*Executor, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	e := &Executor{cfg: cfg, store: cfg.Store, pool: pool, log: cfg.Logger}
 
@@ -361,7 +367,27 @@ func (e *Executor) Cancel(ctx context.Context, task taskbridge.Task) error {
 			return nil // the worker observes the cancellation and ends the task
 		}
 	}
-	return e.emitTerminal(ctx, svc.Emitter(task.ID), task.ID, cancelledPayload(task.CancelReason))
+	if err := e.emitTerminal(ctx, svc.Emitter(task.ID), task.ID, cancelledPayload(task.CancelReason)); err != nil {
+		return err
+	}
+	return e.cancelLeftovers(ctx, task.ID)
+}
+
+// cancelLeftovers cancels the jobs a terminal task still has waiting. A
+// handler that parked its job while the task was being cancelled may have
+// scheduled its suspension's deadline job after activeJob looked; such a
+// job would only find the task terminal, but it should not linger.
+func (e *Executor) cancelLeftovers(ctx context.Context, taskID string) error {
+	for range 4 {
+		job, err := e.activeJob(ctx, taskID)
+		if err != nil || job == nil || job.State == rivertype.JobStateRunning {
+			return err
+		}
+		if _, err := e.client.JobCancel(ctx, job.ID); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
+			return fmt.Errorf("riverexec: cancelling job %d of task %s: %w", job.ID, taskID, err)
+		}
+	}
+	return nil
 }
 
 // Resume implements [taskbridge.Resumer]: it makes a job run the task's

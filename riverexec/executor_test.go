@@ -187,6 +187,36 @@ func TestCancelWhileWaiting(t *testing.T) {
 	require.Empty(t, n.jobs(t, rivertype.JobStateScheduled), "the deadline job was cancelled")
 }
 
+// TestCancelRacingPark cancels a task while its handler runs and lets the
+// handler park its job afterwards anyway (as when River's cancellation
+// reaches the worker late): the worker must end the task itself, and the
+// deadline job its park scheduled must not linger.
+func TestCancelRacingPark(t *testing.T) {
+	d := newDB(t)
+	started, gate := make(chan string, 1), make(chan struct{})
+	n := d.newNode(t, riverexec.Config{Handlers: map[string]riverexec.HandlerFunc{
+		"late": func(ctx context.Context, task *taskbridge.Task, e taskbridge.Emitter) (any, error) {
+			started <- task.ID
+			<-gate
+			// The cancellation has not reached this handler yet.
+			_, err := riverexec.Suspend(context.WithoutCancel(ctx), e, taskbridge.SuspendOpts{
+				ReasonCode: "APPROVAL", AllowedActions: []string{"approve"}, TTL: time.Hour})
+			return nil, err
+		},
+	}})
+	id := n.create(t, "late", "r1")
+	require.Equal(t, id, <-started)
+	_, err := n.svc.CancelTask(t.Context(), alice, id, taskbridge.CancelRequest{Reason: "too late"})
+	require.NoError(t, err)
+	close(gate)
+	evs := n.waitTerminal(t, id)
+	require.Equal(t, taskbridge.EventTaskCancelled, evs[len(evs)-1].Type)
+	require.Equal(t, "too late", payload(t, evs[len(evs)-1]).(taskbridge.CancelledPayload).Reason)
+	// The worker cancels the deadline job right after the terminal event.
+	require.Eventually(t, func() bool { return len(n.jobs(t, rivertype.JobStateScheduled)) == 0 },
+		10*time.Second, 20*time.Millisecond, "the deadline job was cancelled")
+}
+
 // TestCancelQueued cancels a task whose job no worker has taken.
 func TestCancelQueued(t *testing.T) {
 	d := newDB(t)

@@ -65,11 +65,7 @@ func Suspend(ctx context.Context, e taskbridge.Emitter, opts taskbridge.SuspendO
 			return runner.Action{}, fmt.Errorf("riverexec: suspension %s was cancelled: %w", sp.SuspendID, taskbridge.ErrTaskTerminal)
 		}
 		// OPEN.
-		svc, err := r.e.service()
-		if err != nil {
-			return runner.Action{}, err
-		}
-		if sp.ExpiredAt(svc.Now()) {
+		if sp.ExpiredAt(r.e.cfg.Now()) {
 			if sp, _, err = e.CloseSuspension(ctx, sp.SuspendID, taskbridge.SuspensionExpired); err != nil {
 				return runner.Action{}, fmt.Errorf("riverexec: expiring suspension %s: %w", sp.SuspendID, err)
 			}

@@ -81,7 +81,16 @@ func (w *worker) Work(ctx context.Context, job *river.Job[JobArgs]) error {
 	st := &run{e: e, job: job, task: task, emit: &replayEmitter{base: emit, taskID: id, store: e.store}}
 	o := st.call(context.WithValue(ctx, runKey{}, st), h)
 	if st.isParked() {
-		return nil // the job ended in the transaction that parked the task
+		// The job ended in the transaction that parked the task. A cancel
+		// that found this job still running left the task to this worker:
+		// end it here, with the deadline job the park scheduled.
+		if cur, err := e.store.GetTask(context.WithoutCancel(ctx), id); err == nil && cur.CancelRequested {
+			if err := e.emitTerminal(ctx, emit, id, cancelledPayload(cur.CancelReason)); err != nil {
+				return err
+			}
+			return e.cancelLeftovers(context.WithoutCancel(ctx), id)
+		}
+		return nil
 	}
 	// A cancel request recorded before the handler returned wins over its
 	// result, as in the runner.

@@ -18,7 +18,7 @@
 //     it may hold internals;
 //   - a panic (or runtime.Goexit): TASK_FAILED {code: INTERNAL, retryable:
 //     false} with a generic message; the panic value and stack are logged
-//     and the worker goes on with the next task.
+//     and the runner goes on with the next task.
 //
 // Handlers cannot emit TASK_STARTED or terminal events themselves.
 //
@@ -36,13 +36,40 @@
 // accepted action through [Runner.Resume], the suspension's deadline
 // passes (the runner expires it at ExpiresAt and Suspend fails with
 // [ErrSuspensionExpired]) or the task is cancelled. No polling is involved.
+// While it waits, the handler gives its slot up (see below) and holds only
+// its goroutine and, with leases, its lease, which is renewed as usual.
 //
-// # Queue, shutdown and recovery
+// # Slots, fairness and limits
 //
-// At most Config.Concurrency handlers run at once; up to Config.QueueSize
-// more tasks wait in FIFO order, and Submit fails with [ErrQueueFull]
-// beyond that (the service answers 503 TASK_SUBMISSION_ERROR, which clients
-// retry). [Runner.Shutdown] stops accepting, lets submitted tasks finish and,
+// At most Config.Concurrency handlers are at work at once, each holding a
+// slot; a handler waiting in Suspend does not hold one (up to
+// Config.MaxSuspended such handlers, Config.MaxSuspendedPerOwner of one
+// owner; past those it keeps its slot while it waits). Tasks waiting for a
+// slot, new ones and handlers back from Suspend, are served round-robin by
+// owner (the task's OwnerID), at most Config.MaxRunningPerOwner of one
+// owner at work at once, so one owner's backlog does not delay anyone
+// else's tasks.
+//
+// The runner is a [taskbridge.TaskAdmitter]: the service asks it before it
+// creates a task, and it refuses the create, before the task exists, when
+// the caller already has MaxRunningPerOwner+MaxQueuedPerOwner tasks running
+// or waiting for a slot, or MaxSuspendedPerOwner handlers waiting in
+// Suspend: 429 TOO_MANY_TASKS with Retry-After, which frees up as the
+// caller's tasks end. When the runner as a whole holds
+// Concurrency+QueueSize tasks running or waiting for a slot, creates are
+// refused with 503 TASK_SUBMISSION_ERROR ([ErrQueueFull]). Clients retry
+// both, and since no task was created a retry with the same
+// clientRequestId creates it. The defaults (64 slots, 16 per owner, 64
+// more waiting per owner, 1024 waiting in all, 4096 suspended, 256 per
+// owner) are on; a host loosens them with negative values. [Runner.Stats]
+// and [Runner.OwnerStats] report the load. The limits count the tasks this
+// runner holds: with several processes, each applies its own. A task taken
+// over from a dead process (see below) counts too, but is only refused
+// when the runner as a whole is full.
+//
+// # Shutdown and recovery
+//
+// [Runner.Shutdown] stops accepting, lets submitted tasks finish and,
 // when its context ends, cancels them: a shutdown is not a client cancel,
 // so those tasks end with TASK_FAILED {code: EXECUTOR_SHUTDOWN, retryable:
 // true}. With a durable store, [Runner.Recover] at startup ends the tasks a

@@ -156,3 +156,61 @@ func ExampleSuspend() {
 	// TASK_ACTION_ACCEPTED
 	// TASK_COMPLETED {"result":{"approved":true}}
 }
+
+// Per-owner limits: once alice has as many tasks running and waiting as the
+// runner allows one owner, her next create is refused before the task
+// exists (429 TOO_MANY_TASKS), while bob's task still runs.
+func Example_ownerLimits() {
+	release := make(chan struct{})
+	r, err := runner.New(runner.Config{
+		Logger:             slog.New(slog.DiscardHandler),
+		Concurrency:        4,
+		MaxRunningPerOwner: 1, // one of alice's tasks at work at once
+		MaxQueuedPerOwner:  1, // and one more waiting for a slot
+		Handlers: map[string]runner.HandlerFunc{
+			"work": func(ctx context.Context, _ *taskbridge.Task, _ taskbridge.Emitter) (any, error) {
+				select {
+				case <-release:
+					return "done", nil
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				}
+			},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	store := memstore.New(memstore.Config{})
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: r, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	ctx := context.Background()
+	defer store.Close()
+	defer svc.Shutdown(ctx)
+	defer r.Shutdown(ctx)
+	defer close(release)
+
+	create := func(user, crid string) {
+		_, err := svc.CreateTask(ctx, taskbridge.AuthContext{Subject: user},
+			taskbridge.CreateTaskRequest{ClientRequestID: crid, TaskType: "work"})
+		if err != nil {
+			status, code, msg := taskbridge.HTTPError(err)
+			fmt.Printf("%s %s: %d %s: %s\n", user, crid, status, code, msg)
+			return
+		}
+		fmt.Printf("%s %s: created\n", user, crid)
+	}
+	create("alice", "a1")
+	create("alice", "a2")
+	create("alice", "a3")
+	create("bob", "b1")
+	fmt.Printf("alice %+v\n", r.OwnerStats("alice"))
+	// Output:
+	// alice a1: created
+	// alice a2: created
+	// alice a3: 429 TOO_MANY_TASKS: Too many tasks: 2 of your tasks are running or waiting to run (at most 2); retry once one has ended
+	// bob b1: created
+	// alice {Running:1 Queued:1 Suspended:0}
+}

@@ -80,9 +80,10 @@ var ErrSuspensionExpired = &Failure{
 
 // Errors of the runner.
 var (
-	// ErrQueueFull is returned by [Runner.Submit] when every worker is busy
-	// and the queue is full. The service then fails the task and answers
-	// 503 TASK_SUBMISSION_ERROR, which clients retry.
+	// ErrQueueFull is returned (wrapped with [taskbridge.ErrSubmission]) by
+	// [Runner.AdmitTask], and by [Runner.Submit], when Concurrency+QueueSize
+	// tasks are running or waiting for a slot. The service answers 503
+	// TASK_SUBMISSION_ERROR, which clients retry.
 	ErrQueueFull = errors.New("runner: queue is full")
 	// ErrUnknownTaskType is returned by [Runner.Submit] for a task type
 	// without a handler.

@@ -30,6 +30,11 @@ type job struct {
 	rerun bool
 	susps taskbridge.SuspensionStore
 
+	// Scheduling state (see fair.go), guarded by r.mu.
+	owner   *owner
+	slot    slotState
+	granted chan struct{} // closed when a handler back from Suspend has a slot again
+
 	mu         sync.Mutex
 	returned   bool // the handler returned, or will never run
 	userCancel bool // a cancel request arrived before that
@@ -93,7 +98,7 @@ type outcome struct {
 func (r *Runner) run(j *job) {
 	var o outcome
 	// The base context is checked too: cancelling it reaches the jobs'
-	// contexts one after the other, so a worker freed by the shutdown could
+	// contexts one after the other, so a slot freed by the shutdown could
 	// otherwise start a queued job whose context is not cancelled yet.
 	if j.ctx.Err() == nil && r.base.Err() == nil {
 		var err error

@@ -249,12 +249,28 @@ func (r *Runner) renewLoop() {
 			return
 		}
 		jobs := make([]*job, 0, len(r.jobs))
-		for _, j := range r.jobs {
+		r.inRound = make(map[string]bool, len(r.jobs))
+		for id, j := range r.jobs {
 			jobs = append(jobs, j)
+			r.inRound[id] = true
 		}
 		r.mu.Unlock()
-		timer.Reset(r.renewRound(jobs))
+		wait := r.renewRound(jobs)
+		r.mu.Lock()
+		r.inRound = nil
+		r.mu.Unlock()
+		timer.Reset(wait)
 	}
+}
+
+// renewalInFlight reports whether a renewal round in progress may still
+// renew this runner's lease on a task, even one it no longer holds: a late
+// renewal of an earlier lease would date a new lease of the same holder
+// back, so the task is not acquired again until the round is over.
+func (r *Runner) renewalInFlight(taskID string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inRound[taskID]
 }
 
 // renewRound renews the leases that are due, up to renewParallel at once,

@@ -166,6 +166,46 @@ func TestRenewalFailuresStopTask(t *testing.T) {
 	}
 }
 
+// A renewal that hangs past the lease's expiry must not shorten the lease
+// the same process acquires again when it takes the task over: it takes
+// the task over only once the renewal returned.
+func TestLateRenewalDoesNotShortenNewLease(t *testing.T) {
+	t.Parallel()
+	synctest.Test(t, func(t *testing.T) {
+		p := newProbe()
+		c := newCluster(t, probeHandlers(p), nil, "A")
+		defer c.close()
+		a := c.nodes["A"]
+		block := make(chan struct{})
+		a.store.mu.Lock()
+		a.store.renewBlock = block
+		a.store.mu.Unlock()
+		id := c.create("A", "rerun")
+		time.Sleep(testTTL) // the handler stopped, the lease expired
+		synctest.Wait()
+		require.Len(t, p.finished(), 1)
+		require.Len(t, c.expired(), 1)
+
+		require.Zero(t, c.takeOver("A"), "not while A's renewal of the lease may still land")
+		a.store.mu.Lock()
+		a.store.renewBlock = nil
+		a.store.mu.Unlock()
+		close(block) // the late renewal reaches the store
+		time.Sleep(testTTL)
+		synctest.Wait()
+		require.Equal(t, 1, c.takeOver("A"), "once it expired again")
+		synctest.Wait()
+		require.Empty(t, c.expired(), "the new lease runs its full TTL")
+		time.Sleep(testTTL)
+		synctest.Wait()
+		require.Empty(t, c.expired(), "and is renewed")
+		require.True(t, a.r.Holds(id))
+		close(p.release)
+		synctest.Wait()
+		require.Equal(t, taskbridge.EventTaskCompleted, requireOneTerminal(t, c.events(id)).Type)
+	})
+}
+
 // A process that was paused (its clock moved on while none of its
 // goroutines ran) refuses every event past its deadline at once, before
 // its timers catch up.

@@ -183,6 +183,9 @@ func (r *Runner) takeOverExpired(ctx context.Context, store taskbridge.Store, em
 // or re-runs the task. It reports false when another process holds the
 // task or the task ended meanwhile.
 func (r *Runner) takeOverTask(ctx context.Context, store taskbridge.Store, emitter EmitterFunc, taskID string) (bool, error) {
+	if r.renewalInFlight(taskID) {
+		return false, nil // a later pass takes it
+	}
 	start, acquired, err := r.acquireLease(ctx, taskID)
 	switch {
 	case errors.Is(err, taskbridge.ErrTaskTerminal) || errors.Is(err, taskbridge.ErrTaskNotFound):
@@ -210,7 +213,7 @@ func (r *Runner) takeOverTask(ctx context.Context, store taskbridge.Store, emitt
 	}
 	j.renewed(start)
 	if rerun {
-		err := r.enqueue(j)
+		err := r.enqueue(j, true)
 		if err == nil {
 			r.log.LogAttrs(ctx, slog.LevelWarn, "runner: took over task to run it again",
 				append(j.attrs(), slog.String("outcome", "rerun"))...)

@@ -26,14 +26,45 @@ type Config struct {
 	// required; create requests for other types are rejected with 400
 	// INVALID_REQUEST.
 	Handlers map[string]HandlerFunc
-	// Concurrency is the most handlers running at once. A handler waiting
-	// in [Suspend] holds its slot, so size it for the tasks that wait, not
-	// for the CPUs. Defaults to 64.
+	// Concurrency is the most handlers at work at once (each holds a
+	// "slot"). A handler waiting in [Suspend] gives its slot up while it
+	// waits (see MaxSuspended). Defaults to 64.
 	Concurrency int
-	// QueueSize is how many submitted tasks may wait for a free slot;
-	// Submit fails with [ErrQueueFull] beyond it. Negative means no queue.
-	// Defaults to 1024.
+	// QueueSize is how many more tasks may wait for a slot: at most
+	// Concurrency+QueueSize tasks are running or waiting for a slot (tasks
+	// waiting in Suspend do not count). Beyond that creates are refused
+	// with 503 TASK_SUBMISSION_ERROR ([ErrQueueFull]). Negative means no
+	// queue. Defaults to 1024.
 	QueueSize int
+	// MaxRunningPerOwner is the most handlers of one owner at work at
+	// once; slots are handed out round-robin by owner, so one owner's
+	// backlog does not delay others. Defaults to Concurrency/4 (16 with
+	// the default Concurrency), at least 1; negative means Concurrency.
+	MaxRunningPerOwner int
+	// MaxQueuedPerOwner is how many more tasks one owner may have waiting
+	// for a slot: an owner may have MaxRunningPerOwner+MaxQueuedPerOwner
+	// tasks running or waiting for a slot, and further creates are refused
+	// with 429 TOO_MANY_TASKS ([taskbridge.ErrTooManyTasks]) until one of
+	// them ends. Defaults to QueueSize/16 (64 with the default QueueSize),
+	// at least 1 when there is a queue; negative means QueueSize.
+	MaxQueuedPerOwner int
+	// MaxSuspended is the most handlers waiting in [Suspend] without a
+	// slot; beyond it a handler that suspends keeps its slot while it
+	// waits. Negative means that every handler keeps its slot. Defaults to
+	// 4096.
+	MaxSuspended int
+	// MaxSuspendedPerOwner is the most handlers of one owner waiting in
+	// [Suspend] without a slot. Once an owner has that many, its creates
+	// are refused with 429 TOO_MANY_TASKS and its handlers that suspend
+	// keep their slots. Defaults to MaxSuspended/16 (256 with the default
+	// MaxSuspended), at least 1; negative means MaxSuspended.
+	MaxSuspendedPerOwner int
+	// NotReadyWhenFull makes [Runner.CheckReady] fail while the runner is
+	// full (Concurrency+QueueSize tasks running or waiting for a slot), so
+	// that a load balancer sends new requests to other processes. Leave it
+	// off with a single process: readiness gates every route, and a full
+	// runner still serves streams, polls, cancels and actions.
+	NotReadyWhenFull bool
 	// StartedMessage is the message of the TASK_STARTED event the runner
 	// emits before calling a handler. Defaults to "Task started".
 	StartedMessage string
@@ -74,24 +105,31 @@ type Config struct {
 const (
 	DefaultConcurrency    = 64
 	DefaultQueueSize      = 1024
+	DefaultMaxSuspended   = 4096
 	DefaultStartedMessage = "Task started"
 	DefaultEmitTimeout    = 10 * time.Second
 	DefaultLeaseTTL       = 30 * time.Second
 )
 
-// Stats is a snapshot of a runner's load.
+// Stats is a snapshot of a runner's load, or of one owner's share of it
+// ([Runner.OwnerStats]).
 type Stats struct {
-	// Running is the number of tasks held by a worker.
+	// Running is the number of handlers holding a slot.
 	Running int
-	// Queued is the number of tasks waiting for a worker.
+	// Queued is the number of tasks waiting for a slot: tasks not started
+	// yet and handlers back from [Suspend].
 	Queued int
+	// Suspended is the number of handlers waiting in [Suspend] without a
+	// slot.
+	Suspended int
 }
 
 // Runner is an in-process [taskbridge.TaskExecutor]: it runs each task's
-// handler on a bounded pool of goroutines fed by a bounded FIFO queue. It
-// also implements [taskbridge.LocalExecutor], [taskbridge.Resumer],
-// [taskbridge.TaskValidator] and [taskbridge.ReadinessProbe]. It is safe
-// for concurrent use.
+// handler on its own goroutine, at most Config.Concurrency at work at once,
+// and serves the tasks waiting for a slot round-robin by owner. It also
+// implements [taskbridge.TaskAdmitter], [taskbridge.LocalExecutor],
+// [taskbridge.Resumer], [taskbridge.TaskValidator] and
+// [taskbridge.ReadinessProbe]. It is safe for concurrent use.
 type Runner struct {
 	cfg   Config
 	log   *slog.Logger
@@ -99,14 +137,24 @@ type Runner struct {
 	stop  context.CancelCauseFunc
 	rerun map[string]bool // Config.RerunTypes
 
-	mu       sync.Mutex
-	jobs     map[string]*job // queued and running, by task id
-	pending  []*job          // FIFO of queued jobs
-	running  int             // worker goroutines
-	closed   bool
-	drained  chan struct{} // closed once closed and running == 0
-	renewing bool          // the lease renewal goroutine runs
-	wg       sync.WaitGroup
+	// ownerBudget is MaxRunningPerOwner+MaxQueuedPerOwner; budget is
+	// Concurrency+QueueSize.
+	ownerBudget, budget int
+
+	mu        sync.Mutex
+	jobs      map[string]*job // every job held, by task id
+	owners    map[string]*owner
+	turn      []*owner // owners with jobs waiting for a slot, in turn order
+	running   int      // slots held
+	waiting   int      // jobs waiting for a slot
+	reserved  int      // room kept by AdmitTask
+	suspended int      // handlers in Suspend without a slot
+	live      int      // job goroutines
+	closed    bool
+	drained   chan struct{}   // closed once closed and live == 0
+	renewing  bool            // the lease renewal goroutine runs
+	inRound   map[string]bool // tasks of the renewal round in progress
+	wg        sync.WaitGroup
 
 	// renewWake wakes the renewal goroutine when the runner lets go of
 	// its last task, so that it ends at once. Capacity 1.
@@ -116,6 +164,7 @@ type Runner struct {
 // Interface checks.
 var (
 	_ taskbridge.TaskExecutor   = (*Runner)(nil)
+	_ taskbridge.TaskAdmitter   = (*Runner)(nil)
 	_ taskbridge.LocalExecutor  = (*Runner)(nil)
 	_ taskbridge.Resumer        = (*Runner)(nil)
 	_ taskbridge.TaskValidator  = (*Runner)(nil)
@@ -151,12 +200,11 @@ func New(cfg Config) (*Runner, error) {
 	case cfg.Concurrency == 0:
 		cfg.Concurrency = DefaultConcurrency
 	}
-	switch {
-	case cfg.QueueSize < 0:
-		cfg.QueueSize = 0
-	case cfg.QueueSize == 0:
-		cfg.QueueSize = DefaultQueueSize
-	}
+	cfg.QueueSize = sizeOrDefault(cfg.QueueSize, DefaultQueueSize)
+	cfg.MaxSuspended = sizeOrDefault(cfg.MaxSuspended, DefaultMaxSuspended)
+	cfg.MaxRunningPerOwner = ownerLimit(cfg.MaxRunningPerOwner, cfg.Concurrency, 4)
+	cfg.MaxQueuedPerOwner = ownerLimit(cfg.MaxQueuedPerOwner, cfg.QueueSize, 16)
+	cfg.MaxSuspendedPerOwner = ownerLimit(cfg.MaxSuspendedPerOwner, cfg.MaxSuspended, 16)
 	if cfg.StartedMessage == "" {
 		cfg.StartedMessage = DefaultStartedMessage
 	}
@@ -194,15 +242,44 @@ func New(cfg Config) (*Runner, error) {
 	cfg.RerunTypes = slices.Clone(cfg.RerunTypes)
 	base, stop := context.WithCancelCause(context.Background())
 	return &Runner{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		base:      base,
-		stop:      stop,
-		rerun:     rerun,
-		jobs:      map[string]*job{},
-		drained:   make(chan struct{}),
-		renewWake: make(chan struct{}, 1),
+		cfg:         cfg,
+		log:         cfg.Logger,
+		base:        base,
+		stop:        stop,
+		rerun:       rerun,
+		jobs:        map[string]*job{},
+		owners:      map[string]*owner{},
+		budget:      cfg.Concurrency + cfg.QueueSize,
+		ownerBudget: cfg.MaxRunningPerOwner + cfg.MaxQueuedPerOwner,
+		drained:     make(chan struct{}),
+		renewWake:   make(chan struct{}, 1),
 	}, nil
+}
+
+// sizeOrDefault fills in a size: def for zero, none for a negative value.
+func sizeOrDefault(v, def int) int {
+	switch {
+	case v < 0:
+		return 0
+	case v == 0:
+		return def
+	}
+	return v
+}
+
+// ownerLimit fills in a per-owner limit: v when it is in 1..total, total
+// for a negative v or one above total, and total/div (at least 1, unless
+// total is 0) for zero.
+func ownerLimit(v, total, div int) int {
+	switch {
+	case v < 0 || v > total:
+		return total
+	case v > 0:
+		return v
+	case total == 0:
+		return 0
+	}
+	return max(1, total/div)
 }
 
 // Replica returns the runner's lease holder id (Config.Replica or the
@@ -220,13 +297,16 @@ func (r *Runner) ValidateTask(_ context.Context, req taskbridge.CreateTaskReques
 }
 
 // Submit implements [taskbridge.TaskExecutor]. It only enqueues: the task
-// starts at once when a worker is free, else waits in the queue. It fails
-// with [ErrQueueFull] when the queue is full, with an error wrapping
-// [taskbridge.ErrClosed] after [Runner.Shutdown], and with
-// [ErrUnknownTaskType] for a type without a handler. A task submitted with
-// CancelRequested set is cancelled without running. With Config.Leases,
-// Submit first acquires the task's lease; it fails with an error wrapping
-// [taskbridge.ErrLeaseLost] when another process holds it.
+// starts at once when a slot is free for its owner, else waits for its
+// owner's turn. A task for whose create [Runner.AdmitTask] kept room takes
+// it; any other is checked against the limits AdmitTask applies and
+// refused with an error wrapping [taskbridge.ErrTooManyTasks] or with
+// [ErrQueueFull]. Submit fails with an error wrapping [taskbridge.ErrClosed]
+// after [Runner.Shutdown] and with [ErrUnknownTaskType] for a type without
+// a handler. A task submitted with CancelRequested set is cancelled without
+// running. With Config.Leases, Submit first acquires the task's lease; it
+// fails with an error wrapping [taskbridge.ErrLeaseLost] when another
+// process holds it.
 func (r *Runner) Submit(ctx context.Context, task taskbridge.Task, emit taskbridge.Emitter) error {
 	h, ok := r.cfg.Handlers[task.TaskType]
 	if !ok {
@@ -236,7 +316,7 @@ func (r *Runner) Submit(ctx context.Context, task taskbridge.Task, emit taskbrid
 		return errors.New("runner: Submit needs an emitter")
 	}
 	r.mu.Lock()
-	err := r.admissible(task.ID)
+	err := r.admissible(task, false)
 	r.mu.Unlock()
 	if err != nil {
 		return err
@@ -254,7 +334,7 @@ func (r *Runner) Submit(ctx context.Context, task taskbridge.Task, emit taskbrid
 	if task.CancelRequested {
 		j.requestCancel(task.CancelReason)
 	}
-	if err := r.enqueue(j); err != nil {
+	if err := r.enqueue(j, false); err != nil {
 		j.finish()
 		r.release(ctx, j)
 		return err
@@ -262,39 +342,42 @@ func (r *Runner) Submit(ctx context.Context, task taskbridge.Task, emit taskbrid
 	return nil
 }
 
-// admissible reports why a task could not be queued now, or nil. r.mu must
-// be held.
-func (r *Runner) admissible(taskID string) error {
+// admissible reports why a task could not be queued now, or nil. A task
+// taken over from a dead process is only bound by the runner's total, not
+// by its owner's limits. r.mu must be held.
+func (r *Runner) admissible(task taskbridge.Task, takeover bool) error {
 	if r.closed {
 		return fmt.Errorf("runner: not accepting tasks: %w", taskbridge.ErrClosed)
 	}
-	if _, dup := r.jobs[taskID]; dup {
-		return fmt.Errorf("runner: task %s was already submitted", taskID)
+	if _, dup := r.jobs[task.ID]; dup {
+		return fmt.Errorf("runner: task %s was already submitted", task.ID)
 	}
-	if r.running >= r.cfg.Concurrency && len(r.pending) >= r.cfg.QueueSize {
+	o := r.owners[task.OwnerID]
+	switch {
+	case takeover && r.active() >= r.budget:
 		return ErrQueueFull
+	case takeover || r.reservation(o, task) != nil:
+		return nil
 	}
-	return nil
+	return r.fits(o)
 }
 
-// enqueue starts j on a new worker or queues it.
-func (r *Runner) enqueue(j *job) error {
+// enqueue queues j for a slot; it starts at once if its owner gets one.
+func (r *Runner) enqueue(j *job, takeover bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.admissible(j.task.ID); err != nil {
+	if err := r.admissible(j.task, takeover); err != nil {
 		return err
+	}
+	o := r.ownerFor(j.task.OwnerID)
+	if res := r.reservation(o, j.task); res != nil && !takeover {
+		r.take(res)
 	}
 	r.jobs[j.task.ID] = j
 	if j.lease != nil {
 		r.startRenewing()
 	}
-	if r.running < r.cfg.Concurrency {
-		r.running++
-		r.wg.Add(1)
-		go r.work(j)
-	} else {
-		r.pending = append(r.pending, j)
-	}
+	r.schedule(j, o)
 	return nil
 }
 
@@ -308,14 +391,7 @@ func (r *Runner) enqueue(j *job) error {
 func (r *Runner) Cancel(ctx context.Context, task taskbridge.Task) error {
 	r.mu.Lock()
 	j := r.jobs[task.ID]
-	queued := false
-	if j != nil {
-		if i := slices.Index(r.pending, j); i >= 0 {
-			r.pending = slices.Delete(r.pending, i, i+1)
-			r.retire(j)
-			queued = true
-		}
-	}
+	queued := j != nil && r.unqueue(j)
 	r.mu.Unlock()
 	switch {
 	case j == nil:
@@ -368,23 +444,33 @@ func (r *Runner) HeldTasks() []string {
 }
 
 // CheckReady implements [taskbridge.ReadinessProbe]: the runner is ready
-// until [Runner.Shutdown] is called. A full queue does not make it unready
-// (readiness also routes streams and polls, which a busy runner still
-// serves); watch [Runner.Stats] for saturation.
+// until [Runner.Shutdown] is called. By default a full runner stays ready:
+// readiness also routes streams, polls, cancels and actions, which a busy
+// runner still serves, and taking a single process out of a load
+// balancer's rotation would refuse those too; creates are refused with
+// 429 or 503, which clients retry. With Config.NotReadyWhenFull it is not
+// ready while Concurrency+QueueSize tasks are running or waiting for a
+// slot, so that new requests go to other processes sharing the store.
+// One owner at its limits never makes the runner unready. Watch
+// [Runner.Stats] for saturation.
 func (r *Runner) CheckReady(context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
 		return fmt.Errorf("runner: shut down: %w", taskbridge.ErrClosed)
 	}
+	if r.cfg.NotReadyWhenFull && r.active() >= r.budget {
+		return fmt.Errorf("runner: full: %d tasks running or waiting for a slot", r.active())
+	}
 	return nil
 }
 
-// Stats returns the number of running and queued tasks.
+// Stats returns the runner's load: handlers holding a slot, tasks waiting
+// for one and handlers waiting in [Suspend] without one.
 func (r *Runner) Stats() Stats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return Stats{Running: r.running, Queued: len(r.pending)}
+	return Stats{Running: r.running, Queued: r.waiting, Suspended: r.suspended}
 }
 
 // Shutdown stops the runner gracefully. Submit fails with
@@ -399,7 +485,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	r.mu.Lock()
 	if !r.closed {
 		r.closed = true
-		if r.running == 0 {
+		if r.live == 0 {
 			close(r.drained)
 		}
 	}
@@ -417,46 +503,22 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// work runs j, then queued jobs until the queue is empty.
+// work is the goroutine of job j, from its first slot to its end.
 func (r *Runner) work(j *job) {
 	defer r.wg.Done()
+	returned := false
 	defer func() {
-		if j == nil {
-			return
+		if !returned {
+			// run did not return: the handler called runtime.Goexit (say
+			// t.FailNow). End its task.
+			r.log.LogAttrs(j.ctx, slog.LevelError, "runner: task handler called runtime.Goexit", j.attrs()...)
+			userCancel, reason := j.finish()
+			_ = r.end(j.ctx, j, r.decide(j, outcome{ran: true, panicked: true}, userCancel, reason))
 		}
-		// run did not return: the handler called runtime.Goexit (say
-		// t.FailNow). End its task and hand the queue to a new worker.
-		r.log.LogAttrs(j.ctx, slog.LevelError, "runner: task handler called runtime.Goexit", j.attrs()...)
-		userCancel, reason := j.finish()
-		_ = r.end(j.ctx, j, r.decide(j, outcome{ran: true, panicked: true}, userCancel, reason))
-		if next := r.next(j); next != nil {
-			r.wg.Add(1)
-			go r.work(next)
-		}
+		r.done(j)
 	}()
-	for j != nil {
-		r.run(j)
-		j = r.next(j)
-	}
-}
-
-// next retires the finished job j and returns the next queued job, or nil
-// after giving up the worker's slot.
-func (r *Runner) next(j *job) *job {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.retire(j)
-	if len(r.pending) > 0 {
-		j = r.pending[0]
-		r.pending[0] = nil
-		r.pending = r.pending[1:]
-		return j
-	}
-	r.running--
-	if r.closed && r.running == 0 {
-		close(r.drained)
-	}
-	return nil
+	r.run(j)
+	returned = true
 }
 
 // retire forgets j; r.mu must be held. The renewal goroutine is woken when

@@ -207,7 +207,7 @@ func TestPanicFailsTaskAndWorkerSurvives(t *testing.T) {
 		"ok": func(context.Context, *taskbridge.Task, taskbridge.Emitter) (any, error) { return "fine", nil },
 	}})
 	_, pf := submit(t, r, "panic")
-	_, of := submit(t, r, "ok") // queued behind the panicking task on the single worker
+	_, of := submit(t, r, "ok") // queued behind the panicking task for the single slot
 	evs := pf.waitTerminal(t)
 	require.Equal(t, []taskbridge.EventType{taskbridge.EventTaskStarted, taskbridge.EventTaskFailed}, typesOf(evs))
 	fp := payloadOf(t, evs[1]).(taskbridge.FailedPayload)
@@ -257,7 +257,7 @@ func TestConcurrencyBound(t *testing.T) {
 	var running, maxRunning atomic.Int64
 	entered := make(chan struct{}, tasks)
 	release := make(chan struct{}, tasks)
-	r := setup(t, runner.Config{Concurrency: 2, QueueSize: tasks, Handlers: map[string]runner.HandlerFunc{
+	r := setup(t, runner.Config{Concurrency: 2, QueueSize: tasks, MaxRunningPerOwner: -1, MaxQueuedPerOwner: -1, Handlers: map[string]runner.HandlerFunc{
 		"slow": func(ctx context.Context, _ *taskbridge.Task, _ taskbridge.Emitter) (any, error) {
 			n := running.Add(1)
 			for {
@@ -303,12 +303,14 @@ func TestConcurrencyBound(t *testing.T) {
 func TestQueueFull(t *testing.T) {
 	t.Parallel()
 	g := newGate(3)
-	r := setup(t, runner.Config{Concurrency: 1, QueueSize: 1, Handlers: map[string]runner.HandlerFunc{"gate": g.handler}})
+	r := setup(t, runner.Config{Concurrency: 1, QueueSize: 1, MaxQueuedPerOwner: -1,
+		Handlers: map[string]runner.HandlerFunc{"gate": g.handler}})
 	t.Cleanup(g.open)
 	_, a := submit(t, r, "gate")
 	g.waitStarted(t)
 	_, b := submit(t, r, "gate")
 	task, c := newTask("gate")
+	task.OwnerID = "bob"
 	err := r.Submit(context.Background(), task, c)
 	require.ErrorIs(t, err, runner.ErrQueueFull)
 	require.Equal(t, runner.Stats{Running: 1, Queued: 1}, r.Stats())
@@ -329,6 +331,7 @@ func TestNoQueueFullStaysReady(t *testing.T) {
 	submit(t, r, "gate")
 	g.waitStarted(t)
 	task, f := newTask("gate")
+	task.OwnerID = "bob"
 	require.ErrorIs(t, r.Submit(context.Background(), task, f), runner.ErrQueueFull)
 	require.NoError(t, r.CheckReady(context.Background()), "a full runner stays ready")
 }
@@ -542,7 +545,7 @@ func TestShutdownDeadlineCancels(t *testing.T) {
 	t.Parallel()
 	g := newGate(2)
 	completing := make(chan struct{})
-	r, err := runner.New(runner.Config{Concurrency: 2, Logger: quietLogger(), Handlers: map[string]runner.HandlerFunc{
+	r, err := runner.New(runner.Config{Concurrency: 2, MaxRunningPerOwner: -1, Logger: quietLogger(), Handlers: map[string]runner.HandlerFunc{
 		"gate": g.handler,
 		// finishes its work even though it was cancelled
 		"finisher": func(ctx context.Context, _ *taskbridge.Task, _ taskbridge.Emitter) (any, error) {

@@ -148,26 +148,51 @@ func TestServiceRejectsUnknownTaskType(t *testing.T) {
 	require.Empty(t, list.Tasks, "the task was never created")
 }
 
-func TestServiceQueueFullFailsCreate(t *testing.T) {
+// A create the runner has no room for is refused before the task exists:
+// 429 TOO_MANY_TASKS for an owner at its limit, 503 TASK_SUBMISSION_ERROR
+// when the runner as a whole is full. No FAILED task is left behind, and
+// the same request succeeds once there is room.
+func TestServiceRefusesCreateWithoutRoom(t *testing.T) {
 	t.Parallel()
-	g := newGate(1)
-	s := setupService(t, runner.Config{Concurrency: 1, QueueSize: -1, Handlers: map[string]runner.HandlerFunc{"gate": g.handler}})
+	g := newGate(2)
+	s := setupService(t, runner.Config{Concurrency: 2, QueueSize: -1, Handlers: map[string]runner.HandlerFunc{"gate": g.handler}})
 	t.Cleanup(g.open)
 	s.create(t, "gate")
 	g.waitStarted(t)
 
-	_, err := s.svc.CreateTask(context.Background(), alice, taskbridge.CreateTaskRequest{ClientRequestID: "busy", TaskType: "gate"})
+	req := taskbridge.CreateTaskRequest{ClientRequestID: "busy", TaskType: "gate"}
+	_, err := s.svc.CreateTask(context.Background(), alice, req)
+	require.ErrorIs(t, err, taskbridge.ErrTooManyTasks, "alice may run one task of two slots")
+	status, code, msg := taskbridge.HTTPError(err)
+	require.Equal(t, 429, status)
+	require.Equal(t, taskbridge.CodeTooManyTasks, code)
+	require.Equal(t, "Too many tasks: 1 of your tasks are running or waiting to run (at most 1); retry once one has ended", msg)
+
+	bob := taskbridge.AuthContext{Subject: "bob"}
+	_, err = s.svc.CreateTask(context.Background(), bob, req)
+	require.NoError(t, err, "bob's task takes the second slot")
+	g.waitStarted(t)
+	carol := taskbridge.AuthContext{Subject: "carol"}
+	_, err = s.svc.CreateTask(context.Background(), carol, req)
 	require.ErrorIs(t, err, runner.ErrQueueFull)
-	status, code, _ := taskbridge.HTTPError(err)
+	status, code, _ = taskbridge.HTTPError(err)
 	require.Equal(t, 503, status)
 	require.Equal(t, taskbridge.CodeSubmission, code)
 
-	list, err := s.svc.ListTasks(context.Background(), alice, taskbridge.ListTasksRequest{Statuses: []taskbridge.TaskStatus{taskbridge.StatusFailed}})
-	require.NoError(t, err)
-	require.Len(t, list.Tasks, 1)
-	evs := s.pollTerminal(t, list.Tasks[0].TaskID)
-	require.Equal(t, []taskbridge.EventType{taskbridge.EventTaskFailed}, typesOf(evs))
-	require.True(t, payloadOf(t, evs[0]).(taskbridge.FailedPayload).Retryable)
+	for _, who := range []taskbridge.AuthContext{alice, carol} {
+		list, err := s.svc.ListTasks(context.Background(), who, taskbridge.ListTasksRequest{})
+		require.NoError(t, err)
+		require.Len(t, list.Tasks, map[string]int{"alice": 1, "carol": 0}[who.Subject], "%s: no task for a refused create", who.Subject)
+	}
+	require.Equal(t, runner.Stats{Running: 2}, s.r.Stats())
+
+	g.open()
+	require.Eventually(t, func() bool { return s.r.Stats() == runner.Stats{} }, 5*time.Second, time.Millisecond)
+	resp, err := s.svc.CreateTask(context.Background(), alice, req)
+	require.NoError(t, err, "the refused request succeeds once there is room")
+	require.False(t, resp.Deduplicated)
+	evs := s.pollTerminal(t, resp.TaskID)
+	require.Equal(t, taskbridge.EventTaskCompleted, evs[len(evs)-1].Type)
 }
 
 func TestServiceSuspendResume(t *testing.T) {
@@ -245,7 +270,7 @@ func TestServiceCancel(t *testing.T) {
 	// Cancel while suspended.
 	id := s.create(t, "approval")
 	s.pollUntil(t, id, hasType(taskbridge.EventTaskSuspended))
-	queued := s.create(t, "gate") // waits for the single worker
+	queued := s.create(t, "gate") // takes the slot the suspended task gave up
 	resp, err := s.svc.CancelTask(context.Background(), alice, id, taskbridge.CancelRequest{Reason: "no_longer_needed"})
 	require.NoError(t, err)
 	require.Equal(t, taskbridge.CancelRequested, resp.Status)
@@ -310,7 +335,8 @@ func TestRecover(t *testing.T) {
 		<-hang // ignores ctx: the process is gone, not cancelled
 		return "late", nil
 	}
-	old := newStack(t, store, runner.Config{Concurrency: 3, Handlers: map[string]runner.HandlerFunc{
+	// Two slots: the suspended task waits without one.
+	old := newStack(t, store, runner.Config{Concurrency: 2, MaxRunningPerOwner: -1, MaxQueuedPerOwner: -1, Handlers: map[string]runner.HandlerFunc{
 		"hung":     hung,
 		"approval": approvalHandler(approvalOpts),
 		"greet":    greetHandler,

@@ -88,7 +88,12 @@ type waiter struct {
 //   - the errors of e.Suspend, such as [taskbridge.ErrInvalidEvent] for
 //     invalid opts.
 //
-// While it waits the handler holds its concurrency slot.
+// While it waits the handler gives its concurrency slot up, so that other
+// tasks run meanwhile (unless Config.MaxSuspended or MaxSuspendedPerOwner
+// is reached: then it keeps it). Once the action arrives or the suspension
+// expires, Suspend waits for a slot again, in its owner's turn, before it
+// returns. When ctx is cancelled, Suspend returns at once without a slot,
+// and the handler must return soon, as always after ctx is cancelled.
 func Suspend(ctx context.Context, e taskbridge.Emitter, opts taskbridge.SuspendOpts) (Action, error) {
 	j := jobFromContext(ctx)
 	if j == nil {
@@ -199,8 +204,17 @@ func (j *job) deliver(id string, a Action) error {
 	return nil
 }
 
-// await waits for w's action, s's deadline or ctx.
+// await waits for w's action, s's deadline or ctx. The handler gives its
+// slot up while it waits and gets one again before await returns, unless
+// ctx was cancelled.
 func (j *job) await(ctx context.Context, e taskbridge.Emitter, s taskbridge.Suspension, w *waiter) (Action, error) {
+	select {
+	case <-w.ready: // already there: no need to give the slot up
+		return w.action, nil
+	default:
+	}
+	j.r.park(j)
+	defer j.r.unpark(ctx, j)
 	var deadline <-chan time.Time
 	if s.ExpiresAt != nil {
 		t := time.NewTimer(s.ExpiresAt.Sub(j.r.cfg.Now()))

@@ -32,7 +32,8 @@
 //
 // It has no id line, so it never moves the client's cursor, and it is never
 // stored. (The Android SDK's liveness timer is reset only by data frames,
-// which is why the heartbeat is not just a comment.) After the task's
+// which is why the heartbeat is not just a comment, and why NewHandler
+// refuses intervals above [MaxHeartbeatInterval].) After the task's
 // terminal event the stream ends.
 //
 // # Resource use

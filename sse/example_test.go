@@ -96,7 +96,7 @@ func ExampleNewHandler() {
 	// Output:
 	// 200 OK text/event-stream
 	// id: 1
-	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05Z","payload":{}}
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
 }
 
 // Mounting the stream on a chi router, under the host's own middleware.
@@ -120,7 +120,7 @@ func ExampleNewHandler_chi() {
 	// Output:
 	// 200 OK text/event-stream
 	// id: 1
-	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05Z","payload":{}}
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
 }
 
 // Serving HTTP/1.x streams on the hijacked connection, for hosts that hold
@@ -151,7 +151,7 @@ func ExampleConfig_hijack() {
 	// Output:
 	// 200 OK text/event-stream
 	// id: 1
-	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05Z","payload":{}}
+	// data: {"type":"TASK_STARTED","taskId":"task-1","eventId":"1","createdAt":"2026-01-02T03:04:05.000Z","payload":{}}
 	// status seen by the middleware: 0
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
@@ -23,7 +24,13 @@ const DefaultPattern = "GET /api/v1/tasks/{taskId}/events/stream"
 // Defaults and limits for [Config].
 const (
 	// DefaultHeartbeatInterval is the default Config.HeartbeatInterval.
-	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultHeartbeatInterval = streamlife.DefaultHeartbeatInterval
+	// MaxHeartbeatInterval is the longest Config.HeartbeatInterval
+	// NewHandler accepts. The TaskBridge SDK reconnects when a stream has
+	// sent no data frame for 60s (comment lines do not count), and an idle
+	// stream gets its heartbeat between 1 and 1.25 intervals after its
+	// last frame: at 40s it is never silent for more than 50s.
+	MaxHeartbeatInterval = streamlife.MaxHeartbeatInterval
 	// DefaultWriteTimeout is the default Config.WriteTimeout.
 	DefaultWriteTimeout = 10 * time.Second
 	// MaxPreamble bounds Config.Preamble.
@@ -46,10 +53,17 @@ type Config struct {
 	TaskID func(r *http.Request) string
 
 	// HeartbeatInterval is how long a stream may be idle before a
-	// heartbeat frame is sent. Defaults to 15s. Negative disables
-	// heartbeats (not recommended: the Android SDK drops streams that send
-	// no data frame for 60s).
+	// heartbeat data frame is sent. Defaults to 15s; at most
+	// [MaxHeartbeatInterval], since the TaskBridge SDK reconnects after
+	// 60s without a data frame: NewHandler fails on a longer or a negative
+	// interval.
 	HeartbeatInterval time.Duration
+
+	// DisableHeartbeats sends no heartbeat frames at all, for clients
+	// that keep no liveness timer of their own. Do not set it for the
+	// TaskBridge SDK: it would reconnect every time a task is quiet for
+	// 60s. HeartbeatInterval must then be zero.
+	DisableHeartbeats bool
 
 	// CommentPing precedes every heartbeat frame with a ": ping" comment
 	// line, for intermediaries that watch for comments.
@@ -121,12 +135,11 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if cfg.TaskID == nil {
 		cfg.TaskID = TaskIDFromPath
 	}
-	switch {
-	case cfg.HeartbeatInterval == 0:
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	case cfg.HeartbeatInterval < 0:
-		cfg.HeartbeatInterval = 0
+	hb, err := streamlife.HeartbeatInterval("sse", cfg.HeartbeatInterval, cfg.DisableHeartbeats)
+	if err != nil {
+		return nil, err
 	}
+	cfg.HeartbeatInterval = hb
 	if cfg.WriteTimeout < 0 {
 		return nil, errors.New("sse: Config.WriteTimeout must not be negative")
 	}
@@ -193,7 +206,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // or handed a hijacked stream to its goroutines.
 func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 	if r.Method != http.MethodGet {
-		httpx.MethodNotAllowed(w, r, http.MethodGet, h.svc.Now())
+		httpx.MethodNotAllowed(w, r, http.MethodGet, svcHooks.Now(h.svc))
 		return nil
 	}
 	auth, err := httpx.Authenticate(h.cfg.Auth, r)
@@ -212,7 +225,7 @@ func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 		h.fail(w, r, taskbridge.ErrTaskNotFound)
 		return nil
 	}
-	sub, err := h.svc.Subscribe(r.Context(), auth, taskID, lastEventID(r), taskbridge.SubscribeOpts{
+	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, lastEventID(r), fanout.SubscribeOpts{
 		Transport:         "sse",
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
 	})
@@ -225,7 +238,7 @@ func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	httpx.WriteError(w, r, h.svc.Logger(), h.svc.Now(), err)
+	httpx.WriteError(w, r, svcHooks.Logger(h.svc), svcHooks.Now(h.svc), err)
 }
 
 // Shutdown ends every stream and makes new requests fail with 503

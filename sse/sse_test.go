@@ -201,6 +201,38 @@ func TestNewHandlerValidatesConfig(t *testing.T) {
 	require.Error(t, err)
 }
 
+// TestHeartbeatIntervalIsBounded: the TaskBridge SDK reconnects after 60s
+// without a data frame, so an interval whose heartbeats could come later,
+// or a negative one, is refused with an error that says why; heartbeats are
+// turned off only explicitly.
+func TestHeartbeatIntervalIsBounded(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	for _, tc := range []struct {
+		cfg sse.Config
+		err string // "" for none
+	}{
+		{sse.Config{}, ""},
+		{sse.Config{HeartbeatInterval: time.Millisecond}, ""},
+		{sse.Config{HeartbeatInterval: sse.MaxHeartbeatInterval}, ""},
+		{sse.Config{HeartbeatInterval: sse.MaxHeartbeatInterval + 1}, "the TaskBridge SDK reconnects after 60s"},
+		{sse.Config{HeartbeatInterval: 5 * time.Minute}, "exceeds 40s"},
+		{sse.Config{HeartbeatInterval: -1}, "set DisableHeartbeats"},
+		{sse.Config{DisableHeartbeats: true}, ""},
+		{sse.Config{DisableHeartbeats: true, HeartbeatInterval: time.Second}, "leave the interval zero"},
+	} {
+		tc.cfg.Auth = streamtest.Auth
+		h, err := sse.NewHandler(env.Svc, tc.cfg)
+		if tc.err == "" {
+			require.NoError(t, err, "%+v", tc.cfg)
+			require.NoError(t, h.Shutdown(t.Context()))
+			continue
+		}
+		require.ErrorContains(t, err, tc.err, "%+v", tc.cfg)
+		require.ErrorContains(t, err, "sse: ", "%+v", tc.cfg)
+	}
+}
+
 func TestErrorsAreAnsweredBeforeTheStream(t *testing.T) {
 	t.Parallel()
 	forEachMode(t, sse.Config{}, testErrorsAreAnsweredBeforeTheStream)
@@ -795,7 +827,7 @@ func TestHTTP2(t *testing.T) {
 // long before the write deadline. Not parallel: it checks for leaked
 // goroutines.
 func TestShutdownEndsStalledStreams(t *testing.T) {
-	for _, m := range modes(sse.Config{WriteTimeout: time.Minute, HeartbeatInterval: -1}) {
+	for _, m := range modes(sse.Config{WriteTimeout: time.Minute, DisableHeartbeats: true}) {
 		t.Run(m.name, func(t *testing.T) { testShutdownEndsStalledStreams(t, m.cfg) })
 	}
 }

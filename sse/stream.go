@@ -12,24 +12,20 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
-// Buffers are pooled and held only while a batch is written, so an idle
-// stream keeps none.
-var (
-	bufPool   = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-	framePool = sync.Pool{New: func() any { f := make([]*taskbridge.Frame, 0, 64); return &f }}
-)
-
+// Buffers come from package bufpool and are held only while a batch is
+// written, so an idle stream keeps none.
 const (
 	// chunkSize is how many bytes of a batch collect before they are
 	// written: each write gets its own deadline, so a large batch to a
 	// healthy client never runs into the write timeout.
 	chunkSize = 64 << 10
-	// maxPooledBuf keeps unusually large buffers out of the pool.
-	maxPooledBuf = 256 << 10
 	// defaultQuietAfter is Handler.quietAfter: how long a stream must
 	// have sent nothing for its next step (reading its subscription,
 	// writing a batch or a heartbeat) to run on a short-lived goroutine
@@ -61,22 +57,12 @@ func offload(f func()) {
 	}
 }
 
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
-
-func putBuf(b *[]byte) {
-	if cap(*b) > maxPooledBuf {
-		return
-	}
-	*b = (*b)[:0]
-	bufPool.Put(b)
-}
-
 // stream is one client connection's write side: either the ResponseWriter
 // (rc set) or a hijacked connection (conn set).
 type stream struct {
 	h      *Handler
 	st     *streamlife.Stream
-	sub    *taskbridge.Subscription
+	sub    *fanout.Subscription
 	taskID string
 
 	w         http.ResponseWriter
@@ -103,12 +89,12 @@ type stream struct {
 // start commits to the stream: it returns the stream to serve inside
 // ServeHTTP, or starts the goroutines of a hijacked stream and returns nil.
 // The response head goes out with the first batch.
-func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *taskbridge.Subscription, st *streamlife.Stream) *stream {
+func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *fanout.Subscription, st *streamlife.Stream) *stream {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	s := &stream{h: h, st: st, sub: sub, taskID: sub.TaskID(), head: getBuf()}
+	s := &stream{h: h, st: st, sub: sub, taskID: sub.TaskID(), head: bufpool.Bytes.Get()}
 	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
@@ -258,17 +244,16 @@ func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
 // that frames went out, so more may follow at once; ok is false when the
 // stream is over.
 func (s *stream) step(ctx context.Context) (more, ok bool) {
-	fp := framePool.Get().(*[]*taskbridge.Frame)
-	frames, err := s.sub.Next(ctx, (*fp)[:0])
+	fp := bufpool.Frames.Get()
+	frames, err := s.sub.Next(ctx, *fp)
 	n := len(frames)
 	var end bool
 	var werr error
 	if n > 0 || s.head != nil {
 		end, werr = s.writeFrames(frames)
 	}
-	clear(frames)
-	*fp = frames[:0]
-	framePool.Put(fp)
+	*fp = frames
+	bufpool.Frames.Put(fp)
 	switch {
 	case end || werr != nil:
 		return false, false
@@ -286,21 +271,21 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 
 // writeFrames writes frames as one batch, after the head if that is still
 // pending; end reports a terminal event.
-func (s *stream) writeFrames(frames []*taskbridge.Frame) (end bool, err error) {
+func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
 	s.lastSent = time.Now()
 	bp := s.head
 	s.head = nil
 	if bp == nil {
-		bp = getBuf()
+		bp = bufpool.Bytes.Get()
 	}
 	b := *bp
 	for _, f := range frames {
 		b = append(b, "id: "...)
-		b = append(b, f.Event.EventID...)
+		b = append(b, f.EventID...)
 		b = append(b, "\ndata: "...)
 		b = append(b, f.JSON...)
 		b = append(b, "\n\n"...)
-		if f.Event.Terminal() {
+		if f.Terminal {
 			end = true
 			break
 		}
@@ -315,14 +300,14 @@ func (s *stream) writeFrames(frames []*taskbridge.Frame) (end bool, err error) {
 	if err == nil {
 		err = s.write(b, true)
 	}
-	putBuf(bp)
+	bufpool.Bytes.Put(bp)
 	return end, err
 }
 
 // heartbeat writes a heartbeat data frame (and the comment ping).
 func (s *stream) heartbeat() error {
 	s.lastSent = time.Now()
-	bp := getBuf()
+	bp := bufpool.Bytes.Get()
 	b := *bp
 	if s.h.cfg.CommentPing {
 		b = append(b, ": ping\n\n"...)
@@ -334,11 +319,11 @@ func (s *stream) heartbeat() error {
 	b = append(b, s.h.hbPrefix...)
 	b = strconv.AppendUint(b, s.h.hbSeq.Add(1), 10)
 	b = append(b, `","createdAt":"`...)
-	b = s.h.svc.Now().AppendFormat(b, time.RFC3339Nano)
+	b = wire.AppendTime(b, svcHooks.Now(s.h.svc))
 	b = append(b, "\",\"payload\":{\"live\":true}}\n\n"...)
 	*bp = b
 	err := s.write(b, true)
-	putBuf(bp)
+	bufpool.Bytes.Put(bp)
 	return err
 }
 
@@ -389,7 +374,7 @@ func (s *stream) ended(ctx context.Context, err error) {
 	if errors.Is(err, taskbridge.ErrTaskNotFound) || errors.Is(err, taskbridge.ErrEventsExpired) {
 		level = slog.LevelInfo
 	}
-	s.h.svc.Logger().LogAttrs(ctx, level, "taskbridge: sse stream ended",
+	svcHooks.Logger(s.h.svc).LogAttrs(ctx, level, "taskbridge: sse stream ended",
 		slog.String("taskId", s.taskID), slog.String("transport", "sse"), slog.Any("error", err))
 }
 

@@ -40,11 +40,11 @@ func testIdempotentAppend(t *testing.T, h Harness) {
 		requireTask(t, task, f.get("task-1"), "a repeat does not change the task")
 		requireSeqs(t, f.readAll("task-1"), 1, 2)
 
-		// A repeat notifies nobody: the next real append is the only
-		// reason for a call.
+		// A repeat need not notify anyone (a store that notifies after
+		// commit may still deliver the first append's call now, and Watch
+		// allows spurious calls), but the next real append must.
 		f.append("task-1", taskbridge.MessagePayload{Message: "real"})
 		w.wait(t, "for the append after a repeat")
-		require.Equal(t, int64(1), w.calls.Load(), "the watcher was called for the repeated key")
 	})
 
 	t.Run("RepeatAfterTerminal", func(t *testing.T) {

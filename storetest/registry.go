@@ -239,4 +239,82 @@ func testRegistry(t *testing.T, h Harness) {
 		_, _, err := f.s.RequestCancel(f.ctx, "nope", "why", BaseTime)
 		requireErrorIs(t, err, taskbridge.ErrTaskNotFound)
 	})
+
+	t.Run("ListTasksManyOwners", func(t *testing.T) {
+		f := setup(t, h)
+		const (
+			n      = 10_000
+			owners = 25
+		)
+		// Created concurrently, in no particular order; CreatedAt values
+		// repeat (every 1,000th millisecond), so ties are broken by id.
+		all := make([]taskbridge.Task, n)
+		for i := range n {
+			id := fmt.Sprintf("t%05d", (i*7919)%n)
+			all[i] = NewTask(id, fmt.Sprint("owner-", i%owners), "r-"+id, BaseTime.Add(time.Duration(i%1000)*time.Millisecond))
+		}
+		const workers = 16
+		errs := make([]error, workers)
+		race(workers, func(w int) {
+			for i := w; i < n && errs[w] == nil; i += workers {
+				_, _, errs[w] = f.s.CreateTask(f.ctx, all[i])
+			}
+		})
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		// Every 7th task of owner-3 runs, so a status filter skips most of
+		// the owner's tasks.
+		for i := 3; i < n; i += 7 * owners {
+			_, err := f.s.Append(f.ctx, NewEvent(all[i].ID, taskbridge.StartedPayload{}, BaseTime))
+			require.NoError(t, err)
+			all[i].Status = taskbridge.StatusRunning
+		}
+		slices.SortFunc(all, func(a, b taskbridge.Task) int {
+			return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
+		})
+		want := func(q taskbridge.TaskQuery) []string {
+			out := []string{}
+			for _, task := range all {
+				if q.Matches(task) {
+					out = append(out, task.ID)
+				}
+			}
+			return out
+		}
+		page := func(q taskbridge.TaskQuery) []string {
+			var got []string
+			for range n {
+				list, err := f.s.ListTasks(f.ctx, q)
+				require.NoError(t, err)
+				require.LessOrEqual(t, len(list), q.Limit)
+				if len(list) == 0 {
+					return got
+				}
+				got = append(got, ids(list)...)
+				last := list[len(list)-1]
+				q.Before = &taskbridge.TaskPosition{CreatedAt: last.CreatedAt, ID: last.ID}
+			}
+			return got
+		}
+		for _, q := range []taskbridge.TaskQuery{
+			{OwnerID: "owner-0", Limit: 97},
+			{OwnerID: "owner-24", Limit: 400},
+			{OwnerID: "owner-3", Statuses: []taskbridge.TaskStatus{taskbridge.StatusRunning}, Limit: 10},
+			{OwnerID: "owner-3", Statuses: []taskbridge.TaskStatus{taskbridge.StatusAccepted}, Limit: 100},
+			{Limit: 1000},
+			{Statuses: []taskbridge.TaskStatus{taskbridge.StatusRunning}, Limit: 50},
+		} {
+			require.Equal(t, want(q), page(q), "%+v: paging visits every match once, newest first", q)
+		}
+		for o := range owners {
+			q := taskbridge.TaskQuery{OwnerID: fmt.Sprint("owner-", o), Limit: 1}
+			list, err := f.s.ListTasks(f.ctx, q)
+			require.NoError(t, err)
+			require.Equal(t, want(q)[:1], ids(list), "the newest task of %s", q.OwnerID)
+		}
+		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{OwnerID: "nobody", Limit: 10})
+		require.NoError(t, err)
+		require.Empty(t, list)
+	})
 }

@@ -371,30 +371,23 @@ func follow(t *testing.T, svc *taskbridge.Service, taskID, after string, until f
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
-	sub, err := svc.Subscribe(ctx, alice, taskID, after, taskbridge.SubscribeOpts{})
+	sub, err := svc.Subscribe(ctx, alice, taskID, after)
 	require.NoError(t, err)
 	defer sub.Close()
 	var evs []taskbridge.TaskEvent
 	for {
-		frames, err := sub.Next(ctx, nil)
-		for _, fr := range frames {
-			evs = append(evs, fr.Event)
-			if until(fr.Event) || fr.Event.Terminal() {
-				return evs
-			}
-		}
+		ev, err := sub.Next(ctx)
 		switch {
 		case errors.Is(err, io.EOF):
 			return evs
+		case ctx.Err() != nil:
+			t.Fatalf("storetest: task %s: no event within %v (events so far: %v)", taskID, waitTimeout, eventTypes(evs))
 		case err != nil:
 			t.Fatalf("storetest: following task %s: %v (events so far: %v)", taskID, err, eventTypes(evs))
 		}
-		if len(frames) == 0 {
-			select {
-			case <-sub.Ready():
-			case <-ctx.Done():
-				t.Fatalf("storetest: task %s: no event within %v (events so far: %v)", taskID, waitTimeout, eventTypes(evs))
-			}
+		evs = append(evs, ev)
+		if until(ev) || ev.Terminal() {
+			return evs
 		}
 	}
 }

@@ -60,6 +60,7 @@ func Run(t *testing.T, h Harness) {
 		{"Leases", testLeases},
 		{"ControlFeed", testControlFeed},
 		{"MultiReplica", testMultiReplica},
+		{"Extensions", testExtensions},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

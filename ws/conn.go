@@ -6,12 +6,16 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
 
@@ -20,13 +24,9 @@ import (
 var errShutdown = errors.New("ws: shutting down")
 
 // statusAbort means: drop the connection without a close handshake (the
-// peer is gone or a write failed).
+// peer is gone, it sent its own close frame, which the library answered, or
+// a write failed).
 const statusAbort websocket.StatusCode = -1
-
-var (
-	framePool = sync.Pool{New: func() any { f := make([]*taskbridge.Frame, 0, 64); return &f }}
-	msgPool   = sync.Pool{New: func() any { m := make([][]byte, 0, 64); return &m }}
-)
 
 // conn is one WebSocket connection. Two goroutines serve it: run, which
 // owns the subscriptions and every data write, and readLoop, which reads
@@ -48,8 +48,14 @@ type conn struct {
 	signal     chan struct{}
 	readerDone chan struct{}
 
-	mu   sync.Mutex // guards reqs
+	mu   sync.Mutex // guards reqs and taken
 	reqs []request  // frames read by readLoop, not yet handled by run
+	// taken, when not nil, is closed by run once it has taken reqs:
+	// readLoop waits on it while reqs is full.
+	taken chan struct{}
+	// readErr is why readLoop stopped; run reads it once readerDone is
+	// closed.
+	readErr error
 
 	// Owned by run.
 	subs       []*subscription
@@ -66,7 +72,7 @@ type request struct {
 }
 
 type subscription struct {
-	sub       *taskbridge.Subscription
+	sub       *fanout.Subscription
 	heartbeat []byte
 	ended     bool
 }
@@ -112,7 +118,12 @@ func (c *conn) run() {
 	c.finish()
 }
 
-// finish closes the connection with c.code and waits for readLoop.
+// finish closes the connection with c.code and waits for readLoop. Close
+// sends the close frame (unless the library has sent one already, as it
+// does for an oversize message), then reads and discards whatever the
+// client sent until its own close frame arrives (or 5s pass): a socket
+// closed with unread bytes in its receive buffer would end in a TCP reset,
+// which can destroy the close frame before the client reads it.
 func (c *conn) finish() {
 	// Release the subscriptions before the close handshake, so a service
 	// shutdown waiting for them is not held up by slow clients.
@@ -154,20 +165,20 @@ func (c *conn) start() bool {
 		<-interrupted
 		err = errShutdown
 	}
-	if err == nil || errors.Is(err, errShutdown) {
-		// Clear the deadline for the connection's life, or for the close
-		// handshake.
-		if derr := c.nc.SetReadDeadline(time.Time{}); err == nil {
-			err = derr
-		}
+	// Clear the deadline for the connection's life, or for the close
+	// handshake.
+	if derr := c.nc.SetReadDeadline(time.Time{}); err == nil {
+		err = derr
 	}
 	if err != nil || !req.ok {
 		close(c.readerDone)
 		switch {
 		case errors.Is(err, errShutdown):
 			c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			c.code, c.reason = websocket.StatusPolicyViolation, "no subscribe frame in time"
 		case err != nil:
-			c.code, c.reason = statusAbort, ""
+			c.code, c.reason = readEnd(err)
 		default:
 			c.code, c.reason = websocket.StatusPolicyViolation, "expected a subscribe frame"
 		}
@@ -196,24 +207,58 @@ func (c *conn) read() (request, error) {
 }
 
 // readLoop reads client frames until the connection fails or closes, or a
-// frame is invalid (run then closes with 1008).
+// frame is invalid (run then closes with 1008). It holds at most
+// MaxSubscriptions frames that run has not taken yet: with that many, it
+// stops reading until run takes them, so a burst of frames is served at
+// the pace run handles them (TCP flow control holds the client back).
 func (c *conn) readLoop() {
 	defer close(c.readerDone)
 	defer c.wake()
 	for {
 		req, err := c.read()
 		if err != nil {
+			c.readErr = err
 			return
 		}
 		c.mu.Lock()
 		c.reqs = append(c.reqs, req)
-		flood := len(c.reqs) > c.h.cfg.MaxSubscriptions
+		var taken chan struct{}
+		if len(c.reqs) >= c.h.cfg.MaxSubscriptions {
+			taken = make(chan struct{})
+			c.taken = taken
+		}
 		c.mu.Unlock()
 		c.wake()
-		if !req.ok || flood {
+		if !req.ok {
 			return
 		}
+		if taken != nil {
+			select {
+			case <-taken:
+			case <-c.ctx.Done():
+				c.readErr = net.ErrClosed // run has closed the connection
+				return
+			}
+		}
 	}
+}
+
+// readEnd maps the error that ended reading to a close code. The peer is
+// gone, or closed first (the library has answered its close frame): no
+// close frame. A message over the read limit: 1009, which the library has
+// sent already (with its own reason). Anything else is a framing error:
+// 1002, which the library has sent already for most (an unmasked frame is
+// the exception).
+func readEnd(err error) (websocket.StatusCode, string) {
+	var netErr net.Error
+	switch {
+	case errors.Is(err, websocket.ErrMessageTooBig):
+		return websocket.StatusMessageTooBig, "message too big"
+	case websocket.CloseStatus(err) != -1, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed), errors.As(err, &netErr):
+		return statusAbort, ""
+	}
+	return websocket.StatusProtocolError, "protocol error"
 }
 
 func (c *conn) wake() {
@@ -231,33 +276,53 @@ func (c *conn) round() bool {
 	c.mu.Lock()
 	reqs := c.reqs
 	c.reqs = nil
+	if c.taken != nil {
+		close(c.taken)
+		c.taken = nil
+	}
 	c.mu.Unlock()
 
-	mp := msgPool.Get().(*[][]byte)
-	msgs := (*mp)[:0]
+	mp := bufpool.Messages.Get()
+	msgs := *mp
 	code, reason := c.subscribe(reqs, &msgs)
 	c.more = false
 	if code == 0 {
 		code, reason, c.more = c.collect(&msgs)
 	}
 	err := c.write(msgs)
-	clear(msgs)
-	*mp = msgs[:0]
-	msgPool.Put(mp)
+	*mp = msgs
+	bufpool.Messages.Put(mp)
 	c.prune()
 	switch {
 	case err != nil:
-		code, reason = statusAbort, ""
+		code, reason = c.writeEnd(err)
 	case code != 0:
 	case c.readerGone:
-		// The reader stopped and left no request explaining why: the
-		// client is gone.
-		code, reason = statusAbort, ""
+		// The reader stopped and left no request explaining why: its
+		// error does.
+		code, reason = readEnd(c.readErr)
 	case len(c.subs) == 0:
 		code, reason = websocket.StatusNormalClosure, "all subscribed tasks finished"
 	}
 	c.code, c.reason = code, reason
 	return code == 0
+}
+
+// writeEnd maps a failed write to a close code. A write fails after the
+// library has sent a close frame, which it does only from readLoop's read
+// and in answer to it (a message over the read limit, a framing error, the
+// client's own close frame): that read fails, so readLoop is ending with
+// the error that says which, and the close handshake goes on. Any other
+// failure ends the socket's write side: the connection is dropped.
+func (c *conn) writeEnd(err error) (websocket.StatusCode, string) {
+	if !errors.Is(err, errCloseSent) {
+		return statusAbort, ""
+	}
+	if !c.readerGone {
+		<-c.readerDone
+		c.readerGone = true
+	}
+	return readEnd(c.readErr)
 }
 
 // subscribe handles subscribe frames, appending confirmations to msgs. A
@@ -276,7 +341,7 @@ func (c *conn) subscribe(reqs []request, msgs *[][]byte) (websocket.StatusCode, 
 		if f.LastEventID != nil {
 			cursor = *f.LastEventID
 		}
-		sub, err := c.h.svc.Subscribe(c.ctx, c.auth, f.TaskID, cursor, taskbridge.SubscribeOpts{
+		sub, err := svcHooks.Subscribe(c.ctx, c.h.svc, c.auth, f.TaskID, cursor, fanout.SubscribeOpts{
 			Transport:         "ws",
 			HeartbeatInterval: c.h.cfg.HeartbeatInterval,
 			Signal:            c.signal,
@@ -316,13 +381,13 @@ func (c *conn) find(taskID string) int {
 // heartbeat when one is due. more reports that frames were found, so more
 // may be available at once.
 func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string, more bool) {
-	fp := framePool.Get().(*[]*taskbridge.Frame)
-	defer framePool.Put(fp)
+	fp := bufpool.Frames.Get()
+	defer bufpool.Frames.Put(fp)
 	for _, s := range c.subs {
 		frames, err := s.sub.Next(c.ctx, (*fp)[:0])
 		for _, f := range frames {
 			*msgs = append(*msgs, f.JSON)
-			if f.Event.Terminal() {
+			if f.Terminal {
 				s.ended = true
 				break
 			}
@@ -381,7 +446,7 @@ func (c *conn) closeFor(err error) (websocket.StatusCode, string) {
 	case c.ctx.Err() != nil:
 		return statusAbort, ""
 	}
-	c.h.svc.Logger().LogAttrs(c.ctx, slog.LevelError, "taskbridge: websocket stream failed",
+	svcHooks.Logger(c.h.svc).LogAttrs(c.ctx, slog.LevelError, "taskbridge: websocket stream failed",
 		slog.String("transport", "ws"), slog.String("userId", c.auth.Subject), slog.Any("error", err))
 	return websocket.StatusInternalError, "internal error"
 }

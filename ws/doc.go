@@ -20,8 +20,10 @@
 //     upgrade (or not HTTP/1.1) or asks for another protocol version, and
 //     400 INVALID_REQUEST for a missing or malformed Sec-WebSocket-Key;
 //   - 403 [CodeOriginNotAllowed] for a browser origin other than the
-//     request's own host that [Config.OriginPatterns] does not allow
-//     (requests without an Origin header, native clients, are accepted);
+//     request's own that [Config.OriginPatterns] does not allow: another
+//     host, or an http page on a socket that came over TLS (see
+//     [Config.TrustForwardedProto] behind a TLS-terminating proxy);
+//     requests without an Origin header, native clients, are accepted;
 //   - 401 AUTHENTICATION_ERROR without valid credentials, so the client can
 //     refresh its token (a close after the upgrade would make the SDK give
 //     up);
@@ -45,25 +47,40 @@
 //
 //	{"type":"HEARTBEAT","taskId":"…","live":true}
 //
-// when the subscription has been idle for [Config.HeartbeatInterval]. After
-// the task's terminal event it closes the socket with 1000, sending nothing
-// in between.
+// when the subscription has been idle for [Config.HeartbeatInterval] (at
+// most [MaxHeartbeatInterval], so that the SDK's 60 s liveness timer does
+// not fire while a task is quiet; [Config.DisableHeartbeats] turns them
+// off for other clients). After the task's terminal event it closes the
+// socket with 1000, sending nothing in between.
 //
 // Further subscribe frames on the same socket subscribe to more tasks (up to
 // [Config.MaxSubscriptions]); frames are unchanged and carry their taskId.
 // A subscribe frame for a task already subscribed restarts that task's
-// stream from the new cursor, with a new confirmation. The socket closes
+// stream from the new cursor, with a new confirmation. Frames are handled
+// in order however many arrive at once: the server reads at most
+// MaxSubscriptions frames ahead of those it has handled. The socket closes
 // with 1000 once every subscribed task has delivered its terminal event.
 //
 // Close codes: 1000 all subscribed tasks finished; 1001 the server is
 // shutting down (reconnect, possibly elsewhere); 1008 a frame that is not a
-// valid subscribe frame (bad JSON, another action, a binary message), an
-// unknown task or one owned by someone else (no confirmation is sent, so
-// task ids cannot be probed), a malformed or out-of-range cursor, too many
-// subscriptions; 1009 a message larger than [Config.ReadLimit]; 4410
+// valid subscribe frame (bad JSON, another action, a binary message), no
+// subscribe frame within [Config.SubscribeTimeout], an unknown task or one
+// owned by someone else (no confirmation is sent, so task ids cannot be
+// probed), a malformed or out-of-range cursor, too many subscriptions; 1009
+// a message larger than [Config.ReadLimit]; 1002 a frame that breaks RFC
+// 6455 (unmasked, an unknown opcode, a fragmented control frame); 4410
 // ([CloseEventsExpired]) the events after the cursor were removed by
 // retention; 1011 an internal error. A failing subscription closes the
 // whole socket.
+//
+// Every close is a close handshake: the server sends its close frame, then
+// reads and discards what the client still sends until the client's close
+// frame arrives (5 s at most; the client then sees the TCP connection end
+// with a FIN). Closing a socket with unread bytes in its receive buffer
+// would send a TCP reset instead, which can destroy the close frame before
+// the client reads it. A socket ends without a close frame of the server's
+// only when the client has gone away, has closed first (its close frame is
+// echoed), or a write has failed or timed out.
 //
 // # Resource use
 //

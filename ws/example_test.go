@@ -98,7 +98,7 @@ func ExampleNewHandler() {
 	subscribeAndPrint("ws" + strings.TrimPrefix(srv.URL, "http") + ws.DefaultPath)
 	// Output:
 	// {"type":"SUBSCRIPTION_CONFIRMED","taskId":"task-1","replayStartedAfterEventId":"1","live":true}
-	// {"type":"TASK_COMPLETED","taskId":"task-1","eventId":"2","createdAt":"2026-01-02T03:04:05Z","payload":{"result":"done"}}
+	// {"type":"TASK_COMPLETED","taskId":"task-1","eventId":"2","createdAt":"2026-01-02T03:04:05.000Z","payload":{"result":"done"}}
 	// close StatusNormalClosure
 }
 
@@ -125,7 +125,7 @@ func ExampleNewHandler_chi() {
 	subscribeAndPrint("ws" + strings.TrimPrefix(srv.URL, "http") + ws.DefaultPath)
 	// Output:
 	// {"type":"SUBSCRIPTION_CONFIRMED","taskId":"task-1","replayStartedAfterEventId":"1","live":true}
-	// {"type":"TASK_COMPLETED","taskId":"task-1","eventId":"2","createdAt":"2026-01-02T03:04:05Z","payload":{"result":"done"}}
+	// {"type":"TASK_COMPLETED","taskId":"task-1","eventId":"2","createdAt":"2026-01-02T03:04:05.000Z","payload":{"result":"done"}}
 	// close StatusNormalClosure
 }
 

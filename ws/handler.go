@@ -23,7 +23,13 @@ const DefaultPath = "/api/v1/tasks/ws"
 // Defaults for [Config].
 const (
 	// DefaultHeartbeatInterval is the default Config.HeartbeatInterval.
-	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultHeartbeatInterval = streamlife.DefaultHeartbeatInterval
+	// MaxHeartbeatInterval is the longest Config.HeartbeatInterval
+	// NewHandler accepts. The TaskBridge SDK reconnects when a socket has
+	// been silent for 60s, and an idle subscription gets its heartbeat
+	// between 1 and 1.25 intervals after its last frame: at 40s it is
+	// never silent for more than 50s, which leaves 10s for the network.
+	MaxHeartbeatInterval = streamlife.MaxHeartbeatInterval
 	// DefaultWriteTimeout is the default Config.WriteTimeout.
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultSubscribeTimeout is the default Config.SubscribeTimeout.
@@ -52,26 +58,53 @@ type Config struct {
 	// credentials and retry.
 	Auth taskbridge.AuthContextResolver
 
-	// OriginPatterns lists the browser origins, besides the request's own
-	// host, allowed to open a socket, with the semantics of
+	// OriginPatterns lists the browser origins, besides the request's own,
+	// allowed to open a socket, with the semantics of
 	// websocket.AcceptOptions.OriginPatterns: a pattern is matched, case
 	// insensitively and with path.Match syntax, against the Origin's host
-	// (with its port, if any), or against "scheme://host" when the pattern
-	// contains "://". Examples: "app.example.com", "*.example.com",
-	// "https://app.example.com", "localhost:*". An Origin whose host equals
-	// the request's Host is always allowed, and so are requests without an
-	// Origin header (native clients such as the Android SDK). Any other
-	// handshake is refused with a 403 [CodeOriginNotAllowed] envelope,
-	// which blocks cross-site WebSocket hijacking with ambient
-	// credentials. There is no switch that disables the check; a pattern
-	// of "*" admits any origin's host, and NewHandler fails on a malformed
-	// or empty pattern.
+	// (with its port, if any), so it admits both http and https pages of
+	// that host, or against "scheme://host" when the pattern contains
+	// "://". Examples: "app.example.com", "*.example.com",
+	// "https://app.example.com", "localhost:*".
+	//
+	// The request's own origin is always allowed: an Origin whose host
+	// equals the request's Host and whose scheme matches the request's.
+	// An https page is the request's own on any request (behind a
+	// TLS-terminating proxy the handler sees plain http); an http page
+	// is not when the request came over TLS, or, with
+	// TrustForwardedProto, when the proxy says it did. Requests without
+	// an Origin header (native clients such as the Android SDK) are
+	// allowed too. Any other handshake is refused with a 403
+	// [CodeOriginNotAllowed] envelope, which blocks cross-site WebSocket
+	// hijacking with ambient credentials. There is no switch that
+	// disables the check; a pattern of "*" admits any origin's host, and
+	// NewHandler fails on a malformed or empty pattern.
 	OriginPatterns []string
 
+	// TrustForwardedProto makes the origin check take the request's
+	// scheme from the first value of its X-Forwarded-Proto header when
+	// the connection itself is not TLS. Set it when every request reaches
+	// the handler through a TLS-terminating proxy that sets that header:
+	// then an http page of the handler's own host is refused on a socket
+	// the browser opened over https, as it is when the handler serves TLS
+	// itself. Without it, behind such a proxy, an http page of the same
+	// host is allowed, since the handler cannot tell. Browsers do not let
+	// pages set the header, so it cannot be used to widen the check.
+	TrustForwardedProto bool
+
 	// HeartbeatInterval is how long a subscription may be idle before a
-	// HEARTBEAT frame is sent for it. Defaults to 15s. Negative disables
-	// heartbeats.
+	// HEARTBEAT frame is sent for it (it goes out within a quarter of an
+	// interval after that). Defaults to 15s; at most
+	// [MaxHeartbeatInterval], since the TaskBridge SDK reconnects after
+	// 60s without a frame: NewHandler fails on a longer or a negative
+	// interval.
 	HeartbeatInterval time.Duration
+
+	// DisableHeartbeats sends no HEARTBEAT frames at all, for clients
+	// that keep no liveness timer of their own. Do not set it for the
+	// TaskBridge SDK: it would reconnect every time a task is quiet for
+	// 60s. HeartbeatInterval must then be zero.
+	DisableHeartbeats bool
 
 	// WriteTimeout bounds every write to the socket. A client that does
 	// not take the bytes in time is disconnected; it resumes by cursor.
@@ -79,7 +112,8 @@ type Config struct {
 	WriteTimeout time.Duration
 
 	// SubscribeTimeout is how long the client has to send its first
-	// subscribe frame after the upgrade. Defaults to 10s.
+	// subscribe frame after the upgrade; a socket without one is closed
+	// with 1008. Defaults to 10s.
 	SubscribeTimeout time.Duration
 
 	// MaxSubscriptions bounds the tasks one socket may subscribe to at
@@ -117,12 +151,11 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	if cfg.Auth == nil {
 		return nil, errors.New("ws: Config.Auth is required")
 	}
-	switch {
-	case cfg.HeartbeatInterval == 0:
-		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	case cfg.HeartbeatInterval < 0:
-		cfg.HeartbeatInterval = 0
+	hb, err := streamlife.HeartbeatInterval("ws", cfg.HeartbeatInterval, cfg.DisableHeartbeats)
+	if err != nil {
+		return nil, err
 	}
+	cfg.HeartbeatInterval = hb
 	if cfg.WriteTimeout < 0 || cfg.SubscribeTimeout < 0 || cfg.MaxSubscriptions < 0 || cfg.ReadLimit < 0 {
 		return nil, errors.New("ws: Config durations and limits must not be negative")
 	}
@@ -157,7 +190,7 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 			// on which the library writes a compressed frame.
 			CompressionMode: websocket.CompressionDisabled,
 		},
-		wire:    wireConfig{writeTimeout: cfg.WriteTimeout, log: svc.Logger()},
+		wire:    wireConfig{writeTimeout: cfg.WriteTimeout, log: svcHooks.Logger(svc)},
 		origins: origins,
 		life:    life,
 		done:    life.Done(),
@@ -171,7 +204,7 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 // connection's lifetime. Every answer but the 101 is a protocol error
 // envelope (see the package documentation).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	now := h.svc.Now()
+	now := svcHooks.Now(h.svc)
 	if r.Method != http.MethodGet {
 		httpx.MethodNotAllowed(w, r, http.MethodGet, now)
 		return
@@ -180,18 +213,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteErrorCode(w, status, taskbridge.CodeInvalidRequest, msg, nil, now)
 		return
 	}
-	if !originAllowed(r, h.origins) {
+	if !originAllowed(r, h.origins, h.cfg.TrustForwardedProto) {
 		originRefused(w, r, now)
 		return
 	}
 	auth, err := httpx.Authenticate(h.cfg.Auth, r)
 	if err != nil {
-		httpx.WriteError(w, r, h.svc.Logger(), now, err)
+		httpx.WriteError(w, r, svcHooks.Logger(h.svc), now, err)
 		return
 	}
 	st, ok := h.life.Enter()
 	if !ok {
-		httpx.WriteError(w, r, h.svc.Logger(), now, taskbridge.ErrClosed)
+		httpx.WriteError(w, r, svcHooks.Logger(h.svc), now, taskbridge.ErrClosed)
 		return
 	}
 	uw := &upgradeWriter{ResponseWriter: w, wire: &h.wire}
@@ -219,14 +252,14 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, uw *upgradeWri
 		_ = uw.conn.Conn.Close()
 		return
 	}
-	now := h.svc.Now()
+	now := svcHooks.Now(h.svc)
 	switch status := uw.status; {
 	case status == http.StatusForbidden:
 		originRefused(w, r, now)
 	case status >= 400 && status < 500:
 		httpx.WriteErrorCode(w, status, taskbridge.CodeInvalidRequest, "Invalid WebSocket handshake", nil, now)
 	default:
-		httpx.WriteError(w, r, h.svc.Logger(), now, fmt.Errorf("ws: upgrade failed: %w", err))
+		httpx.WriteError(w, r, svcHooks.Logger(h.svc), now, fmt.Errorf("ws: upgrade failed: %w", err))
 	}
 }
 

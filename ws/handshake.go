@@ -39,8 +39,9 @@ func compileOrigins(patterns []string) ([]originPattern, error) {
 }
 
 // originAllowed reports whether r may open a socket: it has no Origin
-// header, or its Origin's host is the request's Host, or a pattern matches.
-func originAllowed(r *http.Request, patterns []originPattern) bool {
+// header, or its Origin is the request's own (see sameOrigin), or a pattern
+// matches. trustProto is Config.TrustForwardedProto.
+func originAllowed(r *http.Request, patterns []originPattern, trustProto bool) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
@@ -50,10 +51,11 @@ func originAllowed(r *http.Request, patterns []originPattern) bool {
 		return false
 	}
 	host := strings.ToLower(u.Host)
-	if host == strings.ToLower(r.Host) {
+	scheme := strings.ToLower(u.Scheme)
+	if host == strings.ToLower(r.Host) && sameScheme(scheme, r, trustProto) {
 		return true
 	}
-	withScheme := strings.ToLower(u.Scheme) + "://" + host
+	withScheme := scheme + "://" + host
 	for _, p := range patterns {
 		name := host
 		if p.withScheme {
@@ -64,6 +66,33 @@ func originAllowed(r *http.Request, patterns []originPattern) bool {
 		}
 	}
 	return false
+}
+
+// sameScheme reports whether an Origin with this (lower-case) scheme and
+// the request's host is the request's own origin. A secure page (https, or
+// wss from a non-browser client) is: on a request that came over TLS it is
+// the same scheme, and on one that did not it came through a
+// TLS-terminating proxy, since browsers do not open insecure sockets from
+// secure pages. An insecure page (http, ws) is, only on a request that did
+// not come over TLS: the connection's own TLS state says so, or, with
+// trustProto, the first value of X-Forwarded-Proto (set by the proxy).
+// Other schemes never are.
+func sameScheme(scheme string, r *http.Request, trustProto bool) bool {
+	switch scheme {
+	case "https", "wss":
+		return true
+	case "http", "ws":
+		return r.TLS == nil && !(trustProto && forwardedSecure(r))
+	}
+	return false
+}
+
+// forwardedSecure reports whether the first value of r's X-Forwarded-Proto
+// header is https (or wss).
+func forwardedSecure(r *http.Request) bool {
+	proto, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+	proto = strings.TrimSpace(proto)
+	return strings.EqualFold(proto, "https") || strings.EqualFold(proto, "wss")
 }
 
 // originRefused answers 403 ORIGIN_NOT_ALLOWED.

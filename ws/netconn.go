@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
@@ -28,17 +29,10 @@ const (
 	writeBufSize = 64
 )
 
-const (
-	// chunkSize is how many bytes of a batch collect before they are written
-	// anyway: each write gets its own deadline, so a large batch to a
-	// healthy client never runs into the write timeout, and the buffer
-	// stays small.
-	chunkSize = 64 << 10
-	// maxPooledBuf keeps unusually large buffers out of the pool.
-	maxPooledBuf = 256 << 10
-)
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+// chunkSize is how many bytes of a batch collect before they are written
+// anyway: each write gets its own deadline, so a large batch to a healthy
+// client never runs into the write timeout, and the buffer stays small.
+const chunkSize = 64 << 10
 
 // upgradeWriter is the ResponseWriter handed to websocket.Accept. It holds
 // back the status the library writes, and its body: a refusal is answered
@@ -96,10 +90,10 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		nc.pending = bytes.Clone(b)
 	}
-	head := bufPool.Get().(*[]byte)
-	*head = httpx.AppendResponseHead((*head)[:0], http.StatusSwitchingProtocols, u.Header(), "Upgrade")
+	head := bufpool.Bytes.Get()
+	*head = httpx.AppendResponseHead(*head, http.StatusSwitchingProtocols, u.Header(), "Upgrade")
 	err = nc.writeHead(*head)
-	putBuf(head)
+	bufpool.Bytes.Put(head)
 	if err != nil {
 		_ = c.Close()
 		return nil, nil, err
@@ -228,7 +222,7 @@ func (c *netConn) Write(p []byte) (int, error) {
 	case c.tail != nil:
 		*c.tail = (*c.tail)[:copy(*c.tail, rest)]
 	default:
-		c.tail = bufPool.Get().(*[]byte)
+		c.tail = bufpool.Bytes.Get()
 		*c.tail = append((*c.tail)[:0], rest...)
 	}
 	return len(p), nil
@@ -285,7 +279,7 @@ func checkLibraryFrame(h wsframe.Header) string {
 // dropTail releases the held-back bytes.
 func (c *netConn) dropTail() {
 	if c.tail != nil {
-		putBuf(c.tail)
+		bufpool.Bytes.Put(c.tail)
 		c.tail = nil
 	}
 }
@@ -327,9 +321,9 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 	if c.err != nil {
 		return c.err
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer putBuf(bp)
-	b := (*bp)[:0]
+	bp := bufpool.Bytes.Get()
+	defer bufpool.Bytes.Put(bp)
+	b := *bp
 	for _, m := range msgs {
 		b = wsframe.AppendHeader(b, wsframe.OpText, false, len(m))
 		b = append(b, m...)
@@ -346,12 +340,4 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 		return nil
 	}
 	return c.writeLocked(b)
-}
-
-// putBuf returns a buffer to the pool, unless it grew unusually large.
-func putBuf(bp *[]byte) {
-	if cap(*bp) <= maxPooledBuf {
-		*bp = (*bp)[:0]
-		bufPool.Put(bp)
-	}
 }

@@ -170,6 +170,37 @@ func TestNewHandlerValidatesConfig(t *testing.T) {
 	require.Error(t, err)
 }
 
+// TestHeartbeatIntervalIsBounded: the TaskBridge SDK reconnects after 60s
+// without a frame, so an interval whose heartbeats could come later, or a
+// negative one, is refused with an error that says why; heartbeats are
+// turned off only explicitly.
+func TestHeartbeatIntervalIsBounded(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	for _, tc := range []struct {
+		cfg ws.Config
+		err string // "" for none
+	}{
+		{ws.Config{}, ""},
+		{ws.Config{HeartbeatInterval: time.Millisecond}, ""},
+		{ws.Config{HeartbeatInterval: ws.MaxHeartbeatInterval}, ""},
+		{ws.Config{HeartbeatInterval: ws.MaxHeartbeatInterval + 1}, "the TaskBridge SDK reconnects after 60s"},
+		{ws.Config{HeartbeatInterval: 5 * time.Minute}, "exceeds 40s"},
+		{ws.Config{HeartbeatInterval: -1}, "set DisableHeartbeats"},
+		{ws.Config{DisableHeartbeats: true}, ""},
+		{ws.Config{DisableHeartbeats: true, HeartbeatInterval: time.Second}, "leave the interval zero"},
+	} {
+		tc.cfg.Auth = streamtest.Auth
+		h, err := ws.NewHandler(env.Svc, tc.cfg)
+		if tc.err == "" {
+			require.NoError(t, err, "%+v", tc.cfg)
+			require.NoError(t, h.Shutdown(testCtx(t)))
+			continue
+		}
+		require.ErrorContains(t, err, tc.err, "%+v", tc.cfg)
+	}
+}
+
 func TestHandshakeRequiresAuthentication(t *testing.T) {
 	t.Parallel()
 	f := setup(t, ws.Config{})
@@ -213,6 +244,57 @@ func TestOriginChecking(t *testing.T) {
 	require.Error(t, err, "malformed pattern")
 	_, err = ws.NewHandler(f.env.Svc, ws.Config{Auth: streamtest.Auth, OriginPatterns: []string{""}})
 	require.Error(t, err, "empty pattern")
+}
+
+// TestOriginSchemeCounts: an http page may not open a socket to its own
+// host when the socket comes over TLS, whether the handler serves TLS
+// itself or a trusted proxy says so; https pages and native clients may.
+func TestOriginSchemeCounts(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	h := newHandler(t, env, ws.Config{})
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "https://")
+	dialTLS := func(origin string) (*http.Response, error) {
+		hdr := streamtest.Bearer("alice")
+		if origin != "" {
+			hdr.Set("Origin", origin)
+		}
+		c, resp, err := websocket.Dial(testCtx(t), "wss://"+host+ws.DefaultPath, &websocket.DialOptions{
+			HTTPClient: srv.Client(), HTTPHeader: hdr,
+		})
+		if c != nil {
+			_ = c.CloseNow()
+		}
+		return resp, err
+	}
+	_, err := dialTLS("https://" + host)
+	require.NoError(t, err)
+	_, err = dialTLS("")
+	require.NoError(t, err)
+	resp, err := dialTLS("http://" + host)
+	require.Error(t, err)
+	requireEnvelope(t, resp, http.StatusForbidden, ws.CodeOriginNotAllowed)
+
+	// Behind a TLS-terminating proxy: the handler sees plain HTTP.
+	for _, trust := range []bool{false, true} {
+		f := setup(t, ws.Config{TrustForwardedProto: trust})
+		host := strings.TrimPrefix(f.srv.URL, "http://")
+		proxied := http.Header{"X-Forwarded-Proto": {"https"}}
+		_, _, err := dial(t, wsURL(f.srv.URL), "alice", http.Header{"X-Forwarded-Proto": {"https"}, "Origin": {"https://" + host}})
+		require.NoError(t, err)
+		proxied.Set("Origin", "http://"+host)
+		_, resp, err := dial(t, wsURL(f.srv.URL), "alice", proxied)
+		if !trust {
+			// The handler cannot tell: as without a proxy.
+			require.NoError(t, err)
+			continue
+		}
+		require.Error(t, err)
+		requireEnvelope(t, resp, http.StatusForbidden, ws.CodeOriginNotAllowed)
+	}
 }
 
 // requireEnvelope checks that resp is a protocol error envelope with status
@@ -499,8 +581,7 @@ func TestSubscribeTimeout(t *testing.T) {
 	t.Parallel()
 	f := setup(t, ws.Config{SubscribeTimeout: 20 * time.Millisecond})
 	c := f.dial(t, "alice")
-	_, _, err := c.Read(testCtx(t))
-	require.Error(t, err)
+	requireClose(t, c, websocket.StatusPolicyViolation)
 	// The connection's goroutines are gone.
 	require.NoError(t, f.h.Shutdown(testCtx(t)))
 }
@@ -594,30 +675,14 @@ func TestFirstFrameInTheHandshakePacket(t *testing.T) {
 // same write when together is set.
 func rawDial(t *testing.T, f *fixture, task string, together bool) (net.Conn, *bufio.Reader) {
 	t.Helper()
-	conn, err := net.Dial("tcp", f.srv.Listener.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-	sub, err := json.Marshal(taskbridge.SubscribeFrame{Action: "subscribe", TaskID: task})
-	require.NoError(t, err)
-	hs := streamtest.HandshakeRequest(f.srv.Listener.Addr().String(), ws.DefaultPath, streamtest.Bearer("alice"))
-	frame := streamtest.ClientFrame(1, sub)
+	frame := subscribeFrames(t, task)
 	if together {
-		_, err = conn.Write(append(hs, frame...))
-		require.NoError(t, err)
-	} else {
-		_, err = conn.Write(hs)
-		require.NoError(t, err)
+		c := f.rawClient(t, frame)
+		return c.conn, c.br
 	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
-	if !together {
-		_, err = conn.Write(frame)
-		require.NoError(t, err)
-	}
-	return conn, br
+	c := f.rawClient(t, nil)
+	c.write(t, frame)
+	return c.conn, c.br
 }
 
 // TestSlowConsumerIsDisconnected: a client that stops reading is dropped

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
 // baselineServer is the yardstick: the minimal SSE broadcaster one writes
@@ -176,7 +177,5 @@ func benchEventJSON(taskID string, seq int64, progress float64, sent time.Time, 
 	if err != nil {
 		return nil, err
 	}
-	return taskbridge.AppendEventJSON(nil, taskbridge.TaskEvent{
-		Type: p.EventType(), TaskID: taskID, EventID: strconv.FormatInt(seq, 10), CreatedAt: sent, Payload: raw,
-	}), nil
+	return wire.AppendEvent(nil, string(p.EventType()), taskID, strconv.FormatInt(seq, 10), sent, raw), nil
 }

@@ -68,11 +68,19 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sseH, err := sse.NewHandler(svc, sse.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat, Hijack: cfg.SSEHijack})
+	sseCfg := sse.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat, Hijack: cfg.SSEHijack}
+	if cfg.Heartbeat < 0 {
+		sseCfg.HeartbeatInterval, sseCfg.DisableHeartbeats = 0, true
+	}
+	sseH, err := sse.NewHandler(svc, sseCfg)
 	if err != nil {
 		return nil, err
 	}
-	wsH, err := ws.NewHandler(svc, ws.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat})
+	wsCfg := ws.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat}
+	if cfg.Heartbeat < 0 {
+		wsCfg.HeartbeatInterval, wsCfg.DisableHeartbeats = 0, true
+	}
+	wsH, err := ws.NewHandler(svc, wsCfg)
 	if err != nil {
 		return nil, err
 	}

@@ -30,9 +30,16 @@ const testTimeout = 15 * time.Second
 
 // env is a demo server under test, served by httptest.
 type env struct {
-	app *server
-	ts  *httptest.Server
-	seq atomic.Int64
+	app    *server
+	ts     *httptest.Server // nil for a server in another process
+	url    string
+	client *http.Client
+	seq    atomic.Int64
+}
+
+// remote returns an env for the server at url, running in another process.
+func remote(url string) *env {
+	return &env{url: url, client: &http.Client{}}
 }
 
 // testLogger sends the server's warnings and errors to the test log.
@@ -82,7 +89,7 @@ func serve(t testing.TB, app *server, h http.Handler, configure func(*http.Serve
 		defer cancel()
 		require.NoError(t, app.shutdown(ctx))
 	})
-	return &env{app: app, ts: ts}
+	return &env{app: app, ts: ts, url: ts.URL, client: ts.Client()}
 }
 
 // request sends an API request as user ("" sends no Authorization header),
@@ -98,7 +105,7 @@ func (e *env) request(t testing.TB, method, path, user string, body any) (*http.
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, e.ts.URL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, e.url+path, rd)
 	require.NoError(t, err)
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -106,7 +113,7 @@ func (e *env) request(t testing.TB, method, path, user string, body any) (*http.
 	if user != "" {
 		req.Header.Set("Authorization", "Bearer "+user)
 	}
-	resp, err := e.ts.Client().Do(req)
+	resp, err := e.client.Do(req)
 	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
@@ -306,7 +313,7 @@ func (e *env) openSSE(t testing.TB, user, taskID, query string, hdr http.Header)
 func (e *env) getSSE(t testing.TB, taskID, query string, hdr http.Header) (*http.Response, context.CancelFunc) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	u := e.ts.URL + "/api/v1/tasks/" + taskID + "/events/stream"
+	u := e.url + "/api/v1/tasks/" + taskID + "/events/stream"
 	if query != "" {
 		u += "?" + query
 	}
@@ -315,7 +322,7 @@ func (e *env) getSSE(t testing.TB, taskID, query string, hdr http.Header) (*http
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := e.ts.Client().Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		cancel()
 		require.NoError(t, err)
@@ -407,7 +414,7 @@ func (e *env) dialWS(t testing.TB, user, query string) *websocket.Conn {
 }
 
 func (e *env) tryDialWS(user, query string) (*websocket.Conn, *http.Response, error) {
-	u := "ws" + strings.TrimPrefix(e.ts.URL, "http") + "/api/v1/tasks/ws"
+	u := "ws" + strings.TrimPrefix(e.url, "http") + "/api/v1/tasks/ws"
 	if query != "" {
 		u += "?" + query
 	}
@@ -417,7 +424,7 @@ func (e *env) tryDialWS(user, query string) (*websocket.Conn, *http.Response, er
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
-	return websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: hdr, HTTPClient: e.ts.Client()})
+	return websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: hdr, HTTPClient: e.client})
 }
 
 func (w *wsReader) next(t testing.TB) event {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -43,14 +44,17 @@ type options struct {
 	addr              string
 	store             string
 	redisURL          string
+	redisPrefix       string
 	postgresURL       string
 	postgresSchema    string
 	leaseTTL          time.Duration
+	replica           string
 	heartbeatInterval time.Duration
 	shutdownTimeout   time.Duration
 	taskGrace         time.Duration
 	retention         time.Duration
 	maintenance       time.Duration
+	maxLiveTasks      int
 	logLevel          slog.Level
 }
 
@@ -59,16 +63,19 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port)")
-	fs.StringVar(&o.store, "store", "memory", "store backend: memory or postgres (redis is not available yet)")
-	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` for -store redis")
+	fs.StringVar(&o.store, "store", "memory", "store backend: memory, redis or postgres")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis `URL` for -store redis, e.g. redis://127.0.0.1:6379/0 (default $TASKBRIDGE_REDIS_URL)")
+	fs.StringVar(&o.redisPrefix, "redis-prefix", "taskbridge", "key `prefix` for -store redis; replicas that share tasks use the same")
 	fs.StringVar(&o.postgresURL, "postgres-url", "", "PostgreSQL `URL` for -store postgres (default $TASKBRIDGE_POSTGRES_URL)")
 	fs.StringVar(&o.postgresSchema, "postgres-schema", pgstore.DefaultSchema, "PostgreSQL `schema` of the tables for -store postgres")
 	fs.DurationVar(&o.leaseTTL, "lease-ttl", runner.DefaultLeaseTTL, "with a shared store, how long a replica's claim on a running task lasts unless renewed; other replicas take over the tasks of a replica that died after it")
-	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 15*time.Second, "idle time before an SSE or WebSocket heartbeat")
+	fs.StringVar(&o.replica, "replica", "", "this process's `name` as the runner of its tasks, unique among the replicas sharing a store (default: random)")
+	fs.DurationVar(&o.heartbeatInterval, "heartbeat-interval", 15*time.Second, "idle time before an SSE or WebSocket heartbeat (at most 40s: the Android SDK reconnects after 60s of silence)")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
 	fs.DurationVar(&o.taskGrace, "task-grace", 2*time.Second, "how long running tasks may go on during a shutdown before they are stopped")
 	fs.DurationVar(&o.retention, "retention", time.Hour, "how long finished tasks and their events are kept before maintenance deletes them")
 	fs.DurationVar(&o.maintenance, "maintenance-interval", time.Minute, "how often maintenance deletes expired tasks and receipts and retries failed resumes")
+	fs.IntVar(&o.maxLiveTasks, "max-live-tasks", defaultMaxLiveTasks, "how many unfinished tasks one user may have (0: no limit); more get 429")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -99,13 +106,24 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if o.leaseTTL <= 0 {
 		return o, errors.New("-lease-ttl must be positive")
 	}
+	if o.maxLiveTasks < 0 {
+		return o, errors.New("-max-live-tasks must not be negative")
+	}
 	switch o.store {
 	case "memory":
 		if o.redisURL != "" || o.postgresURL != "" {
 			return o, errors.New("-redis-url and -postgres-url need -store redis or -store postgres")
 		}
 	case "redis":
-		return o, errors.New("-store redis is not available yet: this version has no Redis store; use -store memory")
+		if o.postgresURL != "" {
+			return o, errors.New("-postgres-url needs -store postgres")
+		}
+		if o.redisURL == "" {
+			o.redisURL = os.Getenv("TASKBRIDGE_REDIS_URL")
+		}
+		if o.redisURL == "" {
+			return o, errors.New("-store redis needs -redis-url (or TASKBRIDGE_REDIS_URL)")
+		}
 	case "postgres":
 		if o.redisURL != "" {
 			return o, errors.New("-redis-url needs -store redis")
@@ -117,7 +135,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			return o, errors.New("-store postgres needs -postgres-url (or TASKBRIDGE_POSTGRES_URL)")
 		}
 	default:
-		return o, fmt.Errorf("-store %q is unknown: use memory or postgres (redis is not available yet)", o.store)
+		return o, fmt.Errorf("-store %q is unknown: use memory, redis or postgres", o.store)
 	}
 	return o, nil
 }
@@ -135,11 +153,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if store == nil {
+		if store, closeStore, err = openRedis(ctx, o, log); err != nil {
+			return err
+		}
+	}
 	defer closeStore()
 	app, err := newServer(config{
 		Logger: log, HeartbeatInterval: o.heartbeatInterval, TaskGrace: o.taskGrace,
 		TaskRetention: o.retention, MaintenanceInterval: o.maintenance,
-		Store: store, LeaseTTL: o.leaseTTL,
+		Store: store, LeaseTTL: o.leaseTTL, Replica: o.replica,
+		MaxLiveTasksPerOwner: cmp.Or(o.maxLiveTasks, -1), // the flag's 0 is "no limit"
 	})
 	if err != nil {
 		return err
@@ -149,10 +173,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		_ = app.shutdown(context.Background())
 		return err
 	}
+	// Timeouts that suit long-lived streams and uploads: the handlers bound
+	// request bodies (httpapi's read deadlines) and writes themselves, per
+	// request, so ReadTimeout and WriteTimeout stay unset.
 	srv := &http.Server{
 		Handler:           app,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	srv.RegisterOnShutdown(app.closeStreams)
@@ -162,7 +190,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := "http://" + ln.Addr().String()
 	log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
 		slog.Duration("heartbeatInterval", o.heartbeatInterval), slog.Duration("retention", o.retention),
-		slog.Duration("maintenanceInterval", o.maintenance))
+		slog.Duration("maintenanceInterval", o.maintenance), slog.Int("maxLiveTasks", o.maxLiveTasks),
+		slog.String("replica", app.runner.Replica()))
 	fmt.Fprintf(stdout, "listening on %s\n", url)
 
 	var serveErr error

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +52,22 @@ type config struct {
 	// LeaseTTL is the runner's lease TTL when the store keeps leases.
 	// Defaults to runner.DefaultLeaseTTL.
 	LeaseTTL time.Duration
+	// MaxLiveTasksPerOwner is how many unfinished tasks one user may have;
+	// a create beyond it gets 429 TOO_MANY_TASKS. Defaults to 20;
+	// negative means no limit.
+	MaxLiveTasksPerOwner int
+	// UploadDir is where uploaded files are spooled. A task's files are
+	// removed when the task ends (and by retention, should one be left).
+	// Defaults to a new temporary directory, which shutdown removes with
+	// whatever is left in it.
+	UploadDir string
+	// Replica names this process as the runner of its tasks (the lease
+	// holder). Defaults to a random id.
+	Replica string
 }
+
+// defaultMaxLiveTasks is the default quota of unfinished tasks per user.
+const defaultMaxLiveTasks = 20
 
 // server is the demo application: store, runner, service, transports and
 // page, as one http.Handler. Create it with newServer and stop it with
@@ -65,7 +81,13 @@ type server struct {
 	svc     *taskbridge.Service
 	sse     *sse.Handler
 	ws      *ws.Handler
+	api     *httpapi.Handler
 	handler http.Handler
+	// uploads spools uploaded files to uploadDir, which the server removes
+	// at shutdown when it created it (ownsUploadDir).
+	uploads       *httpapi.TempDirSink
+	uploadDir     string
+	ownsUploadDir bool
 
 	stopMaintenance context.CancelFunc
 	maintenanceDone chan struct{}
@@ -89,7 +111,7 @@ func (e executor) ValidateTask(ctx context.Context, req taskbridge.CreateTaskReq
 
 // newServer builds the demo server over cfg.Store (in memory by default)
 // and starts its maintenance and recovery loops.
-func newServer(cfg config) (*server, error) {
+func newServer(cfg config) (_ *server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -98,6 +120,9 @@ func newServer(cfg config) (*server, error) {
 	}
 	if cfg.HeartbeatInterval < 0 {
 		return nil, errors.New("heartbeat interval must be positive")
+	}
+	if cfg.HeartbeatInterval > ws.MaxHeartbeatInterval {
+		return nil, fmt.Errorf("heartbeat interval must be at most %v: the Android SDK reconnects after 60s of silence", ws.MaxHeartbeatInterval)
 	}
 	if cfg.MaintenanceInterval < 0 || cfg.TaskRetention < 0 {
 		return nil, errors.New("maintenance interval and task retention must be positive")
@@ -111,12 +136,31 @@ func newServer(cfg config) (*server, error) {
 	if cfg.TaskGrace <= 0 {
 		cfg.TaskGrace = 2 * time.Second
 	}
-	s := &server{log: cfg.Logger, cfg: cfg, store: cfg.Store}
+	switch {
+	case cfg.MaxLiveTasksPerOwner == 0:
+		cfg.MaxLiveTasksPerOwner = defaultMaxLiveTasks
+	case cfg.MaxLiveTasksPerOwner < 0:
+		cfg.MaxLiveTasksPerOwner = 0 // the service's "no limit"
+	}
+	s := &server{log: cfg.Logger, cfg: cfg, store: cfg.Store, uploadDir: cfg.UploadDir}
 	if s.store == nil {
 		s.owned = memstore.New(memstore.Config{})
 		s.store = s.owned
 	}
-	rcfg := runner.Config{Handlers: handlers(), Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL}
+	if s.uploadDir == "" {
+		dir, err := os.MkdirTemp("", "taskbridge-demo-uploads-")
+		if err != nil {
+			return nil, err
+		}
+		s.uploadDir, s.ownsUploadDir = dir, true
+	}
+	defer func() {
+		if err != nil {
+			s.removeUploads()
+		}
+	}()
+	s.uploads = &httpapi.TempDirSink{Dir: s.uploadDir}
+	rcfg := runner.Config{Handlers: removeFilesWhenDone(s.uploads, handlers()), Logger: cfg.Logger, LeaseTTL: cfg.LeaseTTL, Replica: cfg.Replica}
 	// With a store that keeps leases, the runner holds one on every task
 	// it runs, so that several replicas can share the store: a replica
 	// that dies has its tasks taken over by another (see RunRecovery
@@ -130,7 +174,11 @@ func newServer(cfg config) (*server, error) {
 	s.runner = r
 	s.svc, err = taskbridge.New(taskbridge.Config{
 		Store: s.store, Executor: executor{r}, Logger: cfg.Logger, Now: cfg.Now,
-		TaskRetention: cfg.TaskRetention,
+		TaskRetention:        cfg.TaskRetention,
+		MaxLiveTasksPerOwner: cfg.MaxLiveTasksPerOwner,
+		// Retention removes the files of deleted tasks whose handler
+		// never ran (a task failed on submission, say).
+		Attachments: s.uploads,
 	})
 	if err != nil {
 		return nil, err
@@ -143,10 +191,11 @@ func newServer(cfg config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := httpapi.New(s.svc, httpapi.Config{
+	s.api, err = httpapi.New(s.svc, httpapi.Config{
 		Auth:      bearerAuth,
 		Stream:    s.sse,
 		WebSocket: s.ws,
+		Sink:      s.uploads,
 		Uploads:   httpapi.UploadLimits{MaxFileBytes: 1 << 20, MaxFiles: 3},
 	})
 	if err != nil {
@@ -161,7 +210,7 @@ func newServer(cfg config) (*server, error) {
 	mux.Use(s.logRequests)
 	mux.Get("/", servePage(page, "index.html"))
 	mux.Get("/app.js", servePage(page, "app.js"))
-	mux.Mount("/", api)
+	mux.Mount("/", s.api)
 	s.handler = mux
 
 	// Without maintenance nothing is ever deleted: the in-memory store
@@ -193,11 +242,40 @@ func newServer(cfg config) (*server, error) {
 // ServeHTTP implements http.Handler.
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// closeStreams ends every SSE stream and WebSocket without waiting; for
+// closeStreams ends every SSE stream and WebSocket, and every request body
+// still arriving (a slow upload), without waiting; for
 // http.Server.RegisterOnShutdown.
 func (s *server) closeStreams() {
 	s.sse.Close()
 	s.ws.Close()
+	s.api.Close()
+}
+
+// removeUploads removes the upload directory if the server created it.
+func (s *server) removeUploads() {
+	if !s.ownsUploadDir {
+		return
+	}
+	if err := os.RemoveAll(s.uploadDir); err != nil {
+		s.log.Warn("removing the upload directory failed", slog.String("dir", s.uploadDir), slog.Any("error", err))
+	}
+}
+
+// removeFilesWhenDone wraps every handler so that a task's uploaded files
+// are removed as soon as its handler returns, however the task ends.
+func removeFilesWhenDone(sink *httpapi.TempDirSink, hs map[string]runner.HandlerFunc) map[string]runner.HandlerFunc {
+	out := make(map[string]runner.HandlerFunc, len(hs))
+	for name, h := range hs {
+		out[name] = func(ctx context.Context, task *taskbridge.Task, e taskbridge.Emitter) (any, error) {
+			defer func() {
+				for _, a := range task.Attachments {
+					_ = sink.Discard(context.WithoutCancel(ctx), a.Ref)
+				}
+			}()
+			return h(ctx, task, e)
+		}
+	}
+	return out
 }
 
 // shutdown stops everything but the http.Server, which the caller shuts
@@ -208,8 +286,9 @@ func (s *server) closeStreams() {
 //     waits for the stream handlers to finish;
 //  2. the runner: running tasks get cfg.TaskGrace (within ctx) to finish,
 //     then are stopped and end with TASK_FAILED EXECUTOR_SHUTDOWN;
-//  3. the maintenance and recovery loops, and the store if it is the
-//     server's own in-memory one.
+//  3. the maintenance and recovery loops, the store if it is the
+//     server's own in-memory one, and the upload directory if the server
+//     created it.
 //
 // It returns the first error; safe to call twice.
 func (s *server) shutdown(ctx context.Context) error {
@@ -227,6 +306,7 @@ func (s *server) shutdown(ctx context.Context) error {
 		if s.owned != nil {
 			errs = append(errs, s.owned.Close())
 		}
+		s.removeUploads()
 		s.shutdownErr = errors.Join(errs...)
 	})
 	return s.shutdownErr

@@ -197,7 +197,7 @@ func TestCancel(t *testing.T) {
 		{taskGreet, map[string]any{"steps": 3, "stepDelayMs": 60000}, started, types(started)},
 		{taskApproval, map[string]any{"ttlMs": 60000}, suspended, types(started, suspended)},
 		{taskFail, map[string]any{"delayMs": 60000}, started, types(started)},
-		{taskStream, map[string]any{"count": 100, "intervalMs": 60000}, started, types(started)},
+		{taskStream, map[string]any{"count": 5, "intervalMs": 60000}, started, types(started)},
 	}
 	for _, c := range cases {
 		t.Run(c.taskType, func(t *testing.T) {
@@ -259,7 +259,7 @@ func TestInvalidInput(t *testing.T) {
 		{taskGreet, map[string]any{"steps": "x"}, []string{"input.steps"}},
 		{taskGreet, map[string]any{"steps": -1}, []string{"input.steps"}},
 		{taskGreet, map[string]any{"steps": 2.5}, []string{"input.steps"}},
-		{taskGreet, map[string]any{"steps": 1001}, []string{"input.steps"}},
+		{taskGreet, map[string]any{"steps": 101}, []string{"input.steps"}},
 		{taskGreet, map[string]any{"name": 5, "stepDelayMs": -1}, []string{"input.name", "input.stepDelayMs"}},
 		{taskGreet, map[string]any{"name": ""}, []string{"input.name"}},
 		{taskGreet, map[string]any{"name": strings.Repeat("n", 201)}, []string{"input.name"}},
@@ -268,7 +268,14 @@ func TestInvalidInput(t *testing.T) {
 		{taskApproval, map[string]any{"ttlMs": "60s"}, []string{"input.ttlMs"}},
 		{taskFail, map[string]any{"delayMs": true}, []string{"input.delayMs"}},
 		{taskStream, map[string]any{"count": -1, "intervalMs": "x"}, []string{"input.count", "input.intervalMs"}},
-		{taskStream, map[string]any{"count": 10001}, []string{"input.count"}},
+		{taskStream, map[string]any{"count": 1001}, []string{"input.count"}},
+		// Every task ends within 10 minutes.
+		{taskApproval, map[string]any{"ttlMs": 604800000}, []string{"input.ttlMs"}},
+		{taskApproval, map[string]any{"ttlMs": 600001}, []string{"input.ttlMs"}},
+		{taskGreet, map[string]any{"steps": 100, "stepDelayMs": 6001}, []string{"input.stepDelayMs"}},
+		{taskStream, map[string]any{"count": 1000, "intervalMs": 601}, []string{"input.intervalMs"}},
+		{taskStream, map[string]any{"intervalMs": 60001}, []string{"input.intervalMs"}},
+		{taskFail, map[string]any{"delayMs": 60001}, []string{"input.delayMs"}},
 		{taskStream, map[string]any{"count": []int{1}}, []string{"input.count"}},
 	}
 	for i, c := range cases {
@@ -532,6 +539,7 @@ func TestNewServerConfig(t *testing.T) {
 	t.Parallel()
 	for _, cfg := range []config{
 		{HeartbeatInterval: -time.Second},
+		{HeartbeatInterval: time.Minute}, // the SDK would reconnect every minute
 		{MaintenanceInterval: -time.Second},
 		{TaskRetention: -time.Second},
 	} {

@@ -30,10 +30,11 @@ const (
 	approvalQuestion    = "Do you approve this request?"
 	demoFailureMessage  = "The fail task always fails (demo)"
 	maxNameLen          = 200
-	maxDelayMs          = 60_000
-	maxSteps            = 1000
-	maxCount            = 10_000
-	maxTTLMs            = 7 * 24 * 60 * 60 * 1000
+	maxDelayMs          = 60_000  // one wait: stepDelayMs, intervalMs, delayMs
+	maxSteps            = 100     // greet steps
+	maxCount            = 1000    // stream messages
+	maxRunMs            = 600_000 // every demo task ends within 10 minutes
+	maxTTLMs            = maxRunMs
 	defaultGreetName    = "World"
 	defaultGreetSteps   = 3
 	defaultStepDelayMs  = 500
@@ -112,6 +113,14 @@ func (f inputFields) millis(name string, def, lo, hi int) time.Duration {
 	return time.Duration(f.int(name, def, lo, hi)) * time.Millisecond
 }
 
+// runTime checks that n waits of d (the member named field) take at most
+// maxRunMs, so that one task cannot hold the runner for hours.
+func (f inputFields) runTime(field, countField string, n int, d time.Duration) {
+	if time.Duration(n)*d > maxRunMs*time.Millisecond {
+		f.verr.Add("input."+field, "%s * %s must be at most %d (10 minutes)", countField, field, maxRunMs)
+	}
+}
+
 // string reads a non-empty string member of at most maxLen bytes.
 func (f inputFields) string(name, def string, maxLen int) string {
 	raw, ok := f.get(name)
@@ -138,6 +147,7 @@ func parseGreet(raw json.RawMessage) (greetInput, error) {
 		Steps:     f.int("steps", defaultGreetSteps, 0, maxSteps),
 		StepDelay: f.millis("stepDelayMs", defaultStepDelayMs, 0, maxDelayMs),
 	}
+	f.runTime("stepDelayMs", "steps", in.Steps, in.StepDelay)
 	return in, verr.Err()
 }
 
@@ -162,6 +172,7 @@ func parseStream(raw json.RawMessage) (streamInput, error) {
 		Count:    f.int("count", defaultStreamCount, 0, maxCount),
 		Interval: f.millis("intervalMs", defaultStreamPeriod, 0, maxDelayMs),
 	}
+	f.runTime("intervalMs", "count", in.Count, in.Interval)
 	return in, verr.Err()
 }
 

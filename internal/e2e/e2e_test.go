@@ -31,11 +31,15 @@ type server struct {
 	metrics *taskbridge.MemoryMetrics
 }
 
-func setup(t *testing.T) *server {
+func setup(t *testing.T, mods ...func(*streamtest.Options, *sse.Config)) *server {
 	t.Helper()
 	metrics := &taskbridge.MemoryMetrics{}
-	env := streamtest.New(t, streamtest.Options{Metrics: metrics})
-	streams, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth})
+	opts, sseCfg := streamtest.Options{Metrics: metrics}, sse.Config{Auth: streamtest.Auth}
+	for _, m := range mods {
+		m(&opts, &sseCfg)
+	}
+	env := streamtest.New(t, opts)
+	streams, err := sse.NewHandler(env.Svc, sseCfg)
 	require.NoError(t, err)
 	sockets, err := ws.NewHandler(env.Svc, ws.Config{Auth: streamtest.Auth})
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
 // WriteJSON writes v as a JSON response with the given status.
@@ -19,7 +20,7 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status = http.StatusInternalServerError
 		b = []byte(`{"code":"INTERNAL_ERROR","message":"Internal server error","details":{},"timestamp":"` +
-			time.Now().UTC().Format(time.RFC3339Nano) + `"}`)
+			wire.FormatTime(time.Now()) + `"}`)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -28,17 +29,26 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
+// RetryAfterSeconds is the Retry-After header of a 429 response: how long a
+// client should wait before it retries a create refused for having too many
+// tasks.
+const RetryAfterSeconds = "1"
+
 // WriteError writes err as the protocol error envelope. Server faults (5xx
 // other than deliberate 503s) are logged with the request path; their
-// internals never reach the client.
+// internals never reach the client. A 401 gets a WWW-Authenticate header
+// and a 429 a Retry-After header.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, now time.Time, err error) {
 	status, env := taskbridge.NewErrorEnvelope(err, now)
 	if status == http.StatusInternalServerError && log != nil {
 		log.ErrorContext(r.Context(), "taskbridge: request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 	}
-	if status == http.StatusUnauthorized {
+	switch status {
+	case http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", "Bearer")
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", RetryAfterSeconds)
 	}
 	WriteJSON(w, status, env)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -40,7 +41,7 @@ func TestWriteErrorCode(t *testing.T) {
 	require.Equal(t, "No", env.Message)
 	require.Equal(t, map[string]any{}, env.Details)
 	require.Equal(t, now.UTC(), env.Timestamp)
-	require.Contains(t, rec.Body.String(), `"timestamp":"2026-01-02T02:04:05Z"`)
+	require.Contains(t, rec.Body.String(), `"timestamp":"2026-01-02T02:04:05.000Z"`)
 
 	rec = httptest.NewRecorder()
 	httpx.WriteErrorCode(rec, http.StatusRequestEntityTooLarge, taskbridge.CodeInvalidRequest, "Big", map[string]any{"limitBytes": 3}, now)
@@ -66,9 +67,16 @@ func TestWriteError(t *testing.T) {
 	require.Equal(t, "Bearer", rec.Header().Get("WWW-Authenticate"))
 
 	rec = httptest.NewRecorder()
+	httpx.WriteError(rec, r, nil, now, fmt.Errorf("%w: 3 of your tasks are running", taskbridge.ErrTooManyTasks))
+	env := envelope(t, rec, http.StatusTooManyRequests, taskbridge.CodeTooManyTasks)
+	require.Equal(t, "Too many tasks: 3 of your tasks are running", env.Message)
+	require.Equal(t, httpx.RetryAfterSeconds, rec.Header().Get("Retry-After"))
+
+	rec = httptest.NewRecorder()
 	httpx.WriteError(rec, r, nil, now, errors.New("secret internals"))
-	env := envelope(t, rec, http.StatusInternalServerError, taskbridge.CodeInternal)
+	env = envelope(t, rec, http.StatusInternalServerError, taskbridge.CodeInternal)
 	require.NotContains(t, env.Message, "secret")
+	require.Empty(t, rec.Header().Get("Retry-After"))
 }
 
 func TestAuthenticate(t *testing.T) {

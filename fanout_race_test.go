@@ -1,0 +1,88 @@
+package taskbridge_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// gateStore wraps a Store so that a test can pause one chosen Read: the
+// fan-out's timing bugs are interleavings of a read with appends. (The
+// engine's own reproductions live in internal/fanout; this one is about
+// PollEvents.)
+type gateStore struct {
+	taskbridge.Store
+
+	mu   sync.Mutex
+	gate *readGate
+}
+
+var _ taskbridge.Store = (*gateStore)(nil)
+
+// readGate pauses the next Read of a context without a reader name (the
+// fan-out's topic reads) after a cursor. reached is closed when the read
+// stops at the gate; it goes on once release is closed.
+type readGate struct {
+	after   int64
+	reached chan struct{}
+	release chan struct{}
+}
+
+func (s *gateStore) pauseTopicRead(after int64) *readGate {
+	g := &readGate{after: after, reached: make(chan struct{}), release: make(chan struct{})}
+	s.mu.Lock()
+	s.gate = g
+	s.mu.Unlock()
+	return g
+}
+
+func (s *gateStore) Read(ctx context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+	s.mu.Lock()
+	g := s.gate
+	if g != nil && ctx.Value(readerKey{}) == nil && after == g.after {
+		s.gate = nil
+	} else {
+		g = nil
+	}
+	s.mu.Unlock()
+	if g != nil {
+		close(g.reached)
+		<-g.release
+	}
+	return s.Store.Read(ctx, taskID, after, limit)
+}
+
+// readerKey names the reads of a test's own calls, in their context.
+type readerKey struct{}
+
+// A long poll that times out reads the store once more before answering
+// empty: the topic it waited on may be late (a slow or failing read), but
+// the store is the truth. (It used to answer from the topic alone.)
+func TestLongPollRechecksStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.WithValue(context.Background(), readerKey{}, "poll")
+	e := setup(t)
+	id := e.started(t, alice, "c")
+	gs := &gateStore{Store: e.store}
+	e.svc = mustService(t, e, func(c *taskbridge.Config) { c.Store = gs })
+	g := gs.pauseTopicRead(1) // the topic's first read
+	done := make(chan taskbridge.PollResponse, 1)
+	go func() {
+		resp, err := e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "1", WaitTimeout: 50 * time.Millisecond})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- resp
+	}()
+	<-g.reached
+	e.emit(t, id, taskbridge.MessagePayload{Message: "2"})
+	resp := <-done
+	close(g.release)
+	require.Len(t, resp.Events, 1)
+	require.Equal(t, "2", resp.Events[0].EventID)
+}

@@ -1,0 +1,34 @@
+// Package fanout is the event fan-out engine behind long polling, SSE,
+// WebSocket and Go subscribers: one [Hub] per taskbridge.Service.
+//
+// For every task with at least one live subscriber the hub keeps a topic:
+// it watches the task's log ([Source.Watch]), reads each new event once as a
+// [Frame] (encoded once by the Source) and keeps the newest frames in a
+// window. Subscribers do not own queues: each remembers the Seq of the last
+// event it delivered and takes the frames after it from the window (Seqs
+// are dense, so that is an index), reading an immutable view of the window
+// without a lock. A subscriber that falls behind the window, or that is
+// still replaying history, reads the Source itself with its own cursor; it
+// rejoins the window when it has caught up. Nothing is ever dropped, and a
+// slow subscriber costs nobody else anything: transports disconnect it
+// through write deadlines and it resumes by cursor. An idle stream costs no
+// goroutine: heartbeats come from one scheduler goroutine per distinct
+// interval.
+//
+// # Cursors
+//
+// A subscription delivers the events strictly after its cursor. Cursor 0
+// means "from the oldest retained event" for the subscription's first read
+// only; from then on the subscription is held to "strictly after the last
+// delivered Seq" like any other, because it could have delivered event 1.
+// Events removed by retention before a subscription delivered them end it
+// with Config.ErrExpired, never with a silent gap.
+//
+// # Dependencies
+//
+// The engine does not know the taskbridge models: the host package supplies
+// a [Source] (its event store, with each event encoded to JSON once), the
+// read batch size, a logger, a gauge hook, and the sentinel errors it
+// returns and recognises ([Config]). Transports reach the hub of a
+// taskbridge.Service through package bridge.
+package fanout

@@ -1,0 +1,97 @@
+package fanout
+
+import (
+	"sync"
+	"time"
+)
+
+// HeartbeatDue reports, and clears, that nothing was delivered for the
+// heartbeat interval. The caller is expected to send a heartbeat.
+func (sub *Subscription) HeartbeatDue() bool {
+	if sub.hbDue.Swap(false) {
+		sub.lastActive.Store(time.Now().UnixNano())
+		return true
+	}
+	return false
+}
+
+// hbGroup schedules heartbeats for the subscriptions sharing one interval:
+// one goroutine per distinct interval, not a ticker per stream. It runs
+// while the group has members.
+type hbGroup struct {
+	h        *Hub
+	interval time.Duration
+
+	mu      sync.Mutex
+	members map[*Subscription]struct{}
+	running bool
+	empty   chan struct{} // signalled when the last member leaves
+}
+
+func (g *hbGroup) add(sub *Subscription) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.members[sub] = struct{}{}
+	if !g.running {
+		g.running = true
+		if g.empty == nil {
+			g.empty = make(chan struct{}, 1)
+		}
+		g.h.wg.Add(1)
+		go g.run()
+	}
+}
+
+// remove drops sub; the scheduler goroutine exits at once when it was the
+// last member, so no goroutine outlives the streams.
+func (g *hbGroup) remove(sub *Subscription) {
+	g.mu.Lock()
+	delete(g.members, sub)
+	if len(g.members) == 0 && g.running {
+		select {
+		case g.empty <- struct{}{}:
+		default:
+		}
+	}
+	g.mu.Unlock()
+}
+
+// run ticks at a quarter of the interval, so an idle subscription gets its
+// heartbeat between 1 and 1.25 intervals after its last frame. It exits when
+// the group is empty.
+func (g *hbGroup) run() {
+	defer g.h.wg.Done()
+	tick := max(g.interval/4, time.Millisecond)
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ticker.C:
+		case <-g.empty:
+		case <-g.h.ctx.Done():
+			g.mu.Lock()
+			g.running = false
+			g.mu.Unlock()
+			return
+		}
+		now := time.Now().UnixNano()
+		g.mu.Lock()
+		if len(g.members) == 0 {
+			g.running = false
+			// Drop a stale signal so the next run does not exit at once.
+			select {
+			case <-g.empty:
+			default:
+			}
+			g.mu.Unlock()
+			return
+		}
+		for sub := range g.members {
+			if now-sub.lastActive.Load() >= int64(g.interval) && !sub.hbDue.Load() {
+				sub.hbDue.Store(true)
+				sub.signal()
+			}
+		}
+		g.mu.Unlock()
+	}
+}

@@ -1,0 +1,351 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Config configures a [Hub]. A zero field means its default.
+type Config struct {
+	// Source supplies the events. Required.
+	Source Source
+	// Batch is how many frames one Source read returns, at most. Defaults
+	// to 256.
+	Batch int
+	// Logger receives a warning when a topic's read fails and is retried.
+	// Defaults to slog.Default().
+	Logger *slog.Logger
+	// StreamsActive, when set, is called with +1 when a subscription with
+	// a Transport opens and -1 when it closes.
+	StreamsActive func(transport string, delta int64)
+
+	// The errors the engine returns and recognises in Source errors: the
+	// host package's sentinels. Each defaults to an error of this package.
+	//
+	// ErrClosed is returned by Subscribe, Wait and Next once the hub shuts
+	// down, and by Next after Close. ErrExpired means events after a
+	// cursor were removed by retention (returned by Next for a cursor-0
+	// stream that lost event 1). A topic whose read fails with ErrNotFound
+	// (the task was deleted) or ErrInvalidCursor (the log went backwards)
+	// fails its members with that error; other read errors are retried.
+	ErrClosed, ErrExpired, ErrNotFound, ErrInvalidCursor error
+}
+
+const (
+	// A topic keeps the frames its slowest live subscriber has yet to take,
+	// up to topicWindow frames and topicWindowBytes of JSON; a subscriber
+	// further behind reads the Source until it catches up. Frames every
+	// subscriber has taken are dropped at once.
+	topicWindow      = 16384
+	topicWindowBytes = 8 << 20
+	// maxFramesPerNext bounds the frames one Next call returns, so one
+	// write stays bounded.
+	maxFramesPerNext = 512
+	// A topic retries a failed read after retryMin, doubling up to
+	// retryMax.
+	retryMin = 10 * time.Millisecond
+	retryMax = 2 * time.Second
+)
+
+// Hub is the fan-out of one service. Create it with [New]; it is safe for
+// concurrent use. It starts goroutines only while subscriptions are open
+// (a fetcher per topic while it reads, a heartbeat scheduler per interval),
+// and [Hub.Shutdown] waits for them.
+type Hub struct {
+	cfg      Config
+	retryMin time.Duration   // retryMin, but tests may lengthen it
+	ctx      context.Context // cancelled by Shutdown; bounds the topics' reads
+	cancel   context.CancelFunc
+
+	mu      sync.Mutex
+	topics  map[string]*topic
+	subs    map[*Subscription]struct{}
+	closed  bool
+	drained chan struct{} // closed when closed && len(subs) == 0
+	hb      map[time.Duration]*hbGroup
+
+	wg sync.WaitGroup // topic fetchers and heartbeat schedulers
+}
+
+// New validates cfg, fills in defaults and returns a Hub.
+func New(cfg Config) (*Hub, error) {
+	if cfg.Source == nil {
+		return nil, errors.New("fanout: Config.Source is required")
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 256
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	for _, e := range []struct {
+		err  *error
+		text string
+	}{
+		{&cfg.ErrClosed, "fanout: closed"},
+		{&cfg.ErrExpired, "fanout: events after cursor have expired"},
+		{&cfg.ErrNotFound, "fanout: task not found"},
+		{&cfg.ErrInvalidCursor, "fanout: invalid cursor"},
+	} {
+		if *e.err == nil {
+			*e.err = errors.New(e.text)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Hub{
+		cfg:      cfg,
+		retryMin: retryMin,
+		ctx:      ctx,
+		cancel:   cancel,
+		topics:   map[string]*topic{},
+		subs:     map[*Subscription]struct{}{},
+		drained:  make(chan struct{}),
+		hb:       map[time.Duration]*hbGroup{},
+	}, nil
+}
+
+// Start is where a subscription starts, with what the host knew of the
+// task when it checked it, before reading its log.
+type Start struct {
+	// After is the cursor: the subscription delivers the events with
+	// Seq > After. 0 means from the oldest retained event.
+	After int64
+	// LastSeq is the task's last Seq: a subscription from 0 of a log
+	// that retains nothing starts after it.
+	LastSeq int64
+	// Terminal reports that the task had ended: a subscription with
+	// nothing after its cursor is complete (Next returns io.EOF).
+	Terminal bool
+}
+
+// SubscribeOpts configures a subscription for its transport.
+type SubscribeOpts struct {
+	// Transport names the transport ("sse", "ws") for Config.StreamsActive
+	// and in logs. Empty means a subscription that is not counted as a
+	// stream.
+	Transport string
+	// HeartbeatInterval is the idle time after which HeartbeatDue reports
+	// true. Zero disables heartbeats.
+	HeartbeatInterval time.Duration
+	// Signal, when set, is used as the subscription's Ready channel, so
+	// one connection can wait on several subscriptions. It must have a
+	// capacity of at least 1.
+	Signal chan struct{}
+}
+
+// Subscribe reads the first batch of the task's events after start.After
+// and returns a subscription that delivers them, then the rest as they are
+// appended. Errors are the first read's and ErrClosed, so a transport can
+// answer them before it commits to a stream. The caller must Close the
+// subscription.
+func (h *Hub) Subscribe(ctx context.Context, taskID string, start Start, opts SubscribeOpts) (*Subscription, error) {
+	if opts.Signal != nil && cap(opts.Signal) < 1 {
+		return nil, errors.New("fanout: SubscribeOpts.Signal must be buffered")
+	}
+	if h.isClosed() {
+		return nil, h.cfg.ErrClosed
+	}
+	frames, err := h.cfg.Source.Read(ctx, taskID, start.After, h.cfg.Batch)
+	if err != nil {
+		return nil, err
+	}
+	after := start.After
+	switch {
+	case after > 0:
+		if err := h.checkDense(after, frames); err != nil {
+			return nil, err
+		}
+	case len(frames) == 0:
+		// Nothing is retained: the stream starts after the task's last
+		// event, and is held to that cursor from now on (see replay).
+		after = start.LastSeq
+	}
+	sub := h.newSubscription(taskID, after, opts)
+	sub.pending = frames
+	// The task was read before its log: if it was terminal then and nothing
+	// follows the cursor, the cursor is at (or after) the terminal event.
+	if start.Terminal && len(frames) == 0 {
+		sub.done = true
+	}
+	if err := h.register(sub); err != nil {
+		return nil, err
+	}
+	return sub, nil
+}
+
+func (h *Hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
+}
+
+func (h *Hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *Subscription {
+	sub := &Subscription{
+		h:          h,
+		taskID:     taskID,
+		transport:  opts.Transport,
+		ready:      opts.Signal,
+		batch:      h.cfg.Batch,
+		last:       after,
+		hbInterval: opts.HeartbeatInterval,
+	}
+	sub.pos.Store(after)
+	if sub.ready == nil {
+		sub.ready = make(chan struct{}, 1)
+	}
+	sub.lastActive.Store(time.Now().UnixNano())
+	return sub
+}
+
+// register makes sub known to shutdown, the gauge and the heartbeat
+// scheduler.
+func (h *Hub) register(sub *Subscription) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return h.cfg.ErrClosed
+	}
+	h.subs[sub] = struct{}{}
+	var g *hbGroup
+	if sub.hbInterval > 0 {
+		g = h.hb[sub.hbInterval]
+		if g == nil {
+			g = &hbGroup{h: h, interval: sub.hbInterval, members: map[*Subscription]struct{}{}}
+			h.hb[sub.hbInterval] = g
+		}
+	}
+	h.mu.Unlock()
+	if g != nil {
+		g.add(sub)
+	}
+	h.gauge(sub, 1)
+	return nil
+}
+
+// unregister undoes register; sub has left its topic.
+func (h *Hub) unregister(sub *Subscription) {
+	h.mu.Lock()
+	delete(h.subs, sub)
+	g := h.hb[sub.hbInterval]
+	drained := h.closed && len(h.subs) == 0
+	h.mu.Unlock()
+	if g != nil {
+		g.remove(sub)
+	}
+	if drained {
+		h.closeDrained()
+	}
+	h.gauge(sub, -1)
+}
+
+func (h *Hub) gauge(sub *Subscription, delta int64) {
+	if sub.transport != "" && h.cfg.StreamsActive != nil {
+		h.cfg.StreamsActive(sub.transport, delta)
+	}
+}
+
+func (h *Hub) closeDrained() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	select {
+	case <-h.drained:
+	default:
+		close(h.drained)
+	}
+}
+
+// Shutdown fails every subscription with ErrClosed, so that transports end
+// their streams, and waits until they have all been closed and the hub's
+// goroutines have exited, or ctx ends. New subscriptions fail with
+// ErrClosed. Safe to call more than once.
+func (h *Hub) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	first := !h.closed
+	h.closed = true
+	subs := make([]*Subscription, 0, len(h.subs))
+	for sub := range h.subs {
+		subs = append(subs, sub)
+	}
+	empty := len(h.subs) == 0
+	h.mu.Unlock()
+	if first {
+		for _, sub := range subs {
+			sub.fail(h.cfg.ErrClosed)
+		}
+		if empty {
+			h.closeDrained()
+		}
+	}
+	select {
+	case <-h.drained:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	h.cancel()
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Wait blocks until the task has an event with Seq > after, events after
+// the cursor have expired, ctx ends or timeout passes; it is the wait of a
+// long poll. Either way the caller reads its store next: the store has the
+// last word, and the topic may lag behind it (a slow or failing read). It
+// returns ctx's error, ErrClosed, or a permanent read error.
+func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time.Duration) error {
+	sub := h.newSubscription(taskID, after, SubscribeOpts{})
+	if err := h.register(sub); err != nil {
+		return err
+	}
+	defer sub.Close()
+	var buf [1]*Frame
+	if frames := sub.joinLive(buf[:0]); len(frames) > 0 {
+		return nil
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		frames, err := sub.Next(ctx, buf[:0])
+		if len(frames) > 0 || errors.Is(err, h.cfg.ErrExpired) {
+			// Expired: the caller's read reports it, or (at cursor 0)
+			// returns the oldest retained events.
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case <-sub.ready:
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// checkDense checks that frames, read after cursor after, continue it
+// without a gap. A gap after 0 means retention removed the log's first
+// events (ErrExpired); any other gap breaks the Source's contract.
+func (h *Hub) checkDense(after int64, frames []*Frame) error {
+	if len(frames) == 0 {
+		return nil
+	}
+	first, last := frames[0].Seq, frames[len(frames)-1].Seq
+	switch {
+	case first == after+1 && last == after+int64(len(frames)):
+		return nil
+	case after == 0 && first > 1 && last == first+int64(len(frames))-1:
+		return fmt.Errorf("%w: events 1..%d were removed by retention", h.cfg.ErrExpired, first-1)
+	}
+	return fmt.Errorf("fanout: source returned events %d..%d after %d; Seqs must be dense", first, last, after)
+}

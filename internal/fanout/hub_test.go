@@ -1,0 +1,372 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestReplayThenLive(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	l.appendN("t", 4)
+	var g gauge
+	h := setup(t, l, 256, func(c *Config) { c.StreamsActive = g.add })
+
+	sub := subscribe(t, h, l, ctx, "t", 0, SubscribeOpts{Transport: "sse"})
+	require.Equal(t, "t", sub.TaskID())
+	require.EqualValues(t, 1, g.value("sse"))
+	frames, err := next(t, sub)
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2, 3, 4}, seqs(frames))
+	require.Equal(t, "4", frames[3].EventID)
+
+	// Nothing new: Next returns no frames and no error.
+	more, err := sub.Next(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, more)
+
+	l.append("t", false)
+	frames, err = next(t, sub)
+	require.NoError(t, err)
+	require.Equal(t, []int64{5}, seqs(frames))
+
+	l.append("t", true)
+	frames, err = next(t, sub)
+	require.NoError(t, err)
+	require.Equal(t, []int64{6}, seqs(frames))
+	require.True(t, frames[0].Terminal)
+	_, err = sub.Next(ctx, nil)
+	require.ErrorIs(t, err, io.EOF)
+
+	sub.Close()
+	sub.Close()
+	require.Zero(t, g.value("sse"))
+	_, err = sub.Next(ctx, nil)
+	require.ErrorIs(t, err, errClosed)
+}
+
+func TestSubscribeErrors(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(5, "t")
+	l.appendN("t", 12) // 8..12 retained
+	h := setup(t, l, 256)
+	for after, want := range map[int64]error{13: errInvalid, 6: errExpired} {
+		_, err := h.Subscribe(ctx, "t", l.start("t", after), SubscribeOpts{})
+		require.ErrorIs(t, err, want, "after %d", after)
+	}
+	_, err := h.Subscribe(ctx, "nope", Start{}, SubscribeOpts{})
+	require.ErrorIs(t, err, errNotFound)
+	_, err = h.Subscribe(ctx, "t", Start{}, SubscribeOpts{Signal: make(chan struct{})})
+	require.Error(t, err, "an unbuffered signal channel is refused")
+
+	sub := subscribe(t, h, l, ctx, "t", 9, SubscribeOpts{})
+	frames, err := next(t, sub)
+	require.NoError(t, err)
+	require.Equal(t, []int64{10, 11, 12}, seqs(frames))
+}
+
+func TestSubscribeAtTerminal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	l.append("t", false)
+	l.append("t", true)
+	h := setup(t, l, 256)
+	sub := subscribe(t, h, l, ctx, "t", 1, SubscribeOpts{})
+	require.Equal(t, []int64{2}, seqs(drain(t, sub)))
+	// Resuming after the terminal event ends at once.
+	sub = subscribe(t, h, l, ctx, "t", 2, SubscribeOpts{})
+	_, err := sub.Next(ctx, nil)
+	require.ErrorIs(t, err, io.EOF)
+}
+
+// TestExactlyOnce runs many subscribers against fast appenders and checks
+// each sees every event once, in order, including one that falls far
+// behind the live window and must catch up from the Source.
+func TestExactlyOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	l.append("t", false)
+	var g gauge
+	h := setup(t, l, 64, func(c *Config) { c.StreamsActive = g.add })
+	const perAppender = 1250
+	const total = 2 + 4*perAppender // several times the live window
+
+	const subscribers = 8
+	results := make([][]int64, subscribers)
+	var wg sync.WaitGroup
+	for i := range subscribers {
+		sub := subscribe(t, h, l, ctx, "t", 0, SubscribeOpts{Transport: "ws"})
+		wg.Go(func() {
+			defer sub.Close()
+			results[i] = seqs(drain(t, sub))
+		})
+	}
+	// The laggard joins the live window, then reads nothing until the
+	// appenders are done.
+	lag := subscribe(t, h, l, ctx, "t", 0, SubscribeOpts{})
+	first, err := next(t, lag)
+	require.NoError(t, err)
+	require.Equal(t, []int64{1}, seqs(first))
+
+	var appenders sync.WaitGroup
+	for range 4 {
+		appenders.Go(func() { l.appendN("t", perAppender) })
+	}
+	appenders.Wait()
+	l.append("t", true)
+	wg.Wait()
+
+	for i, got := range results {
+		requireSeqs(t, span(1, total), got, "subscriber ", i)
+	}
+	requireSeqs(t, span(2, total), seqs(drain(t, lag)), "the laggard catches up from the Source")
+	require.Zero(t, g.value("ws"))
+}
+
+func TestHeartbeatDue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	l.append("t", false)
+	h := setup(t, l, 256)
+	sub := subscribe(t, h, l, ctx, "t", 1, SubscribeOpts{HeartbeatInterval: 10 * time.Millisecond})
+	require.False(t, sub.HeartbeatDue())
+	timeout := time.After(10 * time.Second)
+	for beats := 0; beats < 3; {
+		select {
+		case <-sub.Ready():
+		case <-timeout:
+			t.Fatalf("only %d heartbeats", beats)
+		}
+		frames, err := sub.Next(ctx, nil)
+		require.NoError(t, err)
+		require.Empty(t, frames)
+		if sub.HeartbeatDue() {
+			beats++
+			require.False(t, sub.HeartbeatDue(), "HeartbeatDue clears the flag")
+		}
+	}
+}
+
+func TestSharedSignal(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(0, "a", "b")
+	l.append("a", false)
+	l.append("b", false)
+	h := setup(t, l, 256)
+	signal := make(chan struct{}, 1)
+	subA := subscribe(t, h, l, ctx, "a", 1, SubscribeOpts{Signal: signal})
+	subB := subscribe(t, h, l, ctx, "b", 1, SubscribeOpts{Signal: signal})
+	for _, s := range []*Subscription{subA, subB} {
+		frames, err := s.Next(ctx, nil) // join the live topic
+		require.NoError(t, err)
+		require.Empty(t, frames)
+	}
+	drainReady(subA)
+	l.append("b", false)
+	<-signal
+	frames, err := subB.Next(ctx, nil)
+	require.NoError(t, err)
+	require.Equal(t, []int64{2}, seqs(frames))
+}
+
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	var g gauge
+	h := setup(t, l, 256, func(c *Config) { c.StreamsActive = g.add })
+	sub, err := h.Subscribe(ctx, "t", Start{}, SubscribeOpts{Transport: "sse", HeartbeatInterval: time.Hour})
+	require.NoError(t, err)
+	_, err = sub.Next(ctx, nil) // joins a topic
+	require.NoError(t, err)
+
+	// Shutdown waits for the transport to close the subscription.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, h.Shutdown(short), context.DeadlineExceeded)
+
+	<-sub.Ready()
+	frames, err := sub.Next(ctx, nil)
+	require.Empty(t, frames)
+	require.ErrorIs(t, err, errClosed)
+	_, err = h.Subscribe(ctx, "t", Start{}, SubscribeOpts{})
+	require.ErrorIs(t, err, errClosed)
+	require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour), errClosed)
+	sub.Close()
+	require.NoError(t, h.Shutdown(ctx))
+	require.NoError(t, h.Shutdown(ctx), "twice is fine")
+	require.Zero(t, g.value("sse"))
+}
+
+// The hub's goroutines (topic fetchers, heartbeat schedulers) end with the
+// last subscription, without a shutdown. Not parallel: goleak looks at
+// every goroutine.
+func TestNoGoroutinesOutliveStreams(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	l.append("t", false)
+	h, err := New(Config{Source: l})
+	require.NoError(t, err)
+	sub, err := h.Subscribe(ctx, "t", Start{}, SubscribeOpts{Transport: "sse", HeartbeatInterval: time.Hour})
+	require.NoError(t, err)
+	_, err = next(t, sub)
+	require.NoError(t, err)
+	l.append("t", false)
+	frames, err := next(t, sub)
+	require.NoError(t, err)
+	require.Len(t, frames, 1)
+	sub.Close()
+	goleak.VerifyNone(t, ignore)
+}
+
+func TestWait(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+
+	t.Run("woken by an append", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		l.append("t", false)
+		h := setup(t, l, 256)
+		g := l.pause(opWatch, late, func(context.Context, int64) bool { return true })
+		done := make(chan error, 1)
+		go func() { done <- h.Wait(ctx, "t", 1, time.Hour) }()
+		<-g.reached // the waiter's topic watches the task
+		close(g.release)
+		l.append("t", false)
+		require.NoError(t, <-done)
+	})
+
+	t.Run("times out", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		h := setup(t, l, 256)
+		require.NoError(t, h.Wait(ctx, "t", 0, 10*time.Millisecond))
+	})
+
+	t.Run("ends with its context", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		h := setup(t, l, 256)
+		ctx, cancel := context.WithCancel(ctx)
+		cancel()
+		require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour), context.Canceled)
+	})
+
+	t.Run("returns on expiry", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(2, "t")
+		l.appendN("t", 5) // 4..5 retained
+		h := setup(t, l, 256)
+		require.NoError(t, h.Wait(ctx, "t", 1, time.Hour), "the caller's read reports the expiry")
+	})
+
+	t.Run("returns a permanent error", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		h := setup(t, l, 256)
+		l.delete("t")
+		require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour), errNotFound)
+	})
+}
+
+// joined returns a hub over a task with one event (changed by mod before
+// use) and a subscriber that has joined the task's topic after it.
+func joined(t *testing.T, mod ...func(*Hub)) (*memLog, *Hub, *Subscription) {
+	t.Helper()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	l.append("t", false)
+	h := setup(t, l, 256)
+	for _, m := range mod {
+		m(h)
+	}
+	a := subscribe(t, h, l, ctx, "t", 1, SubscribeOpts{})
+	frames, err := a.Next(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, frames)
+	return l, h, a
+}
+
+// A deleted task fails every member of its topic with ErrNotFound.
+func TestTaskDeleted(t *testing.T) {
+	t.Parallel()
+	l, _, a := joined(t)
+	l.delete("t")
+	_, err := next(t, a)
+	require.ErrorIs(t, err, errNotFound)
+}
+
+// A topic whose log went backwards (its cursor is beyond the last event)
+// fails its members instead of retrying forever.
+func TestTopicInvalidCursorIsPermanent(t *testing.T) {
+	t.Parallel()
+	l, _, a := joined(t)
+	l.failReads(func(after int64) error {
+		if after == 1 {
+			return fmt.Errorf("%w: the log was reset", errInvalid)
+		}
+		return nil
+	})
+	l.append("t", false)
+	_, err := next(t, a)
+	require.ErrorIs(t, err, errInvalid)
+}
+
+// A topic retries failed reads, and its members get the events once the
+// Source recovers.
+func TestTopicRetriesFailedReads(t *testing.T) {
+	t.Parallel()
+	l, _, a := joined(t)
+	var mu sync.Mutex
+	failures := 3
+	l.failReads(func(int64) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if failures > 0 {
+			failures--
+			return errors.New("connection reset")
+		}
+		return nil
+	})
+	l.append("t", true)
+	require.Equal(t, []int64{2}, seqs(drain(t, a)))
+}
+
+// A topic that dies while it waits to retry a failed read stops waiting:
+// its goroutine does not outlive its last member.
+func TestTopicRetryEndsWithTopic(t *testing.T) {
+	t.Parallel()
+	l, h, a := joined(t, func(h *Hub) { h.retryMin = time.Hour })
+	failed := make(chan struct{})
+	var once sync.Once
+	l.failReads(func(int64) error {
+		once.Do(func() { close(failed) })
+		return errors.New("connection reset")
+	})
+	l.append("t", false)
+	<-failed
+	a.Close()
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the topic's fetcher still waits to retry")
+	}
+}

@@ -1,0 +1,176 @@
+package fanout
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+)
+
+// Subscription is a replay-then-live stream of one task's events. Next and
+// Close must be called from one goroutine at a time (the transport's).
+type Subscription struct {
+	h         *Hub
+	taskID    string
+	transport string
+	ready     chan struct{}
+	batch     int
+
+	// Owned by the consumer goroutine.
+	last    int64    // Seq of the last event handed out
+	pending []*Frame // first batch, read by Subscribe
+	t       *topic   // joined topic; nil while replaying from the Source
+	done    bool     // terminal frame handed out
+	closed  bool
+
+	// Shared with the hub, topics and the heartbeat scheduler.
+	pos        atomic.Int64          // copy of last, read by the topic to trim its window
+	failErr    atomic.Pointer[error] // ErrClosed on shutdown, or a topic's permanent error
+	hbInterval time.Duration
+	lastActive atomic.Int64 // unix nanos of the last frame or heartbeat
+	hbDue      atomic.Bool
+}
+
+// TaskID returns the subscribed task's id.
+func (sub *Subscription) TaskID() string { return sub.taskID }
+
+// Ready is signalled when Next may have frames, a heartbeat is due or the
+// subscription ended. It is SubscribeOpts.Signal when that was set.
+func (sub *Subscription) Ready() <-chan struct{} { return sub.ready }
+
+func (sub *Subscription) signal() {
+	select {
+	case sub.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (sub *Subscription) fail(err error) {
+	sub.failErr.CompareAndSwap(nil, &err)
+	sub.signal()
+}
+
+// Next appends the frames available now to dst and returns it. It reads the
+// Source while replaying but never waits for live events: with no frames
+// and a nil error, wait on Ready. After returning a terminal event's frame,
+// the next call returns io.EOF; it returns io.EOF at once if the stream
+// started at or after the terminal event. It returns ErrClosed when the hub
+// shuts down or after Close, ErrExpired if retention removed events it had
+// yet to deliver, and a topic's permanent read error (ErrNotFound when the
+// task was deleted).
+func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, error) {
+	switch {
+	case sub.closed:
+		return dst, sub.h.cfg.ErrClosed
+	case sub.done:
+		return dst, io.EOF
+	}
+	if p := sub.failErr.Load(); p != nil {
+		return dst, *p
+	}
+	n := len(dst)
+	var err error
+	switch {
+	case len(sub.pending) > 0:
+		dst = sub.take(dst, sub.pending)
+		sub.pending = nil
+		if len(dst)-n < sub.batch {
+			dst = sub.joinLive(dst)
+		}
+	case sub.t == nil:
+		dst, err = sub.replay(ctx, dst)
+	default:
+		var ok bool
+		if dst, ok = sub.t.frames(sub, dst); !ok {
+			// Fell behind the window: read the Source until caught up.
+			sub.leave()
+			dst, err = sub.replay(ctx, dst)
+		}
+	}
+	if len(dst) > n {
+		sub.lastActive.Store(time.Now().UnixNano())
+	}
+	return dst, err
+}
+
+// take appends frames to dst, tracking the cursor and the terminal event.
+func (sub *Subscription) take(dst, frames []*Frame) []*Frame {
+	for _, f := range frames {
+		dst = append(dst, f)
+		sub.last = f.Seq
+		sub.pos.Store(sub.last)
+		if f.Terminal {
+			sub.done = true
+			break
+		}
+	}
+	return dst
+}
+
+// replay reads one batch from the Source; when the batch shows the
+// subscriber caught up, it joins the task's topic.
+//
+// Every read but Subscribe's first is held to "strictly after the last
+// delivered Seq", including at cursor 0: a stream that started before the
+// task had events could have delivered event 1, so a log that no longer
+// starts at 1 has lost events it owes (the Source itself reads "after 0"
+// as "from the oldest retained event").
+func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, error) {
+	frames, err := sub.h.cfg.Source.Read(ctx, sub.taskID, sub.last, sub.batch)
+	if err != nil {
+		return dst, err
+	}
+	if err := sub.h.checkDense(sub.last, frames); err != nil {
+		return dst, err
+	}
+	if dst = sub.take(dst, frames); sub.done {
+		return dst, nil
+	}
+	if len(frames) < sub.batch {
+		dst = sub.joinLive(dst)
+	}
+	return dst, nil
+}
+
+// joinLive joins the task's topic and takes what its window holds after
+// the cursor: events may have reached the topic between the subscriber's
+// last read and the join. If the window has moved past the cursor
+// meanwhile (its other members took those frames and they were dropped),
+// the subscriber leaves again and signals itself, so that the next Next
+// reads them from the Source: nothing else would wake it.
+func (sub *Subscription) joinLive(dst []*Frame) []*Frame {
+	if sub.t != nil || sub.done {
+		return dst
+	}
+	sub.t = sub.h.join(sub)
+	out, ok := sub.t.frames(sub, dst)
+	if !ok {
+		sub.leave()
+		sub.signal()
+		return dst
+	}
+	return out
+}
+
+func (sub *Subscription) leave() {
+	if sub.t != nil {
+		sub.h.leave(sub.t, sub)
+		sub.t = nil
+	}
+}
+
+// Close ends the subscription and releases its resources. Idempotent.
+func (sub *Subscription) Close() {
+	if sub.closed {
+		return
+	}
+	sub.closed = true
+	sub.leave()
+	sub.h.unregister(sub)
+}
+
+// String describes the subscription for logs.
+func (sub *Subscription) String() string {
+	return fmt.Sprintf("subscription(task=%s, transport=%s, after=%d)", sub.taskID, sub.transport, sub.last)
+}

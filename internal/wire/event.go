@@ -1,0 +1,73 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"time"
+)
+
+// EventOverhead is what [AppendEvent] adds to an event's strings and
+// payload on its fast path: the envelope's keys and punctuation and the
+// time. A buffer of EventOverhead plus the lengths of the type, task id,
+// event id and payload holds the event without growing.
+const EventOverhead = len(`{"type":"","taskId":"","eventId":"","createdAt":"","payload":}`) + len(TimeLayout)
+
+// AppendEvent appends the compact JSON encoding of an event envelope to
+// dst: {"type","taskId","eventId","createdAt","payload"}, with createdAt
+// in [TimeLayout]. It is identical in content to json.Marshal of the
+// envelope, without reflection on its fast path. The payload is compacted if it contains whitespace (SSE data
+// lines must not contain line breaks); an invalid payload is written as
+// {} so that the envelope stays valid.
+func AppendEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
+	if !safeString(typ) || !safeString(taskID) || !safeString(eventID) || !json.Valid(payload) {
+		return appendEventSlow(dst, typ, taskID, eventID, createdAt, payload)
+	}
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, typ...)
+	dst = append(dst, `","taskId":"`...)
+	dst = append(dst, taskID...)
+	dst = append(dst, `","eventId":"`...)
+	dst = append(dst, eventID...)
+	dst = append(dst, `","createdAt":"`...)
+	dst = AppendTime(dst, createdAt)
+	dst = append(dst, `","payload":`...)
+	if bytes.ContainsAny(payload, " \t\r\n") {
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, payload)
+		dst = append(dst, buf.Bytes()...)
+	} else {
+		dst = append(dst, payload...)
+	}
+	return append(dst, '}')
+}
+
+// envelope is the event envelope for encoding/json, which escapes the
+// strings the fast path cannot write as they are.
+type envelope struct {
+	Type      string          `json:"type"`
+	TaskID    string          `json:"taskId"`
+	EventID   string          `json:"eventId"`
+	CreatedAt string          `json:"createdAt"`
+	Payload   json.RawMessage `json:"payload"`
+}
+
+func appendEventSlow(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
+	ev := envelope{Type: typ, TaskID: taskID, EventID: eventID, CreatedAt: FormatTime(createdAt), Payload: payload}
+	if !json.Valid(payload) {
+		ev.Payload = json.RawMessage(`{}`)
+	}
+	b, _ := json.Marshal(ev) // cannot fail: strings and a valid payload
+	return append(dst, b...)
+}
+
+// safeString reports whether s can be written between JSON quotes as is
+// (encoding/json would write it unchanged).
+func safeString(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}

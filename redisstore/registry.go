@@ -1,0 +1,189 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// requestField is the request index field of (owner, clientRequestID).
+func requestField(owner, clientRequestID string) string {
+	return strconv.Itoa(len(owner)) + ":" + owner + clientRequestID
+}
+
+// CreateTask implements [taskbridge.TaskRegistry]. The stored task always
+// starts ACCEPTED with LastSeq 0. A task id that is already used by another
+// task, or that is empty or contains NUL, fails with
+// [taskbridge.ErrInvalidRequest].
+func (s *Store) CreateTask(ctx context.Context, t taskbridge.Task) (taskbridge.Task, bool, error) {
+	if err := s.check(); err != nil {
+		return taskbridge.Task{}, false, err
+	}
+	if err := checkID("task id", t.ID); err != nil {
+		return taskbridge.Task{}, false, err
+	}
+	data, err := json.Marshal(taskData{
+		ID: t.ID, OwnerID: t.OwnerID, ClientRequestID: t.ClientRequestID, TaskType: t.TaskType,
+		Input: t.Input, Metadata: t.Metadata, Attachments: t.Attachments,
+		Fingerprint: t.Fingerprint, CreatedAt: t.CreatedAt,
+	})
+	if err != nil {
+		return taskbridge.Task{}, false, invalidRequest("task %q: %v", t.ID, err)
+	}
+	cxl := ""
+	if t.CancelRequested {
+		cxl = "1"
+	}
+	r, err := s.run(ctx, "create task", createScript,
+		[]string{s.k.requests(), s.k.task(t.ID), s.k.all(), s.k.owner(t.OwnerID)},
+		s.k.taskPrefix(), requestField(t.OwnerID, t.ClientRequestID), t.ID, data,
+		timeKey(t.UpdatedAt), cxl, t.CancelReason, t.OwnerID, timeKey(t.CreatedAt)+t.ID)
+	if err != nil {
+		return taskbridge.Task{}, false, err
+	}
+	switch r.str(0) {
+	case "CREATED", "EXISTS":
+		got, err := decodeTask(r.sub(1))
+		return got, r.str(0) == "CREATED", err
+	case "IDUSED":
+		return taskbridge.Task{}, false, invalidRequest("task id %q is already used", t.ID)
+	}
+	return taskbridge.Task{}, false, unexpected("create task", r)
+}
+
+// GetTask implements [taskbridge.TaskRegistry].
+func (s *Store) GetTask(ctx context.Context, taskID string) (taskbridge.Task, error) {
+	if err := s.check(); err != nil {
+		return taskbridge.Task{}, err
+	}
+	v, err := s.rdb.HMGet(ctx, s.k.task(taskID), taskFields...).Result()
+	if err != nil {
+		return taskbridge.Task{}, s.redisErr("get task", err)
+	}
+	if v[0] == nil {
+		return taskbridge.Task{}, taskNotFound(taskID)
+	}
+	return decodeTask(v)
+}
+
+// listBatch is how many index entries ListTasks reads per round trip.
+const listBatch = 100
+
+// ListTasks implements [taskbridge.TaskRegistry]. It walks the owner's (or
+// the global) creation index newest first and filters statuses as it goes,
+// so a filter that matches few tasks reads more of the index. A limit
+// below 1 fails with [taskbridge.ErrInvalidRequest].
+func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbridge.Task, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := checkLimit(q.Limit); err != nil {
+		return nil, err
+	}
+	index := s.k.all()
+	if q.OwnerID != "" {
+		index = s.k.owner(q.OwnerID)
+	}
+	upper := "+"
+	if q.Before != nil {
+		upper = "(" + timeKey(q.Before.CreatedAt) + q.Before.ID
+	}
+	out := []taskbridge.Task{}
+	for len(out) < q.Limit {
+		r, err := s.run(ctx, "list tasks", listScript, []string{index}, s.k.taskPrefix(), upper, listBatch)
+		if err != nil {
+			return nil, err
+		}
+		for i := range r {
+			item := r.sub(i)
+			upper = "(" + item.str(0)
+			f := item.sub(1)
+			if len(f) == 0 || f[0] == nil {
+				continue // deleted meanwhile
+			}
+			t, err := decodeTask(f)
+			if err != nil {
+				return nil, err
+			}
+			if q.Matches(t) {
+				out = append(out, t)
+				if len(out) == q.Limit {
+					break
+				}
+			}
+		}
+		if len(r) < listBatch {
+			break
+		}
+	}
+	return out, nil
+}
+
+// RequestCancel implements [taskbridge.TaskRegistry]. The first request also
+// sets the task's UpdatedAt to now and notifies the [taskbridge.ControlFeed]
+// watchers of every process.
+func (s *Store) RequestCancel(ctx context.Context, taskID, reason string, now time.Time) (taskbridge.Task, bool, error) {
+	r, err := s.run(ctx, "request cancel", cancelScript, s.k.taskKeys(taskID), s.k.taskArgs(taskID, reason, timeKey(now))...)
+	if err != nil {
+		return taskbridge.Task{}, false, err
+	}
+	switch r.str(0) {
+	case "FIRST", "NOTFIRST":
+		t, err := decodeTask(r.sub(1))
+		return t, r.str(0) == "FIRST", err
+	case "NOTFOUND":
+		return taskbridge.Task{}, false, taskNotFound(taskID)
+	}
+	return taskbridge.Task{}, false, unexpected("request cancel", r)
+}
+
+// DeleteTerminalTasks implements [taskbridge.TaskRegistry]: it removes the
+// tasks whose terminal event is oldest first, each with its events,
+// suspensions, receipts, lease and index entries, in one script. A limit
+// below 1 fails with [taskbridge.ErrInvalidRequest].
+func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit int) (int, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return 0, err
+	}
+	n, err := deleteTerminalScript.Run(ctx, s.rdb,
+		[]string{s.k.terminal(), s.k.requests(), s.k.all(), s.k.leases(), s.k.expiry(), s.k.resumes(), s.k.receipts()},
+		s.k.taskPrefix(), s.k.ownerPrefix(), strictlyBefore(before), limit).Int()
+	if err != nil {
+		return 0, s.redisErr("delete terminal tasks", err)
+	}
+	return n, nil
+}
+
+// decodeSuspensionList decodes {{task id, suspension fields}, ...} replies.
+func decodeSuspensionList(r reply) ([]taskbridge.Suspension, error) {
+	out := make([]taskbridge.Suspension, 0, len(r))
+	for i := range r {
+		item := r.sub(i)
+		sp, err := decodeSuspension(item.str(0), item.sub(1))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+// sortSuspensions orders suspensions as they were opened.
+func sortSuspensions(list []taskbridge.Suspension) {
+	slices.SortFunc(list, func(a, b taskbridge.Suspension) int {
+		switch {
+		case a.EventSeq < b.EventSeq:
+			return -1
+		case a.EventSeq > b.EventSeq:
+			return 1
+		}
+		return 0
+	})
+}

@@ -1,0 +1,154 @@
+package storetest
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"github.com/taskbridge-go/taskbridge"
+)
+
+// testExtensions checks the optional store interfaces a store implements;
+// the subtests of the others are skipped.
+func testExtensions(t *testing.T, h Harness) {
+	t.Run("GetTaskHead", func(t *testing.T) {
+		f := setup(t, h)
+		g, ok := f.s.(taskbridge.TaskHeadGetter)
+		if !ok {
+			t.Skip("the store does not implement the optional taskbridge.TaskHeadGetter")
+		}
+		in := NewTask("task-1", "alice", "req-1", BaseTime)
+		in.Attachments = []taskbridge.Attachment{{Field: "file", Filename: "a.txt", ContentType: "text/plain", Size: 3, SHA256: "ab12", Ref: "uploads/a"}}
+		f.createTask(in)
+		f.append("task-1", taskbridge.StartedPayload{})
+		_, _, err := f.s.RequestCancel(f.ctx, "task-1", "why", f.tick())
+		require.NoError(t, err)
+
+		head, err := g.GetTaskHead(f.ctx, "task-1")
+		require.NoError(t, err)
+		want := f.get("task-1")
+		want.Input, want.Metadata, want.Attachments = nil, nil, nil
+		requireTask(t, want, head, "the head is the task without its payload")
+		require.Nil(t, head.Input)
+		require.Nil(t, head.Metadata)
+		require.Nil(t, head.Attachments)
+
+		_, err = g.GetTaskHead(f.ctx, "nope")
+		requireErrorIs(t, err, taskbridge.ErrTaskNotFound)
+	})
+
+	t.Run("PruneTerminalTasks", func(t *testing.T) {
+		f := setup(t, h)
+		p, ok := f.s.(taskbridge.TerminalTaskPruner)
+		if !ok {
+			t.Skip("the store does not implement the optional taskbridge.TerminalTaskPruner")
+		}
+		cutoff := BaseTime.Add(time.Hour)
+		withFiles := func(id string, refs ...string) taskbridge.Task {
+			in := NewTask(id, "alice", "req-"+id, f.tick())
+			for _, ref := range refs {
+				in.Attachments = append(in.Attachments, taskbridge.Attachment{Field: "attachments", Filename: ref, Size: 1, SHA256: "00", Ref: ref})
+			}
+			f.createTask(in)
+			f.append(id, taskbridge.StartedPayload{})
+			return in
+		}
+		end := func(id string, at time.Time) {
+			_, err := f.s.Append(f.ctx, NewEvent(id, taskbridge.CompletedPayload{Result: id}, at))
+			require.NoError(t, err)
+		}
+		want := map[string]taskbridge.Task{}
+		for _, in := range []taskbridge.Task{withFiles("first", "up/1", "up/2"), withFiles("second"), withFiles("third", "up/3")} {
+			want[in.ID] = in
+		}
+		withFiles("late", "up/4")
+		withFiles("running", "up/5")
+		end("second", cutoff.Add(-time.Minute))
+		end("first", cutoff.Add(-2*time.Minute))
+		end("third", cutoff.Add(-time.Second))
+		end("late", cutoff.Add(time.Second))
+
+		got, err := p.PruneTerminalTasks(f.ctx, cutoff, 2)
+		require.NoError(t, err)
+		require.Len(t, got, 2, "up to the limit")
+		more, err := p.PruneTerminalTasks(f.ctx, cutoff, 2)
+		require.NoError(t, err)
+		got = append(got, more...)
+		require.ElementsMatch(t, []string{"first", "second", "third"}, ids(got), "every task that ended before the cutoff, once")
+		for _, task := range got {
+			require.Equal(t, taskbridge.StatusCompleted, task.Status)
+			require.Equal(t, normTask(want[task.ID]).Attachments, normTask(task).Attachments, "%s comes with its attachments", task.ID)
+			_, err = f.s.GetTask(f.ctx, task.ID)
+			requireErrorIs(t, err, taskbridge.ErrTaskNotFound, "a pruned task is deleted")
+		}
+		got, err = p.PruneTerminalTasks(f.ctx, cutoff, 2)
+		require.NoError(t, err)
+		require.Empty(t, got)
+		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{Limit: 10})
+		require.NoError(t, err)
+		require.ElementsMatch(t, []string{"late", "running"}, ids(list))
+	})
+
+	t.Run("CreateLiveTask", func(t *testing.T) {
+		f := setup(t, h)
+		c, ok := f.s.(taskbridge.LiveTaskCreator)
+		if !ok {
+			t.Skip("the store does not implement the optional taskbridge.LiveTaskCreator")
+		}
+		create := func(id, owner string) (taskbridge.Task, bool, error) {
+			return c.CreateLiveTask(f.ctx, NewTask(id, owner, "req-"+id, f.tick()), 2)
+		}
+		for _, id := range []string{"a1", "a2"} {
+			_, created, err := create(id, "alice")
+			require.NoError(t, err)
+			require.True(t, created)
+		}
+		f.append("a2", taskbridge.StartedPayload{})
+		_, _, err := create("a3", "alice")
+		requireErrorIs(t, err, taskbridge.ErrTaskQuota, "ACCEPTED and RUNNING tasks count")
+		_, err = f.s.GetTask(f.ctx, "a3")
+		requireErrorIs(t, err, taskbridge.ErrTaskNotFound, "nothing is stored over the quota")
+
+		got, created, err := c.CreateLiveTask(f.ctx, NewTask("a1-again", "alice", "req-a1", f.tick()), 2)
+		require.NoError(t, err, "an existing key is returned, quota or not")
+		require.False(t, created)
+		require.Equal(t, "a1", got.ID)
+		_, created, err = create("b1", "bob")
+		require.NoError(t, err, "the quota is per owner")
+		require.True(t, created)
+
+		f.append("a1", taskbridge.CompletedPayload{})
+		_, created, err = create("a3", "alice")
+		require.NoError(t, err, "a terminal task frees its place")
+		require.True(t, created)
+		f.append("a2", taskbridge.FailedPayload{Code: "E", Message: "m"})
+		f.append("a3", taskbridge.CancelledPayload{Reason: "r"})
+		n, err := f.s.DeleteTerminalTasks(f.ctx, f.tick(), 10)
+		require.NoError(t, err)
+		require.Equal(t, 3, n)
+
+		// Concurrent creates of one owner: exactly the quota is created.
+		const racers = 30
+		var (
+			createdBy [racers]bool
+			errs      [racers]error
+		)
+		race(racers, func(i int) {
+			_, createdBy[i], errs[i] = c.CreateLiveTask(f.ctx, NewTask(fmt.Sprint("c", i), "carol", fmt.Sprint("req-c", i), BaseTime), 5)
+		})
+		total := 0
+		for i := range racers {
+			if errs[i] != nil {
+				requireErrorIs(t, errs[i], taskbridge.ErrTaskQuota)
+				continue
+			}
+			require.True(t, createdBy[i])
+			total++
+		}
+		require.Equal(t, 5, total)
+		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{OwnerID: "carol", Limit: racers})
+		require.NoError(t, err)
+		require.Len(t, list, 5)
+	})
+}
