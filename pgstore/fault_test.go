@@ -120,11 +120,17 @@ func TestListenerTerminated(t *testing.T) {
 	waitFor(t, waiting, "the follower waiting")
 
 	for round := range 3 {
-		var killed int
-		require.NoError(t, d.Pool.QueryRow(ctx,
-			"SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
-			"listener-"+d.Schema).Scan(&killed))
-		require.Equal(t, 1, killed, "round %d: the store's listener connection is found by its application_name", round)
+		// pg_terminate_backend does not wait for the backend to end: the
+		// previous round's listener may have delivered that round's
+		// events on its way out, before its successor connected. Kill
+		// the listener once it is there.
+		require.Eventually(t, func() bool {
+			var killed int
+			require.NoError(t, d.Pool.QueryRow(ctx,
+				"SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
+				"listener-"+d.Schema).Scan(&killed))
+			return killed >= 1 // a dying predecessor may still be listed
+		}, waitTimeout, 20*time.Millisecond, "round %d: the store's listener connection is found by its application_name", round)
 		// These appends commit while the listener is down (it waits
 		// ReconnectDelay before reconnecting): their notifications are lost.
 		first := int64(2 + 5*round)
