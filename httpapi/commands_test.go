@@ -30,7 +30,7 @@ func TestCancelBodies(t *testing.T) {
 		{strings.NewReader(`{"reason":"user pressed stop","other":1}`), ""},
 	} {
 		id := e.createTask("req-" + string(rune('a'+i)))
-		resp := e.alice.do(http.MethodPost, "/api/v1/tasks/"+id+"/cancel", tc.body, tc.contentType)
+		resp := e.alice.beyondDocument().do(http.MethodPost, "/api/v1/tasks/"+id+"/cancel", tc.body, tc.contentType)
 		require.Equal(t, http.StatusAccepted, resp.Status, "case %d: %s", i, resp.Body)
 		var cr taskbridge.CancelResponse
 		resp.decode(&cr)

@@ -77,6 +77,14 @@ type Config struct {
 	// ReadyTimeout bounds the readiness check behind the readiness route.
 	// Defaults to 5s.
 	ReadyTimeout time.Duration
+
+	// ServeOpenAPI serves the OpenAPI document of the handler's routes
+	// ([Handler.OpenAPIDocument]) at GET and HEAD Paths.OpenAPI,
+	// unauthenticated, like the health and readiness probes. Off by
+	// default: the document describes the protocol, which is public, but
+	// whether to publish it is the host's choice. A host that wants it
+	// behind its own authentication serves Handler.OpenAPIDocument itself.
+	ServeOpenAPI bool
 }
 
 // Paths are the routes a [Handler] serves, relative to where it is mounted.
@@ -110,6 +118,10 @@ type Paths struct {
 	// Ready serves GET and HEAD, unauthenticated: the service's readiness
 	// report, 200 when ready and 503 when not. Defaults to "/ready".
 	Ready string
+	// OpenAPI serves GET and HEAD, unauthenticated, when
+	// Config.ServeOpenAPI is set: the OpenAPI document of the handler's
+	// routes. Defaults to "/openapi.json".
+	OpenAPI string
 }
 
 // DefaultPaths returns the protocol's default route paths.
@@ -124,6 +136,7 @@ func DefaultPaths() Paths {
 		WebSocket: "/api/v1/tasks/ws",
 		Health:    "/health",
 		Ready:     "/ready",
+		OpenAPI:   "/openapi.json",
 	}
 }
 
@@ -226,6 +239,7 @@ func (cfg Config) withDefaults() (Config, error) {
 		{&p.Tasks, def.Tasks, "Tasks"}, {&p.Task, def.Task, "Task"}, {&p.Events, def.Events, "Events"},
 		{&p.Stream, def.Stream, "Stream"}, {&p.Cancel, def.Cancel, "Cancel"}, {&p.Actions, def.Actions, "Actions"},
 		{&p.WebSocket, def.WebSocket, "WebSocket"}, {&p.Health, def.Health, "Health"}, {&p.Ready, def.Ready, "Ready"},
+		{&p.OpenAPI, def.OpenAPI, "OpenAPI"},
 	} {
 		if *f.val == "" {
 			*f.val = f.def

@@ -76,7 +76,7 @@ func TestCreateJSONOptionalMembers(t *testing.T) {
 		`{"clientRequestId":"c","taskType":"t","input":{},"metadata":{},"somethingElse":[1]}`,
 		"  \n{\"clientRequestId\":\"d\",\"taskType\":\"t\"}\n  ",
 	} {
-		resp := e.alice.postRaw("/api/v1/tasks", body)
+		resp := e.alice.beyondDocument().postRaw("/api/v1/tasks", body)
 		require.Equal(t, http.StatusCreated, resp.Status, "body %d: %s", i, resp.Body)
 	}
 	for _, task := range e.exec.tasks() {
@@ -131,7 +131,7 @@ func TestCreateContentType(t *testing.T) {
 				errorEnvelope(http.StatusBadRequest, taskbridge.CodeInvalidRequest)
 		})
 	}
-	resp := e.alice.do(http.MethodPost, "/api/v1/tasks", strings.NewReader(body), "application/vnd.api+json")
+	resp := e.alice.beyondDocument().do(http.MethodPost, "/api/v1/tasks", strings.NewReader(body), "application/vnd.api+json")
 	require.Equal(t, http.StatusCreated, resp.Status, "%s", resp.Body)
 }
 

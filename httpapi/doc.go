@@ -8,6 +8,9 @@
 // under chi's Mount and behind http.StripPrefix. Request bodies get read
 // deadlines and size limits, state-changing routes refuse cross-site
 // browser requests, and [Handler.Close] ends slow bodies at shutdown.
+// [Handler.OpenAPIDocument] describes exactly the routes the handler
+// serves (the v1 document merged with the library's additions), and
+// [Config].ServeOpenAPI serves it at /openapi.json.
 //
 // The routes, parameters, error answers, upload rules and timeouts are
 // described in docs/TRANSPORTS.md of the repository; docs/ARCHITECTURE.md

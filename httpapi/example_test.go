@@ -7,6 +7,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"sort"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -114,4 +115,58 @@ func ExampleNew_serveMux() {
 	defer srv.Close()
 	createDemoTask(srv.URL + "/tb/api/v1/tasks")
 	// Output: 201 ACCEPTED false
+}
+
+// Serve the OpenAPI document of the routes the handler serves, at GET
+// /openapi.json next to them. It lists each route at its configured path,
+// with what the library adds to the TaskBridge v1 document.
+func ExampleConfig_serveOpenAPI() {
+	store := memstore.New(memstore.Config{})
+	defer store.Close()
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: queueExecutor{}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer svc.Shutdown(context.Background())
+
+	api, err := httpapi.New(svc, httpapi.Config{
+		Auth:         tokenAuth,
+		ServeOpenAPI: true,
+		Paths:        httpapi.Paths{Health: "/healthz"},
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/openapi.json") // no credentials needed
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		OpenAPI string                     `json:"openapi"`
+		Paths   map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		log.Fatal(err)
+	}
+	paths := make([]string, 0, len(doc.Paths))
+	for p := range doc.Paths {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	fmt.Println(resp.StatusCode, resp.Header.Get("Content-Type"), doc.OpenAPI)
+	fmt.Println(strings.Join(paths, "\n"))
+	// Output:
+	// 200 application/json 3.1.0
+	// /api/v1/tasks
+	// /api/v1/tasks/{taskId}
+	// /api/v1/tasks/{taskId}/actions
+	// /api/v1/tasks/{taskId}/cancel
+	// /api/v1/tasks/{taskId}/events
+	// /healthz
+	// /openapi.json
+	// /ready
 }

@@ -29,6 +29,8 @@ type Handler struct {
 	methods []string
 	// bodies are the request bodies being read.
 	bodies bodyReads
+	// openAPI is the OpenAPI document of the handler's routes.
+	openAPI *openAPIDoc
 }
 
 // New validates cfg, fills in its defaults and returns the handler.
@@ -41,24 +43,34 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{svc: svc, cfg: cfg, log: svcHooks.Logger(svc), bodies: bodyReads{active: map[*bodyRead]struct{}{}}}
-	p := cfg.Paths
+	p, def := cfg.Paths, DefaultPaths()
 	routes := []route{
-		{http.MethodPost, p.Tasks, h.authed(h.createTask)},
-		{http.MethodGet, p.Tasks, h.authed(h.listTasks)},
-		{http.MethodGet, p.Task, h.authed(h.getTask)},
-		{http.MethodGet, p.Events, h.authed(h.pollEvents)},
-		{http.MethodPost, p.Cancel, h.authed(h.cancelTask)},
-		{http.MethodPost, p.Actions, h.authed(h.submitAction)},
-		{http.MethodGet, p.Health, h.health},
-		{http.MethodHead, p.Health, h.health},
-		{http.MethodGet, p.Ready, h.ready},
-		{http.MethodHead, p.Ready, h.ready},
+		{http.MethodPost, p.Tasks, def.Tasks, h.authed(h.createTask)},
+		{http.MethodGet, p.Tasks, def.Tasks, h.authed(h.listTasks)},
+		{http.MethodGet, p.Task, def.Task, h.authed(h.getTask)},
+		{http.MethodGet, p.Events, def.Events, h.authed(h.pollEvents)},
+		{http.MethodPost, p.Cancel, def.Cancel, h.authed(h.cancelTask)},
+		{http.MethodPost, p.Actions, def.Actions, h.authed(h.submitAction)},
+		{http.MethodGet, p.Health, def.Health, h.health},
+		{http.MethodHead, p.Health, def.Health, h.health},
+		{http.MethodGet, p.Ready, def.Ready, h.ready},
+		{http.MethodHead, p.Ready, def.Ready, h.ready},
 	}
 	if cfg.Stream != nil {
-		routes = append(routes, route{http.MethodGet, p.Stream, delegate(cfg.Stream)})
+		routes = append(routes, route{http.MethodGet, p.Stream, def.Stream, delegate(cfg.Stream)})
 	}
 	if cfg.WebSocket != nil {
-		routes = append(routes, route{http.MethodGet, p.WebSocket, delegate(cfg.WebSocket)})
+		routes = append(routes, route{http.MethodGet, p.WebSocket, def.WebSocket, delegate(cfg.WebSocket)})
+	}
+	serverURL := ""
+	if cfg.ServeOpenAPI {
+		routes = append(routes,
+			route{http.MethodGet, p.OpenAPI, def.OpenAPI, h.serveOpenAPI},
+			route{http.MethodHead, p.OpenAPI, def.OpenAPI, h.serveOpenAPI})
+		serverURL = relativeRoot(p.OpenAPI)
+	}
+	if h.openAPI, err = buildOpenAPI(routes, serverURL); err != nil {
+		return nil, err
 	}
 	if h.mux, err = h.newRouter(routes); err != nil {
 		return nil, err

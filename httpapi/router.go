@@ -25,10 +25,11 @@ const (
 // or "" on routes without one.
 type routeFunc func(w http.ResponseWriter, r *http.Request, taskID string)
 
-// route is one method on one configured path.
+// route is one method on one configured path; doc is the route's default
+// path, under which the OpenAPI document describes it.
 type route struct {
-	method, path string
-	fn           routeFunc
+	method, path, doc string
+	fn                routeFunc
 }
 
 // checkPath validates a configured route path: only whole-segment {taskId}

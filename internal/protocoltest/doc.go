@@ -15,8 +15,19 @@
 //     sends;
 //   - validation of any OpenAPI component schema ([ComponentError]) and of the
 //     error envelope ([ValidateErrorResponse]);
-//   - validation of HTTP responses against the OpenAPI document:
-//     [ValidateResponse] and [ValidateHTTP];
+//   - validation of HTTP responses against the v1 OpenAPI document and the
+//     served one (v1 merged with the library's extensions, every route at
+//     its default path): [ValidateResponse] and [ValidateHTTP], or
+//     [V1ResponseError] for the v1 document alone;
+//   - the served document itself: [BuildServedDocument] merges
+//     protocol/openapi/taskbridge.openapi.yaml with
+//     httpapi/openapi/taskbridge-extensions.openapi.yaml (go generate
+//     ./httpapi writes the result, which httpapi embeds), [ExtensionError]
+//     and [ServedDocumentError] check them with kin-openapi, and a
+//     [Document] ([ServedDocument], or [LoadDocument] for a handler's own)
+//     checks responses, requests ([Document.RequestError]) and SSE frames
+//     ([SSEFrameError]) against it; [Operations] lists a document's
+//     operations;
 //   - access to the fixtures in protocol/examples: [Fixture], [Fixtures].
 //
 // The ValidateX functions take a [testing.TB] and fail the test; the XError

@@ -1,12 +1,8 @@
 package protocoltest
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
 	"strings"
@@ -14,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 )
@@ -218,8 +213,12 @@ func ValidateServerFrame(t testing.TB, raw []byte) {
 	}
 }
 
-// ResponseError checks an HTTP response to req against the OpenAPI document
-// and returns why it does not conform, or nil:
+// ResponseError checks an HTTP response to req against the v1 OpenAPI
+// document and the served document (v1 merged with the library's
+// extensions, see [BuildServedDocument]), and returns why it does not
+// conform, or nil.
+//
+// Against the v1 document:
 //
 //   - a request whose path or method the document does not describe (GET
 //     /api/v1/tasks/{id}, GET /api/v1/tasks, /health, /ready, ...) is not
@@ -233,7 +232,28 @@ func ValidateServerFrame(t testing.TB, raw []byte) {
 //   - any other status below 400 is an error (undocumented success);
 //   - every status >= 400, documented or not (422, 410, 503, 500, ...), must
 //     carry an application/json body matching components/schemas/ErrorResponse.
+//
+// Against the served document, which describes every route the library
+// serves at its default path: a request for a path or method it does not
+// describe (a host's own route, a moved path) is not checked, nor is a
+// router's 404 INVALID_REQUEST for a route the handler in the test does
+// not serve; otherwise
+// the status must be documented for the operation, error statuses
+// included, and openapi3filter validates the response's headers (such as
+// Retry-After on a 429) and, except for HEAD requests and event streams,
+// its Content-Type and body. The frames of an event stream are checked
+// with [SSEFrameError].
 func ResponseError(req *http.Request, status int, header http.Header, body []byte) error {
+	if err := V1ResponseError(req, status, header, body); err != nil {
+		return err
+	}
+	return servedResponseError(req, status, header, body)
+}
+
+// V1ResponseError checks a response against the v1 document only (see
+// [ResponseError] for the rules), for tests that check what the v1
+// contract allows rather than what the library answers.
+func V1ResponseError(req *http.Request, status int, header http.Header, body []byte) error {
 	_, router, err := loadAPI()
 	if err != nil {
 		return err
@@ -241,12 +261,9 @@ func ResponseError(req *http.Request, status int, header http.Header, body []byt
 	if req.Method == http.MethodHead {
 		return nil
 	}
-	route, params, err := router.FindRoute(req)
-	if err != nil {
-		if errors.Is(err, routers.ErrPathNotFound) || errors.Is(err, routers.ErrMethodNotAllowed) {
-			return nil
-		}
-		return fmt.Errorf("%s %s: finding route: %w", req.Method, req.URL.Path, err)
+	route, params, err := findRoute(router, req)
+	if route == nil {
+		return err
 	}
 	where := fmt.Sprintf("%s %s (%s) -> %d", req.Method, req.URL.Path, route.Path, status)
 	mediaType, _, _ := mime.ParseMediaType(header.Get("Content-Type"))
@@ -256,18 +273,7 @@ func ResponseError(req *http.Request, status int, header http.Header, body []byt
 
 	documented := route.Operation.Responses.Status(status)
 	if documented != nil {
-		in := &openapi3filter.ResponseValidationInput{
-			RequestValidationInput: &openapi3filter.RequestValidationInput{
-				Request:    req,
-				PathParams: params,
-				Route:      route,
-			},
-			Status:  status,
-			Header:  header,
-			Body:    io.NopCloser(bytes.NewReader(body)),
-			Options: &openapi3filter.Options{IncludeResponseStatus: true},
-		}
-		if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		if err := checkResponse(route, params, req, status, header, body, false); err != nil {
 			return fmt.Errorf("%s: %w", where, err)
 		}
 	} else if status < 400 {

@@ -296,6 +296,16 @@ const (
 	createdBody     = `{"taskId":"t1","status":"ACCEPTED","clientRequestId":"r1","deduplicated":false}`
 	actionBody      = `{"taskId":"t1","suspendId":"s1","clientActionId":"c1","status":"ACCEPTED"}`
 	actionBodyExtra = `{"taskId":"t1","suspendId":"s1","clientActionId":"c1","status":"ACCEPTED","x":1}`
+	expiredBody     = `{"code":"EVENTS_EXPIRED","message":"gone","details":{},"timestamp":"2026-05-04T12:00:00Z"}`
+	tooManyBody     = `{"code":"TOO_MANY_TASKS","message":"Too many tasks","details":{},"timestamp":"2026-05-04T12:00:00Z"}`
+	snapshotBody    = `{"taskId":"t1","status":"RUNNING","taskType":"demo","clientRequestId":"r1",` +
+		`"createdAt":"2026-05-04T12:00:00.000Z","updatedAt":"2026-05-04T12:00:01.000Z","lastEventId":"2","cancelRequested":false,` +
+		`"suspension":{"suspendId":"s1","kind":"USER_ACTION_REQUIRED","reasonCode":"confirm","allowedActions":["ok"],"schemaVersion":1}}`
+)
+
+var (
+	upgradeHeader = http.Header{"Content-Type": {"application/json"}, "Upgrade": {"websocket"}, "Sec-Websocket-Version": {"13"}} // canonical keys
+	streamHeader  = http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache, no-transform"}, "X-Accel-Buffering": {"no"}}
 )
 
 func TestResponseError(t *testing.T) {
@@ -343,7 +353,7 @@ func TestResponseError(t *testing.T) {
 		{name: "action extra field", method: "POST", url: "http://x/api/v1/tasks/t1/actions", status: 202, header: jsonHeader, body: actionBodyExtra, wantErr: "x"},
 		{name: "websocket 101", method: "GET", url: "http://x/api/v1/tasks/ws", status: 101, header: http.Header{}},
 		{name: "SSE on the events path", method: "GET", url: "http://x/api/v1/tasks/t1/events", status: 200,
-			header: http.Header{"Content-Type": {"text/event-stream"}}, body: "id: 1\ndata: {}\n\n"},
+			header: http.Header{"Content-Type": {"text/event-stream"}}, body: "id: 1\ndata: {}\n\n", wantErr: "text/event-stream"},
 		{name: "HEAD is not checked", method: "HEAD", url: "http://x/api/v1/tasks/t1/events", status: 200, header: jsonHeader},
 
 		// Error statuses: always an ErrorResponse.
@@ -351,18 +361,47 @@ func TestResponseError(t *testing.T) {
 		{name: "documented 404 bad envelope", method: "GET", url: "http://x/api/v1/tasks/t1/events", status: 404, header: jsonHeader, body: envelopeNoCode, wantErr: "code"},
 		{name: "undocumented 422", method: "POST", url: "http://x/api/v1/tasks", status: 422, header: jsonHeader, body: envelope},
 		{name: "undocumented 422 bad envelope", method: "POST", url: "http://x/api/v1/tasks", status: 422, header: jsonHeader, body: envelopeNoCode, wantErr: "code"},
-		{name: "undocumented 410", method: "GET", url: "http://x/api/v1/tasks/t1/events", status: 410, header: jsonHeader, body: envelope},
-		{name: "undocumented 410 not JSON", method: "GET", url: "http://x/api/v1/tasks/t1/events", status: 410, header: jsonHeader, body: "gone", wantErr: "JSON"},
-		{name: "undocumented 503 text/plain", method: "POST", url: "http://x/api/v1/tasks", status: 503,
+		{name: "410 with another code", method: "GET", url: "http://x/api/v1/tasks/t1/events", status: 410, header: jsonHeader, body: envelope, wantErr: "EVENTS_EXPIRED"},
+		{name: "410", method: "GET", url: "http://x/api/v1/tasks/t1/events", status: 410, header: jsonHeader, body: expiredBody},
+		{name: "410 not JSON", method: "GET", url: "http://x/api/v1/tasks/t1/events", status: 410, header: jsonHeader, body: "gone", wantErr: "JSON"},
+		{name: "503 text/plain", method: "POST", url: "http://x/api/v1/tasks", status: 503,
 			header: http.Header{"Content-Type": {"text/plain"}}, body: envelope, wantErr: "Content-Type"},
-		{name: "undocumented 500", method: "POST", url: "http://x/api/v1/tasks/t1/cancel", status: 500, header: jsonHeader, body: envelope},
-		{name: "websocket 426", method: "GET", url: "http://x/api/v1/tasks/ws", status: 426, header: jsonHeader, body: envelopeNoCode, wantErr: "code"},
+		{name: "500", method: "POST", url: "http://x/api/v1/tasks/t1/cancel", status: 500, header: jsonHeader, body: envelope},
+		{name: "websocket 426", method: "GET", url: "http://x/api/v1/tasks/ws", status: 426, header: upgradeHeader, body: expiredBody},
+		{name: "websocket 426 bad envelope", method: "GET", url: "http://x/api/v1/tasks/ws", status: 426, header: upgradeHeader, body: envelopeNoCode, wantErr: "code"},
+		{name: "websocket 426 without Upgrade", method: "GET", url: "http://x/api/v1/tasks/ws", status: 426, header: jsonHeader, body: expiredBody, wantErr: "header"},
+		{name: "422 without field errors", method: "POST", url: "http://x/api/v1/tasks", status: 422, header: jsonHeader,
+			body: `{"code":"REQUEST_VALIDATION_ERROR","message":"m","details":{},"timestamp":"2026-05-04T12:00:00Z"}`, wantErr: "errors"},
+		{name: "429", method: "POST", url: "http://x/api/v1/tasks", status: 429,
+			header: http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}, body: tooManyBody},
+		{name: "429 without Retry-After", method: "POST", url: "http://x/api/v1/tasks", status: 429, header: jsonHeader, body: tooManyBody, wantErr: "Retry-After"},
+		{name: "error status the operation never answers", method: "POST", url: "http://x/api/v1/tasks", status: 410, header: jsonHeader, body: expiredBody, wantErr: "not documented"},
+		{name: "routing 404 on a documented path", method: "POST", url: "http://x/api/v1/tasks", status: 404, header: jsonHeader,
+			body: `{"code":"INVALID_REQUEST","message":"No such route","details":{},"timestamp":"2026-05-04T12:00:00Z"}`},
 
-		// Paths and methods the document does not describe.
-		{name: "get task", method: "GET", url: "http://x/api/v1/tasks/t1", status: 200, header: jsonHeader, body: `{"anything":1}`},
-		{name: "list tasks", method: "GET", url: "http://x/api/v1/tasks", status: 200, header: jsonHeader, body: `[]`},
-		{name: "health", method: "GET", url: "http://x/health", status: 503, header: http.Header{"Content-Type": {"text/plain"}}, body: "down"},
-		{name: "ready", method: "GET", url: "http://x/ready", status: 200, header: jsonHeader, body: `{"status":"ready"}`},
+		// Routes the v1 document does not describe, but the served one does.
+		{name: "get task", method: "GET", url: "http://x/api/v1/tasks/t1", status: 200, header: jsonHeader, body: snapshotBody},
+		{name: "get task extra member", method: "GET", url: "http://x/api/v1/tasks/t1", status: 200, header: jsonHeader, body: `{"anything":1}`, wantErr: "TaskSnapshot"},
+		{name: "get task time format", method: "GET", url: "http://x/api/v1/tasks/t1", status: 200, header: jsonHeader,
+			body: strings.Replace(snapshotBody, "00.000Z", "00Z", 1), wantErr: "createdAt"},
+		{name: "list tasks", method: "GET", url: "http://x/api/v1/tasks", status: 200, header: jsonHeader, body: `{"tasks":[],"nextCursor":null}`},
+		{name: "list tasks not an object", method: "GET", url: "http://x/api/v1/tasks", status: 200, header: jsonHeader, body: `[]`, wantErr: "TaskList"},
+		{name: "health", method: "GET", url: "http://x/health", status: 200, header: jsonHeader, body: `{"status":"ok"}`},
+		{name: "health 503", method: "GET", url: "http://x/health", status: 503, header: jsonHeader, body: envelope, wantErr: "not documented"},
+		{name: "ready", method: "GET", url: "http://x/ready", status: 503, header: jsonHeader,
+			body: `{"status":"not_ready","details":{"store":{"status":"not_ready","message":"down"}}}`},
+		{name: "ready without details", method: "GET", url: "http://x/ready", status: 200, header: jsonHeader, body: `{"status":"ready"}`, wantErr: "details"},
+		{name: "HEAD ready", method: "HEAD", url: "http://x/ready", status: 503, header: jsonHeader},
+		{name: "stream", method: "GET", url: "http://x/api/v1/tasks/t1/events/stream", status: 200, header: streamHeader},
+		{name: "stream without X-Accel-Buffering", method: "GET", url: "http://x/api/v1/tasks/t1/events/stream", status: 200,
+			header: http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache, no-transform"}}, wantErr: "X-Accel-Buffering"},
+		{name: "stream as JSON", method: "GET", url: "http://x/api/v1/tasks/t1/events/stream", status: 200,
+			header: http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-cache, no-transform"}, "X-Accel-Buffering": {"no"}},
+			body:   "{}", wantErr: "Content-Type"},
+
+		// Paths and methods neither document describes.
+		{name: "host route", method: "GET", url: "http://x/metrics", status: 200, header: http.Header{"Content-Type": {"text/plain"}}, body: "up 1"},
+		{name: "HEAD on poll", method: "HEAD", url: "http://x/api/v1/tasks/t1/events", status: 200, header: jsonHeader},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
