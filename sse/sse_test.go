@@ -101,6 +101,7 @@ func (f *fixture) open(t *testing.T, taskID, subject string, hdr http.Header, qu
 	}
 	resp := get(t, f.srv.Client(), url, subject, hdr)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
+	protocoltest.ValidateHTTP(t, resp, nil) // the head, against the served document
 	return bufio.NewReader(resp.Body)
 }
 
@@ -126,7 +127,7 @@ func readEvent(t *testing.T, br *bufio.Reader) taskbridge.TaskEvent {
 	f, err := streamtest.ReadSSE(br)
 	require.NoError(t, err)
 	require.True(t, f.HasID, "event frame without id line: %+v", f)
-	protocoltest.ValidateEvent(t, []byte(f.Data))
+	protocoltest.ValidateSSEFrame(t, f.ID, f.HasID, []byte(f.Data))
 	var ev taskbridge.TaskEvent
 	require.NoError(t, json.Unmarshal([]byte(f.Data), &ev))
 	require.Equal(t, f.ID, ev.EventID)
@@ -139,6 +140,7 @@ func nextEventID(t *testing.T, br *bufio.Reader) string {
 	for {
 		fr, err := streamtest.ReadSSE(br)
 		require.NoError(t, err)
+		protocoltest.ValidateSSEFrame(t, fr.ID, fr.HasID, []byte(fr.Data))
 		if fr.HasID {
 			return fr.ID
 		}

@@ -307,6 +307,9 @@ func requireEnvelope(t *testing.T, resp *http.Response, status int, code string)
 	require.Equal(t, status, resp.StatusCode, "body: %s", body)
 	require.Equal(t, "application/json", resp.Header.Get("Content-Type"))
 	protocoltest.ValidateErrorResponse(t, body)
+	if resp.Request != nil { // an HTTP client's answer: status and headers against the OpenAPI documents
+		protocoltest.ValidateHTTP(t, resp, body)
+	}
 	var env taskbridge.ErrorEnvelope
 	require.NoError(t, json.Unmarshal(body, &env))
 	require.Equal(t, code, env.Code)

@@ -305,6 +305,7 @@ func (e *env) openSSE(t testing.TB, user, taskID, query string, hdr http.Header)
 		t.Fatalf("SSE stream answered %d: %s", resp.StatusCode, b)
 	}
 	require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
+	protocoltest.ValidateHTTP(t, resp, nil) // the head, against the served document
 	return &sseReader{resp: resp, br: bufio.NewReader(resp.Body), cancel: cancel}
 }
 
@@ -338,6 +339,7 @@ func (s *sseReader) next(t testing.TB) event {
 	for {
 		f, err := streamtest.ReadSSE(s.br)
 		require.NoError(t, err, "SSE stream ended before the terminal event")
+		protocoltest.ValidateSSEFrame(t, f.ID, f.HasID, []byte(f.Data))
 		if f.Data == "" {
 			continue // a comment
 		}

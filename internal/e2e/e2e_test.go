@@ -166,10 +166,12 @@ func (c *client) sse(ctx context.Context, stop func(ev taskbridge.TaskEvent) boo
 	require.NoError(c.t, err)
 	defer resp.Body.Close()
 	require.Equal(c.t, http.StatusOK, resp.StatusCode)
+	protocoltest.ValidateHTTP(c.t, resp, nil) // the head, against the served document
 	br := bufio.NewReader(resp.Body)
 	for {
 		f, err := streamtest.ReadSSE(br)
 		require.NoError(c.t, err)
+		protocoltest.ValidateSSEFrame(c.t, f.ID, f.HasID, []byte(f.Data))
 		if !f.HasID {
 			continue // heartbeat or comment
 		}
