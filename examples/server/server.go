@@ -197,6 +197,8 @@ func newServer(cfg config) (_ *server, err error) {
 		WebSocket: s.ws,
 		Sink:      s.uploads,
 		Uploads:   httpapi.UploadLimits{MaxFileBytes: 1 << 20, MaxFiles: 3},
+		// GET /openapi.json: every route above, for API tools.
+		ServeOpenAPI: true,
 	})
 	if err != nil {
 		return nil, err

@@ -495,6 +495,18 @@ func TestPageAndProbes(t *testing.T) {
 	resp, body = get("/nope")
 	require.Equal(t, http.StatusNotFound, resp.StatusCode)
 	protocoltest.ValidateErrorResponse(t, []byte(body))
+
+	// The OpenAPI document of every route the demo serves.
+	resp, body = get("/openapi.json")
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	protocoltest.ValidateHTTP(t, resp, []byte(body))
+	require.Equal(t, string(e.app.api.OpenAPIDocument()), body)
+	_, err := protocoltest.LoadDocument([]byte(body))
+	require.NoError(t, err)
+	ops, err := protocoltest.Operations([]byte(body))
+	require.NoError(t, err)
+	require.Contains(t, ops, "GET /api/v1/tasks/{taskId}/events/stream")
+	require.Contains(t, ops, "GET /api/v1/tasks/ws")
 }
 
 // TestShutdown: a shutdown ends open streams cleanly (the SSE response
