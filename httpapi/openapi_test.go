@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -28,9 +29,25 @@ func TestServedOpenAPIDocument(t *testing.T) {
 	}
 	got, err := os.ReadFile(path)
 	require.NoError(t, err)
-	require.Equal(t, string(want), string(got),
-		"openapi/%s is out of date: run go generate ./httpapi", protocoltest.ServedFile)
+	if line, ok := firstDifference(string(want), string(got)); !ok {
+		t.Fatalf("openapi/%s is out of date (line %d differs): run go generate ./httpapi", protocoltest.ServedFile, line)
+	}
 
 	require.NoError(t, protocoltest.ExtensionError())
 	require.NoError(t, protocoltest.ServedDocumentError())
+}
+
+// firstDifference reports whether a and b are equal and, when not, the
+// first line (1-based) where they differ.
+func firstDifference(a, b string) (int, bool) {
+	if a == b {
+		return 0, true
+	}
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := range min(len(al), len(bl)) {
+		if al[i] != bl[i] {
+			return i + 1, false
+		}
+	}
+	return min(len(al), len(bl)) + 1, false
 }

@@ -299,12 +299,13 @@ func dropAliases(v1, ext map[string]any) error {
 	return nil
 }
 
-// mergeInfo keeps v1's title and version and adds the extension's
-// description to v1's.
+// mergeInfo keeps v1's title and version and adds to v1's description
+// the extension's x-taskbridge-served-description, which describes the
+// merged document (its own description describes the extension).
 func mergeInfo(v1, ext map[string]any) map[string]any {
 	info := maps.Clone(v1)
 	desc, _ := v1["description"].(string)
-	if more, _ := ext["description"].(string); more != "" {
+	if more, _ := ext["x-taskbridge-served-description"].(string); more != "" {
 		desc = strings.TrimSpace(desc) + "\n\n" + strings.TrimSpace(more)
 	}
 	info["description"] = desc
