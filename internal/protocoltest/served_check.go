@@ -104,20 +104,8 @@ func ExtensionError() error {
 	return nil
 }
 
-// ServedComponentError validates raw against components/schemas/<name> of
-// the served document and returns why it does not conform, or nil.
-func ServedComponentError(name string, raw []byte) error {
-	d, err := ServedDocument()
-	if err != nil {
-		return err
-	}
-	ref := d.doc.Components.Schemas[name]
-	if ref == nil || ref.Value == nil {
-		return fmt.Errorf("protocoltest: no component schema %q in the served document", name)
-	}
-	return visitJSON(name, ref.Value, raw)
-}
-
+// visitJSON validates raw against schema s (named name in errors) with
+// the JSON Schema 2020-12 validator.
 func visitJSON(name string, s *openapi3.Schema, raw []byte) error {
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
