@@ -20,8 +20,13 @@ type Config struct {
 	Executor TaskExecutor
 	// Ownership decides who may create and see tasks. Defaults to [OwnerOnly].
 	Ownership OwnershipPolicy
-	// Metrics receives counters and gauges. Defaults to a no-op sink.
+	// Metrics receives counters and gauges, and histograms when it also
+	// implements [HistogramSink]. Defaults to a no-op sink.
 	Metrics MetricsSink
+	// Diagnostics are hooks called by the transports (long poll, SSE,
+	// WebSocket) and Subscribe: replay start, deliveries, heartbeats,
+	// disconnects, expired cursors. The zero value calls nothing.
+	Diagnostics Diagnostics
 	// Logger receives structured logs (never payload contents). Defaults to
 	// slog.Default().
 	Logger *slog.Logger
@@ -76,6 +81,7 @@ type Service struct {
 	exec    TaskExecutor
 	policy  OwnershipPolicy
 	metrics MetricsSink
+	hist    HistogramSink // nil unless Metrics implements it
 	log     *slog.Logger
 	now     func() time.Time
 	newID   func() string
@@ -131,6 +137,7 @@ func New(cfg Config) (*Service, error) {
 		now:     cfg.Now,
 		newID:   cfg.NewID,
 	}
+	s.hist, _ = cfg.Metrics.(HistogramSink)
 	if _, ok := cfg.Store.(TerminalTaskPruner); cfg.Attachments != nil && !ok {
 		cfg.Logger.Warn("taskbridge: the store does not implement TerminalTaskPruner: " +
 			"retention deletes tasks but leaves their uploaded files (Config.Attachments) to the host")
