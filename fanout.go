@@ -37,7 +37,7 @@ func newHub(s *Service) (*fanout.Hub, error) {
 				s.metrics.AddGauge(MetricStreamsActive, delta, labelsOf(transport)...)
 			}
 		},
-		Observer: s.observer(),
+		Observer:         s.observer(),
 		ErrClosed:        ErrClosed,
 		ErrExpired:       ErrEventsExpired,
 		ErrNotFound:      ErrTaskNotFound,
