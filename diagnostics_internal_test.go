@@ -13,8 +13,8 @@ import (
 // countingSink is a MetricsSink and HistogramSink that allocates nothing.
 type countingSink struct{ observed int }
 
-func (*countingSink) AddCounter(string, int64, ...Label) {}
-func (*countingSink) AddGauge(string, int64, ...Label)   {}
+func (*countingSink) AddCounter(string, int64, ...Label)  {}
+func (*countingSink) AddGauge(string, int64, ...Label)    {}
 func (c *countingSink) Observe(string, float64, ...Label) { c.observed++ }
 
 // TestDeliveryObservationDoesNotAllocate: with Diagnostics unset and no
