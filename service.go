@@ -185,6 +185,7 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 	if err := verr.Err(); err != nil {
 		return CreateTaskResponse{}, err
 	}
+	metadata = s.withTraceContext(ctx, metadata)
 	req.Input, req.Metadata = input, metadata
 
 	if err := s.policy.CanCreate(ctx, auth, req); err != nil {

@@ -27,6 +27,11 @@ type Config struct {
 	// WebSocket) and Subscribe: replay start, deliveries, heartbeats,
 	// disconnects, expired cursors. The zero value calls nothing.
 	Diagnostics Diagnostics
+	// Propagator, when set, carries the create request's context (its
+	// trace) to the executor: it is stored in the task's Metadata (never
+	// sent to clients) and extracted by [Service.TaskContext]. Defaults to
+	// none.
+	Propagator Propagator
 	// Logger receives structured logs (never payload contents). Defaults to
 	// slog.Default().
 	Logger *slog.Logger
