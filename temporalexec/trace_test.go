@@ -26,7 +26,6 @@ func (p w3c) Extract(ctx context.Context, c map[string]string) context.Context {
 	return p.TraceContext.Extract(ctx, propagation.MapCarrier(c))
 }
 
-
 // TestActivitiesCarryTheCreateRequestsTrace: the span context of the
 // create request travels with the workflow's input (the task's Metadata)
 // into every activity that appends an event.
