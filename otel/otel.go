@@ -67,7 +67,12 @@ type Config struct {
 type Tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+}
 
+// hooks are the Diagnostics of one service: stream ids are unique within
+// a service only.
+type hooks struct {
+	tracer  trace.Tracer
 	streams sync.Map // stream id → *stream
 }
 
@@ -198,19 +203,21 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 // the replayed and delivered counts, the heartbeats and the end reason; a
 // short span per event an executor appends, child of the executor's
 // context (the create request's trace, with [Tracing.Propagator]); the
-// cursor of polls on their span; EVENTS_EXPIRED as a span event. To add
+// cursor of polls on their span; EVENTS_EXPIRED as a span event. Give each
+// Service a value of its own (call Diagnostics once per Service). To add
 // hooks of your own, wrap the functions of the returned value.
 func (t *Tracing) Diagnostics() taskbridge.Diagnostics {
+	h := &hooks{tracer: t.tracer}
 	return taskbridge.Diagnostics{
-		ReplayStart:   t.replayStart,
-		Heartbeat:     t.heartbeat,
-		Disconnect:    t.disconnect,
-		EventsExpired: t.eventsExpired,
-		EventAppended: t.eventAppended,
+		ReplayStart:   h.replayStart,
+		Heartbeat:     h.heartbeat,
+		Disconnect:    h.disconnect,
+		EventsExpired: h.eventsExpired,
+		EventAppended: h.eventAppended,
 	}
 }
 
-func (t *Tracing) replayStart(ctx context.Context, info taskbridge.ReplayInfo) {
+func (t *hooks) replayStart(ctx context.Context, info taskbridge.ReplayInfo) {
 	if info.StreamID == 0 {
 		// A poll: annotate its span.
 		trace.SpanFromContext(ctx).SetAttributes(AttrCursor.String(info.Cursor))
@@ -223,7 +230,7 @@ func (t *Tracing) replayStart(ctx context.Context, info taskbridge.ReplayInfo) {
 	t.streams.Store(info.StreamID, &stream{span: span})
 }
 
-func (t *Tracing) heartbeat(info taskbridge.StreamInfo) {
+func (t *hooks) heartbeat(info taskbridge.StreamInfo) {
 	if v, ok := t.streams.Load(info.StreamID); ok {
 		s := v.(*stream)
 		s.mu.Lock()
@@ -232,7 +239,7 @@ func (t *Tracing) heartbeat(info taskbridge.StreamInfo) {
 	}
 }
 
-func (t *Tracing) disconnect(info taskbridge.DisconnectInfo) {
+func (t *hooks) disconnect(info taskbridge.DisconnectInfo) {
 	v, ok := t.streams.LoadAndDelete(info.StreamID)
 	if !ok {
 		return
@@ -254,13 +261,13 @@ func (t *Tracing) disconnect(info taskbridge.DisconnectInfo) {
 	s.span.End()
 }
 
-func (t *Tracing) eventsExpired(info taskbridge.StreamInfo) {
+func (t *hooks) eventsExpired(info taskbridge.StreamInfo) {
 	if v, ok := t.streams.Load(info.StreamID); ok && info.StreamID != 0 {
 		v.(*stream).span.AddEvent("EVENTS_EXPIRED")
 	}
 }
 
-func (t *Tracing) eventAppended(ctx context.Context, ev taskbridge.TaskEvent) {
+func (t *hooks) eventAppended(ctx context.Context, ev taskbridge.TaskEvent) {
 	_, span := t.tracer.Start(ctx, SpanEvent+" "+string(ev.Type), trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithTimestamp(ev.CreatedAt), trace.WithAttributes(
 			AttrTaskID.String(ev.TaskID), AttrEventID.String(ev.EventID), AttrEventType.String(string(ev.Type)),

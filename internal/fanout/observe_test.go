@@ -90,9 +90,15 @@ func TestObserverEndReasons(t *testing.T) {
 			_, err := sub.Next(context.Background(), nil)
 			require.ErrorIs(t, err, errClosed)
 		}, EndShutdown, false},
+		{"expired", func(l *memLog, _ *Hub, sub *Subscription) {
+			// Still replaying (the first batch was full): the next read is
+			// the subscription's own, and retention overtook it.
+			l.failReads(func(int64) error { return errExpired })
+			_, err := sub.Next(context.Background(), nil)
+			require.ErrorIs(t, err, errExpired)
+		}, EndExpired, true},
 		{"deleted", func(l *memLog, _ *Hub, sub *Subscription) {
 			l.delete("t")
-			<-sub.Ready()
 			_, err := sub.Next(context.Background(), nil)
 			require.ErrorIs(t, err, errNotFound)
 		}, EndError, true},
@@ -101,10 +107,12 @@ func TestObserverEndReasons(t *testing.T) {
 			t.Parallel()
 			l := newMemLog(0, "t")
 			o := &observed{}
-			h := setup(t, l, 8, func(c *Config) { c.Observer = o.observer() })
+			h := setup(t, l, 1, func(c *Config) { c.Observer = o.observer() })
+			l.appendN("t", 2)
 			sub := subscribe(t, h, l, context.Background(), "t", 0, SubscribeOpts{Transport: "ws"})
-			_, err := sub.Next(context.Background(), nil)
+			frames, err := sub.Next(context.Background(), nil)
 			require.NoError(t, err)
+			require.Len(t, frames, 1)
 			tc.act(l, h, sub)
 			sub.Close()
 			o.mu.Lock()
