@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 // rawJSON returns b for a json parameter: nil (NULL) when empty.
@@ -147,7 +148,7 @@ func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbr
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(q.Limit); err != nil {
+	if err := storecheck.Limit(q.Limit); err != nil {
 		return nil, err
 	}
 	var (
@@ -223,7 +224,7 @@ func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
 	tag, err := s.pool.Exec(ctx, s.q[qDeleteTerminal], before, limit)

@@ -205,13 +205,6 @@ func invalidRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: pgstore: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
 }
 
-func checkLimit(limit int) error {
-	if limit < 1 {
-		return invalidRequest("limit %d must be at least 1", limit)
-	}
-	return nil
-}
-
 // dbError wraps an error of the database for operation op. Context errors
 // stay recognisable with errors.Is.
 func dbError(op string, err error) error {

@@ -319,13 +319,6 @@ func invalidRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: redisstore: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
 }
 
-func checkLimit(limit int) error {
-	if limit < 1 {
-		return invalidRequest("limit %d must be at least 1", limit)
-	}
-	return nil
-}
-
 // checkID refuses ids that the key and index encodings cannot hold.
 func checkID(what, id string) error {
 	if id == "" {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 // requestField is the request index field of (owner, clientRequestID).
@@ -81,7 +82,7 @@ func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbr
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(q.Limit); err != nil {
+	if err := storecheck.Limit(q.Limit); err != nil {
 		return nil, err
 	}
 	index := s.k.all()
@@ -149,7 +150,7 @@ func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
 	n, err := deleteTerminalScript.Run(ctx, s.rdb,
