@@ -278,8 +278,10 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 }
 
 // PollEvents returns up to req.MaxEvents events strictly after
-// req.AfterEventID. When there are none and the task is not terminal it waits
-// up to req.WaitTimeout for the first one. Out-of-range parameters fail with
+// req.AfterEventID. When there are none it waits up to req.WaitTimeout for
+// the first one; at the end of a finished task (the cursor is its terminal
+// event) it waits the whole timeout and returns an empty page, as any long
+// poll that gets no event does. Out-of-range parameters fail with
 // a [*ValidationError]; a malformed cursor with [ErrInvalidCursor]; a cursor
 // older than the retained log with [ErrEventsExpired].
 func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID string, req PollRequest) (PollResponse, error) {
@@ -315,7 +317,16 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 	if err != nil {
 		return PollResponse{}, err
 	}
-	if len(events) == 0 && req.WaitTimeout > 0 && !task.Status.Terminal() {
+	switch {
+	case len(events) > 0 || req.WaitTimeout <= 0:
+	case task.Status.Terminal():
+		// Nothing can follow a terminal event, but the poll still waits
+		// its timeout like any other: a client resuming at the end of a
+		// finished task would otherwise poll in a tight loop.
+		if err := s.hub.Hold(ctx, taskID, req.WaitTimeout); err != nil {
+			return PollResponse{}, err
+		}
+	default:
 		// Read again whatever the wait found: the fan-out may lag behind
 		// the store, which has the last word.
 		if err := s.hub.Wait(ctx, taskID, after, req.WaitTimeout); err != nil {
