@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -156,8 +157,17 @@ func checkID(v *ValidationError, field, value string) {
 		v.Add(field, "must be at most %d bytes", maxIDLen)
 	case !utf8.ValidString(value):
 		v.Add(field, "must be UTF-8 text")
+	case strings.ContainsFunc(value, unicode.IsControl):
+		v.Add(field, noControl)
 	}
 }
+
+// noControl is the field error of a client-chosen identifier
+// (clientRequestId, taskType, clientActionId, suspendId, actionType) that
+// contains a control character (U+0000–U+001F, U+007F–U+009F): such ids
+// are refused on every transport, as they would be invisible or cut short
+// in logs, headers and other systems.
+const noControl = "must not contain control characters"
 
 // CreateTask creates a task and submits it to the executor. It is
 // idempotent per (caller, ClientRequestID): repeating the same request
