@@ -192,7 +192,7 @@ func lastEventID(r *http.Request) (string, error) {
 	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return "", fmt.Errorf("%w: malformed query string", taskbridge.ErrInvalidRequest)
+		return "", fmt.Errorf("%w: malformed query string (a bad %%-escape or a ';' separator)", taskbridge.ErrInvalidRequest)
 	}
 	if ids := q["lastEventId"]; len(ids) > 1 {
 		return "", fmt.Errorf("%w: the lastEventId parameter is given %d times", taskbridge.ErrInvalidCursor, len(ids))
