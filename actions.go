@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"time"
 )
 
 // SubmitAction answers a suspension of a task. The checks run in this order:
@@ -23,6 +24,20 @@ import (
 // [LocalExecutor]). If that call fails the hand-off stays PENDING for
 // [Service.Reconcile].
 func (s *Service) SubmitAction(ctx context.Context, auth AuthContext, taskID string, req ActionRequest) (ActionResponse, error) {
+	if s.hist == nil {
+		return s.submitAction(ctx, auth, taskID, req)
+	}
+	start := time.Now()
+	resp, err := s.submitAction(ctx, auth, taskID, req)
+	status := string(resp.Status)
+	if err != nil {
+		status = "ERROR"
+	}
+	s.hist.Observe(MetricActionLatency, time.Since(start).Seconds(), Label{"status", status})
+	return resp, err
+}
+
+func (s *Service) submitAction(ctx context.Context, auth AuthContext, taskID string, req ActionRequest) (ActionResponse, error) {
 	if err := s.checkOpen(); err != nil {
 		return ActionResponse{}, err
 	}

@@ -124,10 +124,18 @@
 // duplicates_total, task_failures_total, cancels_total, replays_total,
 // actions_total{status}, actions_accepted_total,
 // actions_resume_pending_total and the streams_active{transport} gauge), each
-// counted in exactly one place. [Service.Readiness] combines the readiness
-// of the store, the executor and the host's own probes. Logs go to log/slog
-// with the fields taskId, eventId, clientRequestId, userId, transport and
-// outcome, never payload contents.
+// counted in exactly one place, and slow_consumer_disconnects_total and
+// events_expired_total by transport. A sink that also implements
+// [HistogramSink] gets the histograms (append-to-delivery latency, stream
+// lifetime, poll wait, replay size, action latency); the prometheus module
+// has one. [Config].Diagnostics are hooks into every stream and long poll
+// (replay start, delivery, heartbeat, disconnect with a [DisconnectReason],
+// EVENTS_EXPIRED, appended events), free when unset; the otel module turns
+// them into spans, and [Config].Propagator carries the create request's
+// trace to the executor ([Service.TaskContext]). [Service.Readiness]
+// combines the readiness of the store, the executor and the host's own
+// probes. Logs go to log/slog with the fields taskId, eventId,
+// clientRequestId, userId, transport and outcome, never payload contents.
 //
 // # Shutdown
 //

@@ -63,6 +63,9 @@ func (e *emitter) emit(ctx context.Context, key string, p Payload) (TaskEvent, e
 	if ev.Type == EventTaskFailed && !repeated {
 		e.s.metrics.AddCounter(MetricTaskFailures, 1)
 	}
+	if fn := e.s.cfg.Diagnostics.EventAppended; fn != nil && !repeated {
+		fn(ctx, ev)
+	}
 	e.s.log.LogAttrs(ctx, level, "taskbridge: event appended",
 		slog.String("taskId", e.taskID), slog.String("eventId", ev.EventID),
 		slog.String("transport", "internal"), slog.String("outcome", outcome))
@@ -106,6 +109,9 @@ func (e *emitter) Suspend(ctx context.Context, opts SuspendOpts) (Suspension, er
 		TaskEvent{Type: EventTaskSuspended, TaskID: e.taskID, CreatedAt: now, Payload: raw})
 	if err != nil {
 		return Suspension{}, err
+	}
+	if fn := e.s.cfg.Diagnostics.EventAppended; fn != nil {
+		fn(ctx, ev)
 	}
 	e.s.log.LogAttrs(ctx, slog.LevelInfo, "taskbridge: task suspended",
 		slog.String("taskId", e.taskID), slog.String("eventId", ev.EventID),

@@ -2,6 +2,7 @@ package taskbridge
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -32,8 +33,11 @@ func newHub(s *Service) (*fanout.Hub, error) {
 		Batch:  s.cfg.ReplayBatch,
 		Logger: s.log,
 		StreamsActive: func(transport string, delta int64) {
-			s.metrics.AddGauge(MetricStreamsActive, delta, Label{"transport", transport})
+			if transport != "go" { // Subscribe's are not streams of a transport
+				s.metrics.AddGauge(MetricStreamsActive, delta, labelsOf(transport)...)
+			}
 		},
+		Observer:         s.observer(),
 		ErrClosed:        ErrClosed,
 		ErrExpired:       ErrEventsExpired,
 		ErrNotFound:      ErrTaskNotFound,
@@ -67,12 +71,16 @@ func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
 // allocates the JSON once.
 func newFrame(ev TaskEvent) *fanout.Frame {
 	n := wire.EventOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
-	return &fanout.Frame{
+	f := &fanout.Frame{
 		Seq:      ev.Seq,
 		EventID:  ev.EventID,
 		Terminal: ev.Terminal(),
 		JSON:     appendEventJSON(make([]byte, 0, n), ev),
 	}
+	if !ev.CreatedAt.IsZero() {
+		f.CreatedAt = ev.CreatedAt.UnixNano()
+	}
+	return f
 }
 
 // appendEventJSON appends the wire encoding of ev to dst.
@@ -98,17 +106,21 @@ func (s *Service) subscribe(ctx context.Context, auth AuthContext, taskID, lastE
 	if err != nil {
 		return nil, err
 	}
+	if opts.Transport == "" {
+		opts.Transport = "go"
+	}
+	transport := opts.Transport
 	sub, err := s.hub.Subscribe(ctx, taskID, fanout.Start{After: after, LastSeq: task.LastSeq, Terminal: task.Status.Terminal()}, opts)
 	if err != nil {
+		if errors.Is(err, ErrEventsExpired) {
+			s.eventsExpired(StreamInfo{Transport: transport, TaskID: taskID})
+		}
 		return nil, err
 	}
 	if lastEventID != "" {
 		s.metrics.AddCounter(MetricReplays, 1)
 	}
-	transport := opts.Transport
-	if transport == "" {
-		transport = "go"
-	}
+	s.replayStart(ctx, streamInfo(sub), lastEventID)
 	s.log.LogAttrs(ctx, slog.LevelDebug, "taskbridge: subscribed",
 		slog.String("taskId", taskID), slog.String("eventId", lastEventID),
 		slog.String("userId", auth.Subject), slog.String("transport", transport),

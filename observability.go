@@ -30,6 +30,34 @@ const (
 	// MetricStreamsActive is the number of open subscriptions (label
 	// "transport"); an up/down gauge.
 	MetricStreamsActive = "streams_active"
+	// MetricSlowConsumerDisconnects counts streams dropped because a write
+	// did not complete within the write timeout (label "transport").
+	MetricSlowConsumerDisconnects = "slow_consumer_disconnects_total"
+	// MetricEventsExpired counts cursors found expired: polls and
+	// subscriptions refused with 410 EVENTS_EXPIRED and streams that fell
+	// behind retention (label "transport").
+	MetricEventsExpired = "events_expired_total"
+)
+
+// Histogram names, recorded only when [Config].Metrics implements
+// [HistogramSink]. Durations are in seconds.
+const (
+	// MetricDeliveryLatency is the time from an event's append to its
+	// delivery to a client (label "transport": poll, sse, ws, go).
+	MetricDeliveryLatency = "delivery_latency_seconds"
+	// MetricStreamLifetime is how long a stream was open (label
+	// "transport").
+	MetricStreamLifetime = "stream_lifetime_seconds"
+	// MetricPollWait is how long a long poll waited for events (only polls
+	// that waited: no events were there when they arrived).
+	MetricPollWait = "poll_wait_seconds"
+	// MetricReplaySize is the number of events a stream or a poll with a
+	// cursor read from history (label "transport"). Streams record it when
+	// they end.
+	MetricReplaySize = "replay_events"
+	// MetricActionLatency is the time to handle an action submission, by
+	// outcome (label "status", as in actions_total).
+	MetricActionLatency = "action_latency_seconds"
 )
 
 // Label is a metric dimension.
@@ -44,6 +72,16 @@ type MetricsSink interface {
 	AddCounter(name string, delta int64, labels ...Label)
 	// AddGauge adds delta (possibly negative) to an up/down gauge.
 	AddGauge(name string, delta int64, labels ...Label)
+}
+
+// HistogramSink is implemented by [MetricsSink]s that also record
+// distributions (the Metric*Latency and other histogram names). The
+// service checks for it with a type assertion; sinks without it get the
+// counters and gauges only. Observe must be safe for concurrent use, must
+// not block, and must not keep labels (the service reuses the slice).
+type HistogramSink interface {
+	// Observe records one value of the named histogram.
+	Observe(name string, value float64, labels ...Label)
 }
 
 type nopMetrics struct{}

@@ -195,6 +195,7 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 	if err := verr.Err(); err != nil {
 		return CreateTaskResponse{}, err
 	}
+	metadata = s.withTraceContext(ctx, metadata)
 	req.Input, req.Metadata = input, metadata
 
 	if err := s.policy.CanCreate(ctx, auth, req); err != nil {
@@ -323,8 +324,13 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 	if req.AfterEventID != "" {
 		s.metrics.AddCounter(MetricReplays, 1)
 	}
+	info := StreamInfo{Transport: "poll", TaskID: taskID}
+	s.replayStart(ctx, info, req.AfterEventID)
 	events, err := s.store.Read(ctx, taskID, after, limit+1)
 	if err != nil {
+		if errors.Is(err, ErrEventsExpired) {
+			s.eventsExpired(info)
+		}
 		return PollResponse{}, err
 	}
 	switch {
@@ -339,16 +345,35 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 	default:
 		// Read again whatever the wait found: the fan-out may lag behind
 		// the store, which has the last word.
-		if err := s.hub.Wait(ctx, taskID, after, req.WaitTimeout); err != nil {
+		start := time.Now()
+		err := s.hub.Wait(ctx, taskID, after, req.WaitTimeout)
+		if s.hist != nil {
+			s.hist.Observe(MetricPollWait, time.Since(start).Seconds())
+		}
+		if err != nil {
 			return PollResponse{}, err
 		}
 		if events, err = s.store.Read(ctx, taskID, after, limit+1); err != nil {
+			if errors.Is(err, ErrEventsExpired) {
+				s.eventsExpired(info)
+			}
 			return PollResponse{}, err
 		}
 	}
 	resp := PollResponse{TaskID: taskID, Events: events}
 	if len(events) > limit {
 		resp.Events, resp.HasMore = events[:limit], true
+	}
+	replayed := req.AfterEventID != ""
+	for _, ev := range resp.Events {
+		var at int64
+		if !ev.CreatedAt.IsZero() {
+			at = ev.CreatedAt.UnixNano()
+		}
+		s.delivered(info, ev.EventID, ev.Seq, at, replayed)
+	}
+	if replayed && s.hist != nil {
+		s.hist.Observe(MetricReplaySize, float64(len(resp.Events)), labelsOf("poll")...)
 	}
 	if resp.Events == nil {
 		resp.Events = []TaskEvent{}

@@ -20,8 +20,18 @@ type Config struct {
 	Executor TaskExecutor
 	// Ownership decides who may create and see tasks. Defaults to [OwnerOnly].
 	Ownership OwnershipPolicy
-	// Metrics receives counters and gauges. Defaults to a no-op sink.
+	// Metrics receives counters and gauges, and histograms when it also
+	// implements [HistogramSink]. Defaults to a no-op sink.
 	Metrics MetricsSink
+	// Diagnostics are hooks called by the transports (long poll, SSE,
+	// WebSocket) and Subscribe: replay start, deliveries, heartbeats,
+	// disconnects, expired cursors. The zero value calls nothing.
+	Diagnostics Diagnostics
+	// Propagator, when set, carries the create request's context (its
+	// trace) to the executor: it is stored in the task's Metadata (never
+	// sent to clients) and extracted by [Service.TaskContext]. Defaults to
+	// none.
+	Propagator Propagator
 	// Logger receives structured logs (never payload contents). Defaults to
 	// slog.Default().
 	Logger *slog.Logger
@@ -76,6 +86,7 @@ type Service struct {
 	exec    TaskExecutor
 	policy  OwnershipPolicy
 	metrics MetricsSink
+	hist    HistogramSink // nil unless Metrics implements it
 	log     *slog.Logger
 	now     func() time.Time
 	newID   func() string
@@ -131,6 +142,7 @@ func New(cfg Config) (*Service, error) {
 		now:     cfg.Now,
 		newID:   cfg.NewID,
 	}
+	s.hist, _ = cfg.Metrics.(HistogramSink)
 	if _, ok := cfg.Store.(TerminalTaskPruner); cfg.Attachments != nil && !ok {
 		cfg.Logger.Warn("taskbridge: the store does not implement TerminalTaskPruner: " +
 			"retention deletes tasks but leaves their uploaded files (Config.Attachments) to the host")

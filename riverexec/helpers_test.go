@@ -43,7 +43,7 @@ type node struct {
 
 // newNode starts a process on d. cfg.Store and River's schema are filled
 // in; Workers defaults to 4 (-1 means none).
-func (d *db) newNode(t testing.TB, cfg riverexec.Config) *node {
+func (d *db) newNode(t testing.TB, cfg riverexec.Config, svcOpts ...func(*taskbridge.Config)) *node {
 	t.Helper()
 	pool := pgtest.Pool(t, d.URL, 10)
 	store, err := pgstore.New(pool, pgstore.Config{Schema: d.Schema, Logger: quiet})
@@ -71,7 +71,11 @@ func (d *db) newNode(t testing.TB, cfg riverexec.Config) *node {
 	cfg.Logger = quiet
 	exec, err := riverexec.New(pool, cfg)
 	require.NoError(t, err)
-	svc, err := taskbridge.New(taskbridge.Config{Store: exec.Store(), Executor: exec, Logger: quiet})
+	svcCfg := taskbridge.Config{Store: exec.Store(), Executor: exec, Logger: quiet}
+	for _, o := range svcOpts {
+		o(&svcCfg)
+	}
+	svc, err := taskbridge.New(svcCfg)
 	require.NoError(t, err)
 	require.NoError(t, exec.Start(t.Context(), svc))
 	t.Cleanup(func() {

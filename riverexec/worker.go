@@ -52,6 +52,9 @@ func (w *worker) Work(ctx context.Context, job *river.Job[JobArgs]) error {
 	case task.Status.Terminal():
 		return nil
 	}
+	// The create request's trace (taskbridge.Config.Propagator) joins the
+	// job's context, so the handler's work and its events belong to it.
+	ctx = svc.TaskContext(ctx, task)
 	emit := svc.Emitter(id)
 	attrs := []slog.Attr{slog.String("taskId", id), slog.String("taskType", task.TaskType),
 		slog.Int64("jobId", job.ID), slog.Int("attempt", job.Attempt)}

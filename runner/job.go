@@ -22,6 +22,9 @@ type job struct {
 	// ctx is the handler's context; it carries the job for [Suspend].
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// unlink stops the runner's shutdown from cancelling ctx, when ctx
+	// does not derive from the runner's base context; nil otherwise.
+	unlink func() bool
 	// lease is the job's hold on its task; nil without leases.
 	lease *jobLease
 	// rerun is set when the job runs a taken-over task again: TASK_STARTED
@@ -45,9 +48,20 @@ type job struct {
 
 type jobKey struct{}
 
-func (r *Runner) newJob(task taskbridge.Task, h HandlerFunc, emit taskbridge.Emitter) *job {
+// newJob prepares a job. The handler's context carries the values of
+// values (Submit's context: the create request's trace context, say) but
+// not its cancellation: it is cancelled by a cancel request and by the
+// runner's shutdown. values may be nil.
+func (r *Runner) newJob(values context.Context, task taskbridge.Task, h HandlerFunc, emit taskbridge.Emitter) *job {
 	j := &job{r: r, task: task, handler: h, emit: emit}
-	ctx, cancel := context.WithCancelCause(r.base)
+	parent := r.base
+	if values != nil {
+		parent = context.WithoutCancel(values)
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	if values != nil {
+		j.unlink = context.AfterFunc(r.base, func() { cancel(context.Cause(r.base)) })
+	}
 	j.ctx, j.cancel = context.WithValue(ctx, jobKey{}, j), cancel
 	if r.cfg.Leases != nil {
 		j.lease = &jobLease{}
@@ -80,6 +94,9 @@ func (j *job) finish() (userCancel bool, reason string) {
 	defer j.mu.Unlock()
 	j.returned = true
 	j.stopLeaseTimerLocked()
+	if j.unlink != nil {
+		j.unlink()
+	}
 	j.waiters = nil
 	return j.userCancel, j.reason
 }

@@ -205,7 +205,7 @@ func (r *Runner) takeOverTask(ctx context.Context, store taskbridge.Store, emitt
 		}
 		return false, nil
 	}
-	j := r.newJob(task, r.cfg.Handlers[task.TaskType], emitter(taskID))
+	j := r.newJob(nil, task, r.cfg.Handlers[task.TaskType], emitter(taskID))
 	rerun := !task.CancelRequested && r.rerun[task.TaskType]
 	j.rerun = rerun
 	if rerun {

@@ -321,7 +321,7 @@ func (r *Runner) Submit(ctx context.Context, task taskbridge.Task, emit taskbrid
 	if err != nil {
 		return err
 	}
-	j := r.newJob(task, h, emit)
+	j := r.newJob(ctx, task, h, emit)
 	if r.cfg.Leases != nil {
 		acquired, err := r.acquire(ctx, j)
 		if err != nil {

@@ -686,6 +686,9 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		requireEnd(t, br)
 		// The stalled stream was dropped by its write deadline.
 		require.Eventually(t, func() bool { return active() == 0 }, 5*time.Second, time.Millisecond)
+		// The stalled stream counts as a slow consumer, the healthy one
+		// ended at the terminal event.
+		require.EqualValues(t, 1, metrics.Value(taskbridge.MetricSlowConsumerDisconnects, taskbridge.Label{Name: "transport", Value: "sse"}))
 	})
 }
 

@@ -218,6 +218,7 @@ func (s *stream) run(ctx context.Context) {
 			// for shutdown.
 			select {
 			case <-s.h.done:
+				s.sub.SetEnd(fanout.EndShutdown, nil)
 				return
 			default:
 			}
@@ -226,10 +227,23 @@ func (s *stream) run(ctx context.Context) {
 		select {
 		case <-s.sub.Ready():
 		case <-ctx.Done():
+			s.sub.SetEnd(fanout.EndClientGone, nil)
 			return
 		case <-s.h.done:
+			s.sub.SetEnd(fanout.EndShutdown, nil)
 			return
 		}
+	}
+}
+
+// writeFailed records why a write failed: a handler shutting down (which
+// forces deadlines into the past), a slow consumer or a departed client.
+func (s *stream) writeFailed(err error) {
+	select {
+	case <-s.h.done:
+		s.sub.SetEnd(fanout.EndShutdown, nil)
+	default:
+		s.sub.SetEnd(fanout.WriteEnd(err), err)
 	}
 }
 
@@ -255,16 +269,23 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 	*fp = frames
 	bufpool.Frames.Put(fp)
 	switch {
-	case end || werr != nil:
+	case werr != nil:
+		s.writeFailed(werr)
+		return false, false
+	case end:
 		return false, false
 	case err != nil:
 		s.ended(ctx, err)
 		return false, false
 	case n > 0:
-		s.sub.HeartbeatDue() // frames went out: a heartbeat due now is moot
+		s.sub.ClearHeartbeat() // frames went out: a heartbeat due now is moot
 		return true, true
 	case s.sub.HeartbeatDue():
-		return false, s.heartbeat() == nil
+		if err := s.heartbeat(); err != nil {
+			s.writeFailed(err)
+			return false, false
+		}
+		return false, true
 	}
 	return false, true
 }

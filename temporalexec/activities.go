@@ -30,6 +30,9 @@ type emitInput struct {
 	Key     string               `json:"key"`
 	Type    taskbridge.EventType `json:"type"`
 	Payload json.RawMessage      `json:"payload"`
+	// Trace is the create request's propagated context (see
+	// WorkerConfig.Propagator).
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // suspendInput is the input of ActivitySuspend. Opts has a SuspendID and,
@@ -38,12 +41,18 @@ type emitInput struct {
 type suspendInput struct {
 	TaskID string                 `json:"taskId"`
 	Opts   taskbridge.SuspendOpts `json:"opts"`
+	// Trace is the create request's propagated context (see
+	// WorkerConfig.Propagator).
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // closeInput is the input of ActivityCloseSuspension.
 type closeInput struct {
 	TaskID    string `json:"taskId"`
 	SuspendID string `json:"suspendId"`
+	// Trace is the create request's propagated context (see
+	// WorkerConfig.Propagator).
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // closeResult is the result of ActivityCloseSuspension.
@@ -56,6 +65,9 @@ type closeResult struct {
 type cancelledInput struct {
 	TaskID string `json:"taskId"`
 	Key    string `json:"key"`
+	// Trace is the create request's propagated context (see
+	// WorkerConfig.Propagator).
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 // activities append a task's events from the worker, through the emitters
@@ -63,11 +75,21 @@ type cancelledInput struct {
 type activities struct {
 	emitter func(taskID string) taskbridge.Emitter
 	tasks   taskbridge.TaskRegistry
+	prop    taskbridge.Propagator // nil: none
+}
+
+// context returns ctx with the create request's propagated context.
+func (a *activities) context(ctx context.Context, trace map[string]string) context.Context {
+	if a.prop == nil || len(trace) == 0 {
+		return ctx
+	}
+	return a.prop.Extract(ctx, trace)
 }
 
 // emit appends in.Payload once per (task, in.Key): a retry after the append
 // succeeded returns the first event and appends nothing.
 func (a *activities) emit(ctx context.Context, in emitInput) (taskbridge.TaskEvent, error) {
+	ctx = a.context(ctx, in.Trace)
 	p, err := taskbridge.DecodePayload(taskbridge.TaskEvent{Type: in.Type, Payload: in.Payload})
 	if err != nil {
 		return taskbridge.TaskEvent{}, toActivityError(err)
@@ -80,6 +102,7 @@ func (a *activities) emit(ctx context.Context, in emitInput) (taskbridge.TaskEve
 // its id taken and succeeds: ids derive from the workflow step, so the id is
 // this step's own.
 func (a *activities) suspend(ctx context.Context, in suspendInput) error {
+	ctx = a.context(ctx, in.Trace)
 	_, err := a.emitter(in.TaskID).Suspend(ctx, in.Opts)
 	if errors.Is(err, taskbridge.ErrDuplicateSuspension) {
 		return nil
@@ -90,6 +113,7 @@ func (a *activities) suspend(ctx context.Context, in suspendInput) error {
 // closeSuspension moves an OPEN suspension to EXPIRED and reports the
 // status it has afterwards.
 func (a *activities) closeSuspension(ctx context.Context, in closeInput) (closeResult, error) {
+	ctx = a.context(ctx, in.Trace)
 	s, changed, err := a.emitter(in.TaskID).CloseSuspension(ctx, in.SuspendID, taskbridge.SuspensionExpired)
 	if err != nil {
 		return closeResult{}, toActivityError(err)
@@ -100,6 +124,7 @@ func (a *activities) closeSuspension(ctx context.Context, in closeInput) (closeR
 // emitCancelled appends TASK_CANCELLED once, with the reason of the
 // client's cancel request when the task has one.
 func (a *activities) emitCancelled(ctx context.Context, in cancelledInput) (taskbridge.TaskEvent, error) {
+	ctx = a.context(ctx, in.Trace)
 	task, err := a.tasks.GetTask(ctx, in.TaskID)
 	if err != nil {
 		return taskbridge.TaskEvent{}, toActivityError(fmt.Errorf("temporalexec: reading the cancel reason: %w", err))

@@ -58,6 +58,12 @@ type WorkerConfig struct {
 	// a retry cannot fix (the task is terminal or gone, an invalid event)
 	// are never retried.
 	RetryPolicy *temporal.RetryPolicy
+	// Propagator extracts the create request's context (its trace), which
+	// the API process's Service kept in the task (taskbridge.Config's
+	// Propagator, see [taskbridge.TraceCarrier]), into the context of the
+	// activities that append the task's events, so that they join the
+	// request's trace. Pass the API's propagator. Defaults to none.
+	Propagator taskbridge.Propagator
 }
 
 // Default configuration values of [WorkerConfig].
@@ -133,7 +139,7 @@ func Register(w worker.Registry, cfg WorkerConfig) error {
 	for name, fn := range cfg.Workflows {
 		w.RegisterWorkflowWithOptions(g.workflow(fn), workflow.RegisterOptions{Name: name})
 	}
-	a := &activities{emitter: cfg.EmitterFunc, tasks: cfg.Tasks}
+	a := &activities{emitter: cfg.EmitterFunc, tasks: cfg.Tasks, prop: cfg.Propagator}
 	w.RegisterActivityWithOptions(a.emit, activity.RegisterOptions{Name: ActivityEmit})
 	w.RegisterActivityWithOptions(a.suspend, activity.RegisterOptions{Name: ActivitySuspend})
 	w.RegisterActivityWithOptions(a.closeSuspension, activity.RegisterOptions{Name: ActivityCloseSuspension})
@@ -147,6 +153,7 @@ func (g *registration) workflow(fn WorkflowFunc) func(workflow.Context, Workflow
 		r := &run{
 			cfg:        g,
 			task:       in.Task,
+			trace:      taskbridge.TraceCarrier(in.Task),
 			workflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 			step:       in.Step,
 			received:   map[string]Action{},
@@ -228,7 +235,7 @@ func (g *registration) cancelled(ctx workflow.Context, r *run) error {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
 	var ev taskbridge.TaskEvent
-	err := r.activity(dctx, ActivityEmitCancelled, cancelledInput{TaskID: r.task.ID, Key: r.terminalKey()}, &ev)
+	err := r.activity(dctx, ActivityEmitCancelled, cancelledInput{TaskID: r.task.ID, Key: r.terminalKey(), Trace: r.trace}, &ev)
 	g.logEnd(ctx, r, taskbridge.EventTaskCancelled, err)
 	return ctx.Err()
 }

@@ -41,6 +41,8 @@ type Action = runner.Action
 type run struct {
 	cfg  *registration
 	task taskbridge.Task
+	// trace is the task's propagated context, passed to every activity.
+	trace map[string]string
 	// workflowID names the task's workflow across runs: step keys derive
 	// from it and from step, never from a run id.
 	workflowID string
@@ -126,7 +128,7 @@ func (r *run) emit(ctx workflow.Context, key string, p taskbridge.Payload) (task
 		return taskbridge.TaskEvent{}, err
 	}
 	var ev taskbridge.TaskEvent
-	err = r.activity(ctx, ActivityEmit, emitInput{TaskID: r.task.ID, Key: key, Type: p.EventType(), Payload: raw}, &ev)
+	err = r.activity(ctx, ActivityEmit, emitInput{TaskID: r.task.ID, Key: key, Type: p.EventType(), Payload: raw, Trace: r.trace}, &ev)
 	return ev, err
 }
 
@@ -217,7 +219,7 @@ func Suspend(ctx workflow.Context, opts taskbridge.SuspendOpts) (Action, error) 
 		at := opts.ExpiresAt.UTC().Truncate(time.Millisecond)
 		opts.ExpiresAt = &at
 	}
-	if err := r.activity(ctx, ActivitySuspend, suspendInput{TaskID: r.task.ID, Opts: opts}, nil); err != nil {
+	if err := r.activity(ctx, ActivitySuspend, suspendInput{TaskID: r.task.ID, Opts: opts, Trace: r.trace}, nil); err != nil {
 		return Action{}, err
 	}
 	return r.await(ctx, opts.SuspendID, opts.ExpiresAt)
@@ -248,7 +250,7 @@ func (r *run) await(ctx workflow.Context, id string, expiresAt *time.Time) (Acti
 		}
 		expiresAt = nil
 		var res closeResult
-		if err := r.activity(ctx, ActivityCloseSuspension, closeInput{TaskID: r.task.ID, SuspendID: id}, &res); err != nil {
+		if err := r.activity(ctx, ActivityCloseSuspension, closeInput{TaskID: r.task.ID, SuspendID: id, Trace: r.trace}, &res); err != nil {
 			return Action{}, fmt.Errorf("temporalexec: expiring suspension %s: %w", id, err)
 		}
 		switch {

@@ -64,6 +64,7 @@ type conn struct {
 	readerGone bool                 // readLoop has exited
 	code       websocket.StatusCode // close code once the connection ends
 	reason     string
+	writeErr   error // the write that failed, if one did
 }
 
 // request is a client frame read by readLoop.
@@ -128,7 +129,19 @@ func (c *conn) run() {
 func (c *conn) finish() {
 	// Release the subscriptions before the close handshake, so a service
 	// shutdown waiting for them is not held up by slow clients.
+	var shutdown bool
+	select {
+	case <-c.h.done:
+		shutdown = true
+	default:
+	}
 	for _, s := range c.subs {
+		switch {
+		case shutdown || c.code == websocket.StatusGoingAway:
+			s.sub.SetEnd(fanout.EndShutdown, nil)
+		case c.writeErr != nil:
+			s.sub.SetEnd(fanout.WriteEnd(c.writeErr), c.writeErr)
+		}
 		s.sub.Close()
 	}
 	c.subs = nil
@@ -296,6 +309,7 @@ func (c *conn) round() bool {
 	c.prune()
 	switch {
 	case err != nil:
+		c.writeErr = err
 		code, reason = c.writeEnd(err)
 	case code != 0:
 	case c.readerGone:
@@ -395,7 +409,7 @@ func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string
 		}
 		if len(frames) > 0 {
 			more = true
-			s.sub.HeartbeatDue() // frames went out: a heartbeat due now is moot
+			s.sub.ClearHeartbeat() // frames went out: a heartbeat due now is moot
 		}
 		clear(frames)
 		*fp = frames[:0]

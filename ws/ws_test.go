@@ -721,6 +721,7 @@ func TestSlowConsumerIsDisconnected(t *testing.T) {
 		require.Equal(t, taskbridge.FormatEventID(int64(i+2)), ev.EventID)
 	}
 	require.Eventually(t, func() bool { return f.active() == 1 }, 5*time.Second, time.Millisecond)
+	require.EqualValues(t, 1, f.metrics.Value(taskbridge.MetricSlowConsumerDisconnects, taskbridge.Label{Name: "transport", Value: "ws"}))
 }
 
 func TestMountOnChi(t *testing.T) {

@@ -38,6 +38,9 @@
 //	                       resume hand-offs; without it the in-memory store only grows
 //	-max-live-tasks        how many unfinished tasks one user may have (default 20; 0: no
 //	                       limit); a create beyond it is 429 TOO_MANY_TASKS
+//	-metrics               serve Prometheus metrics at GET /metrics (default true; -metrics=false
+//	                       turns it off): taskbridge_* (the prometheus module) and the Go
+//	                       runtime's go_* and process_* metrics
 //	-log-level             debug, info, warn or error (default info)
 //
 // # Authentication (demo only)

@@ -36,6 +36,7 @@ type options struct {
 	maintenance       time.Duration
 	maxLiveTasks      int
 	logLevel          slog.Level
+	metrics           bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -56,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.retention, "retention", time.Hour, "how long finished tasks and their events are kept before maintenance deletes them")
 	fs.DurationVar(&o.maintenance, "maintenance-interval", time.Minute, "how often maintenance deletes expired tasks and receipts and retries failed resumes")
 	fs.IntVar(&o.maxLiveTasks, "max-live-tasks", defaultMaxLiveTasks, "how many unfinished tasks one user may have (0: no limit); more get 429")
+	fs.BoolVar(&o.metrics, "metrics", true, "serve Prometheus metrics at GET /metrics (-metrics=false to turn off)")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log `level`: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -144,6 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TaskRetention: o.retention, MaintenanceInterval: o.maintenance,
 		Store: store, LeaseTTL: o.leaseTTL, Replica: o.replica,
 		MaxLiveTasksPerOwner: cmp.Or(o.maxLiveTasks, -1), // the flag's 0 is "no limit"
+		DisableMetrics:       !o.metrics,
 	})
 	if err != nil {
 		return err

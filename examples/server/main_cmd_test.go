@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -275,4 +276,41 @@ func TestRun(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 	require.Contains(t, stderr.String(), "shut down cleanly")
+}
+
+// TestRunMetricsFlag: /metrics is served by default and not with
+// -metrics=false.
+func TestRunMetricsFlag(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args   []string
+		status int
+	}{
+		{nil, http.StatusOK},
+		{[]string{"-metrics=false"}, http.StatusNotFound},
+	} {
+		t.Run(fmt.Sprint(c.args), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			pr, pw := io.Pipe()
+			var stderr syncBuffer
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, append([]string{"-addr", "127.0.0.1:0"}, c.args...), pw, &stderr)
+				_ = pw.Close()
+			}()
+			line, err := bufio.NewReader(pr).ReadString('\n')
+			require.NoError(t, err, "stderr:\n%s", stderr.String())
+			go func() { _, _ = io.Copy(io.Discard, pr) }()
+			url := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+			status, b := httpDo(t, http.MethodGet, url+"/metrics", "")
+			require.Equal(t, c.status, status, "body: %s", b)
+			if c.status == http.StatusOK {
+				require.Contains(t, string(b), "go_goroutines")
+			}
+			cancel()
+			require.NoError(t, <-done)
+		})
+	}
 }

@@ -14,10 +14,14 @@ import (
 	"time"
 
 	"github.com/go-chi/chi/v5"
+	prom "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/httpapi"
 	"github.com/taskbridge-go/taskbridge/memstore"
+	tbprom "github.com/taskbridge-go/taskbridge/prometheus"
 	"github.com/taskbridge-go/taskbridge/runner"
 	"github.com/taskbridge-go/taskbridge/sse"
 	"github.com/taskbridge-go/taskbridge/ws"
@@ -64,6 +68,10 @@ type config struct {
 	// Replica names this process as the runner of its tasks (the lease
 	// holder). Defaults to a random id.
 	Replica string
+	// DisableMetrics serves no GET /metrics. By default the service's
+	// metrics (and the Go runtime's) are served there in the Prometheus
+	// text format, from a registry of the server's own.
+	DisableMetrics bool
 }
 
 // defaultMaxLiveTasks is the default quota of unfinished tasks per user.
@@ -88,6 +96,8 @@ type server struct {
 	uploads       *httpapi.TempDirSink
 	uploadDir     string
 	ownsUploadDir bool
+	// metrics is the registry served at /metrics; nil when disabled.
+	metrics *prom.Registry
 
 	stopMaintenance context.CancelFunc
 	maintenanceDone chan struct{}
@@ -172,8 +182,19 @@ func newServer(cfg config) (_ *server, err error) {
 		return nil, err
 	}
 	s.runner = r
+	var sink taskbridge.MetricsSink
+	if !cfg.DisableMetrics {
+		// A registry per server (tests run several in one process); a
+		// real service would use prometheus.DefaultRegisterer.
+		s.metrics = prom.NewRegistry()
+		s.metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		if sink, err = tbprom.New(tbprom.Config{Registerer: s.metrics}); err != nil {
+			return nil, err
+		}
+	}
 	s.svc, err = taskbridge.New(taskbridge.Config{
 		Store: s.store, Executor: executor{r}, Logger: cfg.Logger, Now: cfg.Now,
+		Metrics:              sink,
 		TaskRetention:        cfg.TaskRetention,
 		MaxLiveTasksPerOwner: cfg.MaxLiveTasksPerOwner,
 		// Retention removes the files of deleted tasks whose handler
@@ -212,6 +233,11 @@ func newServer(cfg config) (_ *server, err error) {
 	mux.Use(s.logRequests)
 	mux.Get("/", servePage(page, "index.html"))
 	mux.Get("/app.js", servePage(page, "app.js"))
+	if s.metrics != nil {
+		// Public here for the demo; a real service serves metrics on an
+		// internal listener (docs/OPERATIONS.md).
+		mux.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{}))
+	}
 	mux.Mount("/", s.api)
 	s.handler = mux
 

@@ -6,13 +6,25 @@ import (
 )
 
 // HeartbeatDue reports, and clears, that nothing was delivered for the
-// heartbeat interval. The caller is expected to send a heartbeat.
+// heartbeat interval. The caller is expected to send a heartbeat: it is
+// reported to the Observer.
 func (sub *Subscription) HeartbeatDue() bool {
 	if sub.hbDue.Swap(false) {
 		sub.lastActive.Store(time.Now().UnixNano())
+		if sub.obs != nil && sub.obs.Heartbeat != nil {
+			sub.obs.Heartbeat(sub)
+		}
 		return true
 	}
 	return false
+}
+
+// ClearHeartbeat clears a heartbeat that became due, without sending one:
+// the caller has just sent frames, which make it moot.
+func (sub *Subscription) ClearHeartbeat() {
+	if sub.hbDue.Swap(false) {
+		sub.lastActive.Store(time.Now().UnixNano())
+	}
 }
 
 // hbGroup schedules heartbeats for the subscriptions sharing one interval:

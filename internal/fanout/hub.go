@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -22,6 +23,9 @@ type Config struct {
 	// StreamsActive, when set, is called with +1 when a subscription with
 	// a Transport opens and -1 when it closes.
 	StreamsActive func(transport string, delta int64)
+	// Observer, when set, is told of the deliveries, heartbeats and ends
+	// of the subscriptions with a Transport. Nil costs nothing.
+	Observer *Observer
 
 	// The errors the engine returns and recognises in Source errors: the
 	// host package's sentinels. Each defaults to an error of this package.
@@ -69,6 +73,8 @@ type Hub struct {
 	hb      map[time.Duration]*hbGroup
 
 	wg sync.WaitGroup // topic fetchers and heartbeat schedulers
+
+	lastID atomic.Uint64 // the last subscription id handed out
 }
 
 // New validates cfg, fills in defaults and returns a Hub.
@@ -124,9 +130,9 @@ type Start struct {
 
 // SubscribeOpts configures a subscription for its transport.
 type SubscribeOpts struct {
-	// Transport names the transport ("sse", "ws") for Config.StreamsActive
-	// and in logs. Empty means a subscription that is not counted as a
-	// stream.
+	// Transport names the transport ("sse", "ws") for Config.StreamsActive,
+	// Config.Observer and in logs. Empty means a subscription that is not
+	// counted or observed as a stream.
 	Transport string
 	// HeartbeatInterval is the idle time after which HeartbeatDue reports
 	// true. Zero disables heartbeats.
@@ -192,6 +198,11 @@ func (h *Hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *S
 		batch:      h.cfg.Batch,
 		last:       after,
 		hbInterval: opts.HeartbeatInterval,
+	}
+	if opts.Transport != "" {
+		sub.id = h.lastID.Add(1)
+		sub.obs = h.cfg.Observer
+		sub.started = time.Now()
 	}
 	sub.pos.Store(after)
 	if sub.ready == nil {

@@ -14,6 +14,9 @@ type Frame struct {
 	Terminal bool
 	// JSON is the event envelope as every transport sends it.
 	JSON []byte
+	// CreatedAt is when the event was appended, in Unix nanoseconds (0 if
+	// unknown), for append-to-delivery latency.
+	CreatedAt int64
 }
 
 // Source is the event log the engine fans out. The host package adapts its

@@ -24,6 +24,15 @@ type Subscription struct {
 	done    bool     // terminal frame handed out
 	closed  bool
 
+	// Observation (see Observer); obs is nil when unobserved.
+	obs                 *Observer
+	id                  uint64
+	started             time.Time
+	replayed, delivered int64
+	nextErr             error  // the last error Next returned, but io.EOF
+	endReason           string // set by SetEnd
+	endErr              error
+
 	// Shared with the hub, topics and the heartbeat scheduler.
 	pos        atomic.Int64          // copy of last, read by the topic to trim its window
 	failErr    atomic.Pointer[error] // ErrClosed on shutdown, or a topic's permanent error
@@ -73,7 +82,7 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 	var err error
 	switch {
 	case len(sub.pending) > 0:
-		dst = sub.take(dst, sub.pending)
+		dst = sub.take(dst, sub.pending, true)
 		sub.pending = nil
 		if len(dst)-n < sub.batch {
 			dst = sub.joinLive(dst)
@@ -91,11 +100,16 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 	if len(dst) > n {
 		sub.lastActive.Store(time.Now().UnixNano())
 	}
+	if err != nil {
+		sub.nextErr = err
+	}
 	return dst, err
 }
 
-// take appends frames to dst, tracking the cursor and the terminal event.
-func (sub *Subscription) take(dst, frames []*Frame) []*Frame {
+// take appends frames to dst, tracking the cursor and the terminal event;
+// replayed reports frames read from the Source by this subscription.
+func (sub *Subscription) take(dst, frames []*Frame, replayed bool) []*Frame {
+	n := len(dst)
 	for _, f := range frames {
 		dst = append(dst, f)
 		sub.last = f.Seq
@@ -105,7 +119,25 @@ func (sub *Subscription) take(dst, frames []*Frame) []*Frame {
 			break
 		}
 	}
+	if sub.obs != nil {
+		sub.observeDeliveries(dst[n:], replayed)
+	}
 	return dst
+}
+
+// observeDeliveries counts frames handed out and reports them to the
+// observer.
+func (sub *Subscription) observeDeliveries(frames []*Frame, replayed bool) {
+	k := int64(len(frames))
+	sub.delivered += k
+	if replayed {
+		sub.replayed += k
+	}
+	if fn := sub.obs.Deliver; fn != nil {
+		for _, f := range frames {
+			fn(sub, f, replayed)
+		}
+	}
 }
 
 // replay reads one batch from the Source; when the batch shows the
@@ -124,7 +156,7 @@ func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, er
 	if err := sub.h.checkDense(sub.last, frames); err != nil {
 		return dst, err
 	}
-	if dst = sub.take(dst, frames); sub.done {
+	if dst = sub.take(dst, frames, true); sub.done {
 		return dst, nil
 	}
 	if len(frames) < sub.batch {
@@ -168,6 +200,9 @@ func (sub *Subscription) Close() {
 	sub.closed = true
 	sub.leave()
 	sub.h.unregister(sub)
+	if sub.obs != nil {
+		sub.observeEnd()
+	}
 }
 
 // String describes the subscription for logs.

@@ -295,5 +295,5 @@ func (t *topic) frames(sub *Subscription, dst []*Frame) ([]*Frame, bool) {
 			sub.signal()
 		}
 	}
-	return sub.take(dst, out), true
+	return sub.take(dst, out, false), true
 }

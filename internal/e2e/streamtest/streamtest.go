@@ -57,6 +57,8 @@ type Options struct {
 	Metrics *taskbridge.MemoryMetrics
 	// Now is the service clock; defaults to time.Now.
 	Now func() time.Time
+	// Diagnostics, when set, records the service's diagnostics hooks.
+	Diagnostics *Recorder
 }
 
 // Env is a service under test.
@@ -77,6 +79,9 @@ func New(t testing.TB, opts Options) *Env {
 	}
 	if opts.Metrics != nil {
 		cfg.Metrics = opts.Metrics
+	}
+	if opts.Diagnostics != nil {
+		cfg.Diagnostics = opts.Diagnostics.Diagnostics()
 	}
 	svc, err := taskbridge.New(cfg)
 	require.NoError(t, err)
