@@ -303,7 +303,7 @@ func (s *Store) PruneTerminalTasks(ctx context.Context, before time.Time, limit 
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, s.q[qPruneTerminal], before, limit)

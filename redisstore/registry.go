@@ -220,7 +220,7 @@ func (s *Store) PruneTerminalTasks(ctx context.Context, before time.Time, limit 
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	r, err := s.run(ctx, "delete terminal tasks", deleteTerminalScript, s.deleteKeys(), s.deleteArgs(before, limit, "1")...)
