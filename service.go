@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -156,8 +157,17 @@ func checkID(v *ValidationError, field, value string) {
 		v.Add(field, "must be at most %d bytes", maxIDLen)
 	case !utf8.ValidString(value):
 		v.Add(field, "must be UTF-8 text")
+	case strings.ContainsFunc(value, unicode.IsControl):
+		v.Add(field, noControl)
 	}
 }
+
+// noControl is the field error of a client-chosen identifier
+// (clientRequestId, taskType, clientActionId, suspendId, actionType) that
+// contains a control character (U+0000–U+001F, U+007F–U+009F): such ids
+// are refused on every transport, as they would be invisible or cut short
+// in logs, headers and other systems.
+const noControl = "must not contain control characters"
 
 // CreateTask creates a task and submits it to the executor. It is
 // idempotent per (caller, ClientRequestID): repeating the same request
@@ -279,8 +289,10 @@ func (s *Service) CreateTask(ctx context.Context, auth AuthContext, req CreateTa
 }
 
 // PollEvents returns up to req.MaxEvents events strictly after
-// req.AfterEventID. When there are none and the task is not terminal it waits
-// up to req.WaitTimeout for the first one. Out-of-range parameters fail with
+// req.AfterEventID. When there are none it waits up to req.WaitTimeout for
+// the first one; at the end of a finished task (the cursor is its terminal
+// event) it waits the whole timeout and returns an empty page, as any long
+// poll that gets no event does. Out-of-range parameters fail with
 // a [*ValidationError]; a malformed cursor with [ErrInvalidCursor]; a cursor
 // older than the retained log with [ErrEventsExpired].
 func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID string, req PollRequest) (PollResponse, error) {
@@ -321,7 +333,16 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 		}
 		return PollResponse{}, err
 	}
-	if len(events) == 0 && req.WaitTimeout > 0 && !task.Status.Terminal() {
+	switch {
+	case len(events) > 0 || req.WaitTimeout <= 0:
+	case task.Status.Terminal():
+		// Nothing can follow a terminal event, but the poll still waits
+		// its timeout like any other: a client resuming at the end of a
+		// finished task would otherwise poll in a tight loop.
+		if err := s.hub.Hold(ctx, taskID, req.WaitTimeout); err != nil {
+			return PollResponse{}, err
+		}
+	default:
 		// Read again whatever the wait found: the fan-out may lag behind
 		// the store, which has the last word.
 		start := time.Now()

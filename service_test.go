@@ -477,16 +477,57 @@ func TestPollEvents(t *testing.T) {
 		require.Equal(t, "1", *resp.NextAfterEventID)
 	})
 
-	t.Run("long poll on a terminal task returns at once", func(t *testing.T) {
+	t.Run("long poll at the end of a finished task waits its timeout", func(t *testing.T) {
 		t.Parallel()
 		e := setup(t)
 		id := e.started(t, alice, "c")
 		e.emit(t, id, taskbridge.CompletedPayload{Result: nil})
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		defer cancel()
-		resp, err := e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "2", WaitTimeout: time.Minute})
+		// Before the terminal event: answered at once.
+		resp, err := e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "1", WaitTimeout: time.Minute})
+		require.NoError(t, err)
+		require.Equal(t, []string{"2"}, []string{resp.Events[0].EventID})
+		// At it: the poll waits like any other, then answers an empty page.
+		start := time.Now()
+		resp, err = e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "2", MaxEvents: 100, WaitTimeout: 300 * time.Millisecond})
+		require.NoError(t, err)
+		require.GreaterOrEqual(t, time.Since(start), 300*time.Millisecond, "a client resuming at the end must not spin")
+		require.Empty(t, resp.Events)
+		require.False(t, resp.HasMore)
+		require.Equal(t, "2", *resp.NextAfterEventID)
+		// Without a wait it answers at once.
+		resp, err = e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "2"})
 		require.NoError(t, err)
 		require.Empty(t, resp.Events)
+	})
+
+	t.Run("shutdown ends a long poll at the end of a finished task", func(t *testing.T) {
+		t.Parallel()
+		e := setup(t)
+		id := e.started(t, alice, "c")
+		e.emit(t, id, taskbridge.CompletedPayload{Result: nil})
+		read := make(chan struct{}, 1)
+		e.svc = mustService(t, e, func(c *taskbridge.Config) {
+			c.Store = readSignal{Store: e.store, read: read}
+		})
+		done := make(chan error, 1)
+		go func() {
+			_, err := e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "2", WaitTimeout: taskbridge.MaxWaitTimeout})
+			done <- err
+		}()
+		select {
+		case <-read: // the poll found nothing after its cursor
+		case err := <-done:
+			t.Fatalf("the poll returned before shutdown: %v", err)
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		require.NoError(t, e.svc.Shutdown(sctx))
+		select {
+		case err := <-done:
+			require.ErrorIs(t, err, taskbridge.ErrClosed)
+		case <-sctx.Done():
+			t.Fatal("the poll outlived shutdown")
+		}
 	})
 
 	t.Run("long poll ends with the caller", func(t *testing.T) {
@@ -498,6 +539,21 @@ func TestPollEvents(t *testing.T) {
 		_, err := e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "1", WaitTimeout: time.Minute})
 		require.ErrorIs(t, err, context.Canceled)
 	})
+}
+
+// readSignal reports each read of an event log.
+type readSignal struct {
+	taskbridge.Store
+	read chan struct{}
+}
+
+func (r readSignal) Read(ctx context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+	evs, err := r.Store.Read(ctx, taskID, after, limit)
+	select {
+	case r.read <- struct{}{}:
+	default:
+	}
+	return evs, err
 }
 
 // watchSignal reports when the service starts watching a task.

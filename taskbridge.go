@@ -61,7 +61,7 @@ type Config struct {
 	// [ErrTaskQuota] (HTTP 429 TOO_MANY_TASKS, which clients retry
 	// with backoff); repeating the create of an existing task is
 	// deduplicated as always. The quota is exact with a store that
-	// implements [LiveTaskCreator] (memstore does). With another store it
+	// implements [LiveTaskCreator] (memstore, pgstore and redisstore do). With another store it
 	// is best-effort: concurrent creates of one owner may pass it together,
 	// and while the owner is at the quota a repeat of a task that has
 	// already ended is refused instead of deduplicated. Zero means no

@@ -11,10 +11,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
 )
 
 // maxIDBytes bounds client-chosen identifiers (clientRequestId, taskType,
@@ -113,6 +115,9 @@ func decodeJSONObject(body []byte) (jsonObject, error) {
 	if body[0] != '{' {
 		return nil, invalidRequest("request body must be a JSON object")
 	}
+	if err := checkDuplicates(body); err != nil {
+		return nil, err
+	}
 	var obj jsonObject
 	if err := json.Unmarshal(body, &obj); err != nil {
 		return nil, invalidRequest("request body is not valid JSON")
@@ -192,6 +197,10 @@ func hexRune(b []byte) rune {
 	return rune(n)
 }
 
+// noControl is the field error of an id with a control character, as the
+// service words it.
+const noControl = "must not contain control characters"
+
 // checkID validates a required identifier's value.
 func checkID(verr *taskbridge.ValidationError, name, s string) {
 	switch {
@@ -199,6 +208,8 @@ func checkID(verr *taskbridge.ValidationError, name, s string) {
 		verr.Add(name, "must not be empty")
 	case len(s) > maxIDBytes:
 		verr.Add(name, "must be at most %d bytes", maxIDBytes)
+	case strings.ContainsFunc(s, unicode.IsControl):
+		verr.Add(name, noControl)
 	}
 }
 
@@ -243,6 +254,15 @@ func (o jsonObject) rejectUnknown(verr *taskbridge.ValidationError, known ...str
 	}
 }
 
+// checkDuplicates fails with a field error (422) when valid JSON data has
+// an object member twice: encoding/json would keep the last one silently.
+func checkDuplicates(data []byte) error {
+	if p := httpx.DuplicateMember(data); p != "" {
+		return &taskbridge.ValidationError{Fields: []taskbridge.FieldError{{Field: truncate(p, 128), Message: "must be given once"}}}
+	}
+	return nil
+}
+
 // jsonObjectText parses a multipart text part that must hold a JSON object.
 // Empty text counts as absent. Text that is not JSON at all is 400
 // INVALID_REQUEST, like a malformed JSON body; JSON of another type is a
@@ -257,6 +277,10 @@ func jsonObjectText(verr *taskbridge.ValidationError, name string, text []byte) 
 	}
 	if text[0] != '{' {
 		verr.Add(name, "must be a JSON object")
+		return nil, nil
+	}
+	if p := httpx.DuplicateMember(text); p != "" {
+		verr.Add(truncate(name+"."+p, 128), "must be given once")
 		return nil, nil
 	}
 	return json.RawMessage(text), nil

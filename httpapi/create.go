@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -134,12 +135,18 @@ func (h *Handler) readCreateMultipart(w http.ResponseWriter, r *http.Request, au
 	if r.Body == nil {
 		return taskbridge.CreateTaskRequest{}, invalidRequest("the request has no body")
 	}
-	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, lim.MaxRequestBytes), boundary)
+	body := newEndWatcher(http.MaxBytesReader(w, r.Body, lim.MaxRequestBytes), boundary)
+	mr := multipart.NewReader(body, boundary)
 	text := map[string][][]byte{}
 	var atts []taskbridge.Attachment
 	for {
 		part, err := mr.NextPart()
-		if err == io.EOF { //nolint:errorlint // only the bare io.EOF is a clean end; a wrapped one is a truncated body
+		if err == io.EOF { //nolint:errorlint // only the bare io.EOF can be a clean end; a wrapped one is a truncated body
+			// NextPart also returns a bare io.EOF for a body cut off in a
+			// part's headers: only the final delimiter ends it.
+			if !body.ended {
+				return taskbridge.CreateTaskRequest{}, invalidRequest("truncated multipart body: it ends before the final boundary")
+			}
 			bodyOf(r).complete()
 			break
 		}
@@ -358,4 +365,36 @@ func (h *Handler) discard(r *http.Request, refs []string) {
 				slog.String("transport", "http"), slog.Any("error", err))
 		}
 	}
+}
+
+// endWatcher passes a multipart body through and notes whether the final
+// delimiter ("--boundary--" at the start of a line) went by, which is how
+// a complete body is told from a truncated one.
+type endWatcher struct {
+	r     io.Reader
+	final []byte // "\n--" + boundary + "--"
+	tail  []byte // the last len(final)-1 bytes read, "\n" at first
+	ended bool
+}
+
+func newEndWatcher(r io.Reader, boundary string) *endWatcher {
+	return &endWatcher{r: r, final: []byte("\n--" + boundary + "--"), tail: []byte("\n")}
+}
+
+func (e *endWatcher) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if n > 0 && !e.ended {
+		// The delimiter may straddle reads: look at the previous tail
+		// joined to the start of p, then at p itself.
+		w := len(e.final) - 1
+		joint := append(e.tail, p[:min(n, w)]...)
+		e.ended = bytes.Contains(joint, e.final) || bytes.Contains(p[:n], e.final)
+		if n >= w {
+			joint = p[n-w : n]
+		} else if len(joint) > w {
+			joint = joint[len(joint)-w:]
+		}
+		e.tail = append(e.tail[:0], joint...)
+	}
+	return n, err
 }

@@ -174,13 +174,49 @@ func TestPollWaitTimeout(t *testing.T) {
 	require.GreaterOrEqual(t, r.took, 300*time.Millisecond)
 	require.Less(t, r.took, 10*time.Second)
 
-	// A terminal task has nothing more to wait for.
+	// Before a terminal event the poll answers at once.
 	e.emit(id, taskbridge.CancelledPayload{Reason: "test"})
-	req, done = e.alice.startPoll(context.Background(), id, "waitTimeoutMs=60000&afterEventId=1")
+	req, done = e.alice.startPoll(context.Background(), id, "waitTimeoutMs=60000")
 	r = <-done
 	require.NoError(t, r.err)
-	e.alice.check(req, r.status, r.header, r.body)
+	e.alice.check(req, r.status, r.header, r.body).decode(&pr)
+	require.Equal(t, []string{"1"}, eventIDs(pr.Events))
 	require.Less(t, r.took, 10*time.Second)
+}
+
+// TestPollAtTerminalCursorWaits replays the Android SDK's resume at the
+// terminal event of a finished task: its poll must wait its waitTimeoutMs
+// and answer an empty page, or the SDK polls in a tight loop.
+func TestPollAtTerminalCursorWaits(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	id := e.createTask("req-1")
+	e.emit(id, taskbridge.StartedPayload{Message: "go"})
+	e.emit(id, taskbridge.CompletedPayload{Result: map[string]any{"ok": true}})
+
+	// The SDK's request with a shorter wait: an empty page after the wait.
+	req, done := e.alice.startPoll(context.Background(), id, "afterEventId=2&waitTimeoutMs=300&maxEvents=100")
+	r := <-done
+	require.NoError(t, r.err)
+	var pr taskbridge.PollResponse
+	e.alice.check(req, r.status, r.header, r.body).decode(&pr)
+	require.Equal(t, http.StatusOK, r.status)
+	require.Empty(t, pr.Events)
+	require.False(t, pr.HasMore)
+	require.Equal(t, "2", *pr.NextAfterEventID)
+	require.GreaterOrEqual(t, r.took, 300*time.Millisecond)
+
+	// The SDK's exact request is still waiting a good while later (it
+	// would answer after 25 s); the client leaving ends it.
+	ctx, cancel := context.WithCancel(context.Background())
+	_, done = e.alice.startPoll(ctx, id, "afterEventId=2&waitTimeoutMs=25000&maxEvents=100")
+	select {
+	case r := <-done:
+		t.Fatalf("the SDK's poll at the terminal cursor answered after %v: status %d %s", r.took, r.status, r.body)
+	case <-time.After(time.Second):
+	}
+	cancel()
+	require.Error(t, (<-done).err)
 }
 
 func TestLongPollEndsWhenClientLeaves(t *testing.T) {

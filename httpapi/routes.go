@@ -38,10 +38,15 @@ const (
 // deadline is extended to cover the wait.
 func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
 	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
-	q := r.URL.Query()
+	q, err := parseQuery(r)
+	if err != nil {
+		h.fail(w, r, "poll", err, attrs...)
+		return
+	}
 	var verr taskbridge.ValidationError
 	waitMs := intParam(&verr, q, "waitTimeoutMs", 0, maxWaitTimeoutMs, defaultWaitTimeoutMs)
 	maxEvents := intParam(&verr, q, "maxEvents", 1, taskbridge.MaxMaxEvents, taskbridge.DefaultMaxEvents)
+	after := stringParam(&verr, q, "afterEventId")
 	if err := verr.Err(); err != nil {
 		h.fail(w, r, "poll", err, attrs...)
 		return
@@ -54,7 +59,7 @@ func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbr
 		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + pollWriteMargin))
 	}
 	resp, err := h.svc.PollEvents(r.Context(), auth, taskID, taskbridge.PollRequest{
-		AfterEventID: q.Get("afterEventId"),
+		AfterEventID: after,
 		MaxEvents:    int(maxEvents),
 		WaitTimeout:  wait,
 	})
@@ -69,10 +74,40 @@ func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbr
 	h.logOp(r, slog.LevelDebug, "poll", "ok", append(attrs, slog.Int("events", len(resp.Events)))...)
 }
 
-// intParam reads an optional integer query parameter in [lo, hi].
+// parseQuery parses r's query string strictly: r.URL.Query drops the
+// pairs it cannot decode (a bad %-escape, a ';' separator), so a value the
+// client sent would silently become the default. Such a query is 400
+// INVALID_REQUEST.
+func parseQuery(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, invalidRequest("malformed query string (a bad %%-escape or a ';' separator)")
+	}
+	return q, nil
+}
+
+// stringParam reads an optional query parameter that may be given once.
+func stringParam(verr *taskbridge.ValidationError, q url.Values, name string) string {
+	vals := q[name]
+	if len(vals) > 1 {
+		verr.Add(name, "must be given once")
+		return ""
+	}
+	if len(vals) == 0 {
+		return ""
+	}
+	return vals[0]
+}
+
+// intParam reads an optional integer query parameter in [lo, hi], given at
+// most once.
 func intParam(verr *taskbridge.ValidationError, q url.Values, name string, lo, hi, def int64) int64 {
 	vals, ok := q[name]
 	if !ok || len(vals) == 0 {
+		return def
+	}
+	if len(vals) > 1 {
+		verr.Add(name, "must be given once")
 		return def
 	}
 	n, err := strconv.ParseInt(strings.TrimSpace(vals[0]), 10, 64)
@@ -172,11 +207,15 @@ func (h *Handler) getTask(w http.ResponseWriter, r *http.Request, auth taskbridg
 // comma-separated lists (case-insensitive).
 func (h *Handler) listTasks(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, _ string) {
 	attrs := []slog.Attr{slog.String("userId", auth.Subject)}
-	q := r.URL.Query()
+	q, err := parseQuery(r)
+	if err != nil {
+		h.fail(w, r, "list", err, attrs...)
+		return
+	}
 	var verr taskbridge.ValidationError
 	req := taskbridge.ListTasksRequest{
 		Limit:  int(intParam(&verr, q, "limit", 1, taskbridge.MaxListLimit, taskbridge.DefaultListLimit)),
-		Cursor: q.Get("cursor"),
+		Cursor: stringParam(&verr, q, "cursor"),
 	}
 	for _, v := range q["status"] {
 		for s := range strings.SplitSeq(v, ",") {

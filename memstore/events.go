@@ -107,7 +107,7 @@ func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.T
 // Read implements [taskbridge.EventStore]. A limit below 1 fails with
 // [taskbridge.ErrInvalidRequest].
 func (s *Store) Read(_ context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	ts, err := s.lookup(taskID)

@@ -8,21 +8,12 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
-
-func checkLease(holder string, ttl time.Duration) error {
-	switch {
-	case holder == "":
-		return invalidRequest("lease holder is empty")
-	case ttl <= 0:
-		return invalidRequest("lease ttl %v must be positive", ttl)
-	}
-	return nil
-}
 
 // AcquireLease implements [taskbridge.LeaseStore].
 func (s *Store) AcquireLease(_ context.Context, taskID, holder string, now time.Time, ttl time.Duration) (taskbridge.Lease, bool, error) {
-	if err := checkLease(holder, ttl); err != nil {
+	if err := storecheck.Lease(holder, ttl); err != nil {
 		return taskbridge.Lease{}, false, err
 	}
 	var (
@@ -49,7 +40,7 @@ func (s *Store) AcquireLease(_ context.Context, taskID, holder string, now time.
 
 // RenewLease implements [taskbridge.LeaseStore].
 func (s *Store) RenewLease(_ context.Context, taskID, holder string, now time.Time, ttl time.Duration) (taskbridge.Lease, error) {
-	if err := checkLease(holder, ttl); err != nil {
+	if err := storecheck.Lease(holder, ttl); err != nil {
 		return taskbridge.Lease{}, err
 	}
 	var out taskbridge.Lease
@@ -88,7 +79,7 @@ func (s *Store) ExpiredLeases(_ context.Context, now time.Time, limit int) ([]ta
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	var out []taskbridge.Lease

@@ -180,13 +180,6 @@ func invalidRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: memstore: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
 }
 
-func checkLimit(limit int) error {
-	if limit < 1 {
-		return invalidRequest("limit %d must be at least 1", limit)
-	}
-	return nil
-}
-
 // lookup returns the state of task id; the caller must lock it and check
 // deleted.
 func (s *Store) lookup(id string) (*taskState, error) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 // CreateTask implements [taskbridge.TaskRegistry]. The stored task always
@@ -106,7 +107,7 @@ func (s *Store) ListTasks(_ context.Context, q taskbridge.TaskQuery) ([]taskbrid
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(q.Limit); err != nil {
+	if err := storecheck.Limit(q.Limit); err != nil {
 		return nil, err
 	}
 	var cursors []ownerCursor
@@ -177,7 +178,7 @@ func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit in
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	type candidate struct {

@@ -243,7 +243,7 @@ func (s *Store) ExpireSuspensions(_ context.Context, now time.Time, limit int) (
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	due := s.scanSuspensions(func(sp *taskbridge.Suspension) (time.Time, bool) {
@@ -278,7 +278,7 @@ func (s *Store) ListPendingResumes(_ context.Context, limit int) ([]taskbridge.S
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	var found []taskbridge.Suspension
@@ -339,7 +339,7 @@ func (s *Store) DeleteReceipts(_ context.Context, before time.Time, limit int) (
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
 	type candidate struct {

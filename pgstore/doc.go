@@ -43,7 +43,11 @@
 // # Retention
 //
 // [taskbridge.Service.Prune] deletes finished tasks through
-// [Store.DeleteTerminalTasks]. [Config].MaxEventsPerTask caps each task's
+// [Store.DeleteTerminalTasks], or [Store.PruneTerminalTasks] to discard
+// their uploaded files too. The store also implements the other optional
+// interfaces: [Store.GetTaskHead] reads a task without its input, and
+// [Store.CreateLiveTask] makes [taskbridge.Config].MaxLiveTasksPerOwner
+// exact across processes. [Config].MaxEventsPerTask caps each task's
 // log and [Store.TrimEvents] trims one task's log; a cursor into removed
 // history fails with [taskbridge.ErrEventsExpired] (410 EVENTS_EXPIRED).
 //

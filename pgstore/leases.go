@@ -8,17 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
-
-func checkLeaseArgs(holder string, ttl time.Duration) error {
-	switch {
-	case holder == "":
-		return invalidRequest("lease holder is empty")
-	case ttl <= 0:
-		return invalidRequest("lease ttl %v must be positive", ttl)
-	}
-	return nil
-}
 
 // AcquireLease implements [taskbridge.LeaseStore] in a transaction that
 // locks the task row.
@@ -26,7 +17,7 @@ func (s *Store) AcquireLease(ctx context.Context, taskID, holder string, now tim
 	if err := s.check(); err != nil {
 		return taskbridge.Lease{}, false, err
 	}
-	if err := checkLeaseArgs(holder, ttl); err != nil {
+	if err := storecheck.Lease(holder, ttl); err != nil {
 		return taskbridge.Lease{}, false, err
 	}
 	var (
@@ -66,7 +57,7 @@ func (s *Store) RenewLease(ctx context.Context, taskID, holder string, now time.
 	if err := s.check(); err != nil {
 		return taskbridge.Lease{}, err
 	}
-	if err := checkLeaseArgs(holder, ttl); err != nil {
+	if err := storecheck.Lease(holder, ttl); err != nil {
 		return taskbridge.Lease{}, err
 	}
 	lease := taskbridge.Lease{TaskID: taskID, Holder: holder, ExpiresAt: now.Add(ttl).UTC()}
@@ -102,7 +93,7 @@ func (s *Store) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, s.q[qExpiredLeases], now, limit)

@@ -7,10 +7,14 @@ const (
 	qRead
 	qCreateTask
 	qGetTask
+	qGetTaskHead
 	qGetTaskByKey
+	qLockOwner
+	qCountLive
 	qTaskExists
 	qRequestCancel
 	qDeleteTerminal
+	qPruneTerminal
 	qTrim
 	qSuspensionDup
 	qInsertSuspension
@@ -39,11 +43,30 @@ const (
 const (
 	taskCols = `id, owner_id, client_request_id, task_type, input, metadata, attachments, fingerprint,
 		status, last_seq, cancel_requested, cancel_reason, created_at, updated_at`
+	// taskHeadCols are taskCols with NULL for input, metadata and
+	// attachments, which are not read.
+	taskHeadCols = `id, owner_id, client_request_id, task_type, NULL::json, NULL::json, NULL::json, fingerprint,
+		status, last_seq, cancel_requested, cancel_reason, created_at, updated_at`
 	suspensionCols = `task_id, suspend_id, payload, expires_at, status, event_seq, resolved_action_id,
 		resume_status, created_at, closed_at`
 	receiptCols = `task_id, client_action_id, suspend_id, action_type, payload, metadata, actor_id,
 		fingerprint, event_seq, created_at`
 )
+
+// deleteTerminal selects the tasks DeleteTerminalTasks removes ($1: ended
+// before, $2: limit) and deletes what they own; the statement ends with the
+// delete of the tasks themselves.
+const deleteTerminal = `WITH doomed AS (
+			SELECT id FROM {{schema}}.tasks WHERE terminal_at < $1
+			ORDER BY terminal_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
+		), de AS (
+			DELETE FROM {{schema}}.events WHERE task_id IN (SELECT id FROM doomed)
+		), ds AS (
+			DELETE FROM {{schema}}.suspensions WHERE task_id IN (SELECT id FROM doomed)
+		), dr AS (
+			DELETE FROM {{schema}}.receipts WHERE task_id IN (SELECT id FROM doomed)
+		)
+		`
 
 var queryTexts = [numQueries]string{
 	qAppend: `SELECT code, seq, status, type, created_at, payload FROM {{schema}}.append_event($1, $2, $3, $4, $5, $6, $7)`,
@@ -77,7 +100,15 @@ var queryTexts = [numQueries]string{
 		UNION ALL
 		SELECT false, ` + taskCols + ` FROM {{schema}}.tasks
 			WHERE owner_id = $2 AND client_request_id = $3 AND NOT EXISTS (SELECT 1 FROM ins)`,
-	qGetTask:      `SELECT ` + taskCols + ` FROM {{schema}}.tasks WHERE id = $1`,
+	qGetTask:     `SELECT ` + taskCols + ` FROM {{schema}}.tasks WHERE id = $1`,
+	qGetTaskHead: `SELECT ` + taskHeadCols + ` FROM {{schema}}.tasks WHERE id = $1`,
+	// LockOwner serialises CreateLiveTask per owner (and schema) across
+	// every connection, until the transaction ends.
+	qLockOwner: `SELECT pg_advisory_xact_lock(hashtextextended({{schema_literal}} || '/' || $1, 0))`,
+	// CountLive counts an owner's tasks that have not ended, up to $2.
+	qCountLive: `SELECT count(*) FROM (
+			SELECT 1 FROM {{schema}}.tasks WHERE owner_id = $1 AND terminal_at IS NULL LIMIT $2
+		) live`,
 	qGetTaskByKey: `SELECT ` + taskCols + ` FROM {{schema}}.tasks WHERE owner_id = $1 AND client_request_id = $2`,
 	qTaskExists:   `SELECT EXISTS (SELECT 1 FROM {{schema}}.tasks WHERE id = $1)`,
 
@@ -88,17 +119,9 @@ var queryTexts = [numQueries]string{
 		)
 		SELECT pg_notify({{control_channel}}, id) IS NULL, ` + taskCols + ` FROM upd`,
 
-	qDeleteTerminal: `WITH doomed AS (
-			SELECT id FROM {{schema}}.tasks WHERE terminal_at < $1
-			ORDER BY terminal_at, id LIMIT $2 FOR UPDATE SKIP LOCKED
-		), de AS (
-			DELETE FROM {{schema}}.events WHERE task_id IN (SELECT id FROM doomed)
-		), ds AS (
-			DELETE FROM {{schema}}.suspensions WHERE task_id IN (SELECT id FROM doomed)
-		), dr AS (
-			DELETE FROM {{schema}}.receipts WHERE task_id IN (SELECT id FROM doomed)
-		)
-		DELETE FROM {{schema}}.tasks WHERE id IN (SELECT id FROM doomed)`,
+	qDeleteTerminal: deleteTerminal + `DELETE FROM {{schema}}.tasks WHERE id IN (SELECT id FROM doomed)`,
+	qPruneTerminal: deleteTerminal + `DELETE FROM {{schema}}.tasks WHERE id IN (SELECT id FROM doomed)
+		RETURNING ` + taskCols,
 
 	qTrim: `WITH t AS (
 			UPDATE {{schema}}.tasks SET first_seq = greatest(first_seq, last_seq - $2 + 1)

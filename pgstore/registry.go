@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 // rawJSON returns b for a json parameter: nil (NULL) when empty.
@@ -121,6 +122,69 @@ func (s *Store) createTask(ctx context.Context, q querier, t taskbridge.Task) (t
 	return taskbridge.Task{}, false, fmt.Errorf("pgstore: create task: the task with client request id %q keeps disappearing", t.ClientRequestID)
 }
 
+// CreateLiveTask implements [taskbridge.LiveTaskCreator]: CreateTask that
+// fails with [taskbridge.ErrTaskQuota] when the owner already has maxLive
+// tasks that have not ended. One transaction takes a per-owner advisory
+// lock, looks the key up, counts the owner's live tasks and inserts, so
+// the quota is exact across every process sharing the database.
+func (s *Store) CreateLiveTask(ctx context.Context, t taskbridge.Task, maxLive int) (taskbridge.Task, bool, error) {
+	if err := s.check(); err != nil {
+		return taskbridge.Task{}, false, err
+	}
+	if maxLive < 1 {
+		return taskbridge.Task{}, false, invalidRequest("maxLive %d must be at least 1", maxLive)
+	}
+	if t.ID == "" {
+		return taskbridge.Task{}, false, invalidRequest("task id is empty")
+	}
+	var (
+		stored  taskbridge.Task
+		created bool
+	)
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, s.q[qLockOwner], t.OwnerID); err != nil {
+			return dbError("lock owner", err)
+		}
+		existing, err := scanTask(tx.QueryRow(ctx, s.q[qGetTaskByKey], t.OwnerID, t.ClientRequestID))
+		switch {
+		case err == nil:
+			stored = existing
+			return nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return dbError("create task", err)
+		}
+		var live int
+		if err := tx.QueryRow(ctx, s.q[qCountLive], t.OwnerID, maxLive).Scan(&live); err != nil {
+			return dbError("count live tasks", err)
+		}
+		if live >= maxLive {
+			return fmt.Errorf("%w: at most %d unfinished tasks", taskbridge.ErrTaskQuota, maxLive)
+		}
+		stored, created, err = s.createTask(ctx, tx, t)
+		return err
+	})
+	if err != nil {
+		return taskbridge.Task{}, false, err
+	}
+	return stored, created, nil
+}
+
+// GetTaskHead implements [taskbridge.TaskHeadGetter]: the task without its
+// Input, Metadata and Attachments, which are not read.
+func (s *Store) GetTaskHead(ctx context.Context, taskID string) (taskbridge.Task, error) {
+	if err := s.check(); err != nil {
+		return taskbridge.Task{}, err
+	}
+	t, err := scanTask(s.pool.QueryRow(ctx, s.q[qGetTaskHead], taskID))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return taskbridge.Task{}, taskNotFound(taskID)
+	case err != nil:
+		return taskbridge.Task{}, dbError("get task", err)
+	}
+	return t, nil
+}
+
 // GetTask implements [taskbridge.TaskRegistry].
 func (s *Store) GetTask(ctx context.Context, taskID string) (taskbridge.Task, error) {
 	return s.getTask(ctx, s.pool, taskID)
@@ -147,7 +211,7 @@ func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbr
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(q.Limit); err != nil {
+	if err := storecheck.Limit(q.Limit); err != nil {
 		return nil, err
 	}
 	var (
@@ -223,7 +287,7 @@ func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
 	tag, err := s.pool.Exec(ctx, s.q[qDeleteTerminal], before, limit)
@@ -231,4 +295,32 @@ func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit
 		return 0, dbError("delete terminal tasks", err)
 	}
 	return int(tag.RowsAffected()), nil
+}
+
+// PruneTerminalTasks implements [taskbridge.TerminalTaskPruner]: it is
+// DeleteTerminalTasks returning the deleted tasks, in one statement.
+func (s *Store) PruneTerminalTasks(ctx context.Context, before time.Time, limit int) ([]taskbridge.Task, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := storecheck.Limit(limit); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, s.q[qPruneTerminal], before, limit)
+	if err != nil {
+		return nil, dbError("delete terminal tasks", err)
+	}
+	defer rows.Close()
+	var out []taskbridge.Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, dbError("delete terminal tasks", err)
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, dbError("delete terminal tasks", err)
+	}
+	return out, nil
 }

@@ -75,6 +75,10 @@ var (
 	_ taskbridge.ReadinessProbe = (*Store)(nil)
 	_ taskbridge.ControlFeed    = (*Store)(nil)
 	_ taskbridge.LeaseStore     = (*Store)(nil)
+
+	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
+	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
+	_ taskbridge.LiveTaskCreator    = (*Store)(nil)
 )
 
 // New returns a store over pool. The store never closes pool: the caller
@@ -125,6 +129,7 @@ func New(pool *pgxpool.Pool, cfg Config) (*Store, error) {
 func (s *Store) replacer() *strings.Replacer {
 	return strings.NewReplacer(
 		"{{schema}}", s.schema,
+		"{{schema_literal}}", quoteLiteral(s.cfg.Schema),
 		"{{events_channel}}", quoteLiteral(s.eventsCh),
 		"{{control_channel}}", quoteLiteral(s.controlCh),
 	)
@@ -203,13 +208,6 @@ func taskNotFound(id string) error {
 
 func invalidRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: pgstore: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
-}
-
-func checkLimit(limit int) error {
-	if limit < 1 {
-		return invalidRequest("limit %d must be at least 1", limit)
-	}
-	return nil
 }
 
 // dbError wraps an error of the database for operation op. Context errors

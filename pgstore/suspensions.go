@@ -349,7 +349,7 @@ func (s *Store) ExpireSuspensions(ctx context.Context, now time.Time, limit int)
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	out, err := s.querySuspensions(ctx, s.q[qExpireSuspensions], now, limit)
@@ -366,7 +366,7 @@ func (s *Store) ListPendingResumes(ctx context.Context, limit int) ([]taskbridge
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	out, err := s.querySuspensions(ctx, s.q[qPendingResumes], limit)
@@ -419,7 +419,7 @@ func (s *Store) DeleteReceipts(ctx context.Context, before time.Time, limit int)
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
 	tag, err := s.pool.Exec(ctx, s.q[qDeleteReceipts], before, limit)

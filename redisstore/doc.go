@@ -55,7 +55,11 @@
 // leases by expiry, OPEN suspensions by deadline, PENDING resumes and
 // receipts by time. They are sorted sets ordered by member (times are
 // encoded to sort as strings), so each maintenance call reads only what it
-// returns.
+// returns. A set per owner holds the owner's tasks that have not ended:
+// [Store.CreateLiveTask] counts it in the create script, so
+// [taskbridge.Config].MaxLiveTasksPerOwner is exact across processes. The
+// task record keeps its small fields apart from its input, so
+// [Store.GetTaskHead] checks ownership without reading the input.
 //
 // Creating, ending and deleting a task change the task's keys and the
 // indexes in one script, and the maintenance scripts touch several tasks:
@@ -70,7 +74,9 @@
 // [taskbridge.ErrEventsExpired] (410 EVENTS_EXPIRED), never with a gap.
 // [Store.TrimEvents] trims one task exactly. Config.FinishedTTL deletes
 // terminal tasks once they ended that long ago, with everything they own,
-// through the same script as [Store.DeleteTerminalTasks], so the indexes
+// through the same script as [Store.DeleteTerminalTasks] (and
+// [Store.PruneTerminalTasks], which returns them with their attachments
+// so that retention deletes the uploaded files), so the indexes
 // stay consistent; later reads fail with [taskbridge.ErrTaskNotFound].
 // (Redis key expiry is not used: it would leave index entries behind.)
 //

@@ -94,7 +94,7 @@ func (s *Store) Read(ctx context.Context, taskID string, after int64, limit int)
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	if after < 0 {

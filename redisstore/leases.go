@@ -9,16 +9,14 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 func checkLease(holder string, ttl time.Duration) error {
 	if err := checkID("lease holder", holder); err != nil {
 		return err
 	}
-	if ttl <= 0 {
-		return invalidRequest("lease ttl %v must be positive", ttl)
-	}
-	return nil
+	return storecheck.Lease(holder, ttl)
 }
 
 // decodeLease builds a lease from a script's holder and expiry elements.
@@ -90,7 +88,7 @@ func (s *Store) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	members, err := s.rdb.ZRangeByLex(ctx, s.k.leases(), &redis.ZRangeBy{Min: "-", Max: atOrBefore(now), Count: int64(limit)}).Result()

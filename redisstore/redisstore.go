@@ -87,6 +87,10 @@ var (
 	_ taskbridge.ReadinessProbe = (*Store)(nil)
 	_ taskbridge.ControlFeed    = (*Store)(nil)
 	_ taskbridge.LeaseStore     = (*Store)(nil)
+
+	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
+	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
+	_ taskbridge.LiveTaskCreator    = (*Store)(nil)
 )
 
 // New returns a store over rdb, which the caller keeps owning. It opens one
@@ -226,6 +230,7 @@ func (k keys) requests() string          { return k.prefix + ":idx:requests" }
 func (k keys) all() string               { return k.prefix + ":idx:tasks" }
 func (k keys) ownerPrefix() string       { return k.prefix + ":idx:owner:" }
 func (k keys) owner(owner string) string { return k.ownerPrefix() + owner }
+func (k keys) live(owner string) string  { return k.prefix + ":idx:live:" + owner }
 func (k keys) terminal() string          { return k.prefix + ":idx:terminal" }
 func (k keys) leases() string            { return k.prefix + ":idx:leases" }
 func (k keys) expiry() string            { return k.prefix + ":idx:expiry" }
@@ -317,13 +322,6 @@ func suspensionNotFound(taskID, suspendID string) error {
 
 func invalidRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: redisstore: %s", taskbridge.ErrInvalidRequest, fmt.Sprintf(format, args...))
-}
-
-func checkLimit(limit int) error {
-	if limit < 1 {
-		return invalidRequest("limit %d must be at least 1", limit)
-	}
-	return nil
 }
 
 // checkID refuses ids that the key and index encodings cannot hold.

@@ -3,11 +3,13 @@ package redisstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
 // requestField is the request index field of (owner, clientRequestID).
@@ -20,17 +22,41 @@ func requestField(owner, clientRequestID string) string {
 // task, or that is empty or contains NUL, fails with
 // [taskbridge.ErrInvalidRequest].
 func (s *Store) CreateTask(ctx context.Context, t taskbridge.Task) (taskbridge.Task, bool, error) {
+	return s.create(ctx, t, 0)
+}
+
+// CreateLiveTask implements [taskbridge.LiveTaskCreator]: CreateTask that
+// fails with [taskbridge.ErrTaskQuota] when the owner already has maxLive
+// tasks that have not ended. The check and the create are one script over
+// the owner's set of live tasks (a task joins it when created and leaves
+// it with its terminal event), so the quota is exact across every
+// process sharing the server. Tasks created by a version of this package
+// without that set are not counted.
+func (s *Store) CreateLiveTask(ctx context.Context, t taskbridge.Task, maxLive int) (taskbridge.Task, bool, error) {
+	if maxLive < 1 {
+		return taskbridge.Task{}, false, invalidRequest("maxLive %d must be at least 1", maxLive)
+	}
+	return s.create(ctx, t, maxLive)
+}
+
+func (s *Store) create(ctx context.Context, t taskbridge.Task, maxLive int) (taskbridge.Task, bool, error) {
 	if err := s.check(); err != nil {
 		return taskbridge.Task{}, false, err
 	}
 	if err := checkID("task id", t.ID); err != nil {
 		return taskbridge.Task{}, false, err
 	}
-	data, err := json.Marshal(taskData{
+	head := taskData{
 		ID: t.ID, OwnerID: t.OwnerID, ClientRequestID: t.ClientRequestID, TaskType: t.TaskType,
-		Input: t.Input, Metadata: t.Metadata, Attachments: t.Attachments,
 		Fingerprint: t.Fingerprint, CreatedAt: t.CreatedAt,
-	})
+	}
+	headJSON, err := json.Marshal(head)
+	if err != nil {
+		return taskbridge.Task{}, false, invalidRequest("task %q: %v", t.ID, err)
+	}
+	full := head
+	full.Input, full.Metadata, full.Attachments = t.Input, t.Metadata, t.Attachments
+	data, err := json.Marshal(full)
 	if err != nil {
 		return taskbridge.Task{}, false, invalidRequest("task %q: %v", t.ID, err)
 	}
@@ -39,9 +65,9 @@ func (s *Store) CreateTask(ctx context.Context, t taskbridge.Task) (taskbridge.T
 		cxl = "1"
 	}
 	r, err := s.run(ctx, "create task", createScript,
-		[]string{s.k.requests(), s.k.task(t.ID), s.k.all(), s.k.owner(t.OwnerID)},
+		[]string{s.k.requests(), s.k.task(t.ID), s.k.all(), s.k.owner(t.OwnerID), s.k.live(t.OwnerID)},
 		s.k.taskPrefix(), requestField(t.OwnerID, t.ClientRequestID), t.ID, data,
-		timeKey(t.UpdatedAt), cxl, t.CancelReason, t.OwnerID, timeKey(t.CreatedAt)+t.ID)
+		timeKey(t.UpdatedAt), cxl, t.CancelReason, t.OwnerID, timeKey(t.CreatedAt)+t.ID, headJSON, maxLive)
 	if err != nil {
 		return taskbridge.Task{}, false, err
 	}
@@ -51,6 +77,8 @@ func (s *Store) CreateTask(ctx context.Context, t taskbridge.Task) (taskbridge.T
 		return got, r.str(0) == "CREATED", err
 	case "IDUSED":
 		return taskbridge.Task{}, false, invalidRequest("task id %q is already used", t.ID)
+	case "QUOTA":
+		return taskbridge.Task{}, false, fmt.Errorf("%w: at most %d unfinished tasks", taskbridge.ErrTaskQuota, maxLive)
 	}
 	return taskbridge.Task{}, false, unexpected("create task", r)
 }
@@ -70,6 +98,32 @@ func (s *Store) GetTask(ctx context.Context, taskID string) (taskbridge.Task, er
 	return decodeTask(v)
 }
 
+// GetTaskHead implements [taskbridge.TaskHeadGetter]: the task without its
+// Input, Metadata and Attachments, which are not read from the server (a
+// task stored by a version of this package without the head record is
+// read whole and stripped).
+func (s *Store) GetTaskHead(ctx context.Context, taskID string) (taskbridge.Task, error) {
+	if err := s.check(); err != nil {
+		return taskbridge.Task{}, err
+	}
+	v, err := s.rdb.HMGet(ctx, s.k.task(taskID), headFields...).Result()
+	if err != nil {
+		return taskbridge.Task{}, s.redisErr("get task", err)
+	}
+	if v[1] == nil {
+		return taskbridge.Task{}, taskNotFound(taskID)
+	}
+	if v[0] == nil {
+		t, err := s.GetTask(ctx, taskID)
+		t.Input, t.Metadata, t.Attachments = nil, nil, nil
+		return t, err
+	}
+	return decodeTask(v)
+}
+
+// headFields are taskFields with the head record in place of data.
+var headFields = append([]string{"head"}, taskFields[1:]...)
+
 // listBatch is how many index entries ListTasks reads per round trip.
 const listBatch = 100
 
@@ -81,7 +135,7 @@ func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbr
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	if err := checkLimit(q.Limit); err != nil {
+	if err := storecheck.Limit(q.Limit); err != nil {
 		return nil, err
 	}
 	index := s.k.all()
@@ -149,16 +203,47 @@ func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
-	n, err := deleteTerminalScript.Run(ctx, s.rdb,
-		[]string{s.k.terminal(), s.k.requests(), s.k.all(), s.k.leases(), s.k.expiry(), s.k.resumes(), s.k.receipts()},
-		s.k.taskPrefix(), s.k.ownerPrefix(), strictlyBefore(before), limit).Int()
+	n, err := deleteTerminalScript.Run(ctx, s.rdb, s.deleteKeys(), s.deleteArgs(before, limit, "0")...).Int()
 	if err != nil {
 		return 0, s.redisErr("delete terminal tasks", err)
 	}
 	return n, nil
+}
+
+// PruneTerminalTasks implements [taskbridge.TerminalTaskPruner]: it is
+// DeleteTerminalTasks returning the deleted tasks, read in the script that
+// deletes them.
+func (s *Store) PruneTerminalTasks(ctx context.Context, before time.Time, limit int) ([]taskbridge.Task, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if err := storecheck.Limit(limit); err != nil {
+		return nil, err
+	}
+	r, err := s.run(ctx, "delete terminal tasks", deleteTerminalScript, s.deleteKeys(), s.deleteArgs(before, limit, "1")...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]taskbridge.Task, 0, len(r))
+	for i := range r {
+		t, err := decodeTask(r.sub(i))
+		if err != nil {
+			return out, err
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func (s *Store) deleteKeys() []string {
+	return []string{s.k.terminal(), s.k.requests(), s.k.all(), s.k.leases(), s.k.expiry(), s.k.resumes(), s.k.receipts()}
+}
+
+func (s *Store) deleteArgs(before time.Time, limit int, tasks string) []any {
+	return []any{s.k.taskPrefix(), s.k.ownerPrefix(), strictlyBefore(before), limit, tasks}
 }
 
 // decodeSuspensionList decodes {{task id, suspension fields}, ...} replies.

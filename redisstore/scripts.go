@@ -13,7 +13,10 @@ import "github.com/redis/go-redis/v9"
 //	                      seq (LastSeq), upd, cxl, cxr (cancel request),
 //	                      term (terminal time), owner, reqf, ckey (index
 //	                      entries), lh, le (lease), o0..o7, xc, x0..x7
-//	                      (tokens of recent calls and their results)
+//	                      (tokens of recent calls and their results),
+//	                      head (JSON of the small immutable fields: data
+//	                      without input, metadata, attachments), live (the
+//	                      owner's live set, until the task ends)
 //	P:tasks:{id}:events   stream: entry id <seq>-0, fields t (type),
 //	                      c (created), p (payload), k (idempotency key)
 //	P:tasks:{id}:idem     hash: idempotency key -> "seq created type payload"
@@ -27,6 +30,7 @@ import "github.com/redis/go-redis/v9"
 //	P:idx:requests        hash: len(owner):owner clientRequestId -> id
 //	P:idx:tasks           sorted set (lexical): created id
 //	P:idx:owner:<owner>   sorted set (lexical): created id
+//	P:idx:live:<owner>    set: ids of the owner's tasks that have not ended
 //	P:idx:terminal        sorted set (lexical): terminal id
 //	P:idx:leases          sorted set (lexical): expires id NUL holder
 //	P:idx:expiry          sorted set (lexical): expires id NUL sid (OPEN)
@@ -113,6 +117,8 @@ local function append_event(cur)
     redis.call('HSET', K_IDEM, ikey, seq .. ' ' .. ctime .. ' ' .. etype .. ' ' .. payload)
   end
   if TERMINAL[nxt] then
+    local live = redis.call('HGET', K_TASK, 'live')
+    if live then redis.call('SREM', live, TASK_ID) end
     redis.call('HSET', K_TASK, 'term', ctime)
     redis.call('ZADD', K_TERMINAL, 0, ctime .. TASK_ID)
     local all = redis.call('HGETALL', K_SUSP)
@@ -301,9 +307,12 @@ return {'OK'}
 `)
 
 // createScript creates task KEYS[2] unless the request index KEYS[1] maps
-// its key ARGV[2] to a live task: {"CREATED"|"EXISTS", task} | {"IDUSED"}.
-// KEYS[3], KEYS[4] are the list indexes; ARGV: task key prefix, request
-// key, id, data, updated, cxl, cxr, owner, list index entry.
+// its key ARGV[2] to a live task: {"CREATED"|"EXISTS", task} | {"IDUSED"}
+// | {"QUOTA"}. KEYS[3], KEYS[4] are the list indexes, KEYS[5] the owner's
+// live set; ARGV: task key prefix, request key, id, data, updated, cxl,
+// cxr, owner, list index entry, head, and the most live tasks the owner
+// may have ("0": no limit). Members of the live set that have ended or
+// are gone are dropped before a refusal, so the count is exact.
 var createScript = redis.NewScript(`
 local existing = redis.call('HGET', KEYS[1], ARGV[2])
 if existing then
@@ -314,24 +323,39 @@ if existing then
   end
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {'IDUSED'} end
+local maxlive = tonumber(ARGV[11])
+if maxlive > 0 and redis.call('SCARD', KEYS[5]) >= maxlive then
+  for _, id in ipairs(redis.call('SMEMBERS', KEYS[5])) do
+    local st = redis.call('HGET', ARGV[1] .. id .. '}', 'status')
+    if st ~= 'ACCEPTED' and st ~= 'RUNNING' then redis.call('SREM', KEYS[5], id) end
+  end
+  if redis.call('SCARD', KEYS[5]) >= maxlive then return {'QUOTA'} end
+end
 redis.call('HSET', KEYS[2], 'data', ARGV[4], 'status', 'ACCEPTED', 'seq', '0', 'upd', ARGV[5],
-  'cxl', ARGV[6], 'cxr', ARGV[7], 'owner', ARGV[8], 'reqf', ARGV[2], 'ckey', ARGV[9])
+  'cxl', ARGV[6], 'cxr', ARGV[7], 'owner', ARGV[8], 'reqf', ARGV[2], 'ckey', ARGV[9],
+  'head', ARGV[10], 'live', KEYS[5])
 redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[3], 0, ARGV[9])
 redis.call('ZADD', KEYS[4], 0, ARGV[9])
+redis.call('SADD', KEYS[5], ARGV[3])
 return {'CREATED', redis.call('HMGET', KEYS[2], 'data', 'status', 'seq', 'upd', 'cxl', 'cxr')}
 `)
 
 // deleteTerminalScript deletes up to ARGV[4] tasks whose terminal index
-// entry is below ARGV[3], with everything they own, and returns how many.
+// entry is below ARGV[3], with everything they own, and returns how many,
+// or with ARGV[5] = "1" the fields data, status, seq, upd, cxl, cxr of
+// each (as read just before it was deleted).
 // KEYS: terminal, requests, tasks, leases, expiry, resumes and receipts
 // indexes; ARGV[1], ARGV[2]: task key and owner index prefixes.
 var deleteTerminalScript = redis.NewScript(`
 local SEP = '\0'
 local function delete_task(id)
   local tk = ARGV[1] .. id .. '}'
-  local f = redis.call('HMGET', tk, 'owner', 'reqf', 'ckey', 'lh', 'le')
+  local f = redis.call('HMGET', tk, 'owner', 'reqf', 'ckey', 'lh', 'le', 'live')
   if not f[3] then return false end
+  local fields = true
+  if ARGV[5] == '1' then fields = redis.call('HMGET', tk, 'data', 'status', 'seq', 'upd', 'cxl', 'cxr') end
+  if f[6] then redis.call('SREM', f[6], id) end
   if f[4] then redis.call('ZREM', KEYS[4], f[5] .. id .. SEP .. f[4]) end
   local sk, rk = tk .. ':susp', tk .. ':rcpt'
   local s = redis.call('HGETALL', sk)
@@ -355,18 +379,23 @@ local function delete_task(id)
   redis.call('ZREM', KEYS[3], f[3])
   redis.call('ZREM', ARGV[2] .. (f[1] or ''), f[3])
   redis.call('DEL', tk, tk .. ':events', tk .. ':idem', sk, rk)
-  return true
+  return fields
 end
 local limit = tonumber(ARGV[4])
-local n = 0
+local n, out = 0, {}
 while n < limit do
   local ms = redis.call('ZRANGEBYLEX', KEYS[1], '-', ARGV[3], 'LIMIT', 0, limit - n)
   if #ms == 0 then break end
   for _, mem in ipairs(ms) do
     redis.call('ZREM', KEYS[1], mem)
-    if delete_task(string.sub(mem, 25)) then n = n + 1 end
+    local f = delete_task(string.sub(mem, 25))
+    if f then
+      n = n + 1
+      out[n] = f
+    end
   end
 end
+if ARGV[5] == '1' then return out end
 return n
 `)
 

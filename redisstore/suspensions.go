@@ -212,7 +212,7 @@ func (s *Store) CloseSuspension(ctx context.Context, taskID, suspendID string, s
 // of OPEN suspensions by deadline, earliest first; each gets ClosedAt =
 // now. A limit below 1 fails with [taskbridge.ErrInvalidRequest].
 func (s *Store) ExpireSuspensions(ctx context.Context, now time.Time, limit int) ([]taskbridge.Suspension, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	r, err := s.run(ctx, "expire suspensions", expireScript, []string{s.k.expiry()},
@@ -227,7 +227,7 @@ func (s *Store) ExpireSuspensions(ctx context.Context, now time.Time, limit int)
 // of PENDING resumes by ClosedAt, oldest first. A limit below 1 fails with
 // [taskbridge.ErrInvalidRequest].
 func (s *Store) ListPendingResumes(ctx context.Context, limit int) ([]taskbridge.Suspension, error) {
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
 	r, err := s.run(ctx, "list pending resumes", pendingScript, []string{s.k.resumes()}, s.k.taskPrefix(), limit)
@@ -298,7 +298,7 @@ func (s *Store) DeleteReceipts(ctx context.Context, before time.Time, limit int)
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	if err := checkLimit(limit); err != nil {
+	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
 	n, err := deleteReceiptsScript.Run(ctx, s.rdb, []string{s.k.receipts()}, s.k.taskPrefix(), strictlyBefore(before), limit).Int()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -179,12 +180,24 @@ func TaskIDFromPath(r *http.Request) string {
 }
 
 // lastEventID returns the client's cursor: the Last-Event-ID header, else
-// the lastEventId query parameter.
-func lastEventID(r *http.Request) string {
-	if id := r.Header.Get("Last-Event-ID"); id != "" {
-		return id
+// the lastEventId query parameter. Either given twice, or a query string
+// that does not parse (r.URL.Query would drop the pair and start the
+// stream from the beginning), fails with 400 INVALID_REQUEST.
+func lastEventID(r *http.Request) (string, error) {
+	switch ids := r.Header.Values("Last-Event-ID"); {
+	case len(ids) > 1:
+		return "", fmt.Errorf("%w: the Last-Event-ID header is given %d times", taskbridge.ErrInvalidCursor, len(ids))
+	case len(ids) == 1 && ids[0] != "":
+		return ids[0], nil
 	}
-	return r.URL.Query().Get("lastEventId")
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return "", fmt.Errorf("%w: malformed query string (a bad %%-escape or a ';' separator)", taskbridge.ErrInvalidRequest)
+	}
+	if ids := q["lastEventId"]; len(ids) > 1 {
+		return "", fmt.Errorf("%w: the lastEventId parameter is given %d times", taskbridge.ErrInvalidCursor, len(ids))
+	}
+	return q.Get("lastEventId"), nil
 }
 
 // ServeHTTP implements http.Handler. It returns when the stream ends, or,
@@ -225,7 +238,13 @@ func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 		h.fail(w, r, taskbridge.ErrTaskNotFound)
 		return nil
 	}
-	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, lastEventID(r), fanout.SubscribeOpts{
+	cursor, err := lastEventID(r)
+	if err != nil {
+		st.Leave()
+		h.fail(w, r, err)
+		return nil
+	}
+	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, cursor, fanout.SubscribeOpts{
 		Transport:         "sse",
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
 	})

@@ -265,6 +265,11 @@ func testErrorsAreAnsweredBeforeTheStream(t *testing.T, cfg sse.Config) {
 		{"malformed lastEventId query", "alice", own, "lastEventId=01", nil, 400, taskbridge.CodeInvalidRequest},
 		{"cursor beyond the log", "alice", own, "", http.Header{"Last-Event-Id": {"99"}}, 400, taskbridge.CodeInvalidRequest},
 		{"expired cursor", "alice", expired, "", http.Header{"Last-Event-Id": {"1"}}, 410, taskbridge.CodeEventsExpired},
+		{"Last-Event-ID twice", "alice", own, "", http.Header{"Last-Event-Id": {"99", "1"}}, 400, taskbridge.CodeInvalidRequest},
+		{"lastEventId twice", "alice", own, "lastEventId=99&lastEventId=1", nil, 400, taskbridge.CodeInvalidRequest},
+		{"malformed query string", "alice", own, "lastEventId=%zz", nil, 400, taskbridge.CodeInvalidRequest},
+		{"';' in the query string", "alice", own, "lastEventId=1;x=2", nil, 400, taskbridge.CodeInvalidRequest},
+		{"NUL in Last-Event-ID", "alice", own, "lastEventId=1%00", nil, 400, taskbridge.CodeInvalidRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -150,5 +150,48 @@ func testExtensions(t *testing.T, h Harness) {
 		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{OwnerID: "carol", Limit: racers})
 		require.NoError(t, err)
 		require.Len(t, list, 5)
+
+		// Tasks created without a quota count against it too.
+		f.createTask(NewTask("e1", "erin", "req-e1", f.tick()))
+		_, _, err = c.CreateLiveTask(f.ctx, NewTask("e2", "erin", "req-e2", f.tick()), 1)
+		requireErrorIs(t, err, taskbridge.ErrTaskQuota, "a task from CreateTask is live")
+		_, _, err = c.CreateLiveTask(f.ctx, NewTask("e3", "erin", "req-e3", f.tick()), 0)
+		requireErrorIs(t, err, taskbridge.ErrInvalidRequest, "maxLive below 1")
+	})
+
+	t.Run("CreateLiveTaskAcrossReplicas", func(t *testing.T) {
+		if h.Replica == nil {
+			t.Skip("no Harness.Replica")
+		}
+		f := setup(t, h)
+		if _, ok := f.s.(taskbridge.LiveTaskCreator); !ok {
+			t.Skip("the store does not implement the optional taskbridge.LiveTaskCreator")
+		}
+		handles := []taskbridge.LiveTaskCreator{f.s.(taskbridge.LiveTaskCreator), h.Replica(t, f.s).(taskbridge.LiveTaskCreator)}
+		// Two processes create for one owner at once, each with distinct
+		// keys and a few repeated ones: exactly the quota is created.
+		const racers, quota = 40, 7
+		var (
+			createdBy [racers]bool
+			errs      [racers]error
+		)
+		race(racers, func(i int) {
+			key := fmt.Sprint("req-d", i%(racers-4)) // the last four repeat keys
+			_, createdBy[i], errs[i] = handles[i%2].CreateLiveTask(f.ctx, NewTask(fmt.Sprint("d", i), "dave", key, BaseTime), quota)
+		})
+		total := 0
+		for i := range racers {
+			if errs[i] != nil {
+				requireErrorIs(t, errs[i], taskbridge.ErrTaskQuota)
+				continue
+			}
+			if createdBy[i] {
+				total++
+			}
+		}
+		require.Equal(t, quota, total, "created across replicas")
+		list, err := f.s.ListTasks(f.ctx, taskbridge.TaskQuery{OwnerID: "dave", Limit: racers})
+		require.NoError(t, err)
+		require.Len(t, list, quota)
 	})
 }

@@ -52,6 +52,7 @@ func Run(t *testing.T, h Harness) {
 		{"Append", testAppend},
 		{"Read", testRead},
 		{"Watch", testWatch},
+		{"Poll", testPoll},
 		{"Suspensions", testSuspensions},
 		{"AcceptAction", testAcceptAction},
 		{"Maintenance", testMaintenance},

@@ -16,6 +16,7 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 )
 
@@ -213,7 +214,7 @@ func (c *conn) read() (request, error) {
 		return request{}, err
 	}
 	var req request
-	if typ == websocket.MessageText && json.Unmarshal(data, &req.frame) == nil {
+	if typ == websocket.MessageText && json.Unmarshal(data, &req.frame) == nil && httpx.DuplicateMember(data) == "" {
 		req.ok = req.frame.Action == taskbridge.FrameSubscribe && taskbridge.ValidTaskID(req.frame.TaskID)
 	}
 	return req, nil

@@ -438,6 +438,10 @@ func TestInvalidSubscriptionsArePolicyViolations(t *testing.T) {
 		{"malformed cursor", text(`{"action":"subscribe","taskId":"` + task + `","lastEventId":"x"}`), websocket.StatusPolicyViolation},
 		{"cursor beyond the log", text(`{"action":"subscribe","taskId":"` + task + `","lastEventId":"9"}`), websocket.StatusPolicyViolation},
 		{"expired cursor", text(`{"action":"subscribe","taskId":"` + expired + `","lastEventId":"1"}`), ws.CloseEventsExpired},
+		{"duplicate taskId", text(`{"action":"subscribe","taskId":"no-such-task","taskId":"` + task + `"}`), websocket.StatusPolicyViolation},
+		{"duplicate lastEventId", text(`{"action":"subscribe","taskId":"` + task + `","lastEventId":"x","lastEventId":"1"}`), websocket.StatusPolicyViolation},
+		{"NUL in cursor", text(`{"action":"subscribe","taskId":"` + task + `","lastEventId":"1\u0000"}`), websocket.StatusPolicyViolation},
+		{"control character in taskId", text(`{"action":"subscribe","taskId":"` + task + `\u001f"}`), websocket.StatusPolicyViolation},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,36 +8,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/taskbridge-go/taskbridge/examples/internal/cmdmain"
 	"github.com/taskbridge-go/taskbridge/pgstore"
 	"github.com/taskbridge-go/taskbridge/runner"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case errors.Is(err, errUsage):
-		os.Exit(2)
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "server:", err)
-		os.Exit(1)
-	}
-}
-
-// errUsage marks bad command-line arguments (already reported by the flag
-// package).
-var errUsage = errors.New("invalid arguments")
+func main() { cmdmain.Main("server", run) }
 
 // options are the command-line flags.
 type options struct {
@@ -83,12 +63,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
 		}
-		return o, errUsage
+		return o, cmdmain.ErrUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		fs.Usage()
-		return o, errUsage
+		return o, cmdmain.ErrUsage
 	}
 	if o.heartbeatInterval <= 0 {
 		return o, errors.New("-heartbeat-interval must be positive")
@@ -171,56 +151,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.addr)
+	err = cmdmain.Serve(ctx, cmdmain.Server{
+		Addr: o.addr, Handler: app, Log: log, ShutdownTimeout: o.shutdownTimeout,
+		MaxHeaderBytes: 64 << 10,
+		OnShutdown:     []func(){app.closeStreams},
+		Started: func(url string) {
+			log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
+				slog.Duration("heartbeatInterval", o.heartbeatInterval), slog.Duration("retention", o.retention),
+				slog.Duration("maintenanceInterval", o.maintenance), slog.Int("maxLiveTasks", o.maxLiveTasks),
+				slog.String("replica", app.runner.Replica()))
+		},
+		// app.shutdown ends the service, so long polls return, and waits
+		// for the hijacked WebSockets.
+		Stop: app.shutdown,
+	}, stdout)
 	if err != nil {
-		_ = app.shutdown(context.Background())
-		return err
-	}
-	// Timeouts that suit long-lived streams and uploads: the handlers bound
-	// request bodies (httpapi's read deadlines) and writes themselves, per
-	// request, so ReadTimeout and WriteTimeout stay unset.
-	srv := &http.Server{
-		Handler:           app,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	srv.RegisterOnShutdown(app.closeStreams)
-
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	url := "http://" + ln.Addr().String()
-	log.Info("taskbridge demo server started", slog.String("url", url), slog.String("store", o.store),
-		slog.Duration("heartbeatInterval", o.heartbeatInterval), slog.Duration("retention", o.retention),
-		slog.Duration("maintenanceInterval", o.maintenance), slog.Int("maxLiveTasks", o.maxLiveTasks),
-		slog.String("replica", app.runner.Replica()))
-	fmt.Fprintf(stdout, "listening on %s\n", url)
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case serveErr = <-served:
-		log.Error("server failed", slog.Any("error", serveErr))
-	}
-
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	// srv.Shutdown stops accepting, closes the streams (RegisterOnShutdown)
-	// and waits for the requests, SSE streams included; app.shutdown ends
-	// the service, so long polls return, and waits for the hijacked
-	// WebSockets.
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Shutdown(sctx) }()
-	appErr := app.shutdown(sctx)
-	httpErr := <-httpDone
-	if serveErr == nil {
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
-		}
-	}
-	if err := errors.Join(serveErr, httpErr, appErr); err != nil {
 		return err
 	}
 	log.Info("shut down cleanly")

@@ -7,40 +7,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/examples/internal/cmdmain"
 	"github.com/taskbridge-go/taskbridge/pgstore"
 	"github.com/taskbridge-go/taskbridge/temporalexec"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		os.Exit(0)
-	case errors.Is(err, errUsage):
-		os.Exit(2)
-	case err != nil:
-		fmt.Fprintln(os.Stderr, "temporal example:", err)
-		os.Exit(1)
-	}
-}
-
-// errUsage marks bad command-line arguments (already reported by the flag
-// package).
-var errUsage = errors.New("invalid arguments")
+func main() { cmdmain.Main("temporal example", run) }
 
 // Roles of a process.
 const (
@@ -85,12 +65,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		if errors.Is(err, flag.ErrHelp) {
 			return o, err
 		}
-		return o, errUsage
+		return o, cmdmain.ErrUsage
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "unexpected arguments: %s\n", strings.Join(fs.Args(), " "))
 		fs.Usage()
-		return o, errUsage
+		return o, cmdmain.ErrUsage
 	}
 	switch o.role {
 	case roleAll, roleServer, roleWorker:
@@ -188,54 +168,16 @@ func serve(ctx context.Context, o options, svc *taskbridge.Service, exec *tempor
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{
-		Handler:           api,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	srv.RegisterOnShutdown(api.closeStreams)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	mctx, stopMaintenance := context.WithCancel(context.Background())
-	maintained := make(chan struct{})
-	go func() {
-		defer close(maintained)
-		maintain(mctx, o.reconcileInterval, svc, exec, store, log)
-	}()
-
-	url := "http://" + ln.Addr().String()
-	log.Info("taskbridge Temporal example started", slog.String("url", url), slog.String("role", o.role),
-		slog.String("taskQueue", o.taskQueue))
-	fmt.Fprintf(stdout, "listening on %s\n", url)
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down")
-	case serveErr = <-served:
-		log.Error("server failed", slog.Any("error", serveErr))
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer cancel()
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- srv.Shutdown(sctx) }()
-	apiErr := api.shutdown(sctx)
-	svcErr := svc.Shutdown(sctx)
-	httpErr := <-httpDone
-	if serveErr == nil {
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			serveErr = err
-		}
-	}
-	stopMaintenance()
-	<-maintained
-	return errors.Join(serveErr, httpErr, apiErr, svcErr)
+	return cmdmain.Serve(ctx, cmdmain.Server{
+		Addr: o.addr, Handler: api, Log: log, ShutdownTimeout: o.shutdownTimeout,
+		OnShutdown: []func(){api.closeStreams},
+		Background: func(ctx context.Context) { maintain(ctx, o.reconcileInterval, svc, exec, store, log) },
+		Started: func(url string) {
+			log.Info("taskbridge Temporal example started", slog.String("url", url), slog.String("role", o.role),
+				slog.String("taskQueue", o.taskQueue))
+		},
+		Stop: func(ctx context.Context) error { return errors.Join(api.shutdown(ctx), svc.Shutdown(ctx)) },
+	}, stdout)
 }
 
 // maintain runs the service's maintenance and the executor's

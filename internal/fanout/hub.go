@@ -344,6 +344,35 @@ func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time
 	}
 }
 
+// Hold blocks a long poll that can receive no event, because its task has
+// ended and its cursor is at the terminal event, until timeout passes, ctx
+// ends or the hub shuts down. It returns nil after the timeout, ctx's
+// error, or ErrClosed. Such a poll waits like any other (a client resuming
+// at the end of a finished task must not spin), but joins no topic: it
+// costs a timer and no Source watch.
+func (h *Hub) Hold(ctx context.Context, taskID string, timeout time.Duration) error {
+	sub := h.newSubscription(taskID, 0, SubscribeOpts{})
+	sub.done = true // never joins the task's topic
+	if err := h.register(sub); err != nil {
+		return err
+	}
+	defer sub.Close()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		select {
+		case <-sub.ready:
+			if p := sub.failErr.Load(); p != nil {
+				return *p
+			}
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // checkDense checks that frames, read after cursor after, continue it
 // without a gap. A gap after 0 means retention removed the log's first
 // events (ErrExpired); any other gap breaks the Source's contract.

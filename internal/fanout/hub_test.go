@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -368,5 +370,62 @@ func TestTopicRetryEndsWithTopic(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the topic's fetcher still waits to retry")
+	}
+}
+
+func TestHold(t *testing.T) {
+	t.Parallel()
+	l := newMemLog(0, "t")
+	l.append("t", true)
+	h := setup(t, l, 256)
+
+	t.Run("waits its timeout", func(t *testing.T) {
+		start := time.Now()
+		require.NoError(t, h.Hold(context.Background(), "t", 150*time.Millisecond))
+		require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond)
+	})
+	t.Run("ends with ctx", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		require.ErrorIs(t, h.Hold(ctx, "t", time.Hour), context.Canceled)
+	})
+	t.Run("joins no topic", func(t *testing.T) {
+		done := make(chan error, 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { done <- h.Hold(ctx, "t", time.Hour) }()
+		waitSubs(h, 1)
+		h.mu.Lock()
+		require.Empty(t, h.topics)
+		h.mu.Unlock()
+		cancel()
+		require.ErrorIs(t, <-done, context.Canceled)
+	})
+}
+
+func TestHoldEndsAtShutdown(t *testing.T) {
+	t.Parallel()
+	l := newMemLog(0, "t")
+	h, err := New(Config{Source: l, Logger: slog.New(slog.DiscardHandler), ErrClosed: errClosed})
+	require.NoError(t, err)
+	held := make(chan error, 1)
+	go func() { held <- h.Hold(context.Background(), "t", time.Hour) }()
+	waitSubs(h, 1) // the hold is registered: Shutdown has to end it
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, h.Shutdown(ctx))
+	require.ErrorIs(t, <-held, errClosed)
+	require.ErrorIs(t, h.Hold(context.Background(), "t", time.Hour), errClosed)
+}
+
+// waitSubs waits until h has n subscriptions (holds and waits included).
+func waitSubs(h *Hub, n int) {
+	for {
+		h.mu.Lock()
+		got := len(h.subs)
+		h.mu.Unlock()
+		if got == n {
+			return
+		}
+		runtime.Gosched()
 	}
 }

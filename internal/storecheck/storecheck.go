@@ -5,6 +5,7 @@ package storecheck
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/taskbridge-go/taskbridge"
 )
@@ -48,6 +49,27 @@ func EventOf(ev taskbridge.TaskEvent, want taskbridge.EventType, taskID string) 
 	}
 	if ev.TaskID != taskID {
 		return fmt.Errorf("%w: event of task %q for task %q", taskbridge.ErrInvalidEvent, ev.TaskID, taskID)
+	}
+	return nil
+}
+
+// Limit checks the limit of a store method that returns at most limit
+// items: at least 1. It fails with [taskbridge.ErrInvalidRequest].
+func Limit(limit int) error {
+	if limit < 1 {
+		return fmt.Errorf("%w: limit %d must be at least 1", taskbridge.ErrInvalidRequest, limit)
+	}
+	return nil
+}
+
+// Lease checks the holder and ttl of a [taskbridge.LeaseStore] call: a
+// holder and a positive ttl. It fails with [taskbridge.ErrInvalidRequest].
+func Lease(holder string, ttl time.Duration) error {
+	switch {
+	case holder == "":
+		return fmt.Errorf("%w: lease holder is empty", taskbridge.ErrInvalidRequest)
+	case ttl <= 0:
+		return fmt.Errorf("%w: lease ttl %v must be positive", taskbridge.ErrInvalidRequest, ttl)
 	}
 	return nil
 }

@@ -35,3 +35,14 @@ func TestChecks(t *testing.T) {
 	susp.Seq = 3
 	require.ErrorIs(t, storecheck.EventOf(susp, taskbridge.EventTaskSuspended, "t"), taskbridge.ErrInvalidEvent)
 }
+
+func TestLimitAndLease(t *testing.T) {
+	t.Parallel()
+	require.NoError(t, storecheck.Limit(1))
+	require.ErrorIs(t, storecheck.Limit(0), taskbridge.ErrInvalidRequest)
+	require.ErrorIs(t, storecheck.Limit(-3), taskbridge.ErrInvalidRequest)
+	require.NoError(t, storecheck.Lease("replica-a", time.Second))
+	require.ErrorIs(t, storecheck.Lease("", time.Second), taskbridge.ErrInvalidRequest)
+	require.ErrorIs(t, storecheck.Lease("replica-a", 0), taskbridge.ErrInvalidRequest)
+	require.ErrorIs(t, storecheck.Lease("replica-a", -time.Second), taskbridge.ErrInvalidRequest)
+}

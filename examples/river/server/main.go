@@ -7,45 +7,35 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/examples/internal/cmdmain"
 	"github.com/taskbridge-go/taskbridge/examples/river/internal/demo"
 	"github.com/taskbridge-go/taskbridge/httpapi"
 	"github.com/taskbridge-go/taskbridge/sse"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintln(os.Stderr, "server:", err)
-		os.Exit(1)
-	}
-}
+func main() { cmdmain.Main("server", run) }
 
-func run(ctx context.Context, args []string) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("server", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8080", "`host:port` to listen on (port 0 picks a free port)")
 	url := fs.String("postgres-url", os.Getenv("TASKBRIDGE_POSTGRES_URL"), "PostgreSQL `URL` (default $TASKBRIDGE_POSTGRES_URL)")
 	schema := fs.String("schema", "taskbridge", "PostgreSQL `schema` of the tables")
 	maintenance := fs.Duration("maintenance-interval", time.Minute, "how often to expire suspensions, retry resumes and delete old tasks")
-	if err := fs.Parse(args); err != nil {
+	if err := cmdmain.Parse(fs, args, stderr); err != nil {
 		return err
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 	app, err := demo.Open(ctx, demo.Config{PostgresURL: *url, Schema: *schema, Logger: log})
 	if err != nil {
 		return err
@@ -62,32 +52,12 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *addr)
-	if err != nil {
-		return errors.Join(err, app.Close(context.Background()))
-	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	srv.RegisterOnShutdown(stream.Close)
-	srv.RegisterOnShutdown(socket.Close)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	mctx, stopMaintenance := context.WithCancel(ctx)
-	maintained := make(chan error, 1)
-	go func() { maintained <- app.Service.RunMaintenance(mctx, *maintenance) }()
-	fmt.Printf("listening on http://%s\n", ln.Addr())
-
-	select {
-	case <-ctx.Done():
-	case err = <-served:
-	}
-	stopMaintenance()
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err = errors.Join(err, srv.Shutdown(sctx), <-maintained, app.Close(sctx))
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	return cmdmain.Serve(ctx, cmdmain.Server{
+		Addr: *addr, Handler: api, Log: log,
+		OnShutdown: []func(){stream.Close, socket.Close},
+		Background: func(ctx context.Context) { _ = app.Service.RunMaintenance(ctx, *maintenance) },
+		Stop:       app.Close,
+	}, stdout)
 }
 
 // bearer authenticates "Authorization: Bearer <user>", or ?access_token=
