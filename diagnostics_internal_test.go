@@ -49,3 +49,35 @@ func (emptySource) Read(context.Context, string, int64, int) ([]*fanout.Frame, e
 	return nil, nil
 }
 func (emptySource) Watch(string, func()) func() { return func() {} }
+
+// BenchmarkDeliveryObservation measures what the service adds to each
+// delivered event: nothing without hooks or histograms (the fan-out gets
+// no Deliver function), a call with a Delivery hook, and a histogram
+// observation with a HistogramSink.
+func BenchmarkDeliveryObservation(b *testing.B) {
+	frame := &fanout.Frame{Seq: 1, EventID: "1", CreatedAt: 1}
+	sink := &countingSink{}
+	for _, bc := range []struct {
+		name string
+		s    *Service
+	}{
+		{"unset", &Service{metrics: nopMetrics{}, now: time.Now}},
+		{"delivery-hook", &Service{metrics: nopMetrics{}, now: time.Now, cfg: Config{Diagnostics: Diagnostics{Delivery: func(DeliveryInfo) {}}}}},
+		{"histogram", &Service{metrics: sink, hist: sink, now: time.Now}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			obs := bc.s.observer()
+			hub, err := fanout.New(fanout.Config{Source: emptySource{}, Observer: obs})
+			require.NoError(b, err)
+			sub, err := hub.Subscribe(context.Background(), "task-1", fanout.Start{}, fanout.SubscribeOpts{Transport: "sse"})
+			require.NoError(b, err)
+			defer func() { sub.Close(); require.NoError(b, hub.Shutdown(context.Background())) }()
+			b.ReportAllocs()
+			for b.Loop() {
+				if obs.Deliver != nil {
+					obs.Deliver(sub, frame, false)
+				}
+			}
+		})
+	}
+}
