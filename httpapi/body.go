@@ -49,10 +49,19 @@ func (h *Handler) readJSONBody(w http.ResponseWriter, r *http.Request) ([]byte, 
 		return b, err
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || !isJSONMediaType(mt) {
+		mt, params, err := mime.ParseMediaType(ct)
+		if err != nil || !isJSONMediaType(mt) {
 			return nil, &statusError{
 				status: http.StatusBadRequest, code: taskbridge.CodeInvalidRequest,
 				msg: "Content-Type must be application/json",
+			}
+		}
+		if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") && !strings.EqualFold(cs, "utf8") {
+			// JSON is UTF-8 (RFC 8259); a body declared otherwise would be
+			// read as something its sender did not mean.
+			return nil, &statusError{
+				status: http.StatusBadRequest, code: taskbridge.CodeInvalidRequest,
+				msg: "JSON bodies must be UTF-8: charset " + truncate(cs, 32) + " is not supported",
 			}
 		}
 	}

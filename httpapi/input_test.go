@@ -174,3 +174,19 @@ func TestMalformedQueryParameters(t *testing.T) {
 	}
 	e.alice.get("/api/v1/tasks?limit=%zz").errorEnvelope(http.StatusBadRequest, taskbridge.CodeInvalidRequest)
 }
+
+func TestJSONBodiesMustBeUTF8(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	body := `{"clientRequestId":"req-1","taskType":"demo"}`
+	e.unchanged(func() {
+		for _, ct := range []string{"application/json; charset=utf-16", "application/json; charset=iso-8859-1"} {
+			env := e.alice.do(http.MethodPost, "/api/v1/tasks", strings.NewReader(body), ct).
+				errorEnvelope(http.StatusBadRequest, taskbridge.CodeInvalidRequest)
+			require.Contains(t, env.Message, "UTF-8")
+		}
+	})
+	for _, ct := range []string{"application/json; charset=UTF-8", "application/json;charset=utf8"} {
+		require.Less(t, e.alice.do(http.MethodPost, "/api/v1/tasks", strings.NewReader(body), ct).Status, 300, ct)
+	}
+}
