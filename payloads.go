@@ -181,9 +181,17 @@ func (p SuspendedPayload) Validate() error {
 	case p.SchemaVersion < 1:
 		return invalidPayload(t, "schemaVersion must be at least 1")
 	}
+	// A client must be able to send these back in an action: the same
+	// rules as for the ids it sends.
+	if msg := idProblem(p.SuspendID); msg != "" {
+		return invalidPayload(t, "suspendId %s", msg)
+	}
 	for _, a := range p.AllowedActions {
 		if a == "" {
 			return invalidPayload(t, "allowedActions contains an empty action")
+		}
+		if msg := idProblem(a); msg != "" {
+			return invalidPayload(t, "allowed action %q %s", truncate(a, 64), msg)
 		}
 	}
 	return nil

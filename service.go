@@ -150,16 +150,24 @@ func checkObject(v *ValidationError, field string, raw json.RawMessage) json.Raw
 }
 
 func checkID(v *ValidationError, field, value string) {
-	switch {
-	case value == "":
+	if value == "" {
 		v.Add(field, "is required")
-	case len(value) > maxIDLen:
-		v.Add(field, "must be at most %d bytes", maxIDLen)
-	case !utf8.ValidString(value):
-		v.Add(field, "must be UTF-8 text")
-	case strings.ContainsFunc(value, unicode.IsControl):
-		v.Add(field, noControl)
+	} else if msg := idProblem(value); msg != "" {
+		v.Add(field, "%s", msg)
 	}
+}
+
+// idProblem says what is wrong with a non-empty client-facing id, or "".
+func idProblem(value string) string {
+	switch {
+	case len(value) > maxIDLen:
+		return fmt.Sprintf("must be at most %d bytes", maxIDLen)
+	case !utf8.ValidString(value):
+		return "must be UTF-8 text"
+	case strings.ContainsFunc(value, unicode.IsControl):
+		return noControl
+	}
+	return ""
 }
 
 // noControl is the field error of a client-chosen identifier
