@@ -173,6 +173,7 @@ var badInputs = []badInput{
 	poll("waitTimeoutMs not an integer", "waitTimeoutMs=1.5"),
 	poll("waitTimeoutMs above 60000", "waitTimeoutMs=60001"),
 	poll("waitTimeoutMs given twice", "waitTimeoutMs=0&waitTimeoutMs=0"),
+	poll("waitTimeoutMs empty", "waitTimeoutMs="),
 	poll("maxEvents 0", "waitTimeoutMs=0&maxEvents=0"),
 	poll("maxEvents beyond int64", "waitTimeoutMs=0&maxEvents=99999999999999999999"),
 	poll("afterEventId given twice", "waitTimeoutMs=0&afterEventId=1&afterEventId=1"),
@@ -200,6 +201,8 @@ var badInputs = []badInput{
 	sseCase("lastEventId given twice", "?lastEventId=1&lastEventId=2", nil, "`?lastEventId=1&lastEventId=2`"),
 	sseCase("NUL in lastEventId", "?lastEventId=1%00", nil, "`?lastEventId=1%00`"),
 	sseCase("bad %-escape in the query", "?lastEventId=%zz", nil, "`?lastEventId=%zz`"),
+	{input: "NUL in the task id", transport: "SSE", request: "`GET /api/v1/tasks/a%00b/events/stream`",
+		method: http.MethodGet, path: "/api/v1/tasks/a%00b/events/stream"},
 
 	// WebSocket.
 	wsFrame("member given twice", `{"action":"subscribe","taskId":"{task}","taskId":"other"}`),
@@ -210,6 +213,9 @@ var badInputs = []badInput{
 	wsFrame("unknown action", `{"action":"unsubscribe","taskId":"{task}"}`),
 	wsFrame("unknown task", `{"action":"subscribe","taskId":"no-such-task"}`),
 	{input: "binary frame", transport: "WebSocket", request: "a binary message", frame: ptr(`{"action":"subscribe","taskId":"{task}"}`), binary: true},
+	{input: "invalid UTF-8 in a text frame", transport: "WebSocket", request: "frame `{\"action\":\"subscribe\",\"taskId\":\"<0xFF>\"}`",
+		frame: ptr("{\"action\":\"subscribe\",\"taskId\":\"\xff\"}")},
+	{input: "frame over ws.Config.ReadLimit (4 KiB)", transport: "WebSocket", request: "a 16 KiB text frame", frame: ptr(`{"action":"subscribe","taskId":"` + strings.Repeat("x", 16<<10) + `"}`)},
 }
 
 func ptr(s string) *string { return &s }
