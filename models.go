@@ -185,7 +185,8 @@ type PollRequest struct {
 	// MaxEvents bounds the batch, 1..500. Zero means the default, 100.
 	MaxEvents int
 	// WaitTimeout is how long to wait for a first event when none is
-	// available, 0..60s. Zero returns at once.
+	// available, 0..60s, also at the end of a finished task (where none
+	// can come). Zero returns at once.
 	WaitTimeout time.Duration
 }
 
