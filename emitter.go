@@ -100,6 +100,9 @@ func (e *emitter) Suspend(ctx context.Context, opts SuspendOpts) (Suspension, er
 		at := now.Add(opts.TTL)
 		p.ExpiresAt = &at
 	}
+	if err := p.checkAnswerable(); err != nil {
+		return Suspension{}, err
+	}
 	raw, err := EncodePayload(p)
 	if err != nil {
 		return Suspension{}, err

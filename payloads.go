@@ -181,15 +181,24 @@ func (p SuspendedPayload) Validate() error {
 	case p.SchemaVersion < 1:
 		return invalidPayload(t, "schemaVersion must be at least 1")
 	}
-	// A client must be able to send these back in an action: the same
-	// rules as for the ids it sends.
-	if msg := idProblem(p.SuspendID); msg != "" {
-		return invalidPayload(t, "suspendId %s", msg)
-	}
 	for _, a := range p.AllowedActions {
 		if a == "" {
 			return invalidPayload(t, "allowedActions contains an empty action")
 		}
+	}
+	return nil
+}
+
+// checkAnswerable refuses a suspension that clients could not answer: its
+// suspendId and allowed actions must pass the checks of the ids a client
+// sends in an action. It is checked when a suspension is opened, not when
+// a stored event is decoded (the schema allows more).
+func (p SuspendedPayload) checkAnswerable() error {
+	t := EventTaskSuspended
+	if msg := idProblem(p.SuspendID); msg != "" {
+		return invalidPayload(t, "suspendId %s", msg)
+	}
+	for _, a := range p.AllowedActions {
 		if msg := idProblem(a); msg != "" {
 			return invalidPayload(t, "allowed action %q %s", truncate(a, 64), msg)
 		}

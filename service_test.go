@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -781,4 +782,27 @@ func TestShutdownRejectsCommands(t *testing.T) {
 	_, err = e.svc.Subscribe(ctx, alice, id, "")
 	require.ErrorIs(t, err, taskbridge.ErrClosed)
 	require.Error(t, e.svc.Readiness().CheckReady(ctx))
+}
+
+func TestSuspendRefusesIDsClientsCannotSend(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := setup(t)
+	id := e.started(t, alice, "c")
+	for _, opts := range []taskbridge.SuspendOpts{
+		{SuspendID: "s\x00", AllowedActions: []string{"approve"}},
+		{SuspendID: "s\u0085", AllowedActions: []string{"approve"}},
+		{SuspendID: "s\xff", AllowedActions: []string{"approve"}},
+		{SuspendID: strings.Repeat("s", 256), AllowedActions: []string{"approve"}},
+		{SuspendID: "s1", AllowedActions: []string{"approve", "re\nject"}},
+	} {
+		opts.ReasonCode = "NEEDS_APPROVAL"
+		_, err := e.svc.Emitter(id).Suspend(ctx, opts)
+		require.ErrorIs(t, err, taskbridge.ErrInvalidEvent, "%q %q", opts.SuspendID, opts.AllowedActions)
+	}
+	sus, err := e.store.ListSuspensions(ctx, id)
+	require.NoError(t, err)
+	require.Empty(t, sus, "nothing was opened")
+	_, err = e.svc.Emitter(id).Suspend(ctx, taskbridge.SuspendOpts{SuspendID: "s1", ReasonCode: "NEEDS_APPROVAL", AllowedActions: []string{"approve"}})
+	require.NoError(t, err)
 }
