@@ -81,10 +81,11 @@ func TestTopicStartTrimmedByRetention(t *testing.T) {
 	h := setup(t, l, 256)
 
 	x := subscribe(t, h, l, named("X"), "t", 0, SubscribeOpts{})
-	g := l.pause(opRead, before, by("", 0)) // the new topic's first read
 	frames, err := x.Next(named("X"), nil)
 	require.NoError(t, err)
 	require.Empty(t, frames)
+	g := l.pause(opRead, before, by("", 0)) // the topic's first fetch
+	shareTopic(t, h, l, "t", 0)
 	<-g.reached
 
 	l.appendN("t", 5) // 3..5 retained
@@ -137,6 +138,7 @@ func TestCursorZeroStreamExpires(t *testing.T) {
 		frames, err := x.Next(ctx, nil) // joins the topic
 		require.NoError(t, err)
 		require.Empty(t, frames)
+		shareTopic(t, h, l, "t", 0)
 
 		// The topic takes event 1 into its window, then falls behind
 		// retention: it restarts at the oldest retained event.
