@@ -138,6 +138,7 @@ func (c *conn) finish() {
 	}
 	c.cancel()
 	<-c.readerDone
+	c.nc.release()
 	c.st.Leave()
 }
 
