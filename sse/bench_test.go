@@ -55,7 +55,11 @@ func BenchmarkFanout(b *testing.B) {
 				conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = conn.Close() })
-				_, err = fmt.Fprintf(conn, "GET /api/v1/tasks/%s/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n", f.Task())
+				// Connection: close, so that the server closes the
+				// connection when the stream ends after the terminal event
+				// (a stream inside ServeHTTP would otherwise keep it alive
+				// and this raw reader would never see the end).
+				_, err = fmt.Fprintf(conn, "GET /api/v1/tasks/%s/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\nConnection: close\r\n\r\n", f.Task())
 				require.NoError(b, err)
 				br := bufio.NewReaderSize(conn, 64<<10)
 				resp, err := http.ReadResponse(br, nil)
