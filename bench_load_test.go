@@ -2,11 +2,17 @@ package taskbridge_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/memstore"
+	"github.com/taskbridge-go/taskbridge/storetest"
 )
 
 // BenchmarkSubscriptionNext measures what one subscriber's Next costs per
@@ -153,4 +159,190 @@ func benchmarkNextStore(b *testing.B) {
 		b.StartTimer()
 		done += n
 	}
+}
+
+// manyTasks is a service over a memstore with n started tasks owned by
+// alice (each holding TASK_STARTED, id 1), for the many-tasks benchmarks of
+// issue 14: thousands of tasks, one watcher each.
+type manyTasks struct {
+	ctx   context.Context
+	store *watchCounter
+	svc   *taskbridge.Service
+	tasks []string
+	ev    []taskbridge.TaskEvent // a TASK_PROGRESS per task, ready to append
+}
+
+// watchCounter is a memstore that counts its live watches, so that a
+// benchmark can wait until every long poll is parked without sleeping.
+type watchCounter struct {
+	*memstore.Store
+	watching atomic.Int64
+}
+
+func (w *watchCounter) Watch(taskID string, notify func()) func() {
+	stop := w.Store.Watch(taskID, notify)
+	w.watching.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { stop(); w.watching.Add(-1) }) }
+}
+
+func newManyTasks(b testing.TB, n int) *manyTasks {
+	ctx := context.Background()
+	// A retention cap bounds the store over a long run; the subscribers
+	// keep up, so they never read expired events.
+	store := &watchCounter{Store: memstore.New(memstore.Config{MaxEventsPerTask: 256})}
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := &manyTasks{ctx: ctx, store: store, svc: svc}
+	for i := range n {
+		id := fmt.Sprintf("task-%05d", i)
+		if _, _, err := store.CreateTask(ctx, storetest.NewTask(id, alice.Subject, id, storetest.BaseTime)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := store.Append(ctx, storetest.NewEvent(id, taskbridge.StartedPayload{}, storetest.BaseTime)); err != nil {
+			b.Fatal(err)
+		}
+		m.tasks = append(m.tasks, id)
+		m.ev = append(m.ev, storetest.NewEvent(id, taskbridge.ProgressPayload{Progress: 0.5, Stage: "bench", Message: "1712345678901234567"}, storetest.BaseTime))
+	}
+	return m
+}
+
+func (m *manyTasks) close() {
+	_ = m.svc.Shutdown(m.ctx)
+	_ = m.store.Close()
+}
+
+// append appends one TASK_PROGRESS to task i, as an executor's Emit would
+// after validation; the store notifies the fan-out.
+func (m *manyTasks) append(b testing.TB, i int) {
+	if _, err := m.store.Append(m.ctx, m.ev[i]); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkManyTasks measures the fan-out's cost per delivered event in the
+// shape of issue 14: 5,000 tasks with one subscriber each, every subscriber
+// on its own goroutine waiting on Ready and calling Next as a transport
+// does. One op is one event appended to the store (round-robin over the
+// tasks) and delivered to its subscriber: store append, watch callback,
+// read and encode, wake-up and Next. No sockets: the write is the
+// transports' cost (see BenchmarkFanout in sse and ws).
+func BenchmarkManyTasks(b *testing.B) {
+	const tasks = 5000
+	m := newManyTasks(b, tasks)
+	defer m.close()
+	var delivered atomic.Int64
+	reached := make(chan struct{})
+	var signalled atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var want atomic.Int64
+	want.Store(1 << 62)
+	for _, id := range m.tasks {
+		sub, err := hooks.Subscribe(m.ctx, m.svc, alice, id, "1", fanout.SubscribeOpts{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		wg.Go(func() {
+			defer sub.Close()
+			buf := make([]*fanout.Frame, 0, 64)
+			for {
+				frames, err := sub.Next(m.ctx, buf[:0])
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				if n := len(frames); n > 0 {
+					clear(frames)
+					if delivered.Add(int64(n)) >= want.Load() && !signalled.Swap(true) {
+						close(reached)
+					}
+					continue
+				}
+				select {
+				case <-sub.Ready():
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	defer func() { close(stop); wg.Wait() }()
+	b.ReportAllocs()
+	b.ResetTimer()
+	want.Store(int64(b.N))
+	for i := range b.N {
+		m.append(b, i%tasks)
+	}
+	<-reached
+	b.StopTimer()
+}
+
+// BenchmarkLongPollWake measures what waking a parked long poll costs, in
+// the shape of issue 14: up to 5,000 concurrent polls on 5,000 tasks, one
+// event each. One op is one poll that parks (PollEvents with a wait),
+// wakes on its task's event and returns it; the polls park untimed and the
+// clock runs from the first append to the last poll's return.
+func BenchmarkLongPollWake(b *testing.B) {
+	const tasks = 5000
+	m := newManyTasks(b, tasks)
+	defer m.close()
+	cursor := make([]int64, tasks)
+	for i := range cursor {
+		cursor[i] = 1
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(tasks, b.N-done)
+		b.StopTimer()
+		base := m.store.watching.Load()
+		var wg sync.WaitGroup
+		for i := range n {
+			after := taskbridge.FormatEventID(cursor[i])
+			wg.Go(func() {
+				resp, err := m.svc.PollEvents(m.ctx, alice, m.tasks[i], taskbridge.PollRequest{AfterEventID: after, WaitTimeout: time.Minute})
+				if err != nil || len(resp.Events) != 1 {
+					b.Errorf("poll %d: %d events, %v", i, len(resp.Events), err)
+				}
+			})
+		}
+		for m.store.watching.Load() < base+int64(n) {
+			runtime.Gosched()
+		}
+		b.StartTimer()
+		for i := range n {
+			m.append(b, i)
+			cursor[i]++
+		}
+		wg.Wait()
+		done += n
+	}
+}
+
+// BenchmarkReplay measures a client reconnecting 10,000 events behind on
+// memstore (issue 14: within 100 ms): one op subscribes after event 1 and
+// takes every event up to the 10,001st through Next, in read batches.
+func BenchmarkReplay(b *testing.B) {
+	const events = 10_000
+	nb := newNextBench(b, memstore.Config{})
+	defer nb.close()
+	nb.emit(events)
+	b.ReportAllocs()
+	for b.Loop() {
+		sub := nb.subscribe("1")
+		for got := 0; got < events; {
+			frames, err := sub.Next(nb.ctx, nb.buf[:0])
+			if err != nil || len(frames) == 0 {
+				b.Fatal(got, err)
+			}
+			got += len(frames)
+			clear(frames)
+		}
+		sub.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/replay")
 }

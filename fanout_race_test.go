@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 )
 
 // gateStore wraps a Store so that a test can pause one chosen Read: the
@@ -70,6 +71,14 @@ func TestLongPollRechecksStore(t *testing.T) {
 	id := e.started(t, alice, "c")
 	gs := &gateStore{Store: e.store}
 	e.svc = mustService(t, e, func(c *taskbridge.Config) { c.Store = gs })
+	// A subscriber on the task makes the poll the topic's second member,
+	// so the topic's fetcher reads for it (a lone member reads itself).
+	sub, err := hooks.Subscribe(ctx, e.svc, alice, id, "1", fanout.SubscribeOpts{})
+	require.NoError(t, err)
+	defer sub.Close()
+	frames, err := sub.Next(ctx, nil) // joins the topic
+	require.NoError(t, err)
+	require.Empty(t, frames)
 	g := gs.pauseTopicRead(1) // the topic's first read
 	done := make(chan taskbridge.PollResponse, 1)
 	go func() {

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -55,7 +57,11 @@ func BenchmarkFanout(b *testing.B) {
 				conn, err := net.Dial("tcp", srv.Listener.Addr().String())
 				require.NoError(b, err)
 				b.Cleanup(func() { _ = conn.Close() })
-				_, err = fmt.Fprintf(conn, "GET /api/v1/tasks/%s/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n", f.Task())
+				// Connection: close, so that the server closes the
+				// connection when the stream ends after the terminal event
+				// (a stream inside ServeHTTP would otherwise keep it alive
+				// and this raw reader would never see the end).
+				_, err = fmt.Fprintf(conn, "GET /api/v1/tasks/%s/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\nConnection: close\r\n\r\n", f.Task())
 				require.NoError(b, err)
 				br := bufio.NewReaderSize(conn, 64<<10)
 				resp, err := http.ReadResponse(br, nil)
@@ -69,4 +75,62 @@ func BenchmarkFanout(b *testing.B) {
 			f.Run()
 		})
 	}
+}
+
+// BenchmarkManyTasks measures the shape of issue 14 over real sockets:
+// 1,000 SSE streams, each on its own task, and events appended round-robin
+// over the tasks, so every event is one write to one stream. One op is one
+// event delivered (clients in this process, over loopback).
+func BenchmarkManyTasks(b *testing.B) {
+	const tasks = 1000
+	env := streamtest.New(b, streamtest.Options{})
+	h, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth})
+	require.NoError(b, err)
+	mux := http.NewServeMux()
+	mux.Handle(sse.DefaultPattern, h)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	defer func() { require.NoError(b, h.Shutdown(context.Background())) }()
+
+	ids := make([]string, tasks)
+	var delivered atomic.Int64
+	var want atomic.Int64
+	want.Store(1 << 62)
+	reached := make(chan struct{})
+	var once sync.Once
+	for i := range ids {
+		ids[i] = env.CreateTask(b, "alice")
+		env.Started(b, ids[i])
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = conn.Close() })
+		_, err = fmt.Fprintf(conn, "GET /api/v1/tasks/%s/events/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\nLast-Event-ID: 1\r\nConnection: close\r\n\r\n", ids[i])
+		require.NoError(b, err)
+		br := bufio.NewReaderSize(conn, 4096)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(b, err)
+		require.Equal(b, http.StatusOK, resp.StatusCode)
+		go func() {
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if bytes.HasPrefix(line, []byte("id: ")) && delivered.Add(1) >= want.Load() {
+					once.Do(func() { close(reached) })
+				}
+			}
+		}()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	want.Store(int64(b.N))
+	if delivered.Load() >= int64(b.N) {
+		once.Do(func() { close(reached) })
+	}
+	for i := range b.N {
+		env.Progress(b, ids[i%tasks], 0.5)
+	}
+	<-reached
+	b.StopTimer()
 }

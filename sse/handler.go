@@ -16,6 +16,7 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
+	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 )
 
 // DefaultPattern is the protocol's stream route, as an http.ServeMux
@@ -72,7 +73,10 @@ type Config struct {
 
 	// WriteTimeout bounds every write (with its flush) to the client. A
 	// client that does not take the bytes in time is disconnected; it
-	// resumes by cursor. Defaults to 10s.
+	// resumes by cursor. A handler-wide watchdog enforces it rather than a
+	// deadline update per write: a write still blocked 7/8 of WriteTimeout
+	// after it began is cut off (checked every WriteTimeout/8, so within
+	// WriteTimeout). Defaults to 10s.
 	WriteTimeout time.Duration
 
 	// Retry, when positive, is sent as the stream's "retry:" field: the
@@ -119,6 +123,8 @@ type Handler struct {
 	// life tracks the streams; done is life.Done(): streams end.
 	life *streamlife.Group
 	done <-chan struct{}
+	// wd cuts off the streams' writes that overrun Config.WriteTimeout.
+	wd *writewatch.Watchdog
 
 	// quietAfter is defaultQuietAfter; tests change it.
 	quietAfter time.Duration
@@ -162,6 +168,7 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		hbPrefix:   "hb-" + hex.EncodeToString(rnd[:]) + "-",
 		life:       life,
 		done:       life.Done(),
+		wd:         writewatch.New(cfg.WriteTimeout),
 		quietAfter: defaultQuietAfter,
 	}, nil
 }
@@ -272,7 +279,12 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // supports no deadlines is not waited for then. The service itself is not
 // shut down. Safe to call more than once.
 func (h *Handler) Shutdown(ctx context.Context) error {
-	return h.life.Shutdown(ctx)
+	if err := h.life.Shutdown(ctx); err != nil {
+		return err
+	}
+	// Every stream has left: the write watchdog's goroutine is exiting.
+	h.wd.Wait()
+	return nil
 }
 
 // Close is Shutdown without the wait. It suits

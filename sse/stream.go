@@ -17,14 +17,15 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 	"github.com/taskbridge-go/taskbridge/internal/wire"
+	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 )
 
 // Buffers come from package bufpool and are held only while a batch is
 // written, so an idle stream keeps none.
 const (
 	// chunkSize is how many bytes of a batch collect before they are
-	// written: each write gets its own deadline, so a large batch to a
-	// healthy client never runs into the write timeout.
+	// written: the write watchdog times each write on its own, so a large
+	// batch to a healthy client never runs into the write timeout.
 	chunkSize = 64 << 10
 	// defaultQuietAfter is Handler.quietAfter: how long a stream must
 	// have sent nothing for its next step (reading its subscription,
@@ -77,6 +78,11 @@ type stream struct {
 
 	conn net.Conn
 
+	// guard times the stream's writes (see package writewatch): a write
+	// that overruns Config.WriteTimeout aborts the stream. nil when the
+	// ResponseWriter supports no deadlines, so no write can be cut off.
+	guard *writewatch.Writer
+
 	// head is what precedes the first event, written with the first batch:
 	// the response head of a hijacked connection, the preamble and the
 	// retry field. A pooled buffer; nil once written.
@@ -101,6 +107,10 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *fanout.Subs
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
+			// No deadline per write: the watchdog closes the connection
+			// when a write overruns. Clear one the server may have set.
+			_ = conn.SetWriteDeadline(time.Time{})
+			s.guard = h.wd.Add(func() { _ = conn.Close() })
 			*s.head = s.appendIntro(httpx.AppendResponseHead(*s.head, http.StatusOK, hdr, "close"))
 			go s.detached()
 			return nil
@@ -111,9 +121,13 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *fanout.Subs
 	// The server's ReadTimeout would otherwise fail the connection's
 	// background read and cancel the request mid-stream.
 	_ = s.rc.SetReadDeadline(time.Time{})
-	err := s.rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	// Neither the server's WriteTimeout nor a deadline per write: the
+	// watchdog aborts the stream when a write overruns (a write deadline
+	// in the past fails the blocked write).
+	err := s.rc.SetWriteDeadline(time.Time{})
 	if s.deadlines = !errors.Is(err, http.ErrNotSupported); s.deadlines {
 		st.OnAbort(s.abort)
+		s.guard = h.wd.Add(s.abort)
 	}
 	*s.head = s.appendIntro(*s.head)
 	return s
@@ -148,6 +162,9 @@ func (s *stream) finish() {
 	// idle. An aborted stream keeps its deadline in the past.
 	s.setDeadlineLocked(time.Now())
 	s.mu.Unlock()
+	if s.guard != nil {
+		s.guard.Remove()
+	}
 	s.sub.Close()
 	s.st.Leave()
 }
@@ -195,6 +212,7 @@ func (s *stream) detached() {
 	s.run(ctx)
 	s.sub.Close()
 	_ = s.conn.Close()
+	s.guard.Remove()
 	<-ctx.Done()
 	s.st.Leave()
 }
@@ -348,20 +366,15 @@ func (s *stream) heartbeat() error {
 	return err
 }
 
-// write writes b under a fresh write deadline, and flushes if asked.
+// write writes b, and flushes if asked, timed by the write watchdog.
 func (s *stream) write(b []byte, flush bool) error {
-	now := time.Now()
+	if s.guard != nil {
+		s.guard.Begin()
+		defer s.guard.End()
+	}
 	if s.conn != nil {
-		if err := s.conn.SetWriteDeadline(now.Add(s.h.cfg.WriteTimeout)); err != nil {
-			return err
-		}
 		_, err := s.conn.Write(b)
 		return err
-	}
-	if s.deadlines {
-		s.mu.Lock()
-		s.setDeadlineLocked(now)
-		s.mu.Unlock()
 	}
 	if len(b) > 0 {
 		if _, err := s.w.Write(b); err != nil {

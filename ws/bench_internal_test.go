@@ -62,7 +62,8 @@ func BenchmarkDataWrites(b *testing.B) {
 		}
 	})
 	b.Run("seam", func(b *testing.B) {
-		nc := newNetConn(discardConn{}, &wireConfig{writeTimeout: DefaultWriteTimeout})
+		nc := newNetConn(discardConn{}, testWire(b))
+		b.Cleanup(nc.release)
 		require.NoError(b, nc.writeHead(head))
 		b.ReportAllocs()
 		for b.Loop() {

@@ -152,6 +152,7 @@ func (c *conn) finish() {
 	}
 	c.cancel()
 	<-c.readerDone
+	c.nc.release()
 	c.st.Leave()
 }
 

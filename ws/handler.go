@@ -12,6 +12,7 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
+	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 )
 
 // DefaultPath is the protocol's WebSocket route. The Android SDK builds the
@@ -107,7 +108,10 @@ type Config struct {
 	DisableHeartbeats bool
 
 	// WriteTimeout bounds every write to the socket. A client that does
-	// not take the bytes in time is disconnected; it resumes by cursor.
+	// not take the bytes in time is disconnected; it resumes by cursor. A
+	// handler-wide watchdog enforces it rather than a deadline update per
+	// write: a write still blocked 7/8 of WriteTimeout after it began is
+	// cut off (checked every WriteTimeout/8, so within WriteTimeout).
 	// Defaults to 10s.
 	WriteTimeout time.Duration
 
@@ -190,7 +194,7 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 			// on which the library writes a compressed frame.
 			CompressionMode: websocket.CompressionDisabled,
 		},
-		wire:    wireConfig{writeTimeout: cfg.WriteTimeout, log: svcHooks.Logger(svc)},
+		wire:    wireConfig{wd: writewatch.New(cfg.WriteTimeout), log: svcHooks.Logger(svc)},
 		origins: origins,
 		life:    life,
 		done:    life.Done(),
@@ -250,6 +254,7 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, uw *upgradeWri
 		// Accept does not fail once it has hijacked the connection; should
 		// it, nothing more can be answered on it.
 		_ = uw.conn.Conn.Close()
+		uw.conn.release()
 		return
 	}
 	now := svcHooks.Now(h.svc)
@@ -274,7 +279,13 @@ func (h *Handler) refused(w http.ResponseWriter, r *http.Request, uw *upgradeWri
 // Hijacked connections are not tracked by http.Server, so its Shutdown
 // neither closes nor waits for them: call this as well.
 func (h *Handler) Shutdown(ctx context.Context) error {
-	return h.life.Shutdown(ctx)
+	if err := h.life.Shutdown(ctx); err != nil {
+		return err
+	}
+	// Every connection has left: the write watchdog's goroutine is
+	// exiting.
+	h.wire.wd.Wait()
+	return nil
 }
 
 // Close is Shutdown without the wait, for http.Server.RegisterOnShutdown:

@@ -207,6 +207,7 @@ func runSeamScenario(t *testing.T, closer string) {
 		require.FailNow(t, "no connection accepted")
 	}
 	defer a.wc.CloseNow()
+	t.Cleanup(a.nc.release) // before h.Shutdown, which waits for the watchdog
 
 	var wg sync.WaitGroup
 	// Both ends keep reading, so pings are answered and closes seen.
@@ -466,7 +467,7 @@ func TestHijackRefusesCompression(t *testing.T) {
 	t.Parallel()
 	acceptErr := make(chan error, 1)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		uw := &upgradeWriter{ResponseWriter: w, wire: &wireConfig{writeTimeout: time.Second}}
+		uw := &upgradeWriter{ResponseWriter: w, wire: testWire(t)}
 		_, err := websocket.Accept(uw, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionContextTakeover})
 		if uw.conn != nil {
 			err = errors.New("hijacked")

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
 
@@ -30,8 +31,9 @@ const (
 )
 
 // chunkSize is how many bytes of a batch collect before they are written
-// anyway: each write gets its own deadline, so a large batch to a healthy
-// client never runs into the write timeout, and the buffer stays small.
+// anyway: the write watchdog times each write on its own, so a large batch
+// to a healthy client never runs into the write timeout, and the buffer
+// stays small.
 const chunkSize = 64 << 10
 
 // upgradeWriter is the ResponseWriter handed to websocket.Accept. It holds
@@ -51,8 +53,10 @@ type upgradeWriter struct {
 
 // wireConfig is what the connections of a Handler share.
 type wireConfig struct {
-	writeTimeout time.Duration
-	log          *slog.Logger // nil: contract breaks are not logged
+	// wd cuts off a connection whose socket write overruns the write
+	// timeout (see package writewatch).
+	wd  *writewatch.Watchdog
+	log *slog.Logger // nil: contract breaks are not logged
 }
 
 // WriteHeader records the status; nothing reaches the client.
@@ -96,6 +100,7 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	bufpool.Bytes.Put(head)
 	if err != nil {
 		_ = c.Close()
+		nc.release()
 		return nil, nil, err
 	}
 	u.conn = nc
@@ -104,7 +109,8 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // netConn is a hijacked connection and the one writer of its socket: every
 // byte the server sends passes through it, under one mutex, and every
-// socket write has a deadline (wireConfig.writeTimeout). Its contract:
+// socket write is timed by the handler's write watchdog, which closes the
+// connection when a write overruns the write timeout. Its contract:
 //
 //   - The HTTP response head goes first, written by [upgradeWriter.Hijack]
 //     through writeHead before the websocket library sees the connection.
@@ -151,6 +157,9 @@ type netConn struct {
 	// socket write's error or a broken contract.
 	err  error
 	tail *[]byte // the start of an incomplete library frame (pooled), or nil
+
+	// guard times the socket writes; released by release.
+	guard *writewatch.Writer
 }
 
 // Errors of the write seam.
@@ -161,8 +170,15 @@ var (
 )
 
 func newNetConn(c net.Conn, wire *wireConfig) *netConn {
-	return &netConn{Conn: c, wire: wire, err: errNoHead}
+	// No deadline per write: the watchdog closes the connection when a
+	// write overruns. Clear one the server may have set.
+	_ = c.SetWriteDeadline(time.Time{})
+	return &netConn{Conn: c, wire: wire, err: errNoHead, guard: wire.wd.Add(func() { _ = c.Close() })}
 }
+
+// release stops timing the connection's writes; call it once the
+// connection is closed. Idempotent.
+func (c *netConn) release() { c.guard.Remove() }
 
 // Read implements net.Conn.
 func (c *netConn) Read(p []byte) (int, error) {
@@ -295,13 +311,12 @@ func (c *netConn) fail(err error) {
 	}
 }
 
-// writeLocked writes p to the socket with a deadline. A failure is final
-// (see netConn).
+// writeLocked writes p to the socket, timed by the write watchdog. A
+// failure is final (see netConn).
 func (c *netConn) writeLocked(p []byte) error {
-	err := c.Conn.SetWriteDeadline(time.Now().Add(c.wire.writeTimeout))
-	if err == nil {
-		_, err = c.Conn.Write(p)
-	}
+	c.guard.Begin()
+	_, err := c.Conn.Write(p)
+	c.guard.End()
 	if err != nil {
 		c.err = err
 	}

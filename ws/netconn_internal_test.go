@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
 
@@ -89,9 +90,18 @@ func newSeam(t *testing.T) (*netConn, *sinkConn, *wireRecorder) {
 	t.Helper()
 	sink := &sinkConn{}
 	rec := &wireRecorder{}
-	nc := newNetConn(&recordingConn{Conn: sink, rec: rec}, &wireConfig{writeTimeout: time.Second})
+	nc := newNetConn(&recordingConn{Conn: sink, rec: rec}, testWire(t))
+	t.Cleanup(nc.release)
 	require.NoError(t, nc.writeHead(head))
 	return nc, sink, rec
+}
+
+// testWire is a wireConfig whose write watchdog's goroutine the test waits
+// for; the test must release its netConns (cleanups run last-in first-out).
+func testWire(t testing.TB) *wireConfig {
+	w := &wireConfig{wd: writewatch.New(time.Second)}
+	t.Cleanup(w.wd.Wait)
+	return w
 }
 
 // serverFrame is an unmasked final frame.
@@ -115,7 +125,8 @@ func TestSeamWritesTheHeadFirst(t *testing.T) {
 	t.Parallel()
 	sink := &sinkConn{}
 	rec := &wireRecorder{}
-	nc := newNetConn(&recordingConn{Conn: sink, rec: rec}, &wireConfig{writeTimeout: time.Second})
+	nc := newNetConn(&recordingConn{Conn: sink, rec: rec}, testWire(t))
+	t.Cleanup(nc.release)
 	_, err := nc.Write(serverFrame(wsframe.OpPong, ""))
 	require.ErrorIs(t, err, errNoHead)
 	require.ErrorIs(t, nc.writeMessages([][]byte{[]byte("x")}), errNoHead)

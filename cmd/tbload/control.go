@@ -13,6 +13,7 @@ import (
 	rpprof "runtime/pprof"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,6 +61,9 @@ const maxTasksPerRequest = 100_000
 // control serves the benchmark control endpoints for a backend.
 type control struct {
 	b backend
+	// watching counts the live watches on the server's store (nil: not
+	// counted).
+	watching *atomic.Int64
 
 	mu      sync.Mutex
 	profile *os.File // CPU profile in progress
@@ -117,18 +121,33 @@ func (c *control) publish(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, publishResponse{StartUnixNano: start.UnixNano(), EndUnixNano: end.UnixNano()})
 }
 
-// publishEvents publishes req.Events events to every task, round-robin,
-// paced to req.Rate events per second in total (0: unpaced). It returns
-// when the first and the last event were published.
+// publishEvents publishes req.Events events to every task, round-robin
+// (so each task gets every len(TaskIDs)-th event: the rate is spread over
+// the tasks), paced to req.Rate events per second in total (0: unpaced).
+// Pacing sleeps only when the schedule is at least a millisecond ahead, on
+// one reused timer, so that a high rate costs no timer per event; events
+// go out at most a millisecond early. It returns when the first and the
+// last event were published.
 func publishEvents(ctx context.Context, b backend, req publishRequest) (start, end time.Time, err error) {
 	total := req.Events * len(req.TaskIDs)
 	start = time.Now()
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for j := range total {
 		if req.Rate > 0 {
 			due := start.Add(time.Duration(float64(j) / req.Rate * float64(time.Second)))
-			if d := time.Until(due); d > 0 {
+			if d := time.Until(due); d >= time.Millisecond {
+				if timer == nil {
+					timer = time.NewTimer(d)
+				} else {
+					timer.Reset(d)
+				}
 				select {
-				case <-time.After(d):
+				case <-timer.C:
 				case <-ctx.Done():
 					return start, time.Now(), ctx.Err()
 				}
@@ -159,6 +178,10 @@ type serverStats struct {
 	// CPUUserNs and CPUSysNs are the process's CPU time so far.
 	CPUUserNs int64 `json:"cpuUserNs"`
 	CPUSysNs  int64 `json:"cpuSysNs"`
+	// Watching is the number of live watches on the tbload server's store:
+	// one per task with a waiting long poll or a stream (0 on other
+	// servers).
+	Watching int64 `json:"watching"`
 }
 
 // readStats collects the process's statistics; with gc it first collects
@@ -184,7 +207,11 @@ func readStats(gc bool) serverStats {
 
 func (c *control) stats(w http.ResponseWriter, r *http.Request) {
 	gc, _ := strconv.ParseBool(r.URL.Query().Get("gc"))
-	writeJSON(w, readStats(gc))
+	st := readStats(gc)
+	if c.watching != nil {
+		st.Watching = c.watching.Load()
+	}
+	writeJSON(w, st)
 }
 
 func (c *control) startProfile(w http.ResponseWriter, r *http.Request) {

@@ -309,6 +309,7 @@ func printFanout(w io.Writer, cfg fanoutConfig, res *fanoutResult) {
 	fmt.Fprintf(w, "client CPU:  %s = %.0f%% of one core\n", res.ClientCPU.Round(time.Millisecond), 100*res.ClientCPU.Seconds()/res.Wall.Seconds())
 	fmt.Fprintf(w, "server CPU:  %s = %.0f%% of one core; %d GCs, %s paused\n", res.ServerCPU.Round(time.Millisecond),
 		100*res.ServerCPU.Seconds()/res.Wall.Seconds(), res.ServerGCs, res.ServerGCPause.Round(time.Microsecond))
+	printCPUPer(w, "delivery", "deliveries", res.ServerCPU, res.Deliveries)
 	if res.MachineTotal > 0 {
 		cores := res.MachineTotal.Seconds() / res.Wall.Seconds()
 		others := res.MachineCPU - res.ClientCPU - res.ServerCPU
@@ -330,4 +331,15 @@ func roundDur(d time.Duration) time.Duration {
 	default:
 		return d.Round(time.Microsecond)
 	}
+}
+
+// printCPUPer reports the server's CPU time per unit of work (deliveries,
+// wakes), and its inverse. The server's in-process publisher is included.
+func printCPUPer(w io.Writer, unit, units string, cpu time.Duration, n int64) {
+	if n <= 0 || cpu <= 0 {
+		return
+	}
+	per := cpu / time.Duration(n)
+	fmt.Fprintf(w, "server CPU per %s: %s = %.0f %s per server CPU-second (publisher included)\n",
+		unit, roundDur(per), float64(n)/cpu.Seconds(), units)
 }

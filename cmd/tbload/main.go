@@ -30,6 +30,7 @@ Usage:
   tbload baseline-server [flags]   serve a minimal hand-written SSE broadcaster, for comparison
   tbload fanout          [flags]   fan events out to many subscribers; verify and time them
   tbload idle            [flags]   hold many idle streams; measure the server's memory per stream
+  tbload longpoll        [flags]   park many long polls, publish one event each; verify and time the wakes
 
 Run "tbload <mode> -h" for the flags of a mode.
 `
@@ -57,6 +58,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = fanoutMain(ctx, args[1:], stdout, stderr)
 	case "idle":
 		err = idleMain(ctx, args[1:], stdout, stderr)
+	case "longpoll":
+		err = longpollMain(ctx, args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -297,6 +300,35 @@ func idleMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return nil, false, err
 		}
 		return func(w io.Writer) { printIdle(w, cfg, res) }, !res.Released, err
+	})
+}
+
+func longpollMain(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("longpoll", "Parks -polls long polls spread over -tasks tasks (each after the task's first event),\n"+
+		"waits until the server has them all waiting, has it publish one event to every task, verifies\n"+
+		"that every poll returned exactly that event, and reports wake latency and server CPU per wake.\n"+
+		"Exits 1 if any poll did not. Only a tbload server (not -baseline or -centrifugo) serves long polls.", stderr)
+	var cf clientFlags
+	cf.register(fs)
+	var cfg longpollConfig
+	fs.IntVar(&cfg.Polls, "polls", 5000, "concurrent long polls")
+	fs.IntVar(&cfg.Tasks, "tasks", 5000, "tasks the polls are spread over, round-robin")
+	fs.Float64Var(&cfg.Rate, "rate", 0, "total publish rate in events/s (0: as fast as the server takes them)")
+	fs.DurationVar(&cfg.Wait, "wait", 30*time.Second, "the polls' wait timeout (waitTimeoutMs)")
+	return cf.run(ctx, fs, args, stdout, stderr, func() error {
+		cfg.DialConcurrency, cfg.Timeout = cf.dialConc, cf.timeout
+		return cfg.validate()
+	}, func(srv serverAPI) (func(io.Writer), bool, error) {
+		ctl, ok := srv.(*controlClient)
+		if !ok {
+			return nil, false, errors.New("long polls need a tbload server")
+		}
+		cfg.Server = ctl
+		res, err := runLongPoll(ctx, cfg, stderr)
+		if res == nil {
+			return nil, false, err
+		}
+		return func(w io.Writer) { printLongPoll(w, cfg, res) }, len(res.Failures) > 0, err
 	})
 }
 

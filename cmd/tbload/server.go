@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,8 +61,9 @@ type tbServer struct {
 
 func newTBServer(cfg serverConfig) (*tbServer, error) {
 	store := memstore.New(memstore.Config{})
+	watching := new(atomic.Int64)
 	svc, err := taskbridge.New(taskbridge.Config{
-		Store:    store,
+		Store:    countingStore{Store: store, watching: watching},
 		Executor: nopExecutor{},
 		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
@@ -89,7 +91,7 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 		return nil, err
 	}
 	s := &tbServer{svc: svc, store: store, sse: sseH, ws: wsH, mux: http.NewServeMux()}
-	s.ctl = &control{b: s}
+	s.ctl = &control{b: s, watching: watching}
 	s.mux.Handle("/", api)
 	s.ctl.register(s.mux)
 	return s, nil
@@ -138,4 +140,23 @@ func benchPayload(progress float64, sent time.Time, terminal bool) taskbridge.Pa
 		return taskbridge.CompletedPayload{Result: map[string]any{"ok": true}}
 	}
 	return taskbridge.ProgressPayload{Progress: progress, Stage: "bench", Message: strconv.FormatInt(sent.UnixNano(), 10)}
+}
+
+// countingStore counts the live watches on the store, so that a client
+// can tell when its long polls are all waiting (/debug/stats).
+type countingStore struct {
+	*memstore.Store
+	watching *atomic.Int64
+}
+
+func (s countingStore) Watch(taskID string, notify func()) func() {
+	stop := s.Store.Watch(taskID, notify)
+	s.watching.Add(1)
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			stop()
+			s.watching.Add(-1)
+		})
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -376,4 +377,64 @@ centrifugo_node_num_clients 0
 
 	_, err = parseMetrics(strings.NewReader("go_goroutines 86\n"))
 	require.ErrorContains(t, err, "found 1 of the 9")
+}
+
+// TestManyTasksSmoke is the CI smoke run of issue 14's shapes, small: a
+// paced fan-out to one subscriber per task over many tasks, on each
+// transport, then long polls on many tasks; every subscriber and every
+// poll must get its events exactly once, in order. No timing assertions.
+func TestManyTasksSmoke(t *testing.T) {
+	t.Parallel()
+	for _, transport := range []string{transportSSE, transportWS} {
+		t.Run("fanout/"+transport, func(t *testing.T) {
+			t.Parallel()
+			addr := startServer(t, "taskbridge", serverConfig{})
+			cfg := fanoutConfig{
+				Server: newControlClient(addr), Transport: transport, Subscribers: 50, Tasks: 50, Events: 20, Rate: 5000,
+				DialConcurrency: 8, BufSize: 4096, Timeout: time.Minute,
+			}
+			res, err := runFanout(context.Background(), cfg, io.Discard)
+			require.NoError(t, err)
+			require.Empty(t, res.Failures)
+			require.EqualValues(t, 50*20, res.Deliveries)
+			var out bytes.Buffer
+			printFanout(&out, cfg, res)
+			require.Contains(t, out.String(), "verified:    all 50 subscribers got their task's 20 events exactly once")
+			require.Contains(t, out.String(), "server CPU per delivery:")
+		})
+	}
+	t.Run("longpoll", func(t *testing.T) {
+		t.Parallel()
+		addr := startServer(t, "taskbridge", serverConfig{})
+		cfg := longpollConfig{
+			Server: newControlClient(addr), Polls: 100, Tasks: 100, Rate: 10_000, Wait: 30 * time.Second,
+			DialConcurrency: 16, Timeout: time.Minute,
+		}
+		res, err := runLongPoll(context.Background(), cfg, io.Discard)
+		require.NoError(t, err)
+		require.Empty(t, res.Failures)
+		require.EqualValues(t, 100, res.Wakes)
+		require.EqualValues(t, 100, res.Latency.n)
+		var out bytes.Buffer
+		printLongPoll(&out, cfg, res)
+		require.Contains(t, out.String(), "verified:    all 100 polls returned their task's published event exactly once")
+	})
+}
+
+// A long poll that gets no event, or another one, is a failure.
+func TestLongPollVerifies(t *testing.T) {
+	t.Parallel()
+	addr := startServer(t, "taskbridge", serverConfig{})
+	ctl := newControlClient(addr)
+	ctx := context.Background()
+	tasks, err := ctl.createTasks(ctx, 1)
+	require.NoError(t, err)
+	hc := &http.Client{}
+	defer hc.CloseIdleConnections()
+	r := longPoll(ctx, hc, addr, tasks[0], time.Second) // times out: no event
+	require.ErrorContains(t, r.err, "got 0 events, want exactly the published one")
+	_, err = ctl.publish(ctx, publishRequest{TaskIDs: tasks, Events: 2})
+	require.NoError(t, err)
+	r = longPoll(ctx, hc, addr, tasks[0], time.Second)
+	require.ErrorContains(t, r.err, "got 2 events")
 }

@@ -11,9 +11,16 @@
 // still replaying history, reads the Source itself with its own cursor; it
 // rejoins the window when it has caught up. Nothing is ever dropped, and a
 // slow subscriber costs nobody else anything: transports disconnect it
-// through write deadlines and it resumes by cursor. An idle stream costs no
-// goroutine: heartbeats come from one scheduler goroutine per distinct
-// interval.
+// through their write watchdogs and it resumes by cursor. An idle stream
+// costs no goroutine: heartbeats come from one scheduler goroutine per
+// distinct interval.
+//
+// A topic with a single member, the usual shape (one app watching its
+// task), is solo: its watch callback only signals the member, whose Next
+// reads the new events from the Source itself, as a replaying subscriber
+// does; no fetcher goroutine runs and no window is kept, and a delivery
+// allocates nothing beyond the Source's read. A second member switches the
+// topic to its fetcher and window.
 //
 // # Cursors
 //

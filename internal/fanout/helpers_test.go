@@ -405,3 +405,16 @@ func drainReady(sub *Subscription) {
 	default:
 	}
 }
+
+// shareTopic subscribes a second member to taskID at cursor after and joins
+// it, so that the topic's fetcher serves its members through the window
+// (a topic with one member lets it read the Source itself). The member
+// takes nothing, so the window keeps what the other members need.
+func shareTopic(t *testing.T, h *Hub, l *memLog, taskID string, after int64) {
+	t.Helper()
+	w := subscribe(t, h, l, named("shared"), taskID, after, SubscribeOpts{})
+	frames, err := w.Next(named("shared"), nil)
+	require.NoError(t, err)
+	require.Empty(t, frames)
+	require.Nil(t, w.t.solo.Load(), "the topic is served by its fetcher")
+}

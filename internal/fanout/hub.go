@@ -314,6 +314,9 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // returns ctx's error, ErrClosed, or a permanent read error.
 func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time.Duration) error {
 	sub := h.newSubscription(taskID, after, SubscribeOpts{})
+	// One frame tells whether there is an event: a solo waiter's reads
+	// need no more.
+	sub.batch = 1
 	if err := h.register(sub); err != nil {
 		return err
 	}
@@ -387,5 +390,8 @@ func (h *Hub) checkDense(after int64, frames []*Frame) error {
 	case after == 0 && first > 1 && last == first+int64(len(frames))-1:
 		return fmt.Errorf("%w: events 1..%d were removed by retention", h.cfg.ErrExpired, first-1)
 	}
-	return fmt.Errorf("fanout: source returned events %d..%d after %d; Seqs must be dense", first, last, after)
+	return fmt.Errorf("%w: source returned events %d..%d after %d", errNotDense, first, last, after)
 }
+
+// errNotDense reports a Source that broke the density of Seqs.
+var errNotDense = errors.New("fanout: Seqs must be dense")

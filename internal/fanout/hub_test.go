@@ -356,12 +356,22 @@ func TestTopicRetryEndsWithTopic(t *testing.T) {
 	t.Parallel()
 	l, h, a := joined(t, func(h *Hub) { h.retryMin = time.Hour })
 	failed := make(chan struct{})
-	var once sync.Once
+	var mu sync.Mutex
+	reads := 0
 	l.failReads(func(int64) error {
-		once.Do(func() { close(failed) })
+		mu.Lock()
+		defer mu.Unlock()
+		if reads++; reads == 2 {
+			close(failed) // the fetcher's read failed: it waits to retry
+		}
 		return errors.New("connection reset")
 	})
 	l.append("t", false)
+	// A, the topic's one member, reads the Source itself; its failed read
+	// hands the topic to the fetcher, which retries.
+	frames, err := a.Next(context.Background(), nil)
+	require.NoError(t, err)
+	require.Empty(t, frames)
 	<-failed
 	a.Close()
 	done := make(chan struct{})

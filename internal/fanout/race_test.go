@@ -81,10 +81,11 @@ func TestTopicStartTrimmedByRetention(t *testing.T) {
 	h := setup(t, l, 256)
 
 	x := subscribe(t, h, l, named("X"), "t", 0, SubscribeOpts{})
-	g := l.pause(opRead, before, by("", 0)) // the new topic's first read
 	frames, err := x.Next(named("X"), nil)
 	require.NoError(t, err)
 	require.Empty(t, frames)
+	g := l.pause(opRead, before, by("", 0)) // the topic's first fetch
+	shareTopic(t, h, l, "t", 0)
 	<-g.reached
 
 	l.appendN("t", 5) // 3..5 retained
@@ -137,6 +138,7 @@ func TestCursorZeroStreamExpires(t *testing.T) {
 		frames, err := x.Next(ctx, nil) // joins the topic
 		require.NoError(t, err)
 		require.Empty(t, frames)
+		shareTopic(t, h, l, "t", 0)
 
 		// The topic takes event 1 into its window, then falls behind
 		// retention: it restarts at the oldest retained event.
@@ -199,4 +201,41 @@ func TestAppendWhileTopicStartsWatching(t *testing.T) {
 	r := <-res
 	require.NoError(t, r.err)
 	require.Equal(t, []int64{2}, seqs(append(r.frames, drain(t, x)...)))
+}
+
+// A fetch that read across a membership change must not put what it read
+// into the restarted window. Here the topic's fetch is held before its read
+// after 3 while the topic goes solo (B leaves; A, the lagging member, is
+// at 2) and shared again (C joins), with a window restarted at 2; the held
+// fetch then reads 4. (It used to append it at the window's end, 2, and
+// fail every member with "Seqs must be dense"; found by TestFanOutStress
+// with seed 1661782346785465883.)
+func TestFetchAcrossSoloSwitch(t *testing.T) {
+	t.Parallel()
+	l := newMemLog(0, "t")
+	l.appendN("t", 2)
+	h := setup(t, l, 256)
+	a := subscribe(t, h, l, named("A"), "t", 2, SubscribeOpts{})
+	frames, err := a.Next(named("A"), nil) // joins: solo
+	require.NoError(t, err)
+	require.Empty(t, frames)
+	b := subscribe(t, h, l, named("B"), "t", 2, SubscribeOpts{})
+	frames, err = b.Next(named("B"), nil) // joins: shared
+	require.NoError(t, err)
+	require.Empty(t, frames)
+
+	l.append("t", false) // 3, into the window; A does not take it
+	require.Equal(t, []int64{3}, seqs(collect(t, b, 3)))
+	g := l.pause(opRead, before, by("", 3))
+	l.append("t", false) // 4
+	<-g.reached          // the fetch is about to read after 3
+
+	b.Close() // A is alone: solo
+	c := subscribe(t, h, l, named("C"), "t", 2, SubscribeOpts{})
+	require.Equal(t, []int64{3, 4}, seqs(mustNext(t, c))) // joins: shared, window from 2
+	close(g.release)                                      // the held fetch reads 4 now
+
+	l.append("t", true)
+	require.Equal(t, []int64{3, 4, 5}, seqs(drain(t, a)))
+	require.Equal(t, []int64{5}, seqs(drain(t, c)))
 }

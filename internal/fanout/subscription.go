@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -89,6 +90,8 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 		}
 	case sub.t == nil:
 		dst, err = sub.replay(ctx, dst)
+	case sub.t.solo.Load() == sub:
+		dst, err = sub.readSolo(ctx, dst)
 	default:
 		var ok bool
 		if dst, ok = sub.t.frames(sub, dst); !ok {
@@ -149,6 +152,21 @@ func (sub *Subscription) observeDeliveries(frames []*Frame, replayed bool) {
 // starts at 1 has lost events it owes (the Source itself reads "after 0"
 // as "from the oldest retained event").
 func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, error) {
+	n := len(dst)
+	dst, err := sub.read(ctx, dst, true)
+	if err != nil || sub.done {
+		return dst, err
+	}
+	if len(dst)-n < sub.batch {
+		dst = sub.joinLive(dst)
+	}
+	return dst, nil
+}
+
+// read reads one batch after the cursor from the Source and takes it.
+// replayed is passed on to the observer: the Source is read for a replay
+// or for the live events of a solo topic's member.
+func (sub *Subscription) read(ctx context.Context, dst []*Frame, replayed bool) ([]*Frame, error) {
 	frames, err := sub.h.cfg.Source.Read(ctx, sub.taskID, sub.last, sub.batch)
 	if err != nil {
 		return dst, err
@@ -156,13 +174,27 @@ func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, er
 	if err := sub.h.checkDense(sub.last, frames); err != nil {
 		return dst, err
 	}
-	if dst = sub.take(dst, frames, true); sub.done {
+	return sub.take(dst, frames, replayed), nil
+}
+
+// readSolo reads the new events of a solo topic's member (see
+// topic.membersChangedLocked) from the Source, as replay does. Errors that
+// end the subscription (retention overtook it, the task was deleted, the
+// log went backwards, a broken Source contract) are returned; any other
+// read error hands the topic to its fetcher, which retries with backoff.
+func (sub *Subscription) readSolo(ctx context.Context, dst []*Frame) ([]*Frame, error) {
+	n := len(dst)
+	dst, err := sub.read(ctx, dst, false)
+	cfg := &sub.h.cfg
+	switch {
+	case err == nil:
 		return dst, nil
+	case ctx.Err() != nil, errors.Is(err, cfg.ErrExpired), errors.Is(err, cfg.ErrNotFound),
+		errors.Is(err, cfg.ErrInvalidCursor), errors.Is(err, errNotDense):
+		return dst, err
 	}
-	if len(frames) < sub.batch {
-		dst = sub.joinLive(dst)
-	}
-	return dst, nil
+	sub.t.share(sub)
+	return dst[:n], nil
 }
 
 // joinLive joins the task's topic and takes what its window holds after

@@ -22,10 +22,20 @@ type topic struct {
 	// subscriber may read its frames after the fetcher has moved on.
 	view atomic.Pointer[windowView]
 
-	mu       sync.Mutex
-	window   []*Frame // events with Seq in (base, base+len(window)]
-	bytes    int      // JSON bytes in window
-	base     int64
+	// solo is the topic's one member while it reads the Source itself
+	// (see soloLocked); nil while the topic's fetcher serves its members
+	// through the window. Written under mu, read without it by notify and
+	// the member's Next.
+	solo atomic.Pointer[Subscription]
+
+	mu     sync.Mutex
+	window []*Frame // events with Seq in (base, base+len(window)]
+	bytes  int      // JSON bytes in window
+	base   int64
+	// gen counts the window's restarts by membership changes (see
+	// membersChangedLocked): a fetch that read across one drops what it
+	// read and reads again from the new window's end.
+	gen      uint64
 	subs     map[*Subscription]struct{}
 	fetching bool
 	dirty    bool
@@ -66,8 +76,12 @@ func (h *Hub) join(sub *Subscription) *topic {
 	if t.err != nil {
 		sub.fail(t.err)
 	}
+	fetch := t.membersChangedLocked()
 	t.mu.Unlock()
 	h.mu.Unlock()
+	if fetch {
+		t.notify()
+	}
 	if created {
 		// Watch first, then read: an append between the subscriber's last
 		// read and the watch is caught by this first fetch.
@@ -93,7 +107,13 @@ func (h *Hub) leave(t *topic, sub *Subscription) {
 	t.mu.Lock()
 	delete(t.subs, sub)
 	var stop func()
+	if len(t.subs) > 0 && !t.dead {
+		// Leaving never makes the fetcher read: a topic left with one
+		// member goes solo, one left with several was not solo.
+		t.membersChangedLocked()
+	}
 	if len(t.subs) == 0 && !t.dead {
+		t.solo.Store(nil)
 		t.dead = true
 		stop = t.stop
 		t.window, t.bytes = nil, 0
@@ -112,12 +132,101 @@ func (h *Hub) leave(t *topic, sub *Subscription) {
 	}
 }
 
-// notify is the Source's watch callback: it starts a fetch, or marks the
-// running one dirty so it reads again.
+// membersChangedLocked switches the topic between its two ways of serving
+// its members after one joined or left; t.mu is held. It reports that the
+// fetcher must read (the topic stopped serving a solo member).
+//
+// A topic with one member (the shape of most deployments: one app watching
+// its task) is solo: the watch callback only signals the member, whose
+// Next reads the new events from the Source itself, like a replaying
+// subscriber, straight into the transport's buffer. No fetcher goroutine
+// is started per append, no window is kept, nothing is allocated beyond
+// the Source's read. With more members the topic's fetcher reads each
+// event once for all of them, through the window.
+//
+// Switching to the window starts it at the slowest member's cursor, empty,
+// so every member finds what it has yet to take; a member still reading
+// the Source as the solo one moves its cursor ahead of the window, which
+// is fine. Switching to solo drops the window and signals the member: its
+// next Next reads the Source after its cursor, whatever the fetcher had or
+// had not read. The notify callback signals the solo member first and then
+// checks that the topic is still solo (see notify), so an append is never
+// missed across a switch.
+func (t *topic) membersChangedLocked() (fetch bool) {
+	if len(t.subs) != 1 {
+		if t.solo.Load() == nil {
+			return false
+		}
+		t.solo.Store(nil)
+		base := t.base + int64(len(t.window))
+		for sub := range t.subs {
+			base = min(base, sub.pos.Load())
+		}
+		t.window, t.bytes, t.base = nil, 0, base
+		t.gen++
+		t.publish()
+		// A member that has just joined may have found the window empty:
+		// wake every member, so none waits for a fetch that finds
+		// nothing new.
+		for sub := range t.subs {
+			sub.signal()
+		}
+		return true
+	}
+	if t.err != nil {
+		return false
+	}
+	for sub := range t.subs {
+		if t.solo.Load() != sub {
+			t.solo.Store(sub)
+			t.window, t.bytes = nil, 0
+			t.base = sub.pos.Load()
+			t.gen++
+			t.publish()
+			sub.signal()
+		}
+	}
+	return false
+}
+
+// share makes the fetcher serve sub, the topic's solo member, after sub's
+// own read of the Source failed with an error worth retrying: the fetcher
+// retries with backoff while sub waits, as any member does. The topic stays
+// so until its membership changes.
+func (t *topic) share(sub *Subscription) {
+	t.mu.Lock()
+	if t.dead || t.solo.Load() != sub {
+		t.mu.Unlock()
+		return
+	}
+	t.solo.Store(nil)
+	t.window, t.bytes, t.base = nil, 0, sub.pos.Load()
+	t.gen++
+	t.publish()
+	t.mu.Unlock()
+	t.notify()
+}
+
+// notify is the Source's watch callback. A solo topic signals its member;
+// otherwise it starts a fetch, or marks the running one dirty so it reads
+// again. The fast path takes no lock and allocates nothing.
 func (t *topic) notify() {
+	if s := t.solo.Load(); s != nil {
+		s.signal()
+		// Still solo after the signal: the member reads the append. A
+		// topic that stopped being solo meanwhile may have started its
+		// fetch before the append: go on to make it read again.
+		if t.solo.Load() == s {
+			return
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.dead || t.err != nil {
+		return
+	}
+	if s := t.solo.Load(); s != nil {
+		s.signal()
 		return
 	}
 	if t.fetching {
@@ -136,12 +245,13 @@ func (t *topic) fetch() {
 	backoff := t.h.retryMin
 	for {
 		t.mu.Lock()
-		if t.dead {
+		if t.dead || t.solo.Load() != nil {
 			t.fetching = false
 			t.mu.Unlock()
 			return
 		}
 		after := t.base + int64(len(t.window))
+		gen := t.gen
 		t.dirty = false
 		t.mu.Unlock()
 
@@ -153,6 +263,10 @@ func (t *topic) fetch() {
 			frames, err = cfg.Source.Read(t.h.ctx, t.taskID, 0, cfg.Batch)
 			if err == nil && len(frames) > 0 {
 				t.mu.Lock()
+				if t.gen != gen {
+					t.mu.Unlock()
+					continue
+				}
 				t.window, t.bytes = nil, 0
 				t.base = frames[0].Seq - 1
 				t.publish()
@@ -165,7 +279,7 @@ func (t *topic) fetch() {
 		}
 		if err != nil {
 			t.mu.Lock()
-			if t.dead || t.h.ctx.Err() != nil {
+			if t.dead || t.solo.Load() != nil || t.h.ctx.Err() != nil {
 				t.fetching = false
 				t.mu.Unlock()
 				return
@@ -191,10 +305,17 @@ func (t *topic) fetch() {
 		backoff = t.h.retryMin
 
 		t.mu.Lock()
-		if t.dead {
+		if t.dead || t.solo.Load() != nil {
+			// Solo now: the member reads what this read found itself.
 			t.fetching = false
 			t.mu.Unlock()
 			return
+		}
+		if t.gen != gen {
+			// The window restarted during the read: read again from
+			// its end.
+			t.mu.Unlock()
+			continue
 		}
 		if len(frames) > 0 {
 			end := t.base + int64(len(t.window))
