@@ -20,7 +20,8 @@ import (
 type Diagnostics struct {
 	// ReplayStart is called when a stream has subscribed, or a long poll
 	// starts reading, after the client's cursor (empty: from the start).
-	// ctx is the request's (for a WebSocket, the connection's).
+	// ctx is the request's (for a WebSocket, the connection's, which
+	// carries the upgrade request's values but not its cancellation).
 	ReplayStart func(ctx context.Context, info ReplayInfo)
 	// Delivery is called for every event handed to a client: by a stream
 	// as it writes it, by a long poll for each event of its answer.

@@ -175,6 +175,47 @@ func TestMalformedQueryParameters(t *testing.T) {
 	e.alice.get("/api/v1/tasks?limit=%zz").errorEnvelope(http.StatusBadRequest, taskbridge.CodeInvalidRequest)
 }
 
+// TestIntegerQueryParametersAreDecimalDigits: waitTimeoutMs, maxEvents and
+// limit are the ASCII digits 0-9 (leading zeros allowed). A sign, a space
+// ('+' in a query is a space), an underscore, a hex prefix or another
+// script's digits are 422; a '-' before digits is 422 as out of range.
+func TestIntegerQueryParametersAreDecimalDigits(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	id := e.createTask("req-1")
+	e.emit(id, taskbridge.StartedPayload{})
+	routes := map[string]string{
+		"waitTimeoutMs": "/api/v1/tasks/" + id + "/events?maxEvents=1&waitTimeoutMs=",
+		"maxEvents":     "/api/v1/tasks/" + id + "/events?waitTimeoutMs=0&maxEvents=",
+		"limit":         "/api/v1/tasks?limit=",
+	}
+	for field, path := range routes {
+		for _, ok := range []string{"5", "05", "0005"} {
+			resp := e.alice.get(path + ok)
+			require.Equal(t, http.StatusOK, resp.Status, "%s=%s: %s", field, ok, resp.Body)
+		}
+		for _, bad := range []string{
+			"%2B5", "+5", "%205", "5%20", "%095", "5%0A", "%C2%A05", // sign, spaces
+			"1_0", "0x5", "0X5", "0b1", "0o5", "5e0", "%EF%BC%95", // not decimal digits
+			"-", "%2B", "%2B-5", "--5", "-%2B5",
+		} {
+			env := e.alice.get(path+bad).errorEnvelope(http.StatusUnprocessableEntity, taskbridge.CodeValidation)
+			require.Contains(t, string(mustJSON(t, env.Details)), "must be an integer", "%s=%s", field, bad)
+		}
+		for _, neg := range []string{"-5", "-0", "-05", "-99999999999999999999"} {
+			env := e.alice.get(path+neg).errorEnvelope(http.StatusUnprocessableEntity, taskbridge.CodeValidation)
+			require.Contains(t, string(mustJSON(t, env.Details)), "must be between", "%s=%s", field, neg)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	return b
+}
+
 func TestJSONBodiesMustBeUTF8(t *testing.T) {
 	t.Parallel()
 	e := setup(t)

@@ -176,6 +176,12 @@ var badInputs = []badInput{
 	poll("waitTimeoutMs empty", "waitTimeoutMs="),
 	poll("maxEvents 0", "waitTimeoutMs=0&maxEvents=0"),
 	poll("maxEvents beyond int64", "waitTimeoutMs=0&maxEvents=99999999999999999999"),
+	poll("waitTimeoutMs with a plus sign", "waitTimeoutMs=%2B5"),
+	poll("waitTimeoutMs with a leading space ('+' in a query)", "waitTimeoutMs=+5"),
+	poll("waitTimeoutMs with a trailing space", "waitTimeoutMs=5%20"),
+	poll("waitTimeoutMs minus zero", "waitTimeoutMs=-0"),
+	poll("maxEvents with an underscore", "waitTimeoutMs=0&maxEvents=1_0"),
+	poll("maxEvents in hex", "waitTimeoutMs=0&maxEvents=0x5"),
 	poll("afterEventId given twice", "waitTimeoutMs=0&afterEventId=1&afterEventId=1"),
 	poll("NUL in the cursor", "waitTimeoutMs=0&afterEventId=1%00"),
 	poll("invalid UTF-8 in the cursor", "waitTimeoutMs=0&afterEventId=%FF"),
@@ -189,6 +195,8 @@ var badInputs = []badInput{
 
 	// List.
 	list("limit given twice", "limit=1&limit=2"),
+	list("limit with a plus sign", "limit=%2B5"),
+	list("limit with a leading tab", "limit=%095"),
 	list("cursor given twice", "cursor=a&cursor=b"),
 	list("malformed cursor", "cursor=%00%FF"),
 	list("unknown status", "status=DONE"),

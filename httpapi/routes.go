@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -100,7 +99,10 @@ func stringParam(verr *taskbridge.ValidationError, q url.Values, name string) st
 }
 
 // intParam reads an optional integer query parameter in [lo, hi], given at
-// most once.
+// most once. The value is the ASCII digits 0-9 (leading zeros allowed):
+// a sign, a space, an underscore or a base prefix is "must be an integer";
+// a '-' before digits is a negative number, "must be between" like any
+// value out of range (lo is never below 0).
 func intParam(verr *taskbridge.ValidationError, q url.Values, name string, lo, hi, def int64) int64 {
 	vals, ok := q[name]
 	if !ok || len(vals) == 0 {
@@ -110,16 +112,32 @@ func intParam(verr *taskbridge.ValidationError, q url.Values, name string, lo, h
 		verr.Add(name, "must be given once")
 		return def
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(vals[0]), 10, 64)
-	if err != nil && !errors.Is(err, strconv.ErrRange) {
-		verr.Add(name, "must be an integer")
+	v := vals[0]
+	digits, negative := strings.CutPrefix(v, "-")
+	if !decimalDigits(digits) {
+		verr.Add(name, "must be an integer (the digits 0-9 only)")
 		return def
 	}
-	if err != nil || n < lo || n > hi {
+	n, err := strconv.ParseInt(digits, 10, 64) // only ErrRange can fail here
+	if negative || err != nil || n < lo || n > hi {
 		verr.Add(name, "must be between %d and %d", lo, hi)
 		return def
 	}
 	return n
+}
+
+// decimalDigits reports whether s is one or more ASCII digits 0-9.
+// strconv.ParseInt alone would also take a leading '+' or '-'.
+func decimalDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // cancelTask serves POST Paths.Cancel. The body is optional: none, empty,

@@ -14,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -48,6 +49,13 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
+	return setupHost(t, nil)
+}
+
+// setupHost is setup with the host's own middleware, given the tracer
+// provider, around the traced handler (nil: none).
+func setupHost(t *testing.T, host func(trace.TracerProvider, http.Handler) http.Handler) *fixture {
+	t.Helper()
 	f := &fixture{exp: tracetest.NewInMemoryExporter(), gate: make(chan struct{})}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(f.exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -78,7 +86,11 @@ func setup(t *testing.T) *fixture {
 	require.NoError(t, err)
 	api, err := httpapi.New(f.svc, httpapi.Config{Auth: bearer{}, Stream: streams, WebSocket: sockets})
 	require.NoError(t, err)
-	f.srv = httptest.NewServer(tr.Middleware(api))
+	var h http.Handler = tr.Middleware(api)
+	if host != nil {
+		h = host(tp, h)
+	}
+	f.srv = httptest.NewServer(h)
 	t.Cleanup(func() {
 		f.srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -263,4 +275,87 @@ func TestStreamSpans(t *testing.T) {
 	require.EqualValues(t, 3, attr(wsSpan, tbotel.AttrDelivered).AsInt64())
 	require.Equal(t, "terminal", attr(wsSpan, tbotel.AttrEndReason).AsString())
 	require.NotEqual(t, attr(sseSpan, tbotel.AttrStreamID).AsInt64(), attr(wsSpan, tbotel.AttrStreamID).AsInt64())
+}
+
+// hostSpanName is the span of hostTracing, the host's own HTTP tracing.
+const hostSpanName = "host.request"
+
+// hostTracing is what a host's HTTP tracing (otelhttp, say) does: a server
+// span per request, child of its traceparent, in the request's context,
+// ended when ServeHTTP returns (for a WebSocket, at the upgrade).
+func hostTracing(tp trace.TracerProvider, next http.Handler) http.Handler {
+	tracer := tp.Tracer("host")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := propagation.TraceContext{}.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, hostSpanName, trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// TestStreamSpansJoinTheRequestTrace: behind the host's HTTP tracing, the
+// span of an SSE stream and of a WebSocket subscription is a child of the
+// span of the request that opened it (the upgrade request for a
+// WebSocket), in the trace of that request's traceparent.
+func TestStreamSpansJoinTheRequestTrace(t *testing.T) {
+	t.Parallel()
+	f := setupHost(t, hostTracing)
+	id := f.create(t, nil, "r1", "work")
+	require.Eventually(t, func() bool { return len(f.spans("taskbridge.event TASK_PROGRESS")) == 1 }, 5*time.Second, time.Millisecond)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const (
+		sseParent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		wsParent  = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.srv.URL+"/api/v1/tasks/"+id+"/events/stream", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer alice")
+	req.Header.Set("Traceparent", sseParent)
+	resp, err := f.srv.Client().Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.srv.URL, "http")+ws.DefaultPath,
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer alice"}, "Traceparent": {wsParent}}})
+	require.NoError(t, err)
+	defer c.CloseNow()
+	// Two subscriptions on the one connection: both join its trace.
+	id2 := f.create(t, nil, "r2", "work")
+	for _, task := range []string{id, id2} {
+		require.NoError(t, c.Write(ctx, websocket.MessageText, []byte(`{"action":"subscribe","taskId":"`+task+`"}`)))
+	}
+	for confirmed := 0; confirmed < 2; {
+		_, b, err := c.Read(ctx)
+		require.NoError(t, err)
+		var frame struct{ Type string }
+		require.NoError(t, json.Unmarshal(b, &frame))
+		if frame.Type == string(taskbridge.FrameSubscriptionConfirmed) {
+			confirmed++
+		}
+	}
+
+	close(f.gate) // the tasks complete: every stream ends at its terminal event
+	var streams []tracetest.SpanStub
+	require.Eventually(t, func() bool {
+		streams = f.spans(tbotel.SpanStream)
+		return len(streams) == 3
+	}, 5*time.Second, time.Millisecond)
+	// The host's request spans, by trace: the stream request's and the
+	// upgrade request's.
+	hostSpans := map[string]tracetest.SpanStub{}
+	for _, s := range f.spans(hostSpanName) {
+		hostSpans[s.SpanContext.TraceID().String()] = s
+	}
+	for _, s := range streams {
+		transport := attr(s, tbotel.AttrTransport).AsString()
+		parent := map[string]string{"sse": sseParent, "ws": wsParent}[transport]
+		require.NotEmpty(t, parent, transport)
+		traceID := strings.Split(parent, "-")[1]
+		require.Equal(t, traceID, s.SpanContext.TraceID().String(), "%s stream in the request's trace", transport)
+		hostSpan, ok := hostSpans[traceID]
+		require.True(t, ok, transport)
+		require.Equal(t, hostSpan.SpanContext.SpanID(), s.Parent.SpanID(), "%s stream is a child of the request's span", transport)
+	}
 }

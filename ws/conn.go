@@ -41,6 +41,9 @@ type conn struct {
 	auth taskbridge.AuthContext
 
 	// ctx bounds the service calls; cancelled when the connection ends.
+	// It carries the upgrade request's values (a trace span, a request
+	// id) but not its cancellation: net/http cancels the request's
+	// context once ServeHTTP returns, at the upgrade.
 	ctx    context.Context
 	cancel context.CancelFunc
 
@@ -79,8 +82,10 @@ type subscription struct {
 	ended     bool
 }
 
-func newConn(h *Handler, wc *websocket.Conn, nc *netConn, auth taskbridge.AuthContext, st *streamlife.Stream) *conn {
-	ctx, cancel := context.WithCancel(context.Background())
+// newConn returns the connection upgraded from a request with context
+// reqCtx.
+func newConn(reqCtx context.Context, h *Handler, wc *websocket.Conn, nc *netConn, auth taskbridge.AuthContext, st *streamlife.Stream) *conn {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(reqCtx))
 	return &conn{
 		h: h, st: st, ws: wc, nc: nc, auth: auth,
 		ctx: ctx, cancel: cancel,

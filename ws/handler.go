@@ -239,7 +239,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	wc.SetReadLimit(h.cfg.ReadLimit)
-	c := newConn(h, wc, uw.conn, auth, st)
+	c := newConn(r.Context(), h, wc, uw.conn, auth, st)
 	st.OnAbort(c.abort)
 	go c.run()
 }
