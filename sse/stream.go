@@ -368,10 +368,14 @@ func (s *stream) heartbeat() error {
 
 // write writes b, and flushes if asked, timed by the write watchdog.
 func (s *stream) write(b []byte, flush bool) error {
-	if s.guard != nil {
-		s.guard.Begin()
-		defer s.guard.End()
+	if s.guard == nil {
+		return s.writeFlush(b, flush)
 	}
+	s.guard.Begin()
+	return s.guard.End(s.writeFlush(b, flush))
+}
+
+func (s *stream) writeFlush(b []byte, flush bool) error {
 	if s.conn != nil {
 		_, err := s.conn.Write(b)
 		return err

@@ -316,7 +316,7 @@ func (c *netConn) fail(err error) {
 func (c *netConn) writeLocked(p []byte) error {
 	c.guard.Begin()
 	_, err := c.Conn.Write(p)
-	c.guard.End()
+	err = c.guard.End(err)
 	if err != nil {
 		c.err = err
 	}

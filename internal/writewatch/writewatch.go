@@ -1,6 +1,9 @@
 package writewatch
 
 import (
+	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,8 +75,20 @@ func (x *Writer) Remove() {
 // Begin records that a write begins now.
 func (x *Writer) Begin() { x.since.Store(x.w.now().UnixNano()) }
 
-// End records that the write has returned.
-func (x *Writer) End() { x.since.Store(0) }
+// ErrCut is the error of a write that the watchdog cut off. It wraps
+// [os.ErrDeadlineExceeded], like a write deadline's, so callers tell a
+// stuck client (a slow consumer) from a departed one the same way.
+var ErrCut = fmt.Errorf("writewatch: write blocked longer than the write timeout: %w", os.ErrDeadlineExceeded)
+
+// End records that the write has returned with err, and returns err; when
+// the write failed and x was cut off, [ErrCut] joined with err.
+func (x *Writer) End(err error) error {
+	x.since.Store(0)
+	if err != nil && x.fired.Load() {
+		return errors.Join(ErrCut, err)
+	}
+	return err
+}
 
 // Cut reports whether x was cut off.
 func (x *Writer) Cut() bool { return x.fired.Load() }

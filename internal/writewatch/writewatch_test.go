@@ -1,6 +1,8 @@
 package writewatch
 
 import (
+	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -43,6 +45,23 @@ func TestStuckWriteIsCutWithinTheTimeout(t *testing.T) {
 	c.t = c.t.Add(time.Hour)
 	w.check(c.t)
 	require.Equal(t, 1, cuts, "cut once")
+	// The cut write fails (its connection was closed): End says why.
+	err := x.End(net.ErrClosed)
+	require.ErrorIs(t, err, ErrCut)
+	require.ErrorIs(t, err, os.ErrDeadlineExceeded)
+	require.ErrorIs(t, err, net.ErrClosed)
+}
+
+// End passes a write's error on unchanged when the watchdog did not cut it.
+func TestEndWithoutCut(t *testing.T) {
+	t.Parallel()
+	w, _ := setup(t, time.Second)
+	x := w.Add(func() {})
+	defer x.Remove()
+	x.Begin()
+	require.Equal(t, net.ErrClosed, x.End(net.ErrClosed))
+	x.Begin()
+	require.NoError(t, x.End(nil))
 }
 
 // A client that reads slowly but keeps up: each write returns in time, so
@@ -58,7 +77,7 @@ func TestProgressingWritesAreNotCut(t *testing.T) {
 		x.Begin()
 		c.t = c.t.Add(600 * time.Millisecond) // a slow write...
 		w.check(c.t)
-		x.End() // ...that completes
+		require.NoError(t, x.End(nil)) // ...that completes
 		c.t = c.t.Add(time.Second)
 		w.check(c.t)
 	}
