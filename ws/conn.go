@@ -83,7 +83,9 @@ type subscription struct {
 }
 
 // newConn returns the connection upgraded from a request with context
-// reqCtx.
+// reqCtx. The connection's context keeps reqCtx's values (trace context)
+// but not its cancellation; values a router recycles once ServeHTTP
+// returns (chi's RouteContext) must not be read from it.
 func newConn(reqCtx context.Context, h *Handler, wc *websocket.Conn, nc *netConn, auth taskbridge.AuthContext, st *streamlife.Stream) *conn {
 	ctx, cancel := context.WithCancel(context.WithoutCancel(reqCtx))
 	return &conn{
