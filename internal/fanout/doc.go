@@ -19,8 +19,11 @@
 // task), is solo: its watch callback only signals the member, whose Next
 // reads the new events from the Source itself, as a replaying subscriber
 // does; no fetcher goroutine runs and no window is kept, and a delivery
-// allocates nothing beyond the Source's read. A second member switches the
-// topic to its fetcher and window.
+// allocates nothing beyond the Source's read. The member reads only when an
+// append (or the switch to solo, or a full batch) left it stale, so a Next
+// with nothing new, which a transport may make on the goroutine holding
+// its connection, reads nothing. A second member switches the topic to its
+// fetcher and window.
 //
 // # Cursors
 //

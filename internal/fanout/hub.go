@@ -322,13 +322,10 @@ func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time
 	}
 	defer sub.Close()
 	var buf [1]*Frame
-	if frames := sub.joinLive(buf[:0]); len(frames) > 0 {
-		return nil
-	}
+	frames, err := sub.joinLive(ctx, buf[:0])
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
-		frames, err := sub.Next(ctx, buf[:0])
 		if len(frames) > 0 || errors.Is(err, h.cfg.ErrExpired) {
 			// Expired: the caller's read reports it, or (at cursor 0)
 			// returns the oldest retained events.
@@ -344,6 +341,7 @@ func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+		frames, err = sub.Next(ctx, buf[:0])
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -165,4 +166,72 @@ func collect(t *testing.T, sub *Subscription, upTo int64) []*Frame {
 		out = append(out, frames...)
 	}
 	return out
+}
+
+// countedLog counts the reads of a memLog.
+type countedLog struct {
+	*memLog
+	reads atomic.Int64
+}
+
+func (l *countedLog) Read(ctx context.Context, taskID string, after int64, limit int) ([]*Frame, error) {
+	l.reads.Add(1)
+	return l.memLog.Read(ctx, taskID, after, limit)
+}
+
+// TestSoloReadsOnlyWhenStale: a solo member reads the Source in the Next
+// that joins the topic and in the first Next after each append, never in a
+// Next that finds nothing new: neither the one woken by the switch to solo
+// nor the one a transport makes right after sending (more may follow).
+// Transports make those Nexts on the goroutine that holds the connection,
+// whose stack a Source read grows for the stream's life (sse's offload).
+func TestSoloReadsOnlyWhenStale(t *testing.T) {
+	t.Parallel()
+	l := &countedLog{memLog: newMemLog(0, "t")}
+	h := setup(t, l, 4)
+	sub := subscribe(t, h, l.memLog, context.Background(), "t", 0, SubscribeOpts{})
+	ctx := context.Background()
+
+	// The first Next replays nothing, joins the topic as its solo member
+	// and reads again for what came in between.
+	frames, err := sub.Next(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, frames)
+	require.Equal(t, sub, sub.t.solo.Load(), "one member: solo")
+	reads := l.reads.Load()
+
+	// The switch to solo signalled the member; the Next that signal wakes
+	// finds nothing and reads nothing.
+	<-sub.Ready()
+	frames, err = sub.Next(ctx, nil)
+	require.NoError(t, err)
+	require.Empty(t, frames)
+	require.Equal(t, reads, l.reads.Load(), "a Next with nothing appended read the Source")
+
+	for i := range 3 {
+		l.append("t", false)
+		<-sub.Ready()
+		frames, err = sub.Next(ctx, nil)
+		require.NoError(t, err)
+		requireSeqs(t, []int64{int64(i + 1)}, seqs(frames))
+		require.Equal(t, reads+1, l.reads.Load(), "an append is read once")
+		reads++
+
+		// A transport asks again at once after sending.
+		frames, err = sub.Next(ctx, nil)
+		require.NoError(t, err)
+		require.Empty(t, frames)
+		require.Equal(t, reads, l.reads.Load(), "the Next after a delivery read the Source")
+	}
+
+	// A full batch is followed by a read: more may be waiting.
+	l.appendN("t", 6)
+	<-sub.Ready()
+	frames, err = sub.Next(ctx, nil)
+	require.NoError(t, err)
+	requireSeqs(t, span(4, 7), seqs(frames))
+	frames, err = sub.Next(ctx, nil)
+	require.NoError(t, err)
+	requireSeqs(t, span(8, 9), seqs(frames))
+	require.Equal(t, reads+2, l.reads.Load())
 }

@@ -40,6 +40,15 @@ type Subscription struct {
 	hbInterval time.Duration
 	lastActive atomic.Int64 // unix nanos of the last frame or heartbeat
 	hbDue      atomic.Bool
+	// stale tells a solo topic's member that the Source may hold events it
+	// has not read: set before every signal that asks it to read (an
+	// append, the switch to solo) and after a read that filled its batch,
+	// cleared before each read. Without it every Next of a solo member
+	// reads the Source, also the one a transport makes right after sending
+	// (more may follow) and the one woken by a signal whose read an
+	// earlier Next already made: reads that find nothing, on the
+	// transport's own goroutine, whose stack they grow for its whole life.
+	stale atomic.Bool
 }
 
 // TaskID returns the subscribed task's id.
@@ -86,7 +95,7 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 		dst = sub.take(dst, sub.pending, true)
 		sub.pending = nil
 		if len(dst)-n < sub.batch {
-			dst = sub.joinLive(dst)
+			dst, err = sub.joinLive(ctx, dst)
 		}
 	case sub.t == nil:
 		dst, err = sub.replay(ctx, dst)
@@ -158,7 +167,7 @@ func (sub *Subscription) replay(ctx context.Context, dst []*Frame) ([]*Frame, er
 		return dst, err
 	}
 	if len(dst)-n < sub.batch {
-		dst = sub.joinLive(dst)
+		return sub.joinLive(ctx, dst)
 	}
 	return dst, nil
 }
@@ -182,9 +191,19 @@ func (sub *Subscription) read(ctx context.Context, dst []*Frame, replayed bool) 
 // end the subscription (retention overtook it, the task was deleted, the
 // log went backwards, a broken Source contract) are returned; any other
 // read error hands the topic to its fetcher, which retries with backoff.
+//
+// It reads only when the member is stale: nothing was appended since its
+// last read, which found less than a batch, is known without a read.
 func (sub *Subscription) readSolo(ctx context.Context, dst []*Frame) ([]*Frame, error) {
+	if !sub.stale.Swap(false) {
+		return dst, nil
+	}
 	n := len(dst)
 	dst, err := sub.read(ctx, dst, false)
+	if err != nil || len(dst)-n >= sub.batch {
+		// More may follow a full batch; a failed read is read again.
+		sub.stale.Store(true)
+	}
 	cfg := &sub.h.cfg
 	switch {
 	case err == nil:
@@ -203,18 +222,30 @@ func (sub *Subscription) readSolo(ctx context.Context, dst []*Frame) ([]*Frame, 
 // meanwhile (its other members took those frames and they were dropped),
 // the subscriber leaves again and signals itself, so that the next Next
 // reads them from the Source: nothing else would wake it.
-func (sub *Subscription) joinLive(dst []*Frame) []*Frame {
+//
+// A subscriber that joined as its topic's solo member reads the Source
+// again at once, for what was appended between its last read and the
+// join, instead of in a later Next woken by the switch to solo: this Next
+// is typically a transport's first step, which runs on a short-lived
+// goroutine, while a later one may run on the goroutine that holds the
+// connection (see sse's offload), whose stack a Source read would grow for
+// the stream's life. The signal the switch left makes a Next that reads
+// nothing.
+func (sub *Subscription) joinLive(ctx context.Context, dst []*Frame) ([]*Frame, error) {
 	if sub.t != nil || sub.done {
-		return dst
+		return dst, nil
 	}
 	sub.t = sub.h.join(sub)
 	out, ok := sub.t.frames(sub, dst)
 	if !ok {
 		sub.leave()
 		sub.signal()
-		return dst
+		return dst, nil
 	}
-	return out
+	if sub.t.solo.Load() == sub && !sub.done {
+		return sub.readSolo(ctx, out)
+	}
+	return out, nil
 }
 
 func (sub *Subscription) leave() {

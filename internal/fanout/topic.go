@@ -183,6 +183,7 @@ func (t *topic) membersChangedLocked() (fetch bool) {
 			t.base = sub.pos.Load()
 			t.gen++
 			t.publish()
+			sub.stale.Store(true)
 			sub.signal()
 		}
 	}
@@ -212,6 +213,7 @@ func (t *topic) share(sub *Subscription) {
 // again. The fast path takes no lock and allocates nothing.
 func (t *topic) notify() {
 	if s := t.solo.Load(); s != nil {
+		s.stale.Store(true)
 		s.signal()
 		// Still solo after the signal: the member reads the append. A
 		// topic that stopped being solo meanwhile may have started its
@@ -226,6 +228,7 @@ func (t *topic) notify() {
 		return
 	}
 	if s := t.solo.Load(); s != nil {
+		s.stale.Store(true)
 		s.signal()
 		return
 	}
