@@ -240,21 +240,27 @@ func (s *Store) ListTasks(ctx context.Context, q taskbridge.TaskQuery) ([]taskbr
 		sql += " WHERE " + strings.Join(where, " AND ")
 	}
 	sql += " ORDER BY created_at DESC, id DESC LIMIT " + arg(q.Limit)
+	return s.queryTasks(ctx, "list tasks", sql, args...)
+}
+
+// queryTasks runs a query that returns task rows (taskCols) and scans
+// them; what names the operation in errors.
+func (s *Store) queryTasks(ctx context.Context, what, sql string, args ...any) ([]taskbridge.Task, error) {
 	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, dbError("list tasks", err)
+		return nil, dbError(what, err)
 	}
 	defer rows.Close()
 	var out []taskbridge.Task
 	for rows.Next() {
 		t, err := scanTask(rows)
 		if err != nil {
-			return nil, dbError("list tasks", err)
+			return nil, dbError(what, err)
 		}
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, dbError("list tasks", err)
+		return nil, dbError(what, err)
 	}
 	return out, nil
 }
@@ -306,21 +312,5 @@ func (s *Store) PruneTerminalTasks(ctx context.Context, before time.Time, limit 
 	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, s.q[qPruneTerminal], before, limit)
-	if err != nil {
-		return nil, dbError("delete terminal tasks", err)
-	}
-	defer rows.Close()
-	var out []taskbridge.Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, dbError("delete terminal tasks", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, dbError("delete terminal tasks", err)
-	}
-	return out, nil
+	return s.queryTasks(ctx, "delete terminal tasks", s.q[qPruneTerminal], before, limit)
 }
