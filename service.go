@@ -334,11 +334,15 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 	}
 	info := StreamInfo{Transport: "poll", TaskID: taskID}
 	s.replayStart(ctx, info, req.AfterEventID)
-	events, err := s.store.Read(ctx, taskID, after, limit+1)
-	if err != nil {
+	read := func() ([]TaskEvent, error) {
+		events, err := s.store.Read(ctx, taskID, after, limit+1)
 		if errors.Is(err, ErrEventsExpired) {
 			s.eventsExpired(info)
 		}
+		return events, err
+	}
+	events, err := read()
+	if err != nil {
 		return PollResponse{}, err
 	}
 	switch {
@@ -361,10 +365,7 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 		if err != nil {
 			return PollResponse{}, err
 		}
-		if events, err = s.store.Read(ctx, taskID, after, limit+1); err != nil {
-			if errors.Is(err, ErrEventsExpired) {
-				s.eventsExpired(info)
-			}
+		if events, err = read(); err != nil {
 			return PollResponse{}, err
 		}
 	}
