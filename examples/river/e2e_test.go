@@ -311,8 +311,10 @@ func TestServerAndWorkers(t *testing.T) {
 		// rescue delay, and drop the dead leader's lease, so that the next
 		// worker's rescuer takes it over at once.
 		ctx := t.Context()
+		// Only this task's job: River completes jobs asynchronously, so the
+		// cancelled job of the previous subtest may still say running too.
 		tag, err := e.db.Pool.Exec(ctx, "UPDATE "+pgx.Identifier{e.db.Schema, "river_job"}.Sanitize()+
-			` SET attempted_at = now() - interval '2 hours' WHERE state = 'running'`)
+			` SET attempted_at = now() - interval '2 hours' WHERE state = 'running' AND args->>'task_id' = $1`, id)
 		require.NoError(t, err)
 		require.Equal(t, int64(1), tag.RowsAffected(), "the crashed job is left running")
 		_, err = e.db.Pool.Exec(ctx, "DELETE FROM "+pgx.Identifier{e.db.Schema, "river_leader"}.Sanitize())
