@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"sync"
 
 	"github.com/go-chi/chi/v5"
 
@@ -31,6 +32,12 @@ type Handler struct {
 	bodies bodyReads
 	// openAPI is the OpenAPI document of the handler's routes.
 	openAPI *openAPIDoc
+	// streamTails are the static ends of the SSE stream route's path
+	// ("/events/stream"): GET requests whose path ends so are routed on a
+	// goroutine of their own (see routeOffStack).
+	streamTails []string
+	// offloads are the requests being routed that way.
+	offloads sync.Map // *chi.Context → *offload
 }
 
 // New validates cfg, fills in its defaults and returns the handler.
@@ -57,10 +64,13 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		{http.MethodHead, p.Ready, def.Ready, h.ready},
 	}
 	if cfg.Stream != nil {
-		routes = append(routes, route{http.MethodGet, p.Stream, def.Stream, delegate(cfg.Stream)})
+		routes = append(routes, route{http.MethodGet, p.Stream, def.Stream, h.delegate(cfg.Stream)})
+		h.addStreamTail(p.Stream)
 	}
 	if cfg.WebSocket != nil {
-		routes = append(routes, route{http.MethodGet, p.WebSocket, def.WebSocket, delegate(cfg.WebSocket)})
+		// Not routed off the stack: the ws handler hijacks the connection
+		// and returns, so the connection's goroutine does not stay parked.
+		routes = append(routes, route{http.MethodGet, p.WebSocket, def.WebSocket, h.delegate(cfg.WebSocket)})
 	}
 	serverURL := ""
 	if cfg.ServeOpenAPI {
@@ -93,9 +103,18 @@ func (h *Handler) Close() {
 }
 
 // delegate passes a request on to a streaming handler; a matched task id is
-// available as r.PathValue("taskId").
-func delegate(next http.Handler) routeFunc {
-	return func(w http.ResponseWriter, r *http.Request, _ string) { next.ServeHTTP(w, r) }
+// available as r.PathValue("taskId"). A request routed off the connection's
+// goroutine (routeOffStack) is handed back to it instead.
+func (h *Handler) delegate(next http.Handler) routeFunc {
+	return func(w http.ResponseWriter, r *http.Request, _ string) {
+		if o, ok := h.offloads.Load(chi.RouteContext(r.Context())); ok {
+			if o := o.(*offload); o.next == nil {
+				o.w, o.r, o.next = w, r, next
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	}
 }
 
 // authedFunc is a route handler that runs for an authenticated caller.

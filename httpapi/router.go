@@ -94,10 +94,82 @@ func (h *Handler) newRouter(routes []route) (*chi.Mux, error) {
 // (http.StripPrefix) leaves that path stale; then the handler routes on the
 // request's URL path with a routing context of its own.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if rctx := chi.RouteContext(r.Context()); rctx != nil && !routesOnURL(rctx.RoutePath, r) {
+	rctx := chi.RouteContext(r.Context())
+	if rctx != nil && !routesOnURL(rctx.RoutePath, r) {
 		r = r.WithContext(context.WithValue(r.Context(), chi.RouteCtxKey, (*chi.Context)(nil)))
+		rctx = nil
+	}
+	if r.Method == http.MethodGet && h.isStreamPath(urlPath(r)) {
+		h.routeOffStack(w, r, rctx)
+		return
 	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// offload is a stream request routed by routeOffStack: the streaming
+// handler the route found and what to call it with.
+type offload struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	next http.Handler
+}
+
+// addStreamTail records the static end of a stream route's path (the part
+// after its {taskId}), if it has one.
+func (h *Handler) addStreamTail(path string) {
+	if tail := path[strings.LastIndex(path, "}")+1:]; tail != "" {
+		h.streamTails = append(h.streamTails, tail)
+	}
+}
+
+// isStreamPath reports whether path may be a stream route's.
+func (h *Handler) isStreamPath(path string) bool {
+	for _, tail := range h.streamTails {
+		if strings.HasSuffix(path, tail) {
+			return true
+		}
+	}
+	return false
+}
+
+// routeOffStack routes a request that may open a stream on a short-lived
+// goroutine and runs the streaming handler it finds on the calling one.
+//
+// A stream keeps the connection's goroutine, parked in ServeHTTP, for as
+// long as it is open, and a goroutine's stack keeps the size its deepest
+// call grew it to: the GC halves a parked goroutine's stack only while less
+// than a quarter of it is in use, which net/http's own frames already
+// exceed at 8 KiB. chi's route matching recurses once per tree node
+// (about 430 bytes a level), enough to grow the connection's goroutine from
+// 4 to 8 KiB before the handler runs. Routed here, an idle stream keeps
+// 4 KiB of stack instead of 8.
+//
+// Anything else the router answers (404, 405) is written by the routing
+// goroutine while this one waits; a panic there is raised again here.
+func (h *Handler) routeOffStack(w http.ResponseWriter, r *http.Request, rctx *chi.Context) {
+	if rctx == nil {
+		// What chi's ServeHTTP would do, but with a routing context of our
+		// own: chi puts its pooled one back when routing returns, and the
+		// stream still needs it.
+		rctx = chi.NewRouteContext()
+		rctx.Routes = h.mux
+		r = r.WithContext(context.WithValue(r.Context(), chi.RouteCtxKey, rctx))
+	}
+	o := &offload{}
+	h.offloads.Store(rctx, o)
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		h.mux.ServeHTTP(w, r)
+	}()
+	v := <-done
+	h.offloads.Delete(rctx)
+	if v != nil {
+		panic(v)
+	}
+	if o.next != nil {
+		o.next.ServeHTTP(o.w, o.r)
+	}
 }
 
 // routesOnURL reports whether a parent chi router's remaining route path is
