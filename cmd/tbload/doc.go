@@ -63,7 +63,18 @@
 // goroutines. Every stream is a file descriptor in both processes: see
 // ulimit -n.
 //
-// Both clients take -addr to use a running server, or -spawn taskbridge or
+//	tbload longpoll -polls 5000 -tasks 5000 [-rate 0] [-cold]
+//
+// parks the long polls (spread round-robin over the tasks, each after its
+// task's first event), waits until the server has them all waiting, has it
+// publish one event to every task, and checks that every poll returned
+// exactly that event. It prints the wake latency (publish to the client's
+// read) and the server's CPU time per wake. Each poll's connection has
+// first served one poll that returned at once, as for a client polling in
+// a loop on a kept-alive connection; -cold parks every poll as the first
+// request of a new connection instead.
+//
+// The clients take -addr to use a running server, or -spawn taskbridge or
 // -spawn baseline to start one as a child process on a free loopback port
 // (stopped at the end; -spawn-sse-hijack passes -sse-hijack to it). Run
 // "tbload <mode> -h" for every flag.

@@ -21,7 +21,17 @@ type longpollConfig struct {
 	// second in total; 0 publishes as fast as the server takes them.
 	Rate float64
 	// Wait is the polls' waitTimeoutMs.
-	Wait            time.Duration
+	Wait time.Duration
+	// Cold parks each long poll as the first request of a new connection.
+	// Otherwise its connection has first served one poll that returned at
+	// once, as for a client that polls in a loop on a kept-alive
+	// connection: the server's per-connection buffers are then in use
+	// already (the first response written on a connection costs page
+	// faults on its freshly allocated write buffer).
+	Cold bool
+	// ServerProfile, when set, is where the server writes a CPU profile of
+	// the measured window (from the first publish to the last answer).
+	ServerProfile   string
 	DialConcurrency int
 	Timeout         time.Duration
 }
@@ -96,7 +106,16 @@ func runLongPoll(ctx context.Context, cfg longpollConfig, log io.Writer) (*longp
 	for started := 0; started < cfg.Polls; {
 		n := min(cfg.DialConcurrency, cfg.Polls-started)
 		for i := started; i < started+n; i++ {
-			wg.Go(func() { results[i] = longPoll(ctx, hc, ctl.addr, tasks[i%len(tasks)], cfg.Wait) })
+			wg.Go(func() {
+				task := tasks[i%len(tasks)]
+				if !cfg.Cold {
+					if err := warmPoll(ctx, hc, ctl.addr, task); err != nil {
+						results[i] = pollOutcome{err: fmt.Errorf("warm-up poll: %w", err)}
+						return
+					}
+				}
+				results[i] = longPoll(ctx, hc, ctl.addr, task, cfg.Wait)
+			})
 		}
 		started += n
 		// Wait until the batch waits (one watch per task), so that dials
@@ -128,12 +147,22 @@ func runLongPoll(ctx context.Context, cfg longpollConfig, log io.Writer) (*longp
 	if err != nil {
 		return nil, err
 	}
+	if cfg.ServerProfile != "" {
+		if err := ctl.startProfile(ctx, cfg.ServerProfile); err != nil {
+			return nil, err
+		}
+	}
 	fmt.Fprintf(log, "publishing one event to each task\n")
 	pub, err := ctl.publish(ctx, publishRequest{TaskIDs: tasks, Events: 1, Rate: cfg.Rate})
 	if err != nil {
 		return nil, err
 	}
 	wg.Wait()
+	if cfg.ServerProfile != "" {
+		if err := ctl.stopProfile(ctx); err != nil {
+			return nil, err
+		}
+	}
 	after, err := ctl.stats(ctx, false)
 	if err != nil {
 		return nil, err
@@ -158,6 +187,34 @@ func runLongPoll(ctx context.Context, cfg longpollConfig, log io.Writer) (*longp
 type pollOutcome struct {
 	sent, recv int64
 	err        error
+}
+
+// warmPoll polls task after its first event without waiting, so that the
+// long poll that follows on the same goroutine finds a connection that has
+// served a request (the transport hands back the one it just released).
+func warmPoll(ctx context.Context, hc *http.Client, addr, task string) error {
+	url := fmt.Sprintf("http://%s/api/v1/tasks/%s/events?afterEventId=%d&waitTimeoutMs=0", addr, task, startedSeq)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+benchSubject)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return statusError(resp)
+	}
+	var p polled
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		return err
+	}
+	if len(p.Events) != 0 {
+		return fmt.Errorf("got %d events before any was published", len(p.Events))
+	}
+	return nil
 }
 
 // longPoll polls task after its first event and checks that the answer

@@ -315,6 +315,9 @@ func longpollMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.IntVar(&cfg.Tasks, "tasks", 5000, "tasks the polls are spread over, round-robin")
 	fs.Float64Var(&cfg.Rate, "rate", 0, "total publish rate in events/s (0: as fast as the server takes them)")
 	fs.DurationVar(&cfg.Wait, "wait", 30*time.Second, "the polls' wait timeout (waitTimeoutMs)")
+	fs.StringVar(&cfg.ServerProfile, "server-cpuprofile", "", "have the server write a CPU profile of the measured window to `file`")
+	fs.BoolVar(&cfg.Cold, "cold", false, "park each long poll as the first request of a new connection (default: its\n"+
+		"connection first serves one poll that returns at once, as for a client polling in a loop)")
 	return cf.run(ctx, fs, args, stdout, stderr, func() error {
 		cfg.DialConcurrency, cfg.Timeout = cf.dialConc, cf.timeout
 		return cfg.validate()
