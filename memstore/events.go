@@ -98,7 +98,7 @@ func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.T
 	if err != nil {
 		return taskbridge.TaskEvent{}, err
 	}
-	s.notify(ev.TaskID)
+	s.notifyTask(ts, ev.TaskID)
 	// The caller's payload stays the caller's: the store keeps its own copy.
 	ev.Seq, ev.EventID = stored.Seq, stored.EventID
 	return ev, nil
@@ -227,10 +227,38 @@ func (s *Store) notify(taskID string) {
 	if !ok {
 		return
 	}
+	v.(*watchSet).call()
+}
+
+// notifyTask calls the watchers of ts, whose id is taskID, through the set
+// it cached the last time (an append then costs no lookup in
+// Store.watches). A live set is always the task's current one: a set
+// leaves Store.watches only once it is dead, and a new one is made only
+// when there is none or the old one is dead. A dead or missing cache falls
+// back to the lookup and caches what it finds.
+func (s *Store) notifyTask(ts *taskState, taskID string) {
+	if ws := ts.watched.Load(); ws != nil && ws.call() {
+		return
+	}
+	v, ok := s.watches.Load(taskID)
+	if !ok {
+		return
+	}
 	ws := v.(*watchSet)
+	ts.watched.Store(ws)
+	ws.call()
+}
+
+// call calls the set's watchers, unless it is dead; it reports whether it
+// was alive.
+func (ws *watchSet) call() bool {
 	ws.mu.RLock()
+	defer ws.mu.RUnlock()
+	if ws.dead {
+		return false
+	}
 	for _, w := range ws.list {
 		w.fn()
 	}
-	ws.mu.RUnlock()
+	return true
 }

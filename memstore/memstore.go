@@ -125,6 +125,11 @@ type taskKey struct{ owner, clientRequestID string }
 type taskState struct {
 	mu      sync.RWMutex
 	deleted bool
+	// watched caches the task's entry of Store.watches for notify, so that
+	// an append does not look it up again; it may be stale (a dead set, or
+	// nil although watchers exist), which notify detects. See
+	// Store.notifyTask.
+	watched atomic.Pointer[watchSet]
 	task    taskbridge.Task
 	// events[off:] is the retained log: events[off+i].Seq == first+i.
 	// events[:off] are cleared slots awaiting compaction.

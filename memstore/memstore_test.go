@@ -423,3 +423,26 @@ func TestDeepCopiesNestedInteraction(t *testing.T) {
 	require.Equal(t, json.RawMessage(`{"a":1}`), got.Interaction["raw"])
 	require.Equal(t, 1.5, got.Interaction["plain"])
 }
+
+// TestWatchAfterLastWatcherLeft: an append reaches the watchers of a task
+// whose earlier watchers all stopped (the set the appends used is dead and
+// a new one took its place), and no longer reaches stopped ones.
+func TestWatchAfterLastWatcherLeft(t *testing.T) {
+	s := setup(t, memstore.Config{})
+	var first, second, third atomic.Int32
+	stop := s.Watch("task-1", func() { first.Add(1) })
+	appendN(t, s, "task-1", taskbridge.ProgressPayload{Progress: 0.1}, 1)
+	require.Equal(t, int32(1), first.Load())
+	stop()
+	appendN(t, s, "task-1", taskbridge.ProgressPayload{Progress: 0.2}, 1)
+	require.Equal(t, int32(1), first.Load(), "a stopped watcher is not called")
+
+	stop = s.Watch("task-1", func() { second.Add(1) })
+	appendN(t, s, "task-1", taskbridge.ProgressPayload{Progress: 0.3}, 2)
+	require.Equal(t, int32(2), second.Load())
+	stop()
+	stop = s.Watch("task-1", func() { third.Add(1) })
+	defer stop()
+	appendN(t, s, "task-1", taskbridge.ProgressPayload{Progress: 0.4}, 1)
+	require.Equal(t, []int32{1, 2, 1}, []int32{first.Load(), second.Load(), third.Load()})
+}
