@@ -36,7 +36,7 @@ type topic struct {
 	// membersChangedLocked): a fetch that read across one drops what it
 	// read and reads again from the new window's end.
 	gen      uint64
-	subs     map[*Subscription]struct{}
+	subs     members
 	fetching bool
 	dirty    bool
 	dead     bool  // removed from the hub
@@ -67,12 +67,12 @@ func (h *Hub) join(sub *Subscription) *topic {
 	t := h.topics[sub.taskID]
 	created := t == nil
 	if created {
-		t = &topic{h: h, taskID: sub.taskID, base: sub.last, subs: map[*Subscription]struct{}{}}
+		t = &topic{h: h, taskID: sub.taskID, base: sub.last}
 		t.publish()
 		h.topics[sub.taskID] = t
 	}
 	t.mu.Lock()
-	t.subs[sub] = struct{}{}
+	t.subs.add(sub)
 	if t.err != nil {
 		sub.fail(t.err)
 	}
@@ -105,14 +105,14 @@ func (h *Hub) join(sub *Subscription) *topic {
 func (h *Hub) leave(t *topic, sub *Subscription) {
 	h.mu.Lock()
 	t.mu.Lock()
-	delete(t.subs, sub)
+	t.subs.remove(sub)
 	var stop func()
-	if len(t.subs) > 0 && !t.dead {
+	if t.subs.len() > 0 && !t.dead {
 		// Leaving never makes the fetcher read: a topic left with one
 		// member goes solo, one left with several was not solo.
 		t.membersChangedLocked()
 	}
-	if len(t.subs) == 0 && !t.dead {
+	if t.subs.len() == 0 && !t.dead {
 		t.solo.Store(nil)
 		t.dead = true
 		stop = t.stop
@@ -153,13 +153,13 @@ func (h *Hub) leave(t *topic, sub *Subscription) {
 // checks that the topic is still solo (see notify), so an append is never
 // missed across a switch.
 func (t *topic) membersChangedLocked() (fetch bool) {
-	if len(t.subs) != 1 {
+	if t.subs.len() != 1 {
 		if t.solo.Load() == nil {
 			return false
 		}
 		t.solo.Store(nil)
 		base := t.base + int64(len(t.window))
-		for sub := range t.subs {
+		for sub := range t.subs.all() {
 			base = min(base, sub.pos.Load())
 		}
 		t.window, t.bytes, t.base = nil, 0, base
@@ -168,7 +168,7 @@ func (t *topic) membersChangedLocked() (fetch bool) {
 		// A member that has just joined may have found the window empty:
 		// wake every member, so none waits for a fetch that finds
 		// nothing new.
-		for sub := range t.subs {
+		for sub := range t.subs.all() {
 			sub.signal()
 		}
 		return true
@@ -176,7 +176,7 @@ func (t *topic) membersChangedLocked() (fetch bool) {
 	if t.err != nil {
 		return false
 	}
-	for sub := range t.subs {
+	for sub := range t.subs.all() {
 		if t.solo.Load() != sub {
 			t.solo.Store(sub)
 			t.window, t.bytes = nil, 0
@@ -338,14 +338,14 @@ func (t *topic) fetch() {
 				t.bytes += len(f.JSON)
 			}
 			consumed := t.base + int64(len(t.window))
-			for sub := range t.subs {
+			for sub := range t.subs.all() {
 				consumed = min(consumed, sub.pos.Load())
 			}
 			t.trim(consumed)
 			// Publish before signalling: a woken subscriber must find the
 			// new frames, or it would wait again and miss them.
 			t.publish()
-			for sub := range t.subs {
+			for sub := range t.subs.all() {
 				sub.signal()
 			}
 		}
@@ -397,7 +397,7 @@ func (t *topic) failAll(err error) {
 	defer t.mu.Unlock()
 	t.fetching = false
 	t.err = err
-	for sub := range t.subs {
+	for sub := range t.subs.all() {
 		sub.fail(err)
 	}
 }
