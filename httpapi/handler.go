@@ -38,6 +38,9 @@ type Handler struct {
 	streamTails []string
 	// offloads are the requests being routed that way.
 	offloads sync.Map // *chi.Context → *offload
+	// rctxPool holds the routing contexts routeOffStack uses when no
+	// parent chi router made one.
+	rctxPool sync.Pool
 }
 
 // New validates cfg, fills in its defaults and returns the handler.
@@ -50,6 +53,7 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{svc: svc, cfg: cfg, log: svcHooks.Logger(svc), bodies: bodyReads{active: map[*bodyRead]struct{}{}}}
+	h.rctxPool.New = func() any { return chi.NewRouteContext() }
 	p, def := cfg.Paths, DefaultPaths()
 	routes := []route{
 		{http.MethodPost, p.Tasks, def.Tasks, h.authed(h.createTask)},

@@ -93,9 +93,12 @@ func TestStreamRoutedOffStack(t *testing.T) {
 			streamGoroutine, _, _ := cutLast(stream.ids[0], " ")
 			hostGoroutine, _, _ := cutLast(hostID, " ")
 			require.Equal(t, hostGoroutine, streamGoroutine, "the stream runs on the goroutine that called the handler")
-			require.Contains(t, stream.stacks[0], "httpapi.(*Handler).routeOffStack")
+			require.Contains(t, stream.stacks[0], "httpapi.(*Handler).ServeHTTP")
 			require.NotContains(t, stream.stacks[0], "httpapi.(*Handler).withTaskID",
 				"the handler's own route matching ran on another goroutine")
+			if !mounted {
+				require.NotContains(t, stream.stacks[0], "go-chi", "no chi frames under the stream")
+			}
 			require.Equal(t, streamGoroutine+" "+id, stream.ids[0], "the task id is a path value")
 			if mounted {
 				require.Equal(t, "/tb/api/v1/tasks/{taskId}/events/stream", patterns[len(patterns)-1])

@@ -100,7 +100,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rctx = nil
 	}
 	if r.Method == http.MethodGet && h.isStreamPath(urlPath(r)) {
-		h.routeOffStack(w, r, rctx)
+		if next, w, r := h.routeOffStack(w, r, rctx); next != nil {
+			next.ServeHTTP(w, r)
+		}
 		return
 	}
 	h.mux.ServeHTTP(w, r)
@@ -133,7 +135,9 @@ func (h *Handler) isStreamPath(path string) bool {
 }
 
 // routeOffStack routes a request that may open a stream on a short-lived
-// goroutine and runs the streaming handler it finds on the calling one.
+// goroutine and returns the streaming handler it found, with what to call
+// it with, for the calling goroutine to run (nil when the router answered
+// the request itself).
 //
 // A stream keeps the connection's goroutine, parked in ServeHTTP, for as
 // long as it is open, and a goroutine's stack keeps the size its deepest
@@ -144,14 +148,20 @@ func (h *Handler) isStreamPath(path string) bool {
 // 4 to 8 KiB before the handler runs. Routed here, an idle stream keeps
 // 4 KiB of stack instead of 8.
 //
+// Without a parent chi router, routing uses a pooled routing context and
+// the stream's request does not carry it (nobody outside sees it, and the
+// task id is a path value), so an open stream does not hold one.
+//
 // Anything else the router answers (404, 405) is written by the routing
 // goroutine while this one waits; a panic there is raised again here.
-func (h *Handler) routeOffStack(w http.ResponseWriter, r *http.Request, rctx *chi.Context) {
-	if rctx == nil {
-		// What chi's ServeHTTP would do, but with a routing context of our
-		// own: chi puts its pooled one back when routing returns, and the
-		// stream still needs it.
-		rctx = chi.NewRouteContext()
+func (h *Handler) routeOffStack(w http.ResponseWriter, r *http.Request, rctx *chi.Context) (http.Handler, http.ResponseWriter, *http.Request) {
+	orig := r
+	pooled := rctx == nil
+	if pooled {
+		// What chi's ServeHTTP would do, with a routing context of our
+		// own pool: chi would put its own back when routing returns.
+		rctx = h.rctxPool.Get().(*chi.Context)
+		rctx.Reset()
 		rctx.Routes = h.mux
 		r = r.WithContext(context.WithValue(r.Context(), chi.RouteCtxKey, rctx))
 	}
@@ -164,12 +174,21 @@ func (h *Handler) routeOffStack(w http.ResponseWriter, r *http.Request, rctx *ch
 	}()
 	v := <-done
 	h.offloads.Delete(rctx)
+	if pooled {
+		defer h.rctxPool.Put(rctx)
+	}
 	if v != nil {
 		panic(v)
 	}
-	if o.next != nil {
-		o.next.ServeHTTP(o.w, o.r)
+	if o.next == nil {
+		return nil, nil, nil
 	}
+	if pooled {
+		// The routed request without the routing context: its path
+		// values and pattern stay.
+		return o.next, o.w, o.r.WithContext(orig.Context())
+	}
+	return o.next, o.w, o.r
 }
 
 // routesOnURL reports whether a parent chi router's remaining route path is
