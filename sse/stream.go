@@ -48,12 +48,16 @@ const (
 // stream's writer) for its whole life. A call costs about a microsecond,
 // so it is used for one-off and occasional work only.
 func offload(f func()) {
-	res := make(chan any, 1)
-	go func() {
-		defer func() { res <- recover() }()
+	var (
+		wg sync.WaitGroup
+		p  any
+	)
+	wg.Go(func() {
+		defer func() { p = recover() }()
 		f()
-	}()
-	if p := <-res; p != nil {
+	})
+	wg.Wait()
+	if p != nil {
 		panic(p)
 	}
 }
@@ -61,10 +65,9 @@ func offload(f func()) {
 // stream is one client connection's write side: either the ResponseWriter
 // (rc set) or a hijacked connection (conn set).
 type stream struct {
-	h      *Handler
-	st     *streamlife.Stream
-	sub    *fanout.Subscription
-	taskID string
+	h   *Handler
+	st  *streamlife.Stream
+	sub *fanout.Subscription
 
 	w         http.ResponseWriter
 	rc        *http.ResponseController
@@ -89,7 +92,7 @@ type stream struct {
 	head *[]byte
 	// lastSent is when the last batch or heartbeat began; see
 	// defaultQuietAfter.
-	lastSent time.Time
+	lastSent int64 // Unix ns
 }
 
 // start commits to the stream: it returns the stream to serve inside
@@ -100,7 +103,8 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *fanout.Subs
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	s := &stream{h: h, st: st, sub: sub, taskID: sub.TaskID(), head: bufpool.Bytes.Get()}
+	s := &stream{h: h, st: st, sub: sub, head: bufpool.Bytes.Get()}
+	st.OnClose(sub)
 	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
@@ -223,7 +227,7 @@ func (s *stream) detached() {
 func (s *stream) run(ctx context.Context) {
 	for {
 		var more, ok bool
-		if time.Since(s.lastSent) >= s.h.quietAfter {
+		if time.Now().UnixNano()-s.lastSent >= int64(s.h.quietAfter) {
 			more, ok = s.offloadStep(ctx)
 		} else {
 			more, ok = s.step(ctx)
@@ -242,13 +246,19 @@ func (s *stream) run(ctx context.Context) {
 			}
 			continue
 		}
+		// The handler's shutdown wakes Ready (see start) rather than
+		// being a case of its own: a goroutine parked in a select holds a
+		// sudog per case, and an idle stream is mostly that.
+		select {
+		case <-s.h.done:
+			s.sub.SetEnd(fanout.EndShutdown, nil)
+			return
+		default:
+		}
 		select {
 		case <-s.sub.Ready():
 		case <-ctx.Done():
 			s.sub.SetEnd(fanout.EndClientGone, nil)
-			return
-		case <-s.h.done:
-			s.sub.SetEnd(fanout.EndShutdown, nil)
 			return
 		}
 	}
@@ -311,7 +321,7 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 // writeFrames writes frames as one batch, after the head if that is still
 // pending; end reports a terminal event.
 func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
-	s.lastSent = time.Now()
+	s.lastSent = time.Now().UnixNano()
 	bp := s.head
 	s.head = nil
 	if bp == nil {
@@ -345,7 +355,7 @@ func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
 
 // heartbeat writes a heartbeat data frame (and the comment ping).
 func (s *stream) heartbeat() error {
-	s.lastSent = time.Now()
+	s.lastSent = time.Now().UnixNano()
 	bp := bufpool.Bytes.Get()
 	b := *bp
 	if s.h.cfg.CommentPing {
@@ -353,7 +363,7 @@ func (s *stream) heartbeat() error {
 	}
 	// Task ids are valid (ValidTaskID), so they need no JSON escaping.
 	b = append(b, `data: {"type":"HEARTBEAT","taskId":"`...)
-	b = append(b, s.taskID...)
+	b = append(b, s.sub.TaskID()...)
 	b = append(b, `","eventId":"`...)
 	b = append(b, s.h.hbPrefix...)
 	b = strconv.AppendUint(b, s.h.hbSeq.Add(1), 10)
@@ -413,7 +423,7 @@ func (s *stream) ended(ctx context.Context, err error) {
 		level = slog.LevelInfo
 	}
 	svcHooks.Logger(s.h.svc).LogAttrs(ctx, level, "taskbridge: sse stream ended",
-		slog.String("taskId", s.taskID), slog.String("transport", "sse"), slog.Any("error", err))
+		slog.String("taskId", s.sub.TaskID()), slog.String("transport", "sse"), slog.Any("error", err))
 }
 
 // appendPreamble appends a comment of n padding bytes.

@@ -58,6 +58,11 @@ func (sub *Subscription) TaskID() string { return sub.taskID }
 // subscription ended. It is SubscribeOpts.Signal when that was set.
 func (sub *Subscription) Ready() <-chan struct{} { return sub.ready }
 
+// Wake makes Ready fire once without a new event, for a consumer that
+// waits only on Ready and has something else to check (a handler shutting
+// down). Next then returns what there is, possibly nothing.
+func (sub *Subscription) Wake() { sub.signal() }
+
 func (sub *Subscription) signal() {
 	select {
 	case sub.ready <- struct{}{}:

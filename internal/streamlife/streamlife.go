@@ -18,11 +18,13 @@ type Group struct {
 	idle     chan struct{}
 	idleDone bool // idle is closed
 
-	// abortable lists the streams with an abort function (a doubly linked
-	// list through Stream.prev and Stream.next, so that leaving costs no
-	// search and no map).
-	abortable *Stream
-	gone      *sync.Cond // signalled when abortable becomes empty
+	// linked lists the streams with an abort or a wake function (a doubly
+	// linked list through Stream.prev and Stream.next, so that leaving
+	// costs no search and no map); abortable counts those with an abort
+	// function.
+	linked    *Stream
+	abortable int
+	gone      *sync.Cond // signalled when abortable drops to 0
 }
 
 // Stream is one stream counted in by [Group.Enter]. Its owner must call
@@ -31,6 +33,7 @@ type Group struct {
 type Stream struct {
 	g          *Group
 	abort      func()
+	wake       Waker
 	prev, next *Stream
 	linked     bool
 	aborted    bool
@@ -82,23 +85,61 @@ func (g *Group) Enter() (*Stream, bool) {
 func (s *Stream) OnAbort(abort func()) {
 	g := s.g
 	g.mu.Lock()
-	if s.left || s.linked {
+	if s.left || s.abort != nil {
 		g.mu.Unlock()
 		return
 	}
 	s.abort = abort
-	s.linked = true
-	s.next = g.abortable
-	if g.abortable != nil {
-		g.abortable.prev = s
-	}
-	g.abortable = s
+	g.abortable++
+	g.linkLocked(s)
 	now := g.aborting
 	s.aborted = now
 	g.mu.Unlock()
 	if now {
 		abort()
 	}
+}
+
+// Waker is what [Stream.OnClose] wakes.
+type Waker interface {
+	// Wake must not block.
+	Wake()
+}
+
+// OnClose registers how to wake the stream when the group closes, for a
+// stream that waits on something else than [Group.Done] (a channel it
+// already waits on: one channel fewer in its select, one sudog less per
+// parked stream). Wake is called once, by Close, or at once when the
+// group is already closed; the woken stream checks Done. Call OnClose at
+// most once per stream, from the goroutine that owns it, before Leave.
+func (s *Stream) OnClose(wake Waker) {
+	g := s.g
+	g.mu.Lock()
+	if s.left || s.wake != nil {
+		g.mu.Unlock()
+		return
+	}
+	s.wake = wake
+	g.linkLocked(s)
+	now := g.closed
+	g.mu.Unlock()
+	if now {
+		wake.Wake()
+	}
+}
+
+// linkLocked adds s to the linked streams unless it is there. g.mu is
+// held.
+func (g *Group) linkLocked(s *Stream) {
+	if s.linked {
+		return
+	}
+	s.linked = true
+	s.next = g.linked
+	if g.linked != nil {
+		g.linked.prev = s
+	}
+	g.linked = s
 }
 
 // Leave counts the stream out. Calls after the first do nothing.
@@ -114,14 +155,17 @@ func (s *Stream) Leave() {
 		if s.prev != nil {
 			s.prev.next = s.next
 		} else {
-			g.abortable = s.next
+			g.linked = s.next
 		}
 		if s.next != nil {
 			s.next.prev = s.prev
 		}
-		s.prev, s.next, s.abort = nil, nil, nil
-		if g.abortable == nil {
-			g.gone.Broadcast()
+		s.prev, s.next, s.wake = nil, nil, nil
+		if s.abort != nil {
+			s.abort = nil
+			if g.abortable--; g.abortable == 0 {
+				g.gone.Broadcast()
+			}
 		}
 	}
 	g.active--
@@ -148,6 +192,11 @@ func (g *Group) Close() {
 	g.closed = true
 	g.cancel()
 	g.signalIdle()
+	for st := g.linked; st != nil; st = st.next {
+		if st.wake != nil {
+			st.wake.Wake()
+		}
+	}
 }
 
 // Shutdown closes the group and waits until every stream has left. If ctx
@@ -178,8 +227,8 @@ func (g *Group) abortAll() {
 	g.mu.Lock()
 	g.aborting = true
 	var aborts []func()
-	for s := g.abortable; s != nil; s = s.next {
-		if !s.aborted {
+	for s := g.linked; s != nil; s = s.next {
+		if s.abort != nil && !s.aborted {
 			s.aborted = true
 			aborts = append(aborts, s.abort)
 		}
@@ -189,7 +238,7 @@ func (g *Group) abortAll() {
 		abort()
 	}
 	g.mu.Lock()
-	for g.abortable != nil {
+	for g.abortable > 0 {
 		g.gone.Wait()
 	}
 	g.mu.Unlock()

@@ -180,3 +180,56 @@ func TestStreamsThatLeftAreNotAborted(t *testing.T) {
 	require.Equal(t, []string{"stay"}, aborted)
 	require.Equal(t, 0, g.Active())
 }
+
+// wakeCounter counts its wakes.
+type wakeCounter struct{ n atomic.Int32 }
+
+func (w *wakeCounter) Wake() { w.n.Add(1) }
+
+// TestOnCloseWakesOnce: Close wakes every stream that registered OnClose
+// and has not left, once; a stream registering after Close is woken at
+// once. A stream with only a wake is not waited for by an aborting
+// Shutdown, and its abort-free Leave does not disturb the aborted ones.
+func TestOnCloseWakesOnce(t *testing.T) {
+	t.Parallel()
+	g := setup(t)
+	var a, b, left, late wakeCounter
+	sa, _ := g.Enter()
+	sa.OnClose(&a)
+	sb, _ := g.Enter()
+	sb.OnAbort(func() {})
+	sb.OnClose(&b)
+	sl, _ := g.Enter()
+	sl.OnClose(&left)
+	sl.Leave()
+
+	g.Close()
+	g.Close()
+	require.Equal(t, []int32{1, 1, 0}, []int32{a.n.Load(), b.n.Load(), left.n.Load()})
+
+	// Entering fails once closed, so "late" is a stream that entered
+	// before Close and registers its wake only now.
+	g2 := setup(t)
+	sc, ok := g2.Enter()
+	require.True(t, ok)
+	g2.Close()
+	sc.OnClose(&late)
+	require.Equal(t, int32(1), late.n.Load(), "woken at once when already closed")
+	sc.Leave()
+
+	// Shutdown runs out of time: it aborts sb and waits only for it.
+	done := make(chan error, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	go func() { done <- g.Shutdown(ctx) }()
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Shutdown returned %v before the aborted stream left", err)
+	default:
+	}
+	sb.Leave()
+	require.ErrorIs(t, <-done, context.DeadlineExceeded)
+	sa.Leave()
+	require.NoError(t, g.Shutdown(context.Background()))
+}
