@@ -193,50 +193,17 @@ type pollOutcome struct {
 // long poll that follows on the same goroutine finds a connection that has
 // served a request (the transport hands back the one it just released).
 func warmPoll(ctx context.Context, hc *http.Client, addr, task string) error {
-	url := fmt.Sprintf("http://%s/api/v1/tasks/%s/events?afterEventId=%d&waitTimeoutMs=0", addr, task, startedSeq)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
+	p, _, err := poll(ctx, hc, addr, task, 0)
+	if err == nil && len(p.Events) != 0 {
+		err = fmt.Errorf("got %d events before any was published", len(p.Events))
 	}
-	req.Header.Set("Authorization", "Bearer "+benchSubject)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return statusError(resp)
-	}
-	var p polled
-	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
-		return err
-	}
-	if len(p.Events) != 0 {
-		return fmt.Errorf("got %d events before any was published", len(p.Events))
-	}
-	return nil
+	return err
 }
 
 // longPoll polls task after its first event and checks that the answer
 // holds exactly the event that follows it, a published TASK_PROGRESS.
 func longPoll(ctx context.Context, hc *http.Client, addr, task string, wait time.Duration) pollOutcome {
-	url := fmt.Sprintf("http://%s/api/v1/tasks/%s/events?afterEventId=%d&waitTimeoutMs=%d", addr, task, startedSeq, wait.Milliseconds())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return pollOutcome{err: err}
-	}
-	req.Header.Set("Authorization", "Bearer "+benchSubject)
-	resp, err := hc.Do(req)
-	if err != nil {
-		return pollOutcome{err: err}
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return pollOutcome{err: statusError(resp)}
-	}
-	var p polled
-	err = json.NewDecoder(resp.Body).Decode(&p)
-	recv := time.Now().UnixNano()
+	p, recv, err := poll(ctx, hc, addr, task, wait)
 	switch {
 	case err != nil:
 		return pollOutcome{err: err}
@@ -250,6 +217,28 @@ func longPoll(ctx context.Context, hc *http.Client, addr, task string, wait time
 		return pollOutcome{err: fmt.Errorf("event %s carries no publish time: %w", p.Events[0].EventID, err)}
 	}
 	return pollOutcome{sent: sent, recv: recv}
+}
+
+// poll polls task after its first event, waiting up to wait, and returns
+// the decoded answer and when it was read (Unix ns).
+func poll(ctx context.Context, hc *http.Client, addr, task string, wait time.Duration) (polled, int64, error) {
+	url := fmt.Sprintf("http://%s/api/v1/tasks/%s/events?afterEventId=%d&waitTimeoutMs=%d", addr, task, startedSeq, wait.Milliseconds())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return polled{}, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+benchSubject)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return polled{}, 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return polled{}, 0, statusError(resp)
+	}
+	var p polled
+	err = json.NewDecoder(resp.Body).Decode(&p)
+	return p, time.Now().UnixNano(), err
 }
 
 // printLongPoll writes a long-poll run's report.
