@@ -232,21 +232,12 @@ func (s *stream) run(ctx context.Context) {
 		} else {
 			more, ok = s.step(ctx)
 		}
-		switch {
-		case !ok:
+		if !ok {
 			return
-		case more:
-			// More may be available at once (replay, a burst); stop only
-			// for shutdown.
-			select {
-			case <-s.h.done:
-				s.sub.SetEnd(fanout.EndShutdown, nil)
-				return
-			default:
-			}
-			continue
 		}
-		// The handler's shutdown wakes Ready (see start) rather than
+		// Stop for shutdown. After frames went out more may be available
+		// at once (replay, a burst): step again. Otherwise wait for Ready,
+		// which the handler's shutdown wakes too (see start) rather than
 		// being a case of its own: a goroutine parked in a select holds a
 		// sudog per case, and an idle stream is mostly that.
 		select {
@@ -254,6 +245,9 @@ func (s *stream) run(ctx context.Context) {
 			s.sub.SetEnd(fanout.EndShutdown, nil)
 			return
 		default:
+		}
+		if more {
+			continue
 		}
 		select {
 		case <-s.sub.Ready():
