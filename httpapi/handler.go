@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/go-chi/chi/v5"
@@ -32,10 +33,10 @@ type Handler struct {
 	bodies bodyReads
 	// openAPI is the OpenAPI document of the handler's routes.
 	openAPI *openAPIDoc
-	// streamTails are the static ends of the SSE stream route's path
-	// ("/events/stream"): GET requests whose path ends so are routed on a
-	// goroutine of their own (see routeOffStack).
-	streamTails []string
+	// streamTail is the static end of the SSE stream route's path
+	// ("/events/stream"), if it has one: GET requests whose path ends so
+	// are routed on a goroutine of their own (see routeOffStack).
+	streamTail string
 	// offloads are the requests being routed that way.
 	offloads sync.Map // *chi.Context → *offload
 	// rctxPool holds the routing contexts routeOffStack uses when no
@@ -69,7 +70,7 @@ func New(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 	}
 	if cfg.Stream != nil {
 		routes = append(routes, route{http.MethodGet, p.Stream, def.Stream, h.delegate(cfg.Stream)})
-		h.addStreamTail(p.Stream)
+		h.streamTail = p.Stream[strings.LastIndex(p.Stream, "}")+1:]
 	}
 	if cfg.WebSocket != nil {
 		// Not routed off the stack: the ws handler hijacks the connection

@@ -116,22 +116,9 @@ type offload struct {
 	next http.Handler
 }
 
-// addStreamTail records the static end of a stream route's path (the part
-// after its {taskId}), if it has one.
-func (h *Handler) addStreamTail(path string) {
-	if tail := path[strings.LastIndex(path, "}")+1:]; tail != "" {
-		h.streamTails = append(h.streamTails, tail)
-	}
-}
-
-// isStreamPath reports whether path may be a stream route's.
+// isStreamPath reports whether path may be the stream route's.
 func (h *Handler) isStreamPath(path string) bool {
-	for _, tail := range h.streamTails {
-		if strings.HasSuffix(path, tail) {
-			return true
-		}
-	}
-	return false
+	return h.streamTail != "" && strings.HasSuffix(path, h.streamTail)
 }
 
 // routeOffStack routes a request that may open a stream on a short-lived
