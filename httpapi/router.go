@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/offstack"
 )
 
 // taskIDParam is the only route parameter; taskIDKey is its name.
@@ -127,13 +128,10 @@ func (h *Handler) isStreamPath(path string) bool {
 // the request itself).
 //
 // A stream keeps the connection's goroutine, parked in ServeHTTP, for as
-// long as it is open, and a goroutine's stack keeps the size its deepest
-// call grew it to: the GC halves a parked goroutine's stack only while less
-// than a quarter of it is in use, which net/http's own frames already
-// exceed at 8 KiB. chi's route matching recurses once per tree node
-// (about 430 bytes a level), enough to grow the connection's goroutine from
-// 4 to 8 KiB before the handler runs. Routed here, an idle stream keeps
-// 4 KiB of stack instead of 8.
+// long as it is open (see package internal/offstack). chi's route matching
+// recurses once per tree node (about 430 bytes a level), enough to grow the
+// connection's goroutine from 4 to 8 KiB before the handler runs. Routed
+// here, an idle stream keeps 4 KiB of stack instead of 8.
 //
 // Without a parent chi router, routing uses a pooled routing context and
 // the stream's request does not carry it (nobody outside sees it, and the
@@ -154,19 +152,11 @@ func (h *Handler) routeOffStack(w http.ResponseWriter, r *http.Request, rctx *ch
 	}
 	o := &offload{}
 	h.offloads.Store(rctx, o)
-	done := make(chan any, 1)
-	go func() {
-		defer func() { done <- recover() }()
-		h.mux.ServeHTTP(w, r)
-	}()
-	v := <-done
-	h.offloads.Delete(rctx)
+	defer h.offloads.Delete(rctx)
 	if pooled {
 		defer h.rctxPool.Put(rctx)
 	}
-	if v != nil {
-		panic(v)
-	}
+	offstack.Run(func() { h.mux.ServeHTTP(w, r) })
 	if o.next == nil {
 		return nil, nil, nil
 	}

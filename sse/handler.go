@@ -15,6 +15,7 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/offstack"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 )
@@ -213,9 +214,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The checks and the subscription run on a short-lived goroutine (and
 	// so does the stream's first step, which writes the response head), so
 	// that this one, which holds the stream, keeps a small stack (see
-	// offload).
+	// package internal/offstack).
 	var s *stream
-	offload(func() { s = h.open(w, r) })
+	offstack.Run(func() { s = h.open(w, r) })
 	if s != nil {
 		s.serve(r.Context())
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/offstack"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 	"github.com/taskbridge-go/taskbridge/internal/wire"
 	"github.com/taskbridge-go/taskbridge/internal/writewatch"
@@ -30,37 +31,10 @@ const (
 	// defaultQuietAfter is Handler.quietAfter: how long a stream must
 	// have sent nothing for its next step (reading its subscription,
 	// writing a batch or a heartbeat) to run on a short-lived goroutine
-	// (see offload). A busy stream works on its own goroutine, a quiet one
-	// keeps that goroutine's stack small.
+	// (see package internal/offstack). A busy stream works on its own
+	// goroutine, a quiet one keeps that goroutine's stack small.
 	defaultQuietAfter = time.Second
 )
-
-// offload runs f on a new goroutine and waits for it; a panic in f is
-// raised again in the caller. It keeps deep calls off the goroutine that
-// holds a stream. A goroutine's stack grows to fit the deepest call it
-// makes, and while a stream's goroutine is parked inside ServeHTTP the GC
-// cannot shrink it again: it halves a stack only while less than a quarter
-// of it is in use, and net/http's connection goroutine alone uses more
-// than 1 KiB below the handler. Writing the response head (net/http's
-// header writer has a 2.8 KiB frame), a host's authentication, reading the
-// store or a write through net/http's buffers would otherwise double an
-// idle stream's stack (to 8 KiB inside ServeHTTP, to 4 KiB for a hijacked
-// stream's writer) for its whole life. A call costs about a microsecond,
-// so it is used for one-off and occasional work only.
-func offload(f func()) {
-	var (
-		wg sync.WaitGroup
-		p  any
-	)
-	wg.Go(func() {
-		defer func() { p = recover() }()
-		f()
-	})
-	wg.Wait()
-	if p != nil {
-		panic(p)
-	}
-}
 
 // stream is one client connection's write side: either the ResponseWriter
 // (rc set) or a hijacked connection (conn set).
@@ -269,9 +243,9 @@ func (s *stream) writeFailed(err error) {
 	}
 }
 
-// offloadStep is step on a short-lived goroutine (see offload).
+// offloadStep is step on a short-lived goroutine (see package internal/offstack).
 func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
-	offload(func() { more, ok = s.step(ctx) })
+	offstack.Run(func() { more, ok = s.step(ctx) })
 	return more, ok
 }
 

@@ -1,0 +1,11 @@
+// Package offstack runs deep one-off work on a short-lived goroutine, so
+// that it does not grow the stack of a goroutine that stays parked for a
+// long time (an HTTP handler holding a stream).
+//
+// A goroutine's stack grows to fit the deepest call it makes, and while
+// the goroutine is parked the GC halves the stack only if less than a
+// quarter of it is in use; net/http's connection goroutine alone uses more
+// than 1 KiB below a handler. A deep call made once (route matching,
+// writing the response head, a store read) would otherwise double an idle
+// stream's stack for its whole life. A call costs about a microsecond.
+package offstack
