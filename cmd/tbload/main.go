@@ -135,8 +135,13 @@ func serverMain(ctx context.Context, mode string, args []string, stdout, stderr 
 	contention := fs.Int("contention-rate", 0, "if positive, record mutex contention and blocking for\n"+
 		"/debug/pprof/mutex and /debug/pprof/block (runtime.SetMutexProfileFraction and\n"+
 		"SetBlockProfileRate with this rate; it slows the server)")
+	memRate := fs.Int("memprofile-rate", 0, "if positive, set runtime.MemProfileRate to this (1: record every\n"+
+		"allocation, so /debug/pprof/heap gives exact bytes per allocation site; it slows the server)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *memRate > 0 {
+		runtime.MemProfileRate = *memRate
 	}
 	if *contention > 0 {
 		runtime.SetMutexProfileFraction(*contention)
