@@ -58,6 +58,9 @@ type fanoutResult struct {
 	Latency histogram
 	// ClientCPU and ServerCPU are the CPU time used during Wall.
 	ClientCPU, ServerCPU time.Duration
+	// ServerSysCPU is the part of ServerCPU spent in the kernel (0 where
+	// the server does not report it apart).
+	ServerSysCPU time.Duration
 	// ServerGCs and ServerGCPause are the server's collections in Wall.
 	ServerGCs     uint32
 	ServerGCPause time.Duration
@@ -212,6 +215,7 @@ func runFanout(ctx context.Context, cfg fanoutConfig, log io.Writer) (*fanoutRes
 		Publish:       time.Duration(pub.EndUnixNano - pub.StartUnixNano),
 		ClientCPU:     user - cpuUser + sys - cpuSys,
 		ServerCPU:     time.Duration(after.CPUUserNs + after.CPUSysNs - before.CPUUserNs - before.CPUSysNs),
+		ServerSysCPU:  time.Duration(after.CPUSysNs - before.CPUSysNs),
 		ServerGCs:     after.NumGC - before.NumGC,
 		ServerGCPause: time.Duration(after.PauseTotalNs - before.PauseTotalNs),
 		MachineCPU:    machBusy2 - machBusy,
@@ -309,7 +313,7 @@ func printFanout(w io.Writer, cfg fanoutConfig, res *fanoutResult) {
 	fmt.Fprintf(w, "client CPU:  %s = %.0f%% of one core\n", res.ClientCPU.Round(time.Millisecond), 100*res.ClientCPU.Seconds()/res.Wall.Seconds())
 	fmt.Fprintf(w, "server CPU:  %s = %.0f%% of one core; %d GCs, %s paused\n", res.ServerCPU.Round(time.Millisecond),
 		100*res.ServerCPU.Seconds()/res.Wall.Seconds(), res.ServerGCs, res.ServerGCPause.Round(time.Microsecond))
-	printCPUPer(w, "delivery", "deliveries", res.ServerCPU, res.Deliveries)
+	printCPUPer(w, "delivery", "deliveries", res.ServerCPU, res.ServerSysCPU, res.Deliveries)
 	if res.MachineTotal > 0 {
 		cores := res.MachineTotal.Seconds() / res.Wall.Seconds()
 		others := res.MachineCPU - res.ClientCPU - res.ServerCPU
@@ -328,18 +332,24 @@ func roundDur(d time.Duration) time.Duration {
 		return d.Round(time.Millisecond)
 	case d >= time.Millisecond:
 		return d.Round(10 * time.Microsecond)
-	default:
+	case d >= 10*time.Microsecond:
 		return d.Round(time.Microsecond)
+	default:
+		return d.Round(10 * time.Nanosecond)
 	}
 }
 
 // printCPUPer reports the server's CPU time per unit of work (deliveries,
 // wakes), and its inverse. The server's in-process publisher is included.
-func printCPUPer(w io.Writer, unit, units string, cpu time.Duration, n int64) {
+func printCPUPer(w io.Writer, unit, units string, cpu, sys time.Duration, n int64) {
 	if n <= 0 || cpu <= 0 {
 		return
 	}
 	per := cpu / time.Duration(n)
 	fmt.Fprintf(w, "server CPU per %s: %s = %.0f %s per server CPU-second (publisher included)\n",
 		unit, roundDur(per), float64(n)/cpu.Seconds(), units)
+	if sys > 0 {
+		fmt.Fprintf(w, "             %s in user space, %s in the kernel (%.0f%%)\n",
+			roundDur((cpu-sys)/time.Duration(n)), roundDur(sys/time.Duration(n)), 100*sys.Seconds()/cpu.Seconds())
+	}
 }

@@ -58,8 +58,9 @@ type longpollResult struct {
 	Wall time.Duration
 	// Latency is publish-to-answer time of every woken poll.
 	Latency histogram
-	// ServerCPU is the server's CPU time during Wall.
-	ServerCPU time.Duration
+	// ServerCPU is the server's CPU time during Wall, ServerSysCPU its
+	// part in the kernel (0 where the server does not report it apart).
+	ServerCPU, ServerSysCPU time.Duration
 	// Failures describes every poll that did not return exactly the one
 	// published event.
 	Failures []string
@@ -167,7 +168,10 @@ func runLongPoll(ctx context.Context, cfg longpollConfig, log io.Writer) (*longp
 	if err != nil {
 		return nil, err
 	}
-	res := &longpollResult{ServerCPU: time.Duration(after.CPUUserNs + after.CPUSysNs - before.CPUUserNs - before.CPUSysNs)}
+	res := &longpollResult{
+		ServerCPU:    time.Duration(after.CPUUserNs + after.CPUSysNs - before.CPUUserNs - before.CPUSysNs),
+		ServerSysCPU: time.Duration(after.CPUSysNs - before.CPUSysNs),
+	}
 	var last int64
 	for i, r := range results {
 		if r.err != nil {
@@ -265,5 +269,5 @@ func printLongPoll(w io.Writer, cfg longpollConfig, res *longpollResult) {
 		roundDur(res.Latency.quantile(0.5)), roundDur(res.Latency.quantile(0.9)), roundDur(res.Latency.quantile(0.99)),
 		roundDur(time.Duration(res.Latency.max)))
 	fmt.Fprintf(w, "server CPU:  %s\n", res.ServerCPU.Round(time.Millisecond))
-	printCPUPer(w, "wake", "wakes", res.ServerCPU, res.Wakes)
+	printCPUPer(w, "wake", "wakes", res.ServerCPU, res.ServerSysCPU, res.Wakes)
 }

@@ -380,6 +380,19 @@ centrifugo_node_num_clients 0
 	require.ErrorContains(t, err, "found 1 of the 9")
 }
 
+func TestPrintCPUPer(t *testing.T) {
+	t.Parallel()
+	var out bytes.Buffer
+	printCPUPer(&out, "delivery", "deliveries", 2*time.Second, 1500*time.Millisecond, 100_000)
+	require.Equal(t, "server CPU per delivery: 20µs = 50000 deliveries per server CPU-second (publisher included)\n"+
+		"             5µs in user space, 15µs in the kernel (75%)\n", out.String())
+
+	out.Reset()
+	printCPUPer(&out, "wake", "wakes", time.Second, 0, 1_000_000)
+	require.Equal(t, "server CPU per wake: 1µs = 1000000 wakes per server CPU-second (publisher included)\n", out.String(),
+		"no split where the server does not report its kernel time apart")
+}
+
 // TestManyTasksSmoke is the CI smoke run of issue 14's shapes, small: a
 // paced fan-out to one subscriber per task over many tasks, on each
 // transport, then long polls on many tasks; every subscriber and every
