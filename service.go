@@ -355,18 +355,27 @@ func (s *Service) PollEvents(ctx context.Context, auth AuthContext, taskID strin
 			return PollResponse{}, err
 		}
 	default:
-		// Read again whatever the wait found: the fan-out may lag behind
-		// the store, which has the last word.
+		// The wait reads the store itself, after it starts watching the
+		// task and on each signal of the fan-out, and ends with the
+		// events it found.
 		start := time.Now()
-		err := s.hub.Wait(ctx, taskID, after, req.WaitTimeout)
+		err := s.hub.Wait(ctx, taskID, after, req.WaitTimeout, func() (bool, error) {
+			var rerr error
+			events, rerr = read()
+			return len(events) > 0, rerr
+		})
 		if s.hist != nil {
 			s.hist.Observe(MetricPollWait, time.Since(start).Seconds())
 		}
 		if err != nil {
 			return PollResponse{}, err
 		}
-		if events, err = read(); err != nil {
-			return PollResponse{}, err
+		if len(events) == 0 {
+			// Timed out: read once more, since the fan-out may lag
+			// behind the store (a notification that is late or lost).
+			if events, err = read(); err != nil {
+				return PollResponse{}, err
+			}
 		}
 	}
 	resp := PollResponse{TaskID: taskID, Events: events}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,7 @@ type memLog struct {
 	nextW    int
 	gates    []*gate
 	readErr  func(after int64) error
+	nread    atomic.Int64 // Read calls (the engine's; tests call read)
 }
 
 var _ Source = (*memLog)(nil)
@@ -57,11 +59,15 @@ func newMemLog(keep int, tasks ...string) *memLog {
 }
 
 func (l *memLog) Read(ctx context.Context, taskID string, after int64, limit int) ([]*Frame, error) {
+	l.nread.Add(1)
 	l.stop(opRead, before, ctx, after)
 	frames, err := l.read(taskID, after, limit)
 	l.stop(opRead, late, ctx, after)
 	return frames, err
 }
+
+// reads returns how many times the engine has read l.
+func (l *memLog) reads() int64 { return l.nread.Load() }
 
 func (l *memLog) read(taskID string, after int64, limit int) ([]*Frame, error) {
 	l.mu.Lock()

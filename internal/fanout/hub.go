@@ -307,31 +307,34 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Wait blocks until the task has an event with Seq > after, events after
-// the cursor have expired, ctx ends or timeout passes; it is the wait of a
-// long poll. Either way the caller reads its store next: the store has the
-// last word, and the topic may lag behind it (a slow or failing read). It
-// returns ctx's error, ErrClosed, or a permanent read error.
-func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time.Duration) error {
+// Wait is the wait of a long poll: it blocks until check reports that the
+// task has events for the poll, ctx ends or timeout passes. check is the
+// caller's own read of its store (which has the last word: the fan-out may
+// lag behind it), so what it finds is what the poll answers and Wait
+// itself reads and encodes nothing. Wait calls check once after it starts
+// watching the task, for an append between the caller's last read and the
+// watch, and again each time the task's topic signals that events may have
+// been appended; a signal that finds nothing (coalesced or spurious
+// notifications) goes on waiting. It returns nil when check found events
+// or the timeout passed, check's error, ctx's error, ErrClosed, or the
+// topic's permanent read error.
+func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time.Duration, check func() (found bool, err error)) error {
 	sub := h.newSubscription(taskID, after, SubscribeOpts{})
-	// One frame tells whether there is an event: a solo waiter's reads
-	// need no more.
-	sub.batch = 1
 	if err := h.register(sub); err != nil {
 		return err
 	}
 	defer sub.Close()
-	var buf [1]*Frame
-	frames, err := sub.joinLive(ctx, buf[:0])
+	// The waiter never takes frames: its cursor stays at after, which
+	// holds a shared topic's window there for as long as the poll waits,
+	// and a solo topic's appends only signal it.
+	sub.t = h.join(sub)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
-		if len(frames) > 0 || errors.Is(err, h.cfg.ErrExpired) {
-			// Expired: the caller's read reports it, or (at cursor 0)
-			// returns the oldest retained events.
-			return nil
+		if p := sub.failErr.Load(); p != nil {
+			return *p
 		}
-		if err != nil {
+		if found, err := check(); found || err != nil {
 			return err
 		}
 		select {
@@ -341,7 +344,6 @@ func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		frames, err = sub.Next(ctx, buf[:0])
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,7 +208,7 @@ func TestShutdown(t *testing.T) {
 	require.ErrorIs(t, err, errClosed)
 	_, err = h.Subscribe(ctx, "t", Start{}, SubscribeOpts{})
 	require.ErrorIs(t, err, errClosed)
-	require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour), errClosed)
+	require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour, readCheck(l, "t", 0)), errClosed)
 	sub.Close()
 	require.NoError(t, h.Shutdown(ctx))
 	require.NoError(t, h.Shutdown(ctx), "twice is fine")
@@ -236,6 +237,18 @@ func TestNoGoroutinesOutliveStreams(t *testing.T) {
 	goleak.VerifyNone(t, ignore)
 }
 
+// readCheck returns the check of a long poll after cursor after: a read of
+// l, as the caller of Wait reads its store, counting its calls in n.
+func readCheck(l *memLog, taskID string, after int64, n ...*atomic.Int64) func() (bool, error) {
+	return func() (bool, error) {
+		for _, c := range n {
+			c.Add(1)
+		}
+		frames, err := l.read(taskID, after, 1)
+		return len(frames) > 0, err
+	}
+}
+
 func TestWait(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -247,18 +260,75 @@ func TestWait(t *testing.T) {
 		h := setup(t, l, 256)
 		g := l.pause(opWatch, late, func(context.Context, int64) bool { return true })
 		done := make(chan error, 1)
-		go func() { done <- h.Wait(ctx, "t", 1, time.Hour) }()
+		var checks atomic.Int64
+		go func() { done <- h.Wait(ctx, "t", 1, time.Hour, readCheck(l, "t", 1, &checks)) }()
 		<-g.reached // the waiter's topic watches the task
 		close(g.release)
 		l.append("t", false)
 		require.NoError(t, <-done)
+		require.LessOrEqual(t, checks.Load(), int64(3), "a check after the watch, then one per signal")
+		require.Zero(t, l.reads(), "the waiter reads nothing from the Source")
+	})
+
+	t.Run("finds an append made before it watched", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		l.append("t", false)
+		h := setup(t, l, 256)
+		// The caller read the log after event 1; event 2 lands before
+		// the waiter's topic watches, so no notification reaches it.
+		l.append("t", false)
+		var checks atomic.Int64
+		require.NoError(t, h.Wait(ctx, "t", 1, time.Hour, readCheck(l, "t", 1, &checks)))
+		require.Equal(t, int64(1), checks.Load())
+	})
+
+	t.Run("a signal without events goes on waiting", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		l.append("t", false)
+		h := setup(t, l, 256)
+		var checks atomic.Int64
+		done := make(chan error, 1)
+		go func() { done <- h.Wait(ctx, "t", 1, time.Hour, readCheck(l, "t", 1, &checks)) }()
+		require.Eventually(t, func() bool { return checks.Load() >= 1 }, 5*time.Second, time.Millisecond)
+		l.notify("t") // spurious: nothing was appended
+		require.Eventually(t, func() bool { return checks.Load() >= 2 }, 5*time.Second, time.Millisecond)
+		select {
+		case err := <-done:
+			t.Fatalf("Wait ended on a signal without events: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		l.append("t", false)
+		require.NoError(t, <-done)
+	})
+
+	t.Run("in a shared topic", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		l.append("t", false)
+		h := setup(t, l, 256)
+		sub, err := h.Subscribe(ctx, "t", Start{After: 1}, SubscribeOpts{})
+		require.NoError(t, err)
+		defer sub.Close()
+		_, err = sub.Next(ctx, nil) // joins the topic, solo
+		require.NoError(t, err)
+		var checks atomic.Int64
+		done := make(chan error, 1)
+		go func() { done <- h.Wait(ctx, "t", 1, time.Hour, readCheck(l, "t", 1, &checks)) }()
+		require.Eventually(t, func() bool { return checks.Load() >= 1 }, 5*time.Second, time.Millisecond)
+		l.append("t", false)
+		require.NoError(t, <-done)
+		frames, err := next(t, sub)
+		require.NoError(t, err)
+		require.Equal(t, []int64{2}, seqs(frames), "the stream still gets the event")
 	})
 
 	t.Run("times out", func(t *testing.T) {
 		t.Parallel()
 		l := newMemLog(0, "t")
 		h := setup(t, l, 256)
-		require.NoError(t, h.Wait(ctx, "t", 0, 10*time.Millisecond))
+		require.NoError(t, h.Wait(ctx, "t", 0, 10*time.Millisecond, readCheck(l, "t", 0)))
 	})
 
 	t.Run("ends with its context", func(t *testing.T) {
@@ -267,23 +337,51 @@ func TestWait(t *testing.T) {
 		h := setup(t, l, 256)
 		ctx, cancel := context.WithCancel(ctx)
 		cancel()
-		require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour), context.Canceled)
+		require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour, readCheck(l, "t", 0)), context.Canceled)
 	})
 
-	t.Run("returns on expiry", func(t *testing.T) {
+	t.Run("returns the check's error", func(t *testing.T) {
 		t.Parallel()
 		l := newMemLog(2, "t")
 		l.appendN("t", 5) // 4..5 retained
 		h := setup(t, l, 256)
-		require.NoError(t, h.Wait(ctx, "t", 1, time.Hour), "the caller's read reports the expiry")
+		require.ErrorIs(t, h.Wait(ctx, "t", 1, time.Hour, readCheck(l, "t", 1)), errExpired)
 	})
 
-	t.Run("returns a permanent error", func(t *testing.T) {
+	t.Run("returns a deleted task's error", func(t *testing.T) {
 		t.Parallel()
 		l := newMemLog(0, "t")
 		h := setup(t, l, 256)
+		var checks atomic.Int64
+		done := make(chan error, 1)
+		go func() { done <- h.Wait(ctx, "t", 0, time.Hour, readCheck(l, "t", 0, &checks)) }()
+		require.Eventually(t, func() bool { return checks.Load() >= 1 }, 5*time.Second, time.Millisecond)
 		l.delete("t")
-		require.ErrorIs(t, h.Wait(ctx, "t", 0, time.Hour), errNotFound)
+		require.ErrorIs(t, <-done, errNotFound)
+	})
+
+	t.Run("returns a shared topic's permanent error", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		h := setup(t, l, 256)
+		sub, err := h.Subscribe(ctx, "t", Start{}, SubscribeOpts{})
+		require.NoError(t, err)
+		defer sub.Close()
+		_, err = sub.Next(ctx, nil)
+		require.NoError(t, err)
+		var checks atomic.Int64
+		done := make(chan error, 1)
+		go func() {
+			done <- h.Wait(ctx, "t", 0, time.Hour, func() (bool, error) {
+				// A caller whose store lags behind the deletion: only
+				// the topic's read reports it.
+				checks.Add(1)
+				return false, nil
+			})
+		}()
+		require.Eventually(t, func() bool { return checks.Load() >= 1 }, 5*time.Second, time.Millisecond)
+		l.delete("t")
+		require.ErrorIs(t, <-done, errNotFound)
 	})
 }
 
