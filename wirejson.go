@@ -3,6 +3,7 @@ package taskbridge
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge/internal/wire"
@@ -36,6 +37,13 @@ func (t wireTime) MarshalJSON() ([]byte, error) {
 // MarshalJSON encodes e as the protocol's event envelope, the same bytes
 // SSE and WebSocket send. A nil Payload is written as null.
 func (e TaskEvent) MarshalJSON() ([]byte, error) {
+	n := wire.EventOverhead + len(e.Type) + len(e.TaskID) + len(e.EventID) + len(e.Payload)
+	return e.appendJSON(make([]byte, 0, n))
+}
+
+// appendJSON appends e's envelope to dst, or fails for an event no client
+// could decode.
+func (e TaskEvent) appendJSON(dst []byte) ([]byte, error) {
 	switch {
 	case len(e.Payload) == 0:
 		e.Payload = json.RawMessage(`null`)
@@ -45,8 +53,42 @@ func (e TaskEvent) MarshalJSON() ([]byte, error) {
 	if y := e.CreatedAt.Year(); y < 0 || y > 9999 {
 		return nil, fmt.Errorf("%w: event %s has createdAt %v outside years 0..9999", ErrInvalidEvent, e.EventID, e.CreatedAt)
 	}
-	n := wire.EventOverhead + len(e.Type) + len(e.TaskID) + len(e.EventID) + len(e.Payload)
-	return appendEventJSON(make([]byte, 0, n), e), nil
+	return appendEventJSON(dst, e), nil
+}
+
+// MarshalJSON writes r as the protocol's poll response, its events as
+// TaskEvent writes them, without reflection: a long poll's answer is on
+// the hot path of every woken poll. Nil Events are written as [].
+func (r PollResponse) MarshalJSON() ([]byte, error) {
+	n := len(`{"taskId":"","events":[],"nextAfterEventId":null,"hasMore":false}`) + len(r.TaskID)
+	if r.NextAfterEventID != nil {
+		n += len(*r.NextAfterEventID)
+	}
+	for _, e := range r.Events {
+		n += wire.EventOverhead + 1 + len(e.Type) + len(e.TaskID) + len(e.EventID) + len(e.Payload)
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"taskId":`...)
+	b = wire.AppendString(b, r.TaskID)
+	b = append(b, `,"events":[`...)
+	for i, e := range r.Events {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = e.appendJSON(b); err != nil {
+			return nil, err
+		}
+	}
+	b = append(b, `],"nextAfterEventId":`...)
+	if r.NextAfterEventID == nil {
+		b = append(b, `null`...)
+	} else {
+		b = wire.AppendString(b, *r.NextAfterEventID)
+	}
+	b = append(b, `,"hasMore":`...)
+	b = strconv.AppendBool(b, r.HasMore)
+	return append(b, '}'), nil
 }
 
 type (

@@ -130,3 +130,59 @@ func TestTaskEventMarshalJSON(t *testing.T) {
 	_, err = json.Marshal(taskbridge.TaskSummary{CreatedAt: time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC)})
 	require.Error(t, err)
 }
+
+// PollResponse writes what encoding/json would write for its fields, with
+// the events as TaskEvent writes them, and fails where TaskEvent fails.
+func TestPollResponseMarshalJSON(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	next := `7"<`
+	type plain struct {
+		TaskID           string                 `json:"taskId"`
+		Events           []taskbridge.TaskEvent `json:"events"`
+		NextAfterEventID *string                `json:"nextAfterEventId"`
+		HasMore          bool                   `json:"hasMore"`
+	}
+	for _, r := range []taskbridge.PollResponse{
+		{TaskID: "t", Events: []taskbridge.TaskEvent{}},
+		{TaskID: "t", NextAfterEventID: &next},
+		{TaskID: "we\"ird\n", HasMore: true, NextAfterEventID: &next, Events: []taskbridge.TaskEvent{
+			{Type: taskbridge.EventTaskStarted, TaskID: "t", EventID: "1", Seq: 1, CreatedAt: at},
+			{Type: taskbridge.EventTaskMessage, TaskID: "t", EventID: "2", Seq: 2, CreatedAt: at, Payload: json.RawMessage("{\n \"message\": \"<a & b>\"\n}")},
+			{Type: taskbridge.EventTaskProgress, TaskID: "t", EventID: "3", Seq: 3, CreatedAt: at, Payload: json.RawMessage(`{"percent":50}`)},
+		}},
+	} {
+		got, err := json.Marshal(r)
+		require.NoError(t, err)
+		p := plain(r)
+		if p.Events == nil {
+			p.Events = []taskbridge.TaskEvent{}
+		}
+		want, err := json.Marshal(p)
+		require.NoError(t, err)
+		require.JSONEq(t, string(want), string(got))
+		direct, err := r.MarshalJSON()
+		require.NoError(t, err)
+		require.True(t, json.Valid(direct), string(direct))
+		require.NotContains(t, string(direct), "\n", "compact")
+		require.JSONEq(t, string(want), string(direct))
+	}
+	_, err := taskbridge.PollResponse{Events: []taskbridge.TaskEvent{{CreatedAt: at, Payload: json.RawMessage(`{`)}}}.MarshalJSON()
+	require.ErrorIs(t, err, taskbridge.ErrInvalidEvent)
+	_, err = taskbridge.PollResponse{Events: []taskbridge.TaskEvent{{CreatedAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}}}.MarshalJSON()
+	require.ErrorIs(t, err, taskbridge.ErrInvalidEvent)
+}
+
+func BenchmarkPollResponseMarshalJSON(b *testing.B) {
+	at := time.Date(2026, 5, 4, 12, 0, 0, 0, time.UTC)
+	next := "1"
+	r := taskbridge.PollResponse{TaskID: "task_0123456789", NextAfterEventID: &next, Events: []taskbridge.TaskEvent{
+		{Type: taskbridge.EventTaskProgress, TaskID: "task_0123456789", EventID: "1", Seq: 1, CreatedAt: at, Payload: json.RawMessage(`{"percent":50,"message":"halfway"}`)},
+	}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.MarshalJSON(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

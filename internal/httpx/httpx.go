@@ -15,8 +15,18 @@ import (
 )
 
 // WriteJSON writes v as a JSON response with the given status.
+// A json.Marshaler's encoding is written as it is: taskbridge's types
+// encode themselves compactly and validly (those that use encoding/json
+// inside are already compact and escaped), and a poll response need not be
+// scanned a second time.
 func WriteJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if m, ok := v.(json.Marshaler); ok {
+		b, err = m.MarshalJSON()
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		status = http.StatusInternalServerError
 		b = []byte(`{"code":"INTERNAL_ERROR","message":"Internal server error","details":{},"timestamp":"` +

@@ -60,6 +60,18 @@ func appendEventSlow(dst []byte, typ, taskID, eventID string, createdAt time.Tim
 	return append(dst, b...)
 }
 
+// AppendString appends s to dst as a JSON string, as encoding/json writes
+// it.
+func AppendString(dst []byte, s string) []byte {
+	if !safeString(s) {
+		b, _ := json.Marshal(s) // cannot fail for a string
+		return append(dst, b...)
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
 // safeString reports whether s can be written between JSON quotes as is
 // (encoding/json would write it unchanged).
 func safeString(s string) bool {

@@ -71,3 +71,14 @@ func TestEventOverhead(t *testing.T) {
 		require.True(t, json.Valid(got))
 	}
 }
+
+// AppendString writes what encoding/json writes, for strings it can copy as
+// they are and for those it must escape.
+func TestAppendString(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{"", "task_123", `we"ird`, `back\slash`, "line\nbreak", "<&>", "é", "\u2028", "\x00", "\xff"} {
+		want, err := json.Marshal(s)
+		require.NoError(t, err)
+		require.Equal(t, "x"+string(want), string(wire.AppendString([]byte("x"), s)), "%q", s)
+	}
+}
