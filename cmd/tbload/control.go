@@ -64,6 +64,8 @@ type control struct {
 	// watching counts the live watches on the server's store (nil: not
 	// counted).
 	watching *atomic.Int64
+	// latency holds the server's delivery latencies (nil: not recorded).
+	latency *syncHist
 
 	mu      sync.Mutex
 	profile *os.File // CPU profile in progress
@@ -187,6 +189,9 @@ type serverStats struct {
 	// one per task with a waiting long poll or a stream (0 on other
 	// servers).
 	Watching int64 `json:"watching"`
+	// DeliveryLatency is the tbload server's append-to-hand-off time of
+	// every delivery so far, when it runs with -delivery-latency.
+	DeliveryLatency *histogram `json:"deliveryLatency,omitempty"`
 }
 
 // readStats collects the process's statistics; with gc it first collects
@@ -215,6 +220,9 @@ func (c *control) stats(w http.ResponseWriter, r *http.Request) {
 	st := readStats(gc)
 	if c.watching != nil {
 		st.Watching = c.watching.Load()
+	}
+	if c.latency != nil {
+		st.DeliveryLatency = c.latency.snapshot()
 	}
 	writeJSON(w, st)
 }

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"math/bits"
+	"sync"
 	"time"
 )
 
@@ -71,4 +74,69 @@ func (h *histogram) quantile(q float64) time.Duration {
 		}
 	}
 	return time.Duration(h.max)
+}
+
+// histJSON is a histogram on the wire: its non-empty buckets by index.
+type histJSON struct {
+	Counts map[int]uint64 `json:"counts"`
+	N      uint64         `json:"n"`
+	Max    int64          `json:"max"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (h *histogram) MarshalJSON() ([]byte, error) {
+	w := histJSON{Counts: map[int]uint64{}, N: h.n, Max: h.max}
+	for b, c := range h.counts {
+		if c > 0 {
+			w.Counts[b] = c
+		}
+	}
+	return json.Marshal(w)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (h *histogram) UnmarshalJSON(b []byte) error {
+	var w histJSON
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*h = histogram{n: w.N, max: w.Max}
+	for b, c := range w.Counts {
+		if b < 0 || b >= len(h.counts) {
+			return fmt.Errorf("histogram bucket %d out of range", b)
+		}
+		h.counts[b] = c
+	}
+	return nil
+}
+
+// since returns what h recorded after earlier, a snapshot of the same
+// histogram; the maximum is h's (the whole run's).
+func (h *histogram) since(earlier *histogram) *histogram {
+	d := *h
+	for i, c := range earlier.counts {
+		d.counts[i] -= c
+	}
+	d.n -= earlier.n
+	return &d
+}
+
+// syncHist is a histogram many goroutines record into.
+type syncHist struct {
+	mu sync.Mutex
+	h  histogram
+}
+
+func (s *syncHist) record(ns int64) {
+	s.mu.Lock()
+	s.h.record(ns)
+	s.mu.Unlock()
+}
+
+// snapshot returns a copy of the histogram.
+func (s *syncHist) snapshot() *histogram {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.h
+	return &h
 }

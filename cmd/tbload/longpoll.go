@@ -58,6 +58,9 @@ type longpollResult struct {
 	Wall time.Duration
 	// Latency is publish-to-answer time of every woken poll.
 	Latency histogram
+	// ServerLatency is the server's own append-to-answer time of the
+	// woken polls (nil unless it runs with -delivery-latency).
+	ServerLatency *histogram
 	// ServerCPU is the server's CPU time during Wall, ServerSysCPU its
 	// part in the kernel (0 where the server does not report it apart).
 	ServerCPU, ServerSysCPU time.Duration
@@ -169,8 +172,9 @@ func runLongPoll(ctx context.Context, cfg longpollConfig, log io.Writer) (*longp
 		return nil, err
 	}
 	res := &longpollResult{
-		ServerCPU:    time.Duration(after.CPUUserNs + after.CPUSysNs - before.CPUUserNs - before.CPUSysNs),
-		ServerSysCPU: time.Duration(after.CPUSysNs - before.CPUSysNs),
+		ServerCPU:     time.Duration(after.CPUUserNs + after.CPUSysNs - before.CPUUserNs - before.CPUSysNs),
+		ServerSysCPU:  time.Duration(after.CPUSysNs - before.CPUSysNs),
+		ServerLatency: serverLatency(before, after),
 	}
 	var last int64
 	for i, r := range results {
@@ -268,6 +272,7 @@ func printLongPoll(w io.Writer, cfg longpollConfig, res *longpollResult) {
 	fmt.Fprintf(w, "wake latency: p50 %s  p90 %s  p99 %s  max %s  (publish to client read)\n",
 		roundDur(res.Latency.quantile(0.5)), roundDur(res.Latency.quantile(0.9)), roundDur(res.Latency.quantile(0.99)),
 		roundDur(time.Duration(res.Latency.max)))
+	printServerLatency(w, res.ServerLatency)
 	fmt.Fprintf(w, "server CPU:  %s\n", res.ServerCPU.Round(time.Millisecond))
 	printCPUPer(w, "wake", "wakes", res.ServerCPU, res.ServerSysCPU, res.Wakes)
 }

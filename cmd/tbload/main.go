@@ -131,6 +131,9 @@ func serverMain(ctx context.Context, mode string, args []string, stdout, stderr 
 	if mode == "server" {
 		fs.BoolVar(&cfg.SSEHijack, "sse-hijack", false, "serve SSE streams on the hijacked connection (sse.Config.Hijack)\n"+
 			"instead of inside ServeHTTP")
+		fs.BoolVar(&cfg.DeliveryLatency, "delivery-latency", false, "record each delivery's latency on the server, from the event's append\n"+
+			"to its hand-off to the transport (Diagnostics.Delivery); fanout and longpoll print it,\n"+
+			"which tells the server's share of a latency from the load tool's")
 	}
 	contention := fs.Int("contention-rate", 0, "if positive, record mutex contention and blocking for\n"+
 		"/debug/pprof/mutex and /debug/pprof/block (runtime.SetMutexProfileFraction and\n"+

@@ -28,6 +28,9 @@ type serverConfig struct {
 	// SSEHijack serves SSE streams on the hijacked connection
 	// (sse.Config.Hijack) instead of inside ServeHTTP.
 	SSEHijack bool
+	// DeliveryLatency records each delivery's append-to-hand-off time on
+	// the server (Diagnostics.Delivery), reported by /debug/stats.
+	DeliveryLatency bool
 }
 
 // bearerAuth authenticates "Authorization: Bearer <subject>", as the
@@ -62,10 +65,21 @@ type tbServer struct {
 func newTBServer(cfg serverConfig) (*tbServer, error) {
 	store := memstore.New(memstore.Config{})
 	watching := new(atomic.Int64)
+	var latency *syncHist
+	var diag taskbridge.Diagnostics
+	if cfg.DeliveryLatency {
+		latency = new(syncHist)
+		diag.Delivery = func(d taskbridge.DeliveryInfo) {
+			if !d.CreatedAt.IsZero() {
+				latency.record(int64(time.Since(d.CreatedAt)))
+			}
+		}
+	}
 	svc, err := taskbridge.New(taskbridge.Config{
-		Store:    countingStore{Store: store, watching: watching},
-		Executor: nopExecutor{},
-		Logger:   slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Store:       countingStore{Store: store, watching: watching},
+		Executor:    nopExecutor{},
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Diagnostics: diag,
 	})
 	if err != nil {
 		return nil, err
@@ -91,7 +105,7 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 		return nil, err
 	}
 	s := &tbServer{svc: svc, store: store, sse: sseH, ws: wsH, mux: http.NewServeMux()}
-	s.ctl = &control{b: s, watching: watching}
+	s.ctl = &control{b: s, watching: watching, latency: latency}
 	s.mux.Handle("/", api)
 	s.ctl.register(s.mux)
 	return s, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -279,6 +280,29 @@ func TestHistogram(t *testing.T) {
 	}
 }
 
+// A histogram survives the stats endpoint's JSON, and since subtracts an
+// earlier snapshot.
+func TestHistogramJSON(t *testing.T) {
+	t.Parallel()
+	var h histogram
+	for i := int64(1); i <= 100; i++ {
+		h.record(i * int64(time.Millisecond))
+	}
+	earlier := h
+	for i := int64(1); i <= 50; i++ {
+		h.record(i * int64(time.Microsecond))
+	}
+	b, err := json.Marshal(&h)
+	require.NoError(t, err)
+	var back histogram
+	require.NoError(t, json.Unmarshal(b, &back))
+	require.Equal(t, h, back)
+	d := back.since(&earlier)
+	require.EqualValues(t, 50, d.n)
+	require.InEpsilon(t, float64(25*time.Microsecond), float64(d.quantile(0.5)), 0.07)
+	require.Error(t, json.Unmarshal([]byte(`{"counts":{"5000":1}}`), &back))
+}
+
 // TestCommandLine runs the tool as a user would, with -spawn starting this
 // test binary as the server (see TestMain). Not parallel: it sets an
 // environment variable for the child.
@@ -402,7 +426,7 @@ func TestManyTasksSmoke(t *testing.T) {
 	for _, transport := range []string{transportSSE, transportWS} {
 		t.Run("fanout/"+transport, func(t *testing.T) {
 			t.Parallel()
-			addr := startServer(t, "taskbridge", serverConfig{})
+			addr := startServer(t, "taskbridge", serverConfig{DeliveryLatency: true})
 			cfg := fanoutConfig{
 				Server: newControlClient(addr), Transport: transport, Subscribers: 50, Tasks: 50, Events: 20, Rate: 5000,
 				DialConcurrency: 8, BufSize: 4096, Timeout: time.Minute,
@@ -411,15 +435,24 @@ func TestManyTasksSmoke(t *testing.T) {
 			require.NoError(t, err)
 			require.Empty(t, res.Failures)
 			require.EqualValues(t, 50*20, res.Deliveries)
+			require.NotNil(t, res.ServerLatency)
+			require.EqualValues(t, 50*20, res.ServerLatency.n, "the server saw every delivery")
+			// The server measures from the event's createdAt, which has
+			// millisecond precision: up to 1ms more than the truth, which
+			// the client's figure cannot be below (histogram buckets are
+			// within 7%).
+			require.LessOrEqual(t, res.ServerLatency.quantile(0.5), res.Latency.quantile(0.5)*107/100+time.Millisecond,
+				"the server hands an event over before the client reads it")
 			var out bytes.Buffer
 			printFanout(&out, cfg, res)
+			require.Contains(t, out.String(), "server-side: p50 ")
 			require.Contains(t, out.String(), "verified:    all 50 subscribers got their task's 20 events exactly once")
 			require.Contains(t, out.String(), "server CPU per delivery:")
 		})
 	}
 	t.Run("longpoll", func(t *testing.T) {
 		t.Parallel()
-		addr := startServer(t, "taskbridge", serverConfig{})
+		addr := startServer(t, "taskbridge", serverConfig{DeliveryLatency: true})
 		cfg := longpollConfig{
 			Server: newControlClient(addr), Polls: 100, Tasks: 100, Rate: 10_000, Wait: 30 * time.Second,
 			DialConcurrency: 16, Timeout: time.Minute,
@@ -429,8 +462,11 @@ func TestManyTasksSmoke(t *testing.T) {
 		require.Empty(t, res.Failures)
 		require.EqualValues(t, 100, res.Wakes)
 		require.EqualValues(t, 100, res.Latency.n)
+		require.NotNil(t, res.ServerLatency)
+		require.EqualValues(t, 100, res.ServerLatency.n)
 		var out bytes.Buffer
 		printLongPoll(&out, cfg, res)
+		require.Contains(t, out.String(), "server-side: p50 ")
 		require.Contains(t, out.String(), "verified:    all 100 polls returned their task's published event exactly once")
 	})
 }
