@@ -25,6 +25,10 @@
 // its connection, reads nothing. A second member switches the topic to its
 // fetcher and window.
 //
+// A long poll's [Hub.Wait] is a member that takes no frames: when its topic
+// signals it, it calls the poll's own read of its store, whose answer the
+// poll returns.
+//
 // # Cursors
 //
 // A subscription delivers the events strictly after its cursor. Cursor 0
