@@ -2,6 +2,7 @@ package taskbridge_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -92,6 +93,61 @@ func TestLongPollRechecksStore(t *testing.T) {
 	e.emit(t, id, taskbridge.MessagePayload{Message: "2"})
 	resp := <-done
 	close(g.release)
+	require.Len(t, resp.Events, 1)
+	require.Equal(t, "2", resp.Events[0].EventID)
+}
+
+// flakyStore fails the reads of a test's own calls (those whose context
+// names a reader) whose ordinal is in fail, counting from 1.
+type flakyStore struct {
+	taskbridge.Store
+
+	mu    sync.Mutex
+	reads int
+	fail  map[int]bool
+}
+
+func (s *flakyStore) Read(ctx context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+	if ctx.Value(readerKey{}) != nil {
+		s.mu.Lock()
+		s.reads++
+		fail := s.fail[s.reads]
+		s.mu.Unlock()
+		if fail {
+			return nil, errors.New("store briefly unavailable")
+		}
+	}
+	return s.Store.Read(ctx, taskID, after, limit)
+}
+
+func (s *flakyStore) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reads
+}
+
+// A long poll rides out a read that fails while it waits: the wait reads
+// again after a backoff and answers with the event once the store is back.
+func TestLongPollRidesOutReadFailure(t *testing.T) {
+	t.Parallel()
+	ctx := context.WithValue(context.Background(), readerKey{}, "poll")
+	e := setup(t)
+	id := e.started(t, alice, "c")
+	// Read 1 is the poll's first (empty); reads 2 and 3, made while it
+	// waits, fail.
+	fs := &flakyStore{Store: e.store, fail: map[int]bool{2: true, 3: true}}
+	e.svc = mustService(t, e, func(c *taskbridge.Config) { c.Store = fs })
+	done := make(chan error, 1)
+	var resp taskbridge.PollResponse
+	go func() {
+		var err error
+		resp, err = e.svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{AfterEventID: "1", WaitTimeout: time.Minute})
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return fs.count() >= 4 }, 10*time.Second, time.Millisecond,
+		"the wait reads again after each failure")
+	e.emit(t, id, taskbridge.MessagePayload{Message: "2"})
+	require.NoError(t, <-done)
 	require.Len(t, resp.Events, 1)
 	require.Equal(t, "2", resp.Events[0].EventID)
 }

@@ -315,9 +315,16 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // watching the task, for an append between the caller's last read and the
 // watch, and again each time the task's topic signals that events may have
 // been appended; a signal that finds nothing (coalesced or spurious
-// notifications) goes on waiting. It returns nil when check found events
-// or the timeout passed, check's error, ctx's error, ErrClosed, or the
-// topic's permanent read error.
+// notifications) goes on waiting.
+//
+// A check that fails with ErrExpired, ErrNotFound or ErrInvalidCursor ends
+// the wait with that error. Any other failure is taken as transient, like a
+// topic's failed read: it is logged and check is called again after a
+// backoff (or at the next signal), so a store's brief outage does not fail
+// a poll that would find its event a moment later. It returns nil when
+// check found events or the timeout passed (the caller reads once more and
+// reports a failure that lasted), check's error as above, ctx's error,
+// ErrClosed, or the topic's permanent read error.
 func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time.Duration, check func() (found bool, err error)) error {
 	sub := h.newSubscription(taskID, after, SubscribeOpts{})
 	if err := h.register(sub); err != nil {
@@ -330,15 +337,45 @@ func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time
 	sub.t = h.join(sub)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	var retry *time.Timer // armed after a transient check failure
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+	}()
+	backoff := h.retryMin
+	cfg := &h.cfg
 	for {
 		if p := sub.failErr.Load(); p != nil {
 			return *p
 		}
-		if found, err := check(); found || err != nil {
+		found, err := check()
+		switch {
+		case found:
+			return nil
+		case err == nil:
+			backoff = h.retryMin
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, cfg.ErrExpired), errors.Is(err, cfg.ErrNotFound), errors.Is(err, cfg.ErrInvalidCursor):
 			return err
+		default:
+			cfg.Logger.Warn("taskbridge: a long poll's read failed; retrying",
+				slog.String("taskId", taskID), slog.Any("error", err))
+			if retry == nil {
+				retry = time.NewTimer(backoff)
+			} else {
+				retry.Reset(backoff)
+			}
+			backoff = min(2*backoff, max(retryMax, h.retryMin))
+		}
+		var retryC <-chan time.Time
+		if err != nil {
+			retryC = retry.C
 		}
 		select {
 		case <-sub.ready:
+		case <-retryC:
 		case <-timer.C:
 			return nil
 		case <-ctx.Done():

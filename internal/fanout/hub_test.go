@@ -348,6 +348,36 @@ func TestWait(t *testing.T) {
 		require.ErrorIs(t, h.Wait(ctx, "t", 1, time.Hour, readCheck(l, "t", 1)), errExpired)
 	})
 
+	t.Run("rides out a transient read failure", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		h := setup(t, l, 256)
+		var checks atomic.Int64
+		err := h.Wait(ctx, "t", 0, time.Hour, func() (bool, error) {
+			// No append and no signal: only the backoff calls again.
+			if checks.Add(1) <= 2 {
+				return false, errors.New("store briefly unavailable")
+			}
+			return true, nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, int64(3), checks.Load())
+	})
+
+	t.Run("times out through a lasting read failure", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		h := setup(t, l, 256)
+		var checks atomic.Int64
+		err := h.Wait(ctx, "t", 0, 50*time.Millisecond, func() (bool, error) {
+			checks.Add(1)
+			return false, errors.New("store down")
+		})
+		require.NoError(t, err, "the caller's last read reports a lasting failure")
+		require.GreaterOrEqual(t, checks.Load(), int64(2), "retried with backoff")
+		require.Less(t, checks.Load(), int64(10), "backoff, not a spin")
+	})
+
 	t.Run("returns a deleted task's error", func(t *testing.T) {
 		t.Parallel()
 		l := newMemLog(0, "t")
