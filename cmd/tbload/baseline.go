@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -21,14 +22,20 @@ import (
 // No store, no replay, no authorization: only the fan-out. It serves the
 // same route and frames as taskbridge's SSE handler and the same control
 // endpoints.
+//
+// It also answers long polls on taskbridge's poll route, as minimally: each
+// task keeps its published events' JSON, a poll with nothing after its
+// cursor waits on a channel that the next publish closes, and the answer is
+// those JSON bytes in the protocol's poll envelope.
 type baselineServer struct {
 	heartbeat time.Duration
 	buffer    int
 
-	mu    sync.Mutex
-	tasks map[string]*baselineTask
-	mux   *http.ServeMux
-	ctl   *control
+	mu       sync.Mutex
+	tasks    map[string]*baselineTask
+	mux      *http.ServeMux
+	ctl      *control
+	watching atomic.Int64 // tasks with a waiting long poll
 
 	done     chan struct{} // closed by shutdown: streams end
 	doneOnce sync.Once
@@ -37,6 +44,12 @@ type baselineServer struct {
 type baselineTask struct {
 	seq  int64
 	subs map[*baselineSub]struct{}
+	// events holds the JSON of the published events, Seq startedSeq+1 on.
+	events [][]byte
+	// changed is closed by the next publish; made by the first long poll
+	// that waits for it. polls counts the waiting long polls.
+	changed chan struct{}
+	polls   int
 }
 
 type baselineSub struct {
@@ -57,8 +70,9 @@ func newBaselineServer(cfg serverConfig) *baselineServer {
 		s.heartbeat = 15 * time.Second
 	}
 	s.mux.HandleFunc("GET /api/v1/tasks/{taskId}/events/stream", s.stream)
+	s.mux.HandleFunc("GET /api/v1/tasks/{taskId}/events", s.poll)
 	s.mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, map[string]string{"status": "ok"}) })
-	s.ctl = &control{b: s}
+	s.ctl = &control{b: s, watching: &s.watching}
 	s.ctl.register(s.mux)
 	return s
 }
@@ -129,6 +143,75 @@ func (s *baselineServer) stream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// poll answers a long poll: the events after afterEventId, waiting up to
+// waitTimeoutMs for one when there are none.
+func (s *baselineServer) poll(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("taskId")
+	q := r.URL.Query()
+	after, err := strconv.ParseInt(q.Get("afterEventId"), 10, 64)
+	if err != nil {
+		http.Error(w, "bad afterEventId", http.StatusBadRequest)
+		return
+	}
+	waitMs, err := strconv.Atoi(q.Get("waitTimeoutMs"))
+	if err != nil || waitMs < 0 {
+		http.Error(w, "bad waitTimeoutMs", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	t := s.tasks[id]
+	switch {
+	case t == nil:
+		s.mu.Unlock()
+		http.NotFound(w, r)
+		return
+	case after < startedSeq || after > t.seq:
+		s.mu.Unlock()
+		http.Error(w, "bad afterEventId", http.StatusBadRequest)
+		return
+	}
+	if after == t.seq && waitMs > 0 {
+		if t.changed == nil {
+			t.changed = make(chan struct{})
+		}
+		changed := t.changed
+		if t.polls++; t.polls == 1 {
+			s.watching.Add(1)
+		}
+		s.mu.Unlock()
+		timer := time.NewTimer(time.Duration(waitMs) * time.Millisecond)
+		select {
+		case <-changed:
+		case <-timer.C:
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+		timer.Stop()
+		s.mu.Lock()
+		if t.polls--; t.polls == 0 {
+			s.watching.Add(-1)
+		}
+	}
+	events := t.events[after-startedSeq:]
+	n := 64 + len(id)
+	for _, ev := range events {
+		n += len(ev) + 1
+	}
+	body := make([]byte, 0, n)
+	body = append(append(append(body, `{"taskId":"`...), id...), `","events":[`...)
+	for i, ev := range events {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, ev...)
+	}
+	body = strconv.AppendInt(append(body, `],"nextAfterEventId":"`...), after+int64(len(events)), 10)
+	body = append(body, `","hasMore":false}`...)
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
 func (s *baselineServer) createTask(context.Context) (string, error) {
 	id := uuid.NewString()
 	s.mu.Lock()
@@ -148,6 +231,11 @@ func (s *baselineServer) publish(ctx context.Context, taskID string, progress fl
 	data, err := benchEventJSON(taskID, t.seq, progress, sent, terminal)
 	if err != nil {
 		return err
+	}
+	t.events = append(t.events, data)
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
 	}
 	frame := make([]byte, 0, len(data)+32)
 	frame = append(strconv.AppendInt(append(frame, "id: "...), t.seq, 10), "\ndata: "...)

@@ -137,7 +137,7 @@ func runLongPoll(ctx context.Context, cfg longpollConfig, log io.Writer) (*longp
 			if st.Watching != seen {
 				progress, seen = time.Now(), st.Watching
 			} else if time.Since(progress) > 30*time.Second {
-				return nil, fmt.Errorf("%d long polls waiting on the server for 30s, want %d (is it a tbload taskbridge server?)",
+				return nil, fmt.Errorf("%d long polls waiting on the server for 30s, want %d (is it a tbload server or baseline-server?)",
 					st.Watching-base.Watching, want-base.Watching)
 			}
 			select {

@@ -27,7 +27,7 @@ const usage = `tbload measures taskbridge's streaming over real TCP.
 
 Usage:
   tbload server          [flags]   serve taskbridge with the benchmark control endpoints
-  tbload baseline-server [flags]   serve a minimal hand-written SSE broadcaster, for comparison
+  tbload baseline-server [flags]   serve a minimal hand-written SSE broadcaster and long poll, for comparison
   tbload fanout          [flags]   fan events out to many subscribers; verify and time them
   tbload idle            [flags]   hold many idle streams; measure the server's memory per stream
   tbload longpoll        [flags]   park many long polls, publish one event each; verify and time the wakes
@@ -122,7 +122,8 @@ func serverMain(ctx context.Context, mode string, args []string, stdout, stderr 
 		"and the benchmark control endpoints, until interrupted."
 	if mode == "baseline-server" {
 		synopsis = "Serves a minimal hand-written SSE broadcaster (one shared []byte per event, a buffered\n" +
-			"channel per subscriber, no store or replay) and the benchmark control endpoints, until interrupted."
+			"channel per subscriber, no store or replay), a minimal long poll (a channel per task closed by\n" +
+			"the next publish) and the benchmark control endpoints, until interrupted."
 	}
 	fs := newFlags(mode, synopsis, stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen address (port 0 picks a free port); printed as \"listening <addr>\"")
@@ -315,7 +316,7 @@ func longpollMain(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlags("longpoll", "Parks -polls long polls spread over -tasks tasks (each after the task's first event),\n"+
 		"waits until the server has them all waiting, has it publish one event to every task, verifies\n"+
 		"that every poll returned exactly that event, and reports wake latency and server CPU per wake.\n"+
-		"Exits 1 if any poll did not. Only a tbload server (not -baseline or -centrifugo) serves long polls.", stderr)
+		"Exits 1 if any poll did not. A tbload server or baseline-server (not Centrifugo) serves long polls.", stderr)
 	var cf clientFlags
 	cf.register(fs)
 	var cfg longpollConfig

@@ -450,31 +450,46 @@ func TestManyTasksSmoke(t *testing.T) {
 			require.Contains(t, out.String(), "server CPU per delivery:")
 		})
 	}
-	t.Run("longpoll", func(t *testing.T) {
-		t.Parallel()
-		addr := startServer(t, "taskbridge", serverConfig{DeliveryLatency: true})
-		cfg := longpollConfig{
-			Server: newControlClient(addr), Polls: 100, Tasks: 100, Rate: 10_000, Wait: 30 * time.Second,
-			DialConcurrency: 16, Timeout: time.Minute,
-		}
-		res, err := runLongPoll(context.Background(), cfg, io.Discard)
-		require.NoError(t, err)
-		require.Empty(t, res.Failures)
-		require.EqualValues(t, 100, res.Wakes)
-		require.EqualValues(t, 100, res.Latency.n)
-		require.NotNil(t, res.ServerLatency)
-		require.EqualValues(t, 100, res.ServerLatency.n)
-		var out bytes.Buffer
-		printLongPoll(&out, cfg, res)
-		require.Contains(t, out.String(), "server-side: p50 ")
-		require.Contains(t, out.String(), "verified:    all 100 polls returned their task's published event exactly once")
-	})
+	for _, kind := range []string{"taskbridge", "baseline"} {
+		t.Run("longpoll/"+kind, func(t *testing.T) {
+			t.Parallel()
+			addr := startServer(t, kind, serverConfig{DeliveryLatency: true})
+			cfg := longpollConfig{
+				Server: newControlClient(addr), Polls: 100, Tasks: 100, Rate: 10_000, Wait: 30 * time.Second,
+				DialConcurrency: 16, Timeout: time.Minute,
+			}
+			res, err := runLongPoll(context.Background(), cfg, io.Discard)
+			require.NoError(t, err)
+			require.Empty(t, res.Failures)
+			require.EqualValues(t, 100, res.Wakes)
+			require.EqualValues(t, 100, res.Latency.n)
+			var out bytes.Buffer
+			printLongPoll(&out, cfg, res)
+			require.Contains(t, out.String(), "verified:    all 100 polls returned their task's published event exactly once")
+			if kind == "taskbridge" {
+				require.NotNil(t, res.ServerLatency)
+				require.EqualValues(t, 100, res.ServerLatency.n)
+				require.Contains(t, out.String(), "server-side: p50 ")
+			} else {
+				require.Nil(t, res.ServerLatency, "the baseline records no delivery latency")
+			}
+		})
+	}
 }
 
 // A long poll that gets no event, or another one, is a failure.
 func TestLongPollVerifies(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t, "taskbridge", serverConfig{})
+	for _, kind := range []string{"taskbridge", "baseline"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			testLongPollVerifies(t, kind)
+		})
+	}
+}
+
+func testLongPollVerifies(t *testing.T, kind string) {
+	addr := startServer(t, kind, serverConfig{})
 	ctl := newControlClient(addr)
 	ctx := context.Background()
 	tasks, err := ctl.createTasks(ctx, 1)
