@@ -335,6 +335,12 @@ func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time
 	// holds a shared topic's window there for as long as the poll waits,
 	// and a solo topic's appends only signal it.
 	sub.t = h.join(sub)
+	// Joining signals the waiter (the topic's first notify, a switch to
+	// solo); the first check below reads after all of that.
+	select {
+	case <-sub.ready:
+	default:
+	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	var retry *time.Timer // armed after a transient check failure
