@@ -53,7 +53,7 @@ func (e TaskEvent) appendJSON(dst []byte) ([]byte, error) {
 	if y := e.CreatedAt.Year(); y < 0 || y > 9999 {
 		return nil, fmt.Errorf("%w: event %s has createdAt %v outside years 0..9999", ErrInvalidEvent, e.EventID, e.CreatedAt)
 	}
-	return appendEventJSON(dst, e), nil
+	return wire.AppendValidEvent(dst, string(e.Type), e.TaskID, e.EventID, e.CreatedAt, e.Payload), nil
 }
 
 // MarshalJSON writes r as the protocol's poll response, its events as

@@ -19,7 +19,16 @@ const EventOverhead = len(`{"type":"","taskId":"","eventId":"","createdAt":"","p
 // lines must not contain line breaks); an invalid payload is written as
 // {} so that the envelope stays valid.
 func AppendEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
-	if !safeString(typ) || !safeString(taskID) || !safeString(eventID) || !json.Valid(payload) {
+	if !json.Valid(payload) {
+		return appendEventSlow(dst, typ, taskID, eventID, createdAt, payload)
+	}
+	return AppendValidEvent(dst, typ, taskID, eventID, createdAt, payload)
+}
+
+// AppendValidEvent is [AppendEvent] for a payload the caller has already
+// checked with json.Valid, which it does not check again.
+func AppendValidEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
+	if !safeString(typ) || !safeString(taskID) || !safeString(eventID) {
 		return appendEventSlow(dst, typ, taskID, eventID, createdAt, payload)
 	}
 	dst = append(dst, `{"type":"`...)
