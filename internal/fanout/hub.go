@@ -318,13 +318,13 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // notifications) goes on waiting.
 //
 // A check that fails with ErrExpired, ErrNotFound or ErrInvalidCursor ends
-// the wait with that error. Any other failure is taken as transient, like a
-// topic's failed read: it is logged and check is called again after a
-// backoff (or at the next signal), so a store's brief outage does not fail
-// a poll that would find its event a moment later. It returns nil when
-// check found events or the timeout passed (the caller reads once more and
-// reports a failure that lasted), check's error as above, ctx's error,
-// ErrClosed, or the topic's permanent read error.
+// the wait with that error. Any other failure is taken as transient, like
+// a topic's failed read: it is logged at debug level and check is called
+// again after a backoff (or at the next signal), so a store's brief outage
+// does not fail a poll that would find its event a moment later. It
+// returns nil when check found events or the timeout passed (the caller
+// reads once more and reports a failure that lasted), check's error as
+// above, ctx's error, ErrClosed, or the topic's permanent read error.
 func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time.Duration, check func() (found bool, err error)) error {
 	sub := h.newSubscription(taskID, after, SubscribeOpts{})
 	if err := h.register(sub); err != nil {
@@ -366,7 +366,10 @@ func (h *Hub) Wait(ctx context.Context, taskID string, after int64, timeout time
 		case errors.Is(err, cfg.ErrExpired), errors.Is(err, cfg.ErrNotFound), errors.Is(err, cfg.ErrInvalidCursor):
 			return err
 		default:
-			cfg.Logger.Warn("taskbridge: a long poll's read failed; retrying",
+			// Debug, not Warn: every waiting poll retries, so an outage
+			// would log once per poll and backoff step; a failure that
+			// lasts reaches the caller's final read and its error path.
+			cfg.Logger.Debug("taskbridge: a long poll's read failed; retrying",
 				slog.String("taskId", taskID), slog.Any("error", err))
 			if retry == nil {
 				retry = time.NewTimer(backoff)
