@@ -124,6 +124,35 @@ func TestObserverEndReasons(t *testing.T) {
 	}
 }
 
+// A stream's end is reported before it stops being counted: a reader of
+// the gauge that sees it drop finds the end recorded (the SSE and WS
+// slow-consumer tests wait for the gauge, then read the counter).
+func TestEndIsReportedBeforeTheGaugeDrops(t *testing.T) {
+	t.Parallel()
+	l := newMemLog(0, "t")
+	var mu sync.Mutex
+	var events []string
+	h := setup(t, l, 256, func(c *Config) {
+		c.Observer = &Observer{End: func(*Subscription, End) {
+			mu.Lock()
+			events = append(events, "end")
+			mu.Unlock()
+		}}
+		c.StreamsActive = func(_ string, delta int64) {
+			mu.Lock()
+			if delta < 0 {
+				events = append(events, "gauge-1")
+			}
+			mu.Unlock()
+		}
+	})
+	sub := subscribe(t, h, l, context.Background(), "t", 0, SubscribeOpts{Transport: "sse"})
+	sub.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"end", "gauge-1"}, events)
+}
+
 func TestWriteEnd(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, EndSlowConsumer, WriteEnd(&os.PathError{Op: "write", Err: os.ErrDeadlineExceeded}))

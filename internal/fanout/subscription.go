@@ -260,17 +260,20 @@ func (sub *Subscription) leave() {
 	}
 }
 
-// Close ends the subscription and releases its resources. Idempotent.
+// Close ends the subscription and releases its resources. Idempotent. It
+// reports the end to the observer before the stream stops being counted
+// (Config.StreamsActive) and before a shutting-down hub may return, so a
+// gauge at zero means every end has been reported.
 func (sub *Subscription) Close() {
 	if sub.closed {
 		return
 	}
 	sub.closed = true
 	sub.leave()
-	sub.h.unregister(sub)
 	if sub.obs != nil {
 		sub.observeEnd()
 	}
+	sub.h.unregister(sub)
 }
 
 // String describes the subscription for logs.
