@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
@@ -30,6 +32,9 @@ import (
 type baselineServer struct {
 	heartbeat time.Duration
 	buffer    int
+	// direct writes each event to each subscriber's hijacked connection
+	// from the publisher's goroutine (see serverConfig.Direct).
+	direct bool
 
 	mu       sync.Mutex
 	tasks    map[string]*baselineTask
@@ -44,6 +49,8 @@ type baselineServer struct {
 type baselineTask struct {
 	seq  int64
 	subs map[*baselineSub]struct{}
+	// conns are the direct-mode subscribers' hijacked connections.
+	conns []net.Conn
 	// events holds the JSON of the published events, Seq startedSeq+1 on.
 	events [][]byte
 	// changed is closed by the next publish; made by the first long poll
@@ -63,7 +70,7 @@ const baselineBuffer = 1024
 
 func newBaselineServer(cfg serverConfig) *baselineServer {
 	s := &baselineServer{
-		heartbeat: cfg.Heartbeat, buffer: baselineBuffer,
+		heartbeat: cfg.Heartbeat, buffer: baselineBuffer, direct: cfg.Direct,
 		tasks: map[string]*baselineTask{}, mux: http.NewServeMux(), done: make(chan struct{}),
 	}
 	if s.heartbeat == 0 {
@@ -81,6 +88,14 @@ func newBaselineServer(cfg serverConfig) *baselineServer {
 // for them.
 func (s *baselineServer) shutdown(context.Context) error {
 	s.doneOnce.Do(func() { close(s.done) })
+	s.mu.Lock()
+	for _, t := range s.tasks {
+		for _, c := range t.conns {
+			_ = c.Close()
+		}
+		t.conns = nil
+	}
+	s.mu.Unlock()
 	return s.ctl.endProfile()
 }
 
@@ -90,6 +105,10 @@ func (s *baselineServer) close(context.Context) error { return nil }
 func (s *baselineServer) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
 func (s *baselineServer) stream(w http.ResponseWriter, r *http.Request) {
+	if s.direct {
+		s.directStream(w, r)
+		return
+	}
 	sub := &baselineSub{ch: make(chan []byte, s.buffer), gone: make(chan struct{})}
 	id := r.PathValue("taskId")
 	s.mu.Lock()
@@ -141,6 +160,34 @@ func (s *baselineServer) stream(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// directStream hijacks the connection, writes the response head and hands
+// the connection to the task: from then on the publisher writes each event
+// to it and closes it after the terminal one. No goroutine, channel or
+// timer per stream; no heartbeats, no departure detection, no write
+// timeout: a yardstick for healthy clients only.
+func (s *baselineServer) directStream(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("taskId")
+	s.mu.Lock()
+	t := s.tasks[id]
+	s.mu.Unlock()
+	if t == nil {
+		http.NotFound(w, r)
+		return
+	}
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	hdr := http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
+	if _, err := conn.Write(httpx.AppendResponseHead(nil, http.StatusOK, hdr, "close")); err != nil {
+		_ = conn.Close()
+		return
+	}
+	s.mu.Lock()
+	t.conns = append(t.conns, conn)
+	s.mu.Unlock()
 }
 
 // poll answers a long poll: the events after afterEventId, waiting up to
@@ -240,6 +287,15 @@ func (s *baselineServer) publish(ctx context.Context, taskID string, progress fl
 	frame := make([]byte, 0, len(data)+32)
 	frame = append(strconv.AppendInt(append(frame, "id: "...), t.seq, 10), "\ndata: "...)
 	frame = append(append(frame, data...), "\n\n"...)
+	for _, c := range t.conns {
+		_, _ = c.Write(frame)
+		if terminal {
+			_ = c.Close()
+		}
+	}
+	if terminal {
+		t.conns = nil
+	}
 	for sub := range t.subs {
 		select {
 		case sub.ch <- frame:

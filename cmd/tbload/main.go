@@ -136,6 +136,12 @@ func serverMain(ctx context.Context, mode string, args []string, stdout, stderr 
 			"to its hand-off to the transport (Diagnostics.Delivery); fanout and longpoll print it,\n"+
 			"which tells the server's share of a latency from the load tool's")
 	}
+	if mode == "baseline-server" {
+		fs.BoolVar(&cfg.Direct, "direct", false, "write each event to each SSE subscriber's hijacked connection from the\n"+
+			"publisher's goroutine, with no goroutine, channel, heartbeat or write timeout per stream:\n"+
+			"one write system call per delivery and nothing else (the one-write-per-event ceiling;\n"+
+			"healthy clients only)")
+	}
 	contention := fs.Int("contention-rate", 0, "if positive, record mutex contention and blocking for\n"+
 		"/debug/pprof/mutex and /debug/pprof/block (runtime.SetMutexProfileFraction and\n"+
 		"SetBlockProfileRate with this rate; it slows the server)")

@@ -31,6 +31,11 @@ type serverConfig struct {
 	// DeliveryLatency records each delivery's append-to-hand-off time on
 	// the server (Diagnostics.Delivery), reported by /debug/stats.
 	DeliveryLatency bool
+	// Direct has the baseline server write each event to each SSE
+	// subscriber's hijacked connection from the publisher's goroutine: one
+	// write system call per delivery and nothing else, the
+	// one-write-per-event ceiling.
+	Direct bool
 }
 
 // bearerAuth authenticates "Authorization: Bearer <subject>", as the

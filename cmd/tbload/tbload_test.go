@@ -86,6 +86,21 @@ func TestFanout(t *testing.T) {
 	}
 }
 
+// The baseline's direct mode (the one-write-per-event ceiling) delivers
+// every event exactly once in order, like the other servers.
+func TestFanoutDirect(t *testing.T) {
+	t.Parallel()
+	addr := startServer(t, "baseline", serverConfig{Direct: true})
+	cfg := fanoutConfig{
+		Server: newControlClient(addr), Transport: transportSSE, Subscribers: 20, Tasks: 10, Events: 50,
+		DialConcurrency: 4, BufSize: 4096, Timeout: time.Minute,
+	}
+	res, err := runFanout(context.Background(), cfg, io.Discard)
+	require.NoError(t, err)
+	require.Empty(t, res.Failures)
+	require.EqualValues(t, 20*50, res.Deliveries)
+}
+
 func TestFanoutPaced(t *testing.T) {
 	t.Parallel()
 	addr := startServer(t, "taskbridge", serverConfig{})
