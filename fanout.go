@@ -70,17 +70,22 @@ func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
 // newFrame encodes ev into a buffer sized for it, so that the common case
 // allocates the JSON once.
 func newFrame(ev TaskEvent) *fanout.Frame {
-	n := wire.EventOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
 	f := &fanout.Frame{
 		Seq:      ev.Seq,
 		EventID:  ev.EventID,
 		Terminal: ev.Terminal(),
-		JSON:     appendEventJSON(make([]byte, 0, n), ev),
+		JSON:     appendEventJSON(make([]byte, 0, ev.jsonSize()), ev),
 	}
 	if !ev.CreatedAt.IsZero() {
 		f.CreatedAt = ev.CreatedAt.UnixNano()
 	}
 	return f
+}
+
+// jsonSize is the length of ev's wire encoding on the encoder's fast path:
+// a buffer of this capacity holds it without growing.
+func (ev TaskEvent) jsonSize() int {
+	return wire.EventOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
 }
 
 // appendEventJSON appends the wire encoding of ev to dst.

@@ -37,8 +37,7 @@ func (t wireTime) MarshalJSON() ([]byte, error) {
 // MarshalJSON encodes e as the protocol's event envelope, the same bytes
 // SSE and WebSocket send. A nil Payload is written as null.
 func (e TaskEvent) MarshalJSON() ([]byte, error) {
-	n := wire.EventOverhead + len(e.Type) + len(e.TaskID) + len(e.EventID) + len(e.Payload)
-	return e.appendJSON(make([]byte, 0, n))
+	return e.appendJSON(make([]byte, 0, e.jsonSize()))
 }
 
 // appendJSON appends e's envelope to dst, or fails for an event no client
@@ -65,7 +64,7 @@ func (r PollResponse) MarshalJSON() ([]byte, error) {
 		n += len(*r.NextAfterEventID)
 	}
 	for _, e := range r.Events {
-		n += wire.EventOverhead + 1 + len(e.Type) + len(e.TaskID) + len(e.EventID) + len(e.Payload)
+		n += e.jsonSize() + 1 // and a comma
 	}
 	b := make([]byte, 0, n)
 	b = append(b, `{"taskId":`...)
