@@ -63,6 +63,22 @@ type EventStore interface {
 	Watch(taskID string, notify func()) (stop func())
 }
 
+// InlineReader is an optional [EventStore] extension for a store whose
+// Read is served from memory, never blocks on I/O and may be called from
+// inside a Watch callback (package memstore's). When the store implements
+// it and InlineReads reports true, the fan-out hands a task's only
+// subscriber its new events on the appending goroutine, and a transport
+// that can write them without blocking (a hijacked SSE stream) does so
+// there, instead of waking the stream's goroutine for every event: the
+// appender pays for the write, and a server with thousands of watched
+// tasks keeps no queue of woken goroutines between an append and its
+// socket. Stores that read over the network must not implement it.
+type InlineReader interface {
+	// InlineReads reports whether Read may be called from inside the
+	// callback passed to Watch.
+	InlineReads() bool
+}
+
 // FormatEventID returns the wire event id for position seq.
 func FormatEventID(seq int64) string { return strconv.FormatInt(seq, 10) }
 

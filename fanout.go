@@ -38,11 +38,19 @@ func newHub(s *Service) (*fanout.Hub, error) {
 			}
 		},
 		Observer:         s.observer(),
+		InlineReads:      inlineReads(s.store),
 		ErrClosed:        ErrClosed,
 		ErrExpired:       ErrEventsExpired,
 		ErrNotFound:      ErrTaskNotFound,
 		ErrInvalidCursor: ErrInvalidCursor,
 	})
+}
+
+// inlineReads reports whether store may be read from inside its watch
+// callbacks (see InlineReader).
+func inlineReads(store EventStore) bool {
+	r, ok := store.(InlineReader)
+	return ok && r.InlineReads()
 }
 
 // eventSource is the engine's view of an EventStore: events read once and

@@ -62,7 +62,7 @@ func TestFanOutStress(t *testing.T) {
 			return
 		}
 	}
-	t.Logf("seed %d: %d rounds", seed, rounds)
+	t.Logf("seed %d: %d rounds, %d inline", seed, rounds, inlineCalls.Load())
 }
 
 // stressRound is one service, store and task with its traffic.
@@ -102,7 +102,7 @@ func newStressRound(t *testing.T, seed, round uint64) *stressRound {
 		rng:         rng,
 		retention:   []int{0, 8, 20, 50, 100, 300}[rng.IntN(6)],
 		appenders:   1 + rng.IntN(4),
-		subscribers: 2 + rng.IntN(10),
+		subscribers: 1 + rng.IntN(11),
 		pollers:     rng.IntN(3),
 		events:      50 + rng.IntN(1500),
 		progress:    newBroadcast(),
@@ -290,9 +290,15 @@ func (r *stressRound) subscriber(rng *rand.Rand) {
 		if rng.IntN(4) == 0 {
 			hb = time.Duration(1+rng.IntN(5)) * time.Millisecond
 		}
-		sub, err := hooks.Subscribe(r.ctx, r.svc, alice, r.task, taskbridge.FormatEventID(cursor), fanout.SubscribeOpts{
-			Transport: "ws", HeartbeatInterval: hb,
-		})
+		opts := fanout.SubscribeOpts{Transport: "ws", HeartbeatInterval: hb}
+		var inl *inlineSink
+		if rng.IntN(2) == 0 {
+			// Take events on the appenders' goroutines too (memstore reads
+			// inline), refusing some.
+			inl = &inlineSink{refuse: 1 + rng.IntN(4), wake: make(chan struct{}, 1)}
+			opts.Deliver = inl.deliver
+		}
+		sub, err := hooks.Subscribe(r.ctx, r.svc, alice, r.task, taskbridge.FormatEventID(cursor), opts)
 		switch {
 		case errors.Is(err, taskbridge.ErrClosed) && r.closing.Load():
 			return
@@ -303,8 +309,10 @@ func (r *stressRound) subscriber(rng *rand.Rand) {
 			r.failf("%s: Subscribe: %v", who, err)
 			return
 		}
-		next, end := r.read(rng, sub, cursor, oldest, who)
+		next, end := r.read(rng, sub, inl, cursor, oldest, who)
+		sub.Lock()
 		sub.Close()
+		sub.Unlock()
 		if next >= 0 {
 			last = next
 		}
@@ -314,18 +322,61 @@ func (r *stressRound) subscriber(rng *rand.Rand) {
 	}
 }
 
+// inlineSink is a subscriber's SubscribeOpts.Deliver: it keeps what the
+// appenders deliver for the subscriber's next read, and reports every
+// refuse-th delivery as not sent, as a transport does when the socket is
+// full. Called with the subscription locked, like every use of frames.
+type inlineSink struct {
+	refuse int
+	calls  int
+	frames []*fanout.Frame
+	wake   chan struct{}
+}
+
+// inlineCalls counts the inline deliveries of every round, for the log.
+var inlineCalls atomic.Int64
+
+func (s *inlineSink) deliver(frames []*fanout.Frame) bool {
+	inlineCalls.Add(1)
+	s.frames = append(s.frames, frames...)
+	s.calls++
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return s.calls%s.refuse != 0
+}
+
+// readNext is sub.Next, preceded by what inl took inline (nil: sub has no
+// Deliver).
+func readNext(ctx context.Context, sub *fanout.Subscription, inl *inlineSink, buf []*fanout.Frame) ([]*fanout.Frame, error) {
+	if inl == nil {
+		return sub.Next(ctx, buf)
+	}
+	sub.Lock()
+	defer sub.Unlock()
+	buf = append(buf, inl.frames...)
+	clear(inl.frames)
+	inl.frames = inl.frames[:0]
+	return sub.Next(ctx, buf)
+}
+
 // read reads sub until the stream ends or the subscriber drops it. It
 // returns the last Seq delivered (-1 for none) and whether the subscriber
 // is done.
-func (r *stressRound) read(rng *rand.Rand, sub *fanout.Subscription, cursor, oldest int64, who string) (int64, bool) {
+func (r *stressRound) read(rng *rand.Rand, sub *fanout.Subscription, inl *inlineSink, cursor, oldest int64, who string) (int64, bool) {
 	var buf []*fanout.Frame
+	var inlineWake chan struct{}
+	if inl != nil {
+		inlineWake = inl.wake
+	}
 	prev, delivered := cursor, int64(-1)
 	dropAfter := -1
 	if rng.IntN(3) == 0 {
 		dropAfter = rng.IntN(200)
 	}
 	for n := 0; ; n++ {
-		frames, err := sub.Next(r.ctx, buf[:0])
+		frames, err := readNext(r.ctx, sub, inl, buf[:0])
 		for _, f := range frames {
 			seq := f.Seq
 			switch {
@@ -377,6 +428,7 @@ func (r *stressRound) read(rng *rand.Rand, sub *fanout.Subscription, cursor, old
 		sub.HeartbeatDue()
 		select {
 		case <-sub.Ready():
+		case <-inlineWake:
 		case <-r.ctx.Done():
 			r.failf("%s: stranded after %d; the log has %d events, terminal %d", who, prev, r.appended.Load(), r.terminal())
 			return delivered, true

@@ -104,6 +104,11 @@ func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.T
 	return ev, nil
 }
 
+// InlineReads implements [taskbridge.InlineReader]: Read takes only the
+// task's read lock and may be called from inside a Watch callback, which
+// the store calls after releasing the task's lock.
+func (s *Store) InlineReads() bool { return true }
+
 // Read implements [taskbridge.EventStore]. A limit below 1 fails with
 // [taskbridge.ErrInvalidRequest].
 func (s *Store) Read(_ context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {

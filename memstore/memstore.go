@@ -56,6 +56,7 @@ var (
 	_ taskbridge.LeaseStore         = (*Store)(nil)
 	_ taskbridge.ControlFeed        = (*Store)(nil)
 	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
+	_ taskbridge.InlineReader       = (*Store)(nil)
 	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
 	_ taskbridge.LiveTaskCreator    = (*Store)(nil)
 )

@@ -26,6 +26,12 @@ type Config struct {
 	// Observer, when set, is told of the deliveries, heartbeats and ends
 	// of the subscriptions with a Transport. Nil costs nothing.
 	Observer *Observer
+	// InlineReads reports that the Source's Read is served from memory,
+	// never blocks and may be called from inside a Watch callback: a solo
+	// topic's member with SubscribeOpts.Deliver then gets its new events
+	// on the appending goroutine (see Subscription.Lock). False keeps
+	// every read on the subscriber's goroutine.
+	InlineReads bool
 
 	// The errors the engine returns and recognises in Source errors: the
 	// host package's sentinels. Each defaults to an error of this package.
@@ -141,6 +147,17 @@ type SubscribeOpts struct {
 	// one connection can wait on several subscriptions. It must have a
 	// capacity of at least 1.
 	Signal chan struct{}
+	// Deliver, when set (and Config.InlineReads), lets the watch callback
+	// of the subscription's solo topic hand it new events on the
+	// appending goroutine instead of waking the transport's goroutine:
+	// the callback takes the frames (as Next would) and calls Deliver with
+	// them while it holds the subscription's lock. Deliver must not block:
+	// it writes what it can at once, keeps the rest for the transport's
+	// goroutine and returns false, which signals Ready; it returns true
+	// when everything went out. The frames are the subscription's from
+	// then on, delivered exactly once whatever Deliver does with them. A
+	// subscription with Deliver must be used under Lock (see there).
+	Deliver func(frames []*Frame) (sent bool)
 }
 
 // Subscribe reads the first batch of the task's events after start.After
@@ -198,6 +215,9 @@ func (h *Hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *S
 		batch:      h.cfg.Batch,
 		last:       after,
 		hbInterval: opts.HeartbeatInterval,
+	}
+	if h.cfg.InlineReads {
+		sub.deliver = opts.Deliver
 	}
 	if opts.Transport != "" {
 		sub.id = h.lastID.Add(1)

@@ -5,18 +5,26 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Subscription is a replay-then-live stream of one task's events. Next and
-// Close must be called from one goroutine at a time (the transport's).
+// Close must be called from one goroutine at a time (the transport's); with
+// SubscribeOpts.Deliver, under Lock.
 type Subscription struct {
 	h         *Hub
 	taskID    string
 	transport string
 	ready     chan struct{}
 	batch     int
+
+	// deliver is SubscribeOpts.Deliver when the Source reads inline; mu
+	// then makes the watch callback's deliveries exclusive with the
+	// consumer's Next, writes and Close (see Lock).
+	deliver func([]*Frame) bool
+	mu      sync.Mutex
 
 	// Owned by the consumer goroutine.
 	last    int64    // Seq of the last event handed out
@@ -62,6 +70,54 @@ func (sub *Subscription) Ready() <-chan struct{} { return sub.ready }
 // waits only on Ready and has something else to check (a handler shutting
 // down). Next then returns what there is, possibly nothing.
 func (sub *Subscription) Wake() { sub.signal() }
+
+// Lock makes the caller the subscription's only consumer until Unlock. A
+// subscription with SubscribeOpts.Deliver is shared with the goroutines
+// that append to its task: its transport holds Lock around each Next
+// together with the writes of what Next returned (so that an inline
+// delivery cannot overtake them) and around Close, and writes nothing of
+// its own while an inline delivery may run. Lock is cheap when
+// uncontended; the watch callback only ever tries it.
+func (sub *Subscription) Lock() { sub.mu.Lock() }
+
+// Unlock releases Lock.
+func (sub *Subscription) Unlock() { sub.mu.Unlock() }
+
+// deliverInline is the watch callback's delivery to t's solo member sub:
+// when sub's consumer is not using it (Lock is free), it reads the new
+// events from the Source and hands them to Deliver on the calling
+// goroutine. It reports false when it did not (sub busy, replaying, ended,
+// or the read failed or filled a batch, which the consumer's own Next
+// deals with), and the caller signals sub as usual.
+func (sub *Subscription) deliverInline(t *topic) bool {
+	if !sub.mu.TryLock() {
+		return false
+	}
+	defer sub.mu.Unlock()
+	if sub.closed || sub.done || sub.t != t || len(sub.pending) > 0 || sub.failErr.Load() != nil {
+		return false
+	}
+	sub.stale.Store(false)
+	frames, err := sub.h.cfg.Source.Read(sub.h.ctx, sub.taskID, sub.last, sub.batch)
+	if err == nil {
+		err = sub.h.checkDense(sub.last, frames)
+	}
+	if err != nil || len(frames) >= sub.batch {
+		sub.stale.Store(true)
+		return false
+	}
+	if len(frames) == 0 {
+		return true
+	}
+	// take appends to frames[:0] what it reads from frames at the same or
+	// a later index: the slice is the read's own.
+	out := sub.take(frames[:0], frames, false)
+	sub.lastActive.Store(time.Now().UnixNano())
+	if !sub.deliver(out) || sub.done {
+		sub.signal()
+	}
+	return true
+}
 
 func (sub *Subscription) signal() {
 	select {

@@ -208,13 +208,16 @@ func (t *topic) share(sub *Subscription) {
 	t.notify()
 }
 
-// notify is the Source's watch callback. A solo topic signals its member;
-// otherwise it starts a fetch, or marks the running one dirty so it reads
-// again. The fast path takes no lock and allocates nothing.
+// notify is the Source's watch callback. A solo topic delivers to its
+// member inline (see Subscription.deliverInline) or signals it; otherwise
+// it starts a fetch, or marks the running one dirty so it reads again. The
+// signalling path takes no lock and allocates nothing.
 func (t *topic) notify() {
 	if s := t.solo.Load(); s != nil {
-		s.stale.Store(true)
-		s.signal()
+		if s.deliver == nil || !s.deliverInline(t) {
+			s.stale.Store(true)
+			s.signal()
+		}
 		// Still solo after the signal: the member reads the append. A
 		// topic that stopped being solo meanwhile may have started its
 		// fetch before the append: go on to make it read again.

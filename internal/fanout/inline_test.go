@@ -1,0 +1,219 @@
+package fanout
+
+import (
+	"context"
+	"errors"
+	"io"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// inlineRecorder is a SubscribeOpts.Deliver that records what it gets and
+// answers sent (false: the transport kept part of it for its goroutine).
+type inlineRecorder struct {
+	sent  bool
+	seqs  []int64
+	calls int
+}
+
+func (r *inlineRecorder) deliver(frames []*Frame) bool {
+	r.calls++
+	r.seqs = append(r.seqs, seqs(frames)...)
+	return r.sent
+}
+
+// inlineSetup returns a hub over l that reads inline, and a subscription to
+// "t" from after with rec as its Deliver, joined to its (solo) topic.
+func inlineSetup(t *testing.T, l *memLog, batch int, after int64, rec *inlineRecorder) *Subscription {
+	t.Helper()
+	h := setup(t, l, batch, func(c *Config) { c.InlineReads = true })
+	sub := subscribe(t, h, l, context.Background(), "t", after, SubscribeOpts{Transport: "sse", Deliver: rec.deliver})
+	sub.Lock()
+	frames, err := sub.Next(context.Background(), nil)
+	sub.Unlock()
+	require.NoError(t, err)
+	requireSeqs(t, span(after+1, l.start("t", 0).LastSeq), seqs(frames))
+	require.Same(t, sub, sub.t.solo.Load(), "the topic is solo")
+	drainReady(sub)
+	return sub
+}
+
+// available returns the Seqs Next hands out now, under the lock.
+func available(t *testing.T, sub *Subscription) []int64 {
+	t.Helper()
+	sub.Lock()
+	defer sub.Unlock()
+	var out []*Frame
+	for {
+		n := len(out)
+		var err error
+		out, err = sub.Next(context.Background(), out)
+		require.NoError(t, err)
+		if len(out) == n {
+			return seqs(out)
+		}
+	}
+}
+
+func requireNoSignal(t *testing.T, sub *Subscription) {
+	t.Helper()
+	select {
+	case <-sub.Ready():
+		t.Fatal("Ready fired")
+	default:
+	}
+}
+
+func requireSignal(t *testing.T, sub *Subscription) {
+	t.Helper()
+	select {
+	case <-sub.Ready():
+	default:
+		t.Fatal("Ready did not fire")
+	}
+}
+
+// With a Source that reads inline, each append to a task with one
+// subscriber is handed to its Deliver on the appending goroutine, once and
+// in order, without waking the subscriber; the terminal event wakes it for
+// the end.
+func TestInlineDelivery(t *testing.T) {
+	t.Parallel()
+	l := newMemLog(0, "t")
+	l.appendN("t", 2)
+	rec := &inlineRecorder{sent: true}
+	sub := inlineSetup(t, l, 256, 1, rec)
+
+	for want := int64(3); want <= 5; want++ {
+		l.append("t", false)
+		require.Equal(t, span(3, want), rec.seqs, "delivered before the append returned")
+		requireNoSignal(t, sub)
+	}
+	require.Equal(t, 3, rec.calls)
+	frames, err := sub.Next(context.Background(), nil)
+	require.NoError(t, err)
+	require.Empty(t, frames, "Next has nothing left to deliver")
+
+	l.append("t", true)
+	require.Equal(t, span(3, 6), rec.seqs)
+	requireSignal(t, sub)
+	sub.Lock()
+	_, err = sub.Next(context.Background(), nil)
+	sub.Unlock()
+	require.ErrorIs(t, err, io.EOF)
+}
+
+// A Deliver that could not send everything is answered by a signal, so
+// the transport's goroutine writes the rest; later appends still go to
+// Deliver, which orders them after what it kept.
+func TestInlineDeliveryNotSent(t *testing.T) {
+	t.Parallel()
+	l := newMemLog(0, "t")
+	rec := &inlineRecorder{sent: false}
+	sub := inlineSetup(t, l, 256, 0, rec)
+	l.append("t", false)
+	requireSignal(t, sub)
+	l.append("t", false)
+	require.Equal(t, []int64{1, 2}, rec.seqs)
+	sub.Lock()
+	frames, err := sub.Next(context.Background(), nil)
+	sub.Unlock()
+	require.NoError(t, err)
+	require.Empty(t, frames, "the frames were Deliver's")
+}
+
+// While the transport holds the subscription's lock (it is in Next or
+// writing), an append only signals it, and its next Next reads the event.
+func TestInlineDeliveryWhileBusy(t *testing.T) {
+	t.Parallel()
+	l := newMemLog(0, "t")
+	rec := &inlineRecorder{sent: true}
+	sub := inlineSetup(t, l, 256, 0, rec)
+	sub.Lock()
+	l.append("t", false)
+	l.append("t", false)
+	requireSignal(t, sub)
+	require.Zero(t, rec.calls)
+	frames, err := sub.Next(context.Background(), nil)
+	sub.Unlock()
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2}, seqs(frames))
+
+	l.append("t", false)
+	require.Equal(t, []int64{3}, rec.seqs, "inline again once the lock is free")
+}
+
+// An inline read that fills a batch (the subscriber was busy while events
+// piled up) or fails leaves the events to the transport's own Next, which
+// reads them in batches or retries; nothing is lost or repeated.
+func TestInlineDeliveryFallsBack(t *testing.T) {
+	t.Parallel()
+	t.Run("full batch", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		rec := &inlineRecorder{sent: true}
+		sub := inlineSetup(t, l, 2, 0, rec)
+		sub.Lock()
+		l.appendN("t", 2)
+		sub.Unlock()
+		drainReady(sub)
+		l.append("t", false) // 3 new events: more than a batch
+		require.Zero(t, rec.calls)
+		requireSignal(t, sub)
+		requireSeqs(t, span(1, 3), available(t, sub))
+		l.append("t", false)
+		require.Equal(t, []int64{4}, rec.seqs)
+	})
+	t.Run("read error", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		rec := &inlineRecorder{sent: true}
+		sub := inlineSetup(t, l, 256, 0, rec)
+		l.failReads(func(int64) error { return errors.New("store down") })
+		l.append("t", false)
+		require.Zero(t, rec.calls)
+		requireSignal(t, sub)
+		l.failReads(nil)
+		requireSeqs(t, []int64{1}, available(t, sub))
+	})
+}
+
+// Deliver is used only when the Source reads inline, and only for a solo
+// topic: with a second member the topic's fetcher serves both.
+func TestInlineDeliveryOnlySoloInline(t *testing.T) {
+	t.Parallel()
+	t.Run("source does not read inline", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		h := setup(t, l, 256)
+		rec := &inlineRecorder{sent: true}
+		sub := subscribe(t, h, l, context.Background(), "t", 0, SubscribeOpts{Deliver: rec.deliver})
+		_, err := sub.Next(context.Background(), nil)
+		require.NoError(t, err)
+		l.append("t", false)
+		require.Zero(t, rec.calls)
+		requireSignal(t, sub)
+		requireSeqs(t, []int64{1}, available(t, sub))
+	})
+	t.Run("second member", func(t *testing.T) {
+		t.Parallel()
+		l := newMemLog(0, "t")
+		rec := &inlineRecorder{sent: true}
+		sub := inlineSetup(t, l, 256, 0, rec)
+		other := subscribe(t, sub.h, l, context.Background(), "t", 0, SubscribeOpts{})
+		_, err := other.Next(context.Background(), nil)
+		require.NoError(t, err)
+		require.Nil(t, sub.t.solo.Load())
+		l.append("t", false)
+		require.Zero(t, rec.calls)
+		sub.Lock()
+		got, err := next(t, sub)
+		sub.Unlock()
+		require.NoError(t, err)
+		requireSeqs(t, []int64{1}, seqs(got))
+		got, err = next(t, other)
+		require.NoError(t, err)
+		requireSeqs(t, []int64{1}, seqs(got))
+	})
+}
