@@ -6,3 +6,8 @@ import "time"
 // step to run on a short-lived goroutine: 0 offloads every step. Call it
 // before h serves.
 func SetQuietAfter(h *Handler, d time.Duration) { h.quietAfter = d }
+
+// SetDeliverHook makes every inline delivery of h's streams (on an
+// appending goroutine) report whether the socket took all of it. Call it
+// before h serves.
+func SetDeliverHook(h *Handler, f func(sent bool)) { h.deliverHook = f }

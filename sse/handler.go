@@ -129,6 +129,9 @@ type Handler struct {
 
 	// quietAfter is defaultQuietAfter; tests change it.
 	quietAfter time.Duration
+	// deliverHook, set by tests, learns the outcome of every
+	// stream.deliver.
+	deliverHook func(sent bool)
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler
@@ -252,16 +255,24 @@ func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 		h.fail(w, r, err)
 		return nil
 	}
-	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, cursor, fanout.SubscribeOpts{
+	s := &stream{h: h, st: st}
+	opts := fanout.SubscribeOpts{
 		Transport:         "sse",
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
-	})
+	}
+	if h.cfg.Hijack && r.ProtoMajor == 1 && r.TLS == nil {
+		// A hijacked TCP connection can take events on the appending
+		// goroutine (see stream.deliver).
+		opts.Deliver = s.deliver
+	}
+	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, cursor, opts)
 	if err != nil {
 		st.Leave()
 		h.fail(w, r, err)
 		return nil
 	}
-	return h.start(w, r, sub, st)
+	s.sub = sub
+	return h.start(w, r, s)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {

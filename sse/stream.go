@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -54,6 +55,13 @@ type stream struct {
 	finished bool // ServeHTTP is returning: abort must not touch rc
 
 	conn net.Conn
+	// raw writes to conn without waiting, for deliver; nil when conn is
+	// not a socket (or the stream is inside ServeHTTP).
+	raw syscall.RawConn
+	// out holds what deliver could not write at once: the stream's
+	// goroutine writes it before anything else. A pooled buffer, nil when
+	// empty; guarded by the subscription's lock, like every write.
+	out *[]byte
 
 	// guard times the stream's writes (see package writewatch): a write
 	// that overruns Config.WriteTimeout aborts the stream. nil when the
@@ -69,19 +77,21 @@ type stream struct {
 	lastSent int64 // Unix ns
 }
 
-// start commits to the stream: it returns the stream to serve inside
-// ServeHTTP, or starts the goroutines of a hijacked stream and returns nil.
-// The response head goes out with the first batch.
-func (h *Handler) start(w http.ResponseWriter, r *http.Request, sub *fanout.Subscription, st *streamlife.Stream) *stream {
+// start commits to the stream s (its subscription open): it returns the
+// stream to serve inside ServeHTTP, or starts the goroutines of a hijacked
+// stream and returns nil. The response head goes out with the first batch.
+func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *stream) *stream {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream")
 	hdr.Set("Cache-Control", "no-cache, no-transform")
 	hdr.Set("X-Accel-Buffering", "no")
-	s := &stream{h: h, st: st, sub: sub, head: bufpool.Bytes.Get()}
-	st.OnClose(sub)
+	s.head = bufpool.Bytes.Get()
+	st := s.st
+	st.OnClose(s.sub)
 	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
+			s.raw = rawConn(conn)
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
@@ -143,8 +153,20 @@ func (s *stream) finish() {
 	if s.guard != nil {
 		s.guard.Remove()
 	}
-	s.sub.Close()
+	s.closeSub()
 	s.st.Leave()
+}
+
+// closeSub closes the subscription under its lock and drops what deliver
+// left unwritten: the stream is over.
+func (s *stream) closeSub() {
+	s.sub.Lock()
+	s.sub.Close()
+	if s.out != nil {
+		bufpool.Bytes.Put(s.out)
+		s.out = nil
+	}
+	s.sub.Unlock()
 }
 
 // abort forces a stream inside ServeHTTP to end (see Handler.Shutdown):
@@ -188,7 +210,7 @@ func (s *stream) detached() {
 		}
 	}()
 	s.run(ctx)
-	s.sub.Close()
+	s.closeSub()
 	_ = s.conn.Close()
 	s.guard.Remove()
 	<-ctx.Done()
@@ -254,6 +276,19 @@ func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
 // that frames went out, so more may follow at once; ok is false when the
 // stream is over.
 func (s *stream) step(ctx context.Context) (more, ok bool) {
+	s.sub.Lock()
+	defer s.sub.Unlock()
+	if s.out != nil {
+		// What deliver could not write goes first.
+		s.lastSent = time.Now().UnixNano()
+		err := s.write(*s.out, true)
+		bufpool.Bytes.Put(s.out)
+		s.out = nil
+		if err != nil {
+			s.writeFailed(err)
+			return false, false
+		}
+	}
 	fp := bufpool.Frames.Get()
 	frames, err := s.sub.Next(ctx, *fp)
 	n := len(frames)
@@ -297,11 +332,7 @@ func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
 	}
 	b := *bp
 	for _, f := range frames {
-		b = append(b, "id: "...)
-		b = append(b, f.EventID...)
-		b = append(b, "\ndata: "...)
-		b = append(b, f.JSON...)
-		b = append(b, "\n\n"...)
+		b = appendFrame(b, f)
 		if f.Terminal {
 			end = true
 			break
@@ -319,6 +350,55 @@ func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
 	}
 	bufpool.Bytes.Put(bp)
 	return end, err
+}
+
+// appendFrame appends f as an SSE event.
+func appendFrame(b []byte, f *fanout.Frame) []byte {
+	b = append(b, "id: "...)
+	b = append(b, f.EventID...)
+	b = append(b, "\ndata: "...)
+	b = append(b, f.JSON...)
+	return append(b, "\n\n"...)
+}
+
+// deliver is the stream's SubscribeOpts.Deliver: it runs on a goroutine
+// appending to the task, with the subscription locked, while the stream's
+// own goroutine waits for Ready. It writes the frames to a hijacked socket
+// with one non-blocking write, so an event reaches the client without a
+// wake-up of the stream's goroutine. What the socket does not take at once
+// (or everything, when there is no socket to write to without blocking or
+// an earlier remainder is still waiting) is kept in out for the stream's
+// goroutine, which deliver's false return wakes; that goroutine writes it
+// under the write watchdog, so a slow client is cut off as usual.
+func (s *stream) deliver(frames []*fanout.Frame) (sent bool) {
+	if s.h.deliverHook != nil {
+		defer func() { s.h.deliverHook(sent) }()
+	}
+	if s.out == nil && s.raw != nil {
+		bp := bufpool.Bytes.Get()
+		b := *bp
+		for _, f := range frames {
+			b = appendFrame(b, f)
+		}
+		n := tryWrite(s.raw, b)
+		if n == len(b) {
+			*bp = b[:0]
+			bufpool.Bytes.Put(bp)
+			return true
+		}
+		*bp = b[:copy(b, b[n:])]
+		s.out = bp
+		return false
+	}
+	if s.out == nil {
+		s.out = bufpool.Bytes.Get()
+	}
+	b := *s.out
+	for _, f := range frames {
+		b = appendFrame(b, f)
+	}
+	*s.out = b
+	return false
 }
 
 // heartbeat writes a heartbeat data frame (and the comment ping).
