@@ -31,10 +31,14 @@ func (d *deliveries) hook(sent bool) {
 
 // inlineSetup returns a test environment and a handler configured to
 // hijack, whose inline deliveries are counted.
-func inlineSetup(t *testing.T) (*streamtest.Env, *sse.Handler, *deliveries) {
+func inlineSetup(t *testing.T, mod ...func(*sse.Config)) (*streamtest.Env, *sse.Handler, *deliveries) {
 	t.Helper()
 	env := streamtest.New(t, streamtest.Options{})
-	h := newHandler(t, env, sse.Config{Hijack: true, DisableHeartbeats: true})
+	cfg := sse.Config{Hijack: true, DisableHeartbeats: true}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	h := newHandler(t, env, cfg)
 	d := &deliveries{}
 	sse.SetDeliverHook(h, d.hook)
 	return env, h, d
@@ -182,4 +186,26 @@ func TestHijackRefusedKeepsInlineEventsInOrder(t *testing.T) {
 	require.Equal(t, seqIDs(2, 52), readIDs(t, br))
 	require.Positive(t, d.kept.Load(), "no event was handed over inline")
 	require.Zero(t, d.sent.Load())
+}
+
+// With DisableInlineWrites every event goes out from the stream's
+// goroutine.
+func TestDisableInlineWrites(t *testing.T) {
+	t.Parallel()
+	env, h, d := inlineSetup(t, func(c *sse.Config) { c.DisableInlineWrites = true })
+	mux := http.NewServeMux()
+	mux.Handle(sse.DefaultPattern, h)
+	srv := serve(t, h, mux)
+	task := env.CreateTask(t, "alice")
+	env.Started(t, task)
+	br := bufio.NewReader(get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil).Body)
+	require.Equal(t, "1", readEvent(t, br).EventID)
+	for i := 2; i <= 20; i++ {
+		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
+		require.Equal(t, strconv.Itoa(i), readEvent(t, br).EventID)
+	}
+	env.Complete(t, task)
+	require.Equal(t, "21", readEvent(t, br).EventID)
+	requireEnd(t, br)
+	require.Zero(t, d.sent.Load()+d.kept.Load())
 }
