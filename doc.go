@@ -61,8 +61,10 @@
 // conformance suite every store must pass. Optional interfaces a store may
 // add, checked by type assertion: [TaskHeadGetter] (ownership checks before
 // the payload is loaded), [TerminalTaskPruner] (retention removes uploaded
-// files) and [LiveTaskCreator] (exact per-owner quotas,
-// [Config].MaxLiveTasksPerOwner).
+// files), [LiveTaskCreator] (exact per-owner quotas,
+// [Config].MaxLiveTasksPerOwner) and [InlineReader] (reads from memory:
+// a task's only subscriber on a hijacked SSE stream is written to by the
+// appending goroutine).
 //
 // # Executors
 //

@@ -25,6 +25,15 @@
 // its connection, reads nothing. A second member switches the topic to its
 // fetcher and window.
 //
+// When the Source reads inline (Config.InlineReads: an in-memory store) and
+// the member has a SubscribeOpts.Deliver, a solo topic's watch callback
+// delivers on the appending goroutine: if the member's lock is free (see
+// [Subscription.Lock]), it reads and takes the new events and hands them to
+// Deliver, which writes them without blocking; the member's goroutine is
+// woken only for what the socket did not take. A member that is busy, a
+// read that fails or fills a batch, and a topic with several members fall
+// back to the signal.
+//
 // A long poll's [Hub.Wait] is a member that takes no frames: when its topic
 // signals it, it calls the poll's own read of its store, whose answer the
 // poll returns.
