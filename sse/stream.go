@@ -17,6 +17,7 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/offstack"
+	"github.com/taskbridge-go/taskbridge/internal/rawwrite"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 	"github.com/taskbridge-go/taskbridge/internal/wire"
 	"github.com/taskbridge-go/taskbridge/internal/writewatch"
@@ -91,7 +92,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *stream) *stre
 	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
-			s.raw = rawConn(conn)
+			s.raw = rawwrite.Conn(conn)
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
@@ -380,7 +381,7 @@ func (s *stream) deliver(frames []*fanout.Frame) (sent bool) {
 		for _, f := range frames {
 			b = appendFrame(b, f)
 		}
-		n := tryWrite(s.raw, b)
+		n := rawwrite.Try(s.raw, b)
 		if n == len(b) {
 			*bp = b[:0]
 			bufpool.Bytes.Put(bp)

@@ -1,14 +1,14 @@
 //go:build unix
 
-package sse
+package rawwrite
 
 import (
 	"net"
 	"syscall"
 )
 
-// rawConn returns c's raw connection when c is a socket, else nil.
-func rawConn(c net.Conn) syscall.RawConn {
+// Conn returns c's raw connection when c is a socket, else nil.
+func Conn(c net.Conn) syscall.RawConn {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
@@ -20,12 +20,13 @@ func rawConn(c net.Conn) syscall.RawConn {
 	return rc
 }
 
-// tryWrite writes b to rc's socket without waiting for it to become
+// Try writes b to rc's socket without waiting for it to become
 // writable (Go keeps sockets non-blocking) and returns how many bytes went
 // out: all of b, a prefix when the socket buffer filled up, or none when it
-// was full or the connection failed (the stream's next blocking write
-// reports that error).
-func tryWrite(rc syscall.RawConn, b []byte) int {
+// was full or the connection failed (the caller's next blocking write
+// reports that error). The caller must be the connection's only writer
+// while it runs.
+func Try(rc syscall.RawConn, b []byte) int {
 	n := 0
 	_ = rc.Write(func(fd uintptr) bool {
 		for n < len(b) {

@@ -1,0 +1,82 @@
+//go:build unix
+
+package rawwrite
+
+import (
+	"io"
+	"net"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// pair returns both ends of a loopback TCP connection.
+func pair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer func() { _ = ln.Close() }()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	server = <-accepted
+	require.NotNil(t, server)
+	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
+	return client, server
+}
+
+// Try writes what the socket takes at once and never waits: all of a small
+// write, a prefix once the buffers fill, nothing when they are full or the
+// connection is closed. What it wrote arrives intact and in order.
+func TestTry(t *testing.T) {
+	client, server := pair(t)
+	require.NoError(t, server.(*net.TCPConn).SetWriteBuffer(16<<10))
+	rc := Conn(server)
+	require.NotNil(t, rc)
+
+	require.Equal(t, 5, Try(rc, []byte("hello")))
+	got := make([]byte, 5)
+	_, err := io.ReadFull(client, got)
+	require.NoError(t, err)
+	require.Equal(t, "hello", string(got))
+
+	// The client does not read: the buffers fill up.
+	chunk := make([]byte, 64<<10)
+	var sent int
+	partial := false
+	for range 1000 {
+		for i := range chunk {
+			chunk[i] = byte(sent + i)
+		}
+		n := Try(rc, chunk)
+		sent += n
+		if n < len(chunk) {
+			partial = true
+			break
+		}
+	}
+	require.True(t, partial, "the socket took 64 MB without filling up")
+	require.Zero(t, Try(rc, chunk), "a full socket takes nothing")
+	recv := make([]byte, sent)
+	_, err = io.ReadFull(client, recv)
+	require.NoError(t, err)
+	for i, b := range recv {
+		if b != byte(i) {
+			t.Fatalf("byte %d is %d, want %d", i, b, byte(i))
+		}
+	}
+
+	require.NoError(t, server.Close())
+	require.Zero(t, Try(rc, []byte("x")), "a closed connection takes nothing")
+}
+
+// Conn returns nil for a connection that is not a socket.
+func TestConnNotASocket(t *testing.T) {
+	a, b := net.Pipe()
+	defer func() { _ = a.Close(); _ = b.Close() }()
+	require.Nil(t, Conn(a))
+}
