@@ -78,8 +78,43 @@ type request struct {
 
 type subscription struct {
 	sub       *fanout.Subscription
+	nc        *netConn
 	heartbeat []byte
-	ended     bool
+	ended     bool // owned by run
+	// kept holds the frames of inline deliveries that could not be
+	// written (see deliver), for run's next round; guarded by sub's lock.
+	kept []*fanout.Frame
+}
+
+// deliver is the subscription's SubscribeOpts.Deliver: it runs on a
+// goroutine appending to the task, with the subscription locked, while run
+// is not using it (run holds the locks of all subscriptions from their Next
+// to the write of what they returned). It writes the frames to the socket
+// with one write that does not wait, so a caught-up client gets an event
+// without a wake-up of run. When that cannot be done (run or the library
+// is writing, something is owed already, no socket), the frames are kept
+// for run's next round, after those kept before; false wakes run, also for
+// the rest of a partial write, which the connection owes before anything
+// else.
+func (s *subscription) deliver(frames []*fanout.Frame) (sent bool) {
+	if hook := s.nc.wire.deliverHook; hook != nil {
+		defer func() { hook(sent) }()
+	}
+	if len(s.kept) == 0 {
+		if handled, flushed := s.nc.deliver(frames); handled {
+			return flushed
+		}
+	}
+	s.kept = append(s.kept, frames...)
+	return false
+}
+
+// close closes the subscription under its lock.
+func (s *subscription) close() {
+	s.sub.Lock()
+	s.sub.Close()
+	s.kept = nil
+	s.sub.Unlock()
 }
 
 // newConn returns the connection upgraded from a request with context
@@ -149,7 +184,7 @@ func (c *conn) finish() {
 		case c.writeErr != nil:
 			s.sub.SetEnd(fanout.WriteEnd(c.writeErr), c.writeErr)
 		}
-		s.sub.Close()
+		s.close()
 	}
 	c.subs = nil
 	if c.code == statusAbort {
@@ -308,10 +343,18 @@ func (c *conn) round() bool {
 	msgs := *mp
 	code, reason := c.subscribe(reqs, &msgs)
 	c.more = false
+	// Inline deliveries (see subscription.deliver) wait from each Next to
+	// the write of what it returned.
+	for _, s := range c.subs {
+		s.sub.Lock()
+	}
 	if code == 0 {
 		code, reason, c.more = c.collect(&msgs)
 	}
 	err := c.write(msgs)
+	for _, s := range c.subs {
+		s.sub.Unlock()
+	}
 	*mp = msgs
 	bufpool.Messages.Put(mp)
 	c.prune()
@@ -364,15 +407,20 @@ func (c *conn) subscribe(reqs []request, msgs *[][]byte) (websocket.StatusCode, 
 		if f.LastEventID != nil {
 			cursor = *f.LastEventID
 		}
-		sub, err := svcHooks.Subscribe(c.ctx, c.h.svc, c.auth, f.TaskID, cursor, fanout.SubscribeOpts{
+		s := &subscription{nc: c.nc}
+		opts := fanout.SubscribeOpts{
 			Transport:         "ws",
 			HeartbeatInterval: c.h.cfg.HeartbeatInterval,
 			Signal:            c.signal,
-		})
+		}
+		if c.nc.raw != nil && !c.h.cfg.DisableInlineWrites {
+			opts.Deliver = s.deliver
+		}
+		sub, err := svcHooks.Subscribe(c.ctx, c.h.svc, c.auth, f.TaskID, cursor, opts)
 		if err != nil {
 			return c.closeFor(err)
 		}
-		s := &subscription{sub: sub}
+		s.sub = sub
 		s.heartbeat, _ = json.Marshal(taskbridge.HeartbeatFrame{Type: taskbridge.FrameHeartbeat, TaskID: f.TaskID, Live: true})
 		confirm, _ := json.Marshal(taskbridge.SubscriptionConfirmedFrame{
 			Type: taskbridge.FrameSubscriptionConfirmed, TaskID: f.TaskID,
@@ -382,7 +430,7 @@ func (c *conn) subscribe(reqs []request, msgs *[][]byte) (websocket.StatusCode, 
 		if i >= 0 {
 			// A repeated subscribe restarts the task's stream from the
 			// new cursor.
-			c.subs[i].sub.Close()
+			c.subs[i].close()
 			c.subs[i] = s
 		} else {
 			c.subs = append(c.subs, s)
@@ -407,7 +455,11 @@ func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string
 	fp := bufpool.Frames.Get()
 	defer bufpool.Frames.Put(fp)
 	for _, s := range c.subs {
-		frames, err := s.sub.Next(c.ctx, (*fp)[:0])
+		// What inline deliveries kept comes before what Next returns.
+		frames := append((*fp)[:0], s.kept...)
+		clear(s.kept)
+		s.kept = nil
+		frames, err := s.sub.Next(c.ctx, frames)
 		for _, f := range frames {
 			*msgs = append(*msgs, f.JSON)
 			if f.Terminal {
@@ -441,7 +493,7 @@ func (c *conn) prune() {
 	kept := c.subs[:0]
 	for _, s := range c.subs {
 		if s.ended {
-			s.sub.Close()
+			s.close()
 		} else {
 			kept = append(kept, s)
 		}

@@ -128,6 +128,23 @@ type Config struct {
 	// ReadLimit bounds a client message in bytes; a larger one closes the
 	// socket with 1009. Defaults to 4096.
 	ReadLimit int64
+
+	// DisableInlineWrites keeps every write on the connection's
+	// goroutine. By default, with a store that implements
+	// taskbridge.InlineReader (memstore), a subscription that is its
+	// task's only subscriber gets each new event written to the socket
+	// by the goroutine that appends it, with one write that does not
+	// wait, instead of waking the connection's goroutine: with thousands
+	// of watched tasks no queue of woken goroutines forms between an
+	// append and its socket. The appender then pays for that write (and
+	// for Diagnostics and metrics hooks of the delivery); what the socket
+	// does not take at once is written by the connection's goroutine.
+	// Under overload, when appends come faster than one write each can
+	// follow, the connection's goroutine, woken late, would write many
+	// events at once: peak throughput is higher without inline writes,
+	// and so is latency (see docs/BENCHMARKS.md). TLS connections served
+	// by the handler itself never write inline.
+	DisableInlineWrites bool
 }
 
 // Handler serves the TaskBridge WebSocket endpoint. Create it with

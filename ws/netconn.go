@@ -10,10 +10,13 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge/internal/bufpool"
+	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
+	"github.com/taskbridge-go/taskbridge/internal/rawwrite"
 	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
@@ -57,6 +60,9 @@ type wireConfig struct {
 	// timeout (see package writewatch).
 	wd  *writewatch.Watchdog
 	log *slog.Logger // nil: contract breaks are not logged
+	// deliverHook, set by tests, learns the outcome of every
+	// subscription.deliver.
+	deliverHook func(sent bool)
 }
 
 // WriteHeader records the status; nothing reaches the client.
@@ -157,6 +163,13 @@ type netConn struct {
 	// socket write's error or a broken contract.
 	err  error
 	tail *[]byte // the start of an incomplete library frame (pooled), or nil
+	// owed is what the socket did not take of an inline delivery (see
+	// deliver): the rest of a data frame already begun on the wire, so it
+	// goes out before any other bytes. Pooled; nil when nothing is owed.
+	owed *[]byte
+	// raw writes to the socket without waiting, for deliver; nil when
+	// the connection is not a socket (TLS).
+	raw syscall.RawConn
 
 	// guard times the socket writes; released by release.
 	guard *writewatch.Writer
@@ -173,12 +186,21 @@ func newNetConn(c net.Conn, wire *wireConfig) *netConn {
 	// No deadline per write: the watchdog closes the connection when a
 	// write overruns. Clear one the server may have set.
 	_ = c.SetWriteDeadline(time.Time{})
-	return &netConn{Conn: c, wire: wire, err: errNoHead, guard: wire.wd.Add(func() { _ = c.Close() })}
+	return &netConn{Conn: c, wire: wire, err: errNoHead, guard: wire.wd.Add(func() { _ = c.Close() }), raw: rawwrite.Conn(c)}
 }
 
-// release stops timing the connection's writes; call it once the
-// connection is closed. Idempotent.
-func (c *netConn) release() { c.guard.Remove() }
+// release stops timing the connection's writes and drops what is owed;
+// call it once the connection is closed and its subscriptions are closed
+// (so no inline delivery runs). Idempotent.
+func (c *netConn) release() {
+	c.guard.Remove()
+	c.mu.Lock()
+	if c.owed != nil {
+		bufpool.Bytes.Put(c.owed)
+		c.owed = nil
+	}
+	c.mu.Unlock()
+}
 
 // Read implements net.Conn.
 func (c *netConn) Read(p []byte) (int, error) {
@@ -311,9 +333,26 @@ func (c *netConn) fail(err error) {
 	}
 }
 
-// writeLocked writes p to the socket, timed by the write watchdog. A
-// failure is final (see netConn).
+// writeLocked writes what is owed (see deliver), then p, to the socket,
+// each timed by the write watchdog. A failure is final (see netConn).
 func (c *netConn) writeLocked(p []byte) error {
+	if c.owed != nil {
+		owed := c.owed
+		c.owed = nil
+		err := c.writeSocket(*owed)
+		bufpool.Bytes.Put(owed)
+		if err != nil {
+			return err
+		}
+	}
+	if len(p) == 0 {
+		return nil
+	}
+	return c.writeSocket(p)
+}
+
+// writeSocket writes p to the socket, timed by the write watchdog.
+func (c *netConn) writeSocket(p []byte) error {
 	c.guard.Begin()
 	_, err := c.Conn.Write(p)
 	err = c.guard.End(err)
@@ -328,11 +367,15 @@ func (c *netConn) writeLocked(p []byte) error {
 // chunkSize bytes, each with its own deadline and made of whole frames. It
 // returns an error wrapping net.ErrClosed once a close frame was sent.
 func (c *netConn) writeMessages(msgs [][]byte) error {
-	if len(msgs) == 0 {
-		return nil
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(msgs) == 0 {
+		// Nothing new, but what an inline delivery left is due.
+		if c.owed == nil || c.err != nil {
+			return nil
+		}
+		return c.writeLocked(nil)
+	}
 	if c.err != nil {
 		return c.err
 	}
@@ -355,4 +398,38 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 		return nil
 	}
 	return c.writeLocked(b)
+}
+
+// deliver writes frames as text messages (as writeMessages does) on a
+// goroutine appending to their task, with one write that does not wait
+// (see subscription.deliver). handled is false when it wrote nothing and
+// the caller keeps the frames: another write is under way (the
+// connection's goroutine or the library's), the connection failed or
+// something is owed already, or there is no socket to write to without
+// waiting. flushed is false when the socket took only part: the rest is
+// owed, and the connection's goroutine, which the caller wakes, writes it
+// before anything else.
+func (c *netConn) deliver(frames []*fanout.Frame) (handled, flushed bool) {
+	if c.raw == nil || !c.mu.TryLock() {
+		return false, false
+	}
+	defer c.mu.Unlock()
+	if c.err != nil || c.owed != nil {
+		return false, false
+	}
+	bp := bufpool.Bytes.Get()
+	b := *bp
+	for _, f := range frames {
+		b = wsframe.AppendHeader(b, wsframe.OpText, false, len(f.JSON))
+		b = append(b, f.JSON...)
+	}
+	n := rawwrite.Try(c.raw, b)
+	if n == len(b) {
+		*bp = b[:0]
+		bufpool.Bytes.Put(bp)
+		return true, true
+	}
+	*bp = b[:copy(b, b[n:])]
+	c.owed = bp
+	return true, false
 }

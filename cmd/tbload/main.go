@@ -132,8 +132,8 @@ func serverMain(ctx context.Context, mode string, args []string, stdout, stderr 
 	if mode == "server" {
 		fs.BoolVar(&cfg.SSEHijack, "sse-hijack", false, "serve SSE streams on the hijacked connection (sse.Config.Hijack)\n"+
 			"instead of inside ServeHTTP")
-		fs.BoolVar(&cfg.SSENoInline, "sse-no-inline", false, "with -sse-hijack, keep every write on the stream's goroutine\n"+
-			"(sse.Config.DisableInlineWrites)")
+		fs.BoolVar(&cfg.NoInline, "no-inline", false, "keep every write on the stream's goroutine (sse.Config.DisableInlineWrites\n"+
+			"with -sse-hijack, ws.Config.DisableInlineWrites)")
 		fs.BoolVar(&cfg.DeliveryLatency, "delivery-latency", false, "record each delivery's latency on the server, from the event's append\n"+
 			"to its hand-off to the transport (Diagnostics.Delivery); fanout and longpoll print it,\n"+
 			"which tells the server's share of a latency from the load tool's")

@@ -28,8 +28,8 @@ type serverConfig struct {
 	// SSEHijack serves SSE streams on the hijacked connection
 	// (sse.Config.Hijack) instead of inside ServeHTTP.
 	SSEHijack bool
-	// SSENoInline sets sse.Config.DisableInlineWrites.
-	SSENoInline bool
+	// NoInline sets DisableInlineWrites in the SSE and WebSocket configs.
+	NoInline bool
 	// DeliveryLatency records each delivery's append-to-hand-off time on
 	// the server (Diagnostics.Delivery), reported by /debug/stats.
 	DeliveryLatency bool
@@ -91,7 +91,7 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sseCfg := sse.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat, Hijack: cfg.SSEHijack, DisableInlineWrites: cfg.SSENoInline}
+	sseCfg := sse.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat, Hijack: cfg.SSEHijack, DisableInlineWrites: cfg.NoInline}
 	if cfg.Heartbeat < 0 {
 		sseCfg.HeartbeatInterval, sseCfg.DisableHeartbeats = 0, true
 	}
@@ -99,7 +99,7 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	wsCfg := ws.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat}
+	wsCfg := ws.Config{Auth: bearerAuth, HeartbeatInterval: cfg.Heartbeat, DisableInlineWrites: cfg.NoInline}
 	if cfg.Heartbeat < 0 {
 		wsCfg.HeartbeatInterval, wsCfg.DisableHeartbeats = 0, true
 	}
