@@ -63,8 +63,8 @@
 // the payload is loaded), [TerminalTaskPruner] (retention removes uploaded
 // files), [LiveTaskCreator] (exact per-owner quotas,
 // [Config].MaxLiveTasksPerOwner) and [InlineReader] (reads from memory:
-// a task's only subscriber on a hijacked SSE stream is written to by the
-// appending goroutine).
+// a task's only subscriber on a WebSocket or a hijacked SSE stream is
+// written to by the appending goroutine).
 //
 // # Executors
 //

@@ -68,8 +68,8 @@ type EventStore interface {
 // inside a Watch callback (package memstore's). When the store implements
 // it and InlineReads reports true, the fan-out hands a task's only
 // subscriber its new events on the appending goroutine, and a transport
-// that can write them without blocking (a hijacked SSE stream) does so
-// there, instead of waking the stream's goroutine for every event: the
+// that can write them without blocking (a hijacked SSE stream, a WebSocket)
+// does so there, instead of waking the stream's goroutine for every event: the
 // appender pays for the write, and a server with thousands of watched
 // tasks keeps no queue of woken goroutines between an append and its
 // socket. Stores that read over the network must not implement it.

@@ -9,8 +9,9 @@
 // [Config].MaxSubscriptions tasks. Every end of a socket is a close
 // handshake with a code (1000, 1001, 1002, 1008, 1009, 1011,
 // [CloseEventsExpired]). All bytes reach the socket through one write seam
-// with a tested contract, so the library's control frames and the
-// handler's batched data frames never interleave. [Handler.Shutdown]
+// with a tested contract, so the library's control frames, the handler's
+// batched data frames and the frames an appending goroutine writes inline
+// (see [Config].DisableInlineWrites) never interleave. [Handler.Shutdown]
 // closes every socket with 1001.
 //
 // The handshake answers, frames, close codes, resource use, the write seam
