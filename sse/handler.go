@@ -282,6 +282,7 @@ func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 	if h.cfg.Hijack && !h.cfg.DisableInlineWrites && r.ProtoMajor == 1 && r.TLS == nil {
 		// A hijacked TCP connection can take events on the appending
 		// goroutine (see stream.deliver).
+		s.inline = &streamInline{}
 		opts.Deliver = s.deliver
 	}
 	sub, err := svcHooks.Subscribe(r.Context(), h.svc, auth, taskID, cursor, opts)

@@ -56,13 +56,9 @@ type stream struct {
 	finished bool // ServeHTTP is returning: abort must not touch rc
 
 	conn net.Conn
-	// raw writes to conn without waiting, for deliver; nil when conn is
-	// not a socket (or the stream is inside ServeHTTP).
-	raw syscall.RawConn
-	// out holds what deliver could not write at once: the stream's
-	// goroutine writes it before anything else. A pooled buffer, nil when
-	// empty; guarded by the subscription's lock, like every write.
-	out *[]byte
+	// inline is set when the stream takes inline deliveries (see
+	// deliver); apart, so that the others do not pay for it.
+	inline *streamInline
 
 	// guard times the stream's writes (see package writewatch): a write
 	// that overruns Config.WriteTimeout aborts the stream. nil when the
@@ -92,7 +88,9 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *stream) *stre
 	if h.cfg.Hijack && r.ProtoMajor == 1 {
 		if conn, ok := hijack(w); ok {
 			s.conn = conn
-			s.raw = rawwrite.Conn(conn)
+			if s.inline != nil {
+				s.inline.raw = rawwrite.Conn(conn)
+			}
 			// Closing the connection ends both of the stream's goroutines
 			// at once, even in the middle of a blocked write.
 			st.OnAbort(func() { _ = conn.Close() })
@@ -163,9 +161,9 @@ func (s *stream) finish() {
 func (s *stream) closeSub() {
 	s.sub.Lock()
 	s.sub.Close()
-	if s.out != nil {
-		bufpool.Bytes.Put(s.out)
-		s.out = nil
+	if s.inline != nil && s.inline.out != nil {
+		bufpool.Bytes.Put(s.inline.out)
+		s.inline.out = nil
 	}
 	s.sub.Unlock()
 }
@@ -279,12 +277,12 @@ func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
 func (s *stream) step(ctx context.Context) (more, ok bool) {
 	s.sub.Lock()
 	defer s.sub.Unlock()
-	if s.out != nil {
+	if in := s.inline; in != nil && in.out != nil {
 		// What deliver could not write goes first.
 		s.lastSent = time.Now().UnixNano()
-		err := s.write(*s.out, true)
-		bufpool.Bytes.Put(s.out)
-		s.out = nil
+		err := s.write(*in.out, true)
+		bufpool.Bytes.Put(in.out)
+		in.out = nil
 		if err != nil {
 			s.writeFailed(err)
 			return false, false
@@ -353,6 +351,17 @@ func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
 	return end, err
 }
 
+// streamInline is what a stream taking inline deliveries adds.
+type streamInline struct {
+	// raw writes to conn without waiting, for deliver; nil when conn is
+	// not a socket (or the stream stayed inside ServeHTTP).
+	raw syscall.RawConn
+	// out holds what deliver could not write at once: the stream's
+	// goroutine writes it before anything else. A pooled buffer, nil when
+	// empty; guarded by the subscription's lock, like every write.
+	out *[]byte
+}
+
 // appendFrame appends f as an SSE event.
 func appendFrame(b []byte, f *fanout.Frame) []byte {
 	b = append(b, "id: "...)
@@ -375,30 +384,31 @@ func (s *stream) deliver(frames []*fanout.Frame) (sent bool) {
 	if s.h.deliverHook != nil {
 		defer func() { s.h.deliverHook(sent) }()
 	}
-	if s.out == nil && s.raw != nil {
+	in := s.inline
+	if in.out == nil && in.raw != nil {
 		bp := bufpool.Bytes.Get()
 		b := *bp
 		for _, f := range frames {
 			b = appendFrame(b, f)
 		}
-		n := rawwrite.Try(s.raw, b)
+		n := rawwrite.Try(in.raw, b)
 		if n == len(b) {
 			*bp = b[:0]
 			bufpool.Bytes.Put(bp)
 			return true
 		}
 		*bp = b[:copy(b, b[n:])]
-		s.out = bp
+		in.out = bp
 		return false
 	}
-	if s.out == nil {
-		s.out = bufpool.Bytes.Get()
+	if in.out == nil {
+		in.out = bufpool.Bytes.Get()
 	}
-	b := *s.out
+	b := *in.out
 	for _, f := range frames {
 		b = appendFrame(b, f)
 	}
-	*s.out = b
+	*in.out = b
 	return false
 }
 

@@ -216,8 +216,8 @@ func (h *Hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *S
 		last:       after,
 		hbInterval: opts.HeartbeatInterval,
 	}
-	if h.cfg.InlineReads {
-		sub.deliver = opts.Deliver
+	if h.cfg.InlineReads && opts.Deliver != nil {
+		sub.inline = &inlineSub{deliver: opts.Deliver}
 	}
 	if opts.Transport != "" {
 		sub.id = h.lastID.Add(1)

@@ -20,11 +20,9 @@ type Subscription struct {
 	ready     chan struct{}
 	batch     int
 
-	// deliver is SubscribeOpts.Deliver when the Source reads inline; mu
-	// then makes the watch callback's deliveries exclusive with the
-	// consumer's Next, writes and Close (see Lock).
-	deliver func([]*Frame) bool
-	mu      sync.Mutex
+	// inline is set when the subscription takes inline deliveries (see
+	// SubscribeOpts.Deliver); apart, so that the others do not pay for it.
+	inline *inlineSub
 
 	// Owned by the consumer goroutine.
 	last    int64    // Seq of the last event handed out
@@ -71,17 +69,35 @@ func (sub *Subscription) Ready() <-chan struct{} { return sub.ready }
 // down). Next then returns what there is, possibly nothing.
 func (sub *Subscription) Wake() { sub.signal() }
 
+// inlineSub is what a subscription taking inline deliveries adds.
+type inlineSub struct {
+	// deliver is SubscribeOpts.Deliver.
+	deliver func([]*Frame) bool
+	// mu makes the watch callback's deliveries exclusive with the
+	// consumer's Next, writes and Close (see Subscription.Lock).
+	mu sync.Mutex
+}
+
 // Lock makes the caller the subscription's only consumer until Unlock. A
 // subscription with SubscribeOpts.Deliver is shared with the goroutines
 // that append to its task: its transport holds Lock around each Next
 // together with the writes of what Next returned (so that an inline
 // delivery cannot overtake them) and around Close, and writes nothing of
 // its own while an inline delivery may run. Lock is cheap when
-// uncontended; the watch callback only ever tries it.
-func (sub *Subscription) Lock() { sub.mu.Lock() }
+// uncontended (and does nothing for a subscription without Deliver); the
+// watch callback only ever tries it.
+func (sub *Subscription) Lock() {
+	if sub.inline != nil {
+		sub.inline.mu.Lock()
+	}
+}
 
 // Unlock releases Lock.
-func (sub *Subscription) Unlock() { sub.mu.Unlock() }
+func (sub *Subscription) Unlock() {
+	if sub.inline != nil {
+		sub.inline.mu.Unlock()
+	}
+}
 
 // deliverInline is the watch callback's delivery to t's solo member sub:
 // when sub's consumer is not using it (Lock is free), it reads the new
@@ -90,10 +106,10 @@ func (sub *Subscription) Unlock() { sub.mu.Unlock() }
 // or the read failed or filled a batch, which the consumer's own Next
 // deals with), and the caller signals sub as usual.
 func (sub *Subscription) deliverInline(t *topic) bool {
-	if !sub.mu.TryLock() {
+	if !sub.inline.mu.TryLock() {
 		return false
 	}
-	defer sub.mu.Unlock()
+	defer sub.inline.mu.Unlock()
 	if sub.closed || sub.done || sub.t != t || len(sub.pending) > 0 || sub.failErr.Load() != nil {
 		return false
 	}
@@ -113,7 +129,7 @@ func (sub *Subscription) deliverInline(t *topic) bool {
 	// a later index: the slice is the read's own.
 	out := sub.take(frames[:0], frames, false)
 	sub.lastActive.Store(time.Now().UnixNano())
-	if !sub.deliver(out) || sub.done {
+	if !sub.inline.deliver(out) || sub.done {
 		sub.signal()
 	}
 	return true

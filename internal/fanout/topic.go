@@ -214,7 +214,7 @@ func (t *topic) share(sub *Subscription) {
 // signalling path takes no lock and allocates nothing.
 func (t *topic) notify() {
 	if s := t.solo.Load(); s != nil {
-		if s.deliver == nil || !s.deliverInline(t) {
+		if s.inline == nil || !s.deliverInline(t) {
 			s.stale.Store(true)
 			s.signal()
 		}
