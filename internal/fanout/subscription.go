@@ -125,9 +125,12 @@ func (sub *Subscription) deliverInline(t *topic) bool {
 	if len(frames) == 0 {
 		return true
 	}
-	// take appends to frames[:0] what it reads from frames at the same or
-	// a later index: the slice is the read's own.
-	out := sub.take(frames[:0], frames, false)
+	// Taken as take does, without copying: the Source's slice is not
+	// written.
+	out := frames[:sub.advance(frames)]
+	if sub.obs != nil {
+		sub.observeDeliveries(out, false)
+	}
 	sub.lastActive.Store(time.Now().UnixNano())
 	if !sub.inline.deliver(out) || sub.done {
 		sub.signal()
@@ -198,20 +201,25 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 // take appends frames to dst, tracking the cursor and the terminal event;
 // replayed reports frames read from the Source by this subscription.
 func (sub *Subscription) take(dst, frames []*Frame, replayed bool) []*Frame {
-	n := len(dst)
-	for _, f := range frames {
-		dst = append(dst, f)
+	frames = frames[:sub.advance(frames)]
+	if sub.obs != nil {
+		sub.observeDeliveries(frames, replayed)
+	}
+	return append(dst, frames...)
+}
+
+// advance moves the cursor over frames, up to the terminal event, and
+// returns how many it took.
+func (sub *Subscription) advance(frames []*Frame) int {
+	for i, f := range frames {
 		sub.last = f.Seq
 		sub.pos.Store(sub.last)
 		if f.Terminal {
 			sub.done = true
-			break
+			return i + 1
 		}
 	}
-	if sub.obs != nil {
-		sub.observeDeliveries(dst[n:], replayed)
-	}
-	return dst
+	return len(frames)
 }
 
 // observeDeliveries counts frames handed out and reports them to the
