@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,20 +17,9 @@ import (
 	"github.com/taskbridge-go/taskbridge/sse"
 )
 
-// deliveries counts a handler's inline deliveries by outcome.
-type deliveries struct{ sent, kept atomic.Int64 }
-
-func (d *deliveries) hook(sent bool) {
-	if sent {
-		d.sent.Add(1)
-	} else {
-		d.kept.Add(1)
-	}
-}
-
 // inlineSetup returns a test environment and a handler configured to
 // hijack, whose inline deliveries are counted.
-func inlineSetup(t *testing.T, mod ...func(*sse.Config)) (*streamtest.Env, *sse.Handler, *deliveries) {
+func inlineSetup(t *testing.T, mod ...func(*sse.Config)) (*streamtest.Env, *sse.Handler, *streamtest.Deliveries) {
 	t.Helper()
 	env := streamtest.New(t, streamtest.Options{})
 	cfg := sse.Config{Hijack: true, DisableHeartbeats: true}
@@ -39,9 +27,23 @@ func inlineSetup(t *testing.T, mod ...func(*sse.Config)) (*streamtest.Env, *sse.
 		m(&cfg)
 	}
 	h := newHandler(t, env, cfg)
-	d := &deliveries{}
-	sse.SetDeliverHook(h, d.hook)
+	d := &streamtest.Deliveries{}
+	sse.SetDeliverHook(h, d.Hook)
 	return env, h, d
+}
+
+// openStarted serves h, starts a task of alice's and opens its stream,
+// which has delivered event 1.
+func openStarted(t *testing.T, env *streamtest.Env, h *sse.Handler) (string, *bufio.Reader) {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(sse.DefaultPattern, h)
+	srv := serve(t, h, mux)
+	task := env.CreateTask(t, "alice")
+	env.Started(t, task)
+	br := bufio.NewReader(get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil).Body)
+	require.Equal(t, "1", readEvent(t, br).EventID)
+	return task, br
 }
 
 // readIDs reads SSE frames from br until the connection ends and returns
@@ -75,23 +77,17 @@ func seqIDs(from, to int) []string {
 func TestHijackedStreamWritesOnTheAppender(t *testing.T) {
 	t.Parallel()
 	env, h, d := inlineSetup(t)
-	mux := http.NewServeMux()
-	mux.Handle(sse.DefaultPattern, h)
-	srv := serve(t, h, mux)
-	task := env.CreateTask(t, "alice")
-	env.Started(t, task)
-	br := bufio.NewReader(get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil).Body)
-	require.Equal(t, "1", readEvent(t, br).EventID)
+	task, br := openStarted(t, env, h)
 
 	// The stream's goroutine parks once it has written event 1; until it
 	// has, an append wakes it instead. Each event is read before the next.
 	seq := 1
-	for d.sent.Load() == 0 {
+	for d.Sent.Load() == 0 {
 		require.Less(t, seq, 1000, "no event was delivered inline")
 		seq++
-		before := d.sent.Load()
+		before := d.Sent.Load()
 		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
-		if d.sent.Load() > before {
+		if d.Sent.Load() > before {
 			// Written before Emit returned: the client can read it now.
 			require.Equal(t, strconv.Itoa(seq), readEvent(t, br).EventID)
 			break
@@ -100,15 +96,15 @@ func TestHijackedStreamWritesOnTheAppender(t *testing.T) {
 	}
 	for range 3 {
 		seq++
-		before := d.sent.Load()
+		before := d.Sent.Load()
 		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
-		require.Equal(t, before+1, d.sent.Load(), "event %d went out before Emit returned", seq)
+		require.Equal(t, before+1, d.Sent.Load(), "event %d went out before Emit returned", seq)
 		require.Equal(t, strconv.Itoa(seq), readEvent(t, br).EventID)
 	}
 	env.Complete(t, task)
 	require.Equal(t, strconv.Itoa(seq+1), readEvent(t, br).EventID)
 	requireEnd(t, br)
-	require.Zero(t, d.kept.Load())
+	require.Zero(t, d.Kept.Load())
 }
 
 // When the socket takes only part of an inline delivery (the client stopped
@@ -140,7 +136,7 @@ func TestHijackedStreamInlineRemainder(t *testing.T) {
 
 	// Small events until one is delivered inline: the stream is parked.
 	seq := 1
-	for d.sent.Load() == 0 {
+	for d.Sent.Load() == 0 {
 		require.Less(t, seq, 1000, "no event was delivered inline")
 		seq++
 		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
@@ -152,7 +148,7 @@ func TestHijackedStreamInlineRemainder(t *testing.T) {
 	for range 100 {
 		env.Emit(t, task, taskbridge.MessagePayload{Message: big})
 	}
-	require.Positive(t, d.kept.Load(), "no inline delivery found the socket full")
+	require.Positive(t, d.Kept.Load(), "no inline delivery found the socket full")
 	env.Complete(t, task)
 	require.Equal(t, seqIDs(seq+1, seq+101), readIDs(t, br))
 }
@@ -184,8 +180,8 @@ func TestHijackRefusedKeepsInlineEventsInOrder(t *testing.T) {
 	}
 	env.Complete(t, task)
 	require.Equal(t, seqIDs(2, 52), readIDs(t, br))
-	require.Positive(t, d.kept.Load(), "no event was handed over inline")
-	require.Zero(t, d.sent.Load())
+	require.Positive(t, d.Kept.Load(), "no event was handed over inline")
+	require.Zero(t, d.Sent.Load())
 }
 
 // With DisableInlineWrites every event goes out from the stream's
@@ -193,13 +189,7 @@ func TestHijackRefusedKeepsInlineEventsInOrder(t *testing.T) {
 func TestDisableInlineWrites(t *testing.T) {
 	t.Parallel()
 	env, h, d := inlineSetup(t, func(c *sse.Config) { c.DisableInlineWrites = true })
-	mux := http.NewServeMux()
-	mux.Handle(sse.DefaultPattern, h)
-	srv := serve(t, h, mux)
-	task := env.CreateTask(t, "alice")
-	env.Started(t, task)
-	br := bufio.NewReader(get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil).Body)
-	require.Equal(t, "1", readEvent(t, br).EventID)
+	task, br := openStarted(t, env, h)
 	for i := 2; i <= 20; i++ {
 		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
 		require.Equal(t, strconv.Itoa(i), readEvent(t, br).EventID)
@@ -207,5 +197,5 @@ func TestDisableInlineWrites(t *testing.T) {
 	env.Complete(t, task)
 	require.Equal(t, "21", readEvent(t, br).EventID)
 	requireEnd(t, br)
-	require.Zero(t, d.sent.Load()+d.kept.Load())
+	require.Zero(t, d.Sent.Load()+d.Kept.Load())
 }

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/coder/websocket"
@@ -19,27 +18,16 @@ import (
 	"github.com/taskbridge-go/taskbridge/ws"
 )
 
-// deliveries counts a handler's inline deliveries by outcome.
-type deliveries struct{ sent, kept atomic.Int64 }
-
-func (d *deliveries) hook(sent bool) {
-	if sent {
-		d.sent.Add(1)
-	} else {
-		d.kept.Add(1)
-	}
-}
-
 // inlineSetup serves a handler whose inline deliveries are counted (the
 // hook is set before it serves).
-func inlineSetup(t *testing.T, cfg ws.Config) (*fixture, *deliveries) {
+func inlineSetup(t *testing.T, cfg ws.Config) (*fixture, *streamtest.Deliveries) {
 	t.Helper()
 	metrics := &taskbridge.MemoryMetrics{}
 	env := streamtest.New(t, streamtest.Options{Metrics: metrics})
 	cfg.DisableHeartbeats = true
 	h := newHandler(t, env, cfg)
-	d := &deliveries{}
-	ws.SetDeliverHook(h, d.hook)
+	d := &streamtest.Deliveries{}
+	ws.SetDeliverHook(h, d.Hook)
 	mux := http.NewServeMux()
 	mux.Handle("GET "+ws.DefaultPath, h)
 	srv := streamtest.SmallBufferServer(t, mux)
@@ -50,9 +38,9 @@ func inlineSetup(t *testing.T, cfg ws.Config) (*fixture, *deliveries) {
 // untilInline emits small events to task, each read by next (which checks
 // its id), until one is written inline: the connection's goroutine has
 // parked. It returns the Seq of the last event.
-func untilInline(t *testing.T, f *fixture, d *deliveries, task string, seq int, next func(want int)) int {
+func untilInline(t *testing.T, f *fixture, d *streamtest.Deliveries, task string, seq int, next func(want int)) int {
 	t.Helper()
-	for d.sent.Load() == 0 {
+	for d.Sent.Load() == 0 {
 		require.Less(t, seq, 1000, "no event was delivered inline")
 		seq++
 		f.env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
@@ -77,15 +65,15 @@ func TestInlineWritesOnTheAppender(t *testing.T) {
 	})
 	for range 3 {
 		seq++
-		before := d.sent.Load()
+		before := d.Sent.Load()
 		f.env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
-		require.Equal(t, before+1, d.sent.Load(), "event %d went out before Emit returned", seq)
+		require.Equal(t, before+1, d.Sent.Load(), "event %d went out before Emit returned", seq)
 		require.Equal(t, strconv.Itoa(seq), readEvent(t, c).EventID)
 	}
 	f.env.Complete(t, task)
 	require.Equal(t, strconv.Itoa(seq+1), readEvent(t, c).EventID)
 	requireClose(t, c, websocket.StatusNormalClosure)
-	require.Zero(t, d.kept.Load())
+	require.Zero(t, d.Kept.Load())
 }
 
 // When the socket takes only part of an inline delivery (the client
@@ -121,7 +109,7 @@ func TestInlineRemainderGoesFirst(t *testing.T) {
 			c.write(t, wsframe.AppendClientFrame(nil, wsframe.OpPing, []byte("p")))
 		}
 	}
-	require.Positive(t, d.kept.Load(), "no inline delivery found the socket full")
+	require.Positive(t, d.Kept.Load(), "no inline delivery found the socket full")
 	f.env.Complete(t, task)
 
 	var ids []string
@@ -203,7 +191,7 @@ func TestInlineMultiplexedConcurrentAppends(t *testing.T) {
 	for _, task := range ids {
 		require.Equal(t, events+2, last[task])
 	}
-	require.Positive(t, d.sent.Load()+d.kept.Load(), "no event was delivered inline")
+	require.Positive(t, d.Sent.Load()+d.Kept.Load(), "no event was delivered inline")
 }
 
 // With DisableInlineWrites every event goes out from the connection's
@@ -222,5 +210,5 @@ func TestDisableInlineWrites(t *testing.T) {
 	f.env.Complete(t, task)
 	require.Equal(t, "21", readEvent(t, c).EventID)
 	requireClose(t, c, websocket.StatusNormalClosure)
-	require.Zero(t, d.sent.Load()+d.kept.Load())
+	require.Zero(t, d.Sent.Load()+d.Kept.Load())
 }

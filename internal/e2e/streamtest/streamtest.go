@@ -246,3 +246,16 @@ func SmallBufferServer(t testing.TB, handler http.Handler) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+// Deliveries counts a handler's inline deliveries (its test hook) by
+// outcome: Sent when the socket took everything, Kept otherwise.
+type Deliveries struct{ Sent, Kept atomic.Int64 }
+
+// Hook is the handler's test hook.
+func (d *Deliveries) Hook(sent bool) {
+	if sent {
+		d.Sent.Add(1)
+	} else {
+		d.Kept.Add(1)
+	}
+}
