@@ -105,14 +105,17 @@ type Config struct {
 	// the connection. HTTP/2 streams and ResponseWriters that cannot be
 	// hijacked stay inside ServeHTTP.
 	//
-	// With a store that implements taskbridge.InlineReader (memstore), a
-	// hijacked plain-TCP stream that is its task's only subscriber gets
-	// each new event written by the goroutine that appends it, with one
-	// non-blocking write, instead of waking the stream's goroutine: with
-	// thousands of watched tasks no queue of woken goroutines forms between
-	// an append and its socket (see docs/BENCHMARKS.md). The appender then
-	// pays for that write (and for Diagnostics and metrics hooks of the
-	// delivery); what the socket does not take at once is written by the
+	// A hijacked plain-TCP stream is also written inline: with a store
+	// that implements taskbridge.InlineReader (memstore), a stream that is
+	// its task's only subscriber gets each new event written by the
+	// goroutine that appends it, with one non-blocking write, instead of
+	// waking the stream's goroutine; with any store, the streams of a task
+	// with several subscribers get each new event written by the task's
+	// fan-out goroutine(s), one write per stream instead of a wake-up per
+	// stream. No queue of woken goroutines then forms between an append
+	// and its sockets (see docs/BENCHMARKS.md). The appender (or fan-out)
+	// pays for those writes and for Diagnostics and metrics hooks of the
+	// delivery; what a socket does not take at once is written by the
 	// stream's goroutine. Set DisableInlineWrites to keep every write on
 	// the stream's goroutine.
 	//

@@ -134,11 +134,13 @@ type Config struct {
 	// taskbridge.InlineReader (memstore), a subscription that is its
 	// task's only subscriber gets each new event written to the socket
 	// by the goroutine that appends it, with one write that does not
-	// wait, instead of waking the connection's goroutine: with thousands
-	// of watched tasks no queue of woken goroutines forms between an
-	// append and its socket. The appender then pays for that write (and
-	// for Diagnostics and metrics hooks of the delivery); what the socket
-	// does not take at once is written by the connection's goroutine.
+	// wait, instead of waking the connection's goroutine; with any store,
+	// the subscriptions of a task with several subscribers get each new
+	// event written by the task's fan-out goroutine(s). No queue of woken
+	// goroutines then forms between an append and its sockets. The
+	// appender (or fan-out) pays for those writes (and for Diagnostics and
+	// metrics hooks of the delivery); what the socket does not take at
+	// once is written by the connection's goroutine.
 	// Under overload, when appends come faster than one write each can
 	// follow, the connection's goroutine, woken late, would write many
 	// events at once: peak throughput is higher without inline writes,

@@ -30,9 +30,12 @@
 // delivers on the appending goroutine: if the member's lock is free (see
 // [Subscription.Lock]), it reads and takes the new events and hands them to
 // Deliver, which writes them without blocking; the member's goroutine is
-// woken only for what the socket did not take. A member that is busy, a
-// read that fails or fills a batch, and a topic with several members fall
-// back to the signal.
+// woken only for what the socket did not take. A member that is busy, and
+// a read that fails or fills a batch, fall back to the signal. A shared
+// topic's fetcher, after publishing new frames, hands them the same way to
+// its members with a Deliver (whatever the Source), split among up to
+// GOMAXPROCS goroutines, and signals the others: one write per member
+// instead of a wake-up per member.
 //
 // A long poll's [Hub.Wait] is a member that takes no frames: when its topic
 // signals it, it calls the poll's own read of its store, whose answer the

@@ -30,7 +30,8 @@ type Config struct {
 	// never blocks and may be called from inside a Watch callback: a solo
 	// topic's member with SubscribeOpts.Deliver then gets its new events
 	// on the appending goroutine (see Subscription.Lock). False keeps
-	// every read on the subscriber's goroutine.
+	// the reads of a solo topic's member on its own goroutine; members of
+	// a shared topic get their frames from its fetcher either way.
 	InlineReads bool
 
 	// The errors the engine returns and recognises in Source errors: the
@@ -147,16 +148,18 @@ type SubscribeOpts struct {
 	// one connection can wait on several subscriptions. It must have a
 	// capacity of at least 1.
 	Signal chan struct{}
-	// Deliver, when set (and Config.InlineReads), lets the watch callback
-	// of the subscription's solo topic hand it new events on the
-	// appending goroutine instead of waking the transport's goroutine:
-	// the callback takes the frames (as Next would) and calls Deliver with
-	// them while it holds the subscription's lock. Deliver must not block:
-	// it writes what it can at once, keeps the rest for the transport's
-	// goroutine and returns false, which signals Ready; it returns true
-	// when everything went out. The frames are the subscription's from
-	// then on, delivered exactly once whatever Deliver does with them. A
-	// subscription with Deliver must be used under Lock (see there).
+	// Deliver, when set, lets the engine hand the subscription new events
+	// on its own goroutines instead of waking the transport's: the watch
+	// callback of a solo topic (on the appending goroutine, with
+	// Config.InlineReads) and the fetcher of a shared topic take the
+	// frames (as Next would) and call Deliver with them while they hold
+	// the subscription's lock. Deliver must not block: it writes what it
+	// can at once, keeps the rest for the transport's goroutine and
+	// returns false, which signals Ready; it returns true when everything
+	// went out. The frames are the subscription's from then on, delivered
+	// exactly once whatever Deliver does with them; the slice holding them
+	// is not (Deliver may keep the frames, not the slice). A subscription
+	// with Deliver must be used under Lock (see there).
 	Deliver func(frames []*Frame) (sent bool)
 }
 
@@ -216,7 +219,7 @@ func (h *Hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *S
 		last:       after,
 		hbInterval: opts.HeartbeatInterval,
 	}
-	if h.cfg.InlineReads && opts.Deliver != nil {
+	if opts.Deliver != nil {
 		sub.inline = &inlineSub{deliver: opts.Deliver}
 	}
 	if opts.Transport != "" {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -179,43 +180,79 @@ func TestInlineDeliveryFallsBack(t *testing.T) {
 	})
 }
 
-// Deliver is used only when the Source reads inline, and only for a solo
-// topic: with a second member the topic's fetcher serves both.
-func TestInlineDeliveryOnlySoloInline(t *testing.T) {
+// A solo topic delivers inline only when the Source reads inline.
+func TestInlineDeliverySoloNeedsInlineReads(t *testing.T) {
 	t.Parallel()
-	t.Run("source does not read inline", func(t *testing.T) {
-		t.Parallel()
-		l := newMemLog(0, "t")
-		h := setup(t, l, 256)
-		rec := &inlineRecorder{sent: true}
-		sub := subscribe(t, h, l, context.Background(), "t", 0, SubscribeOpts{Deliver: rec.deliver})
-		_, err := sub.Next(context.Background(), nil)
-		require.NoError(t, err)
-		l.append("t", false)
-		require.Zero(t, rec.calls)
-		requireSignal(t, sub)
-		requireSeqs(t, []int64{1}, available(t, sub))
-	})
-	t.Run("second member", func(t *testing.T) {
-		t.Parallel()
-		l := newMemLog(0, "t")
-		rec := &inlineRecorder{sent: true}
-		sub := inlineSetup(t, l, 256, 0, rec)
-		other := subscribe(t, sub.h, l, context.Background(), "t", 0, SubscribeOpts{})
-		_, err := other.Next(context.Background(), nil)
-		require.NoError(t, err)
-		require.Nil(t, sub.t.solo.Load())
-		l.append("t", false)
-		require.Zero(t, rec.calls)
-		sub.Lock()
-		got, err := next(t, sub)
-		sub.Unlock()
-		require.NoError(t, err)
-		requireSeqs(t, []int64{1}, seqs(got))
-		got, err = next(t, other)
-		require.NoError(t, err)
-		requireSeqs(t, []int64{1}, seqs(got))
-	})
+	l := newMemLog(0, "t")
+	h := setup(t, l, 256)
+	rec := &inlineRecorder{sent: true}
+	sub := subscribe(t, h, l, context.Background(), "t", 0, SubscribeOpts{Deliver: rec.deliver})
+	_, err := sub.Next(context.Background(), nil)
+	require.NoError(t, err)
+	l.append("t", false)
+	require.Zero(t, rec.calls)
+	requireSignal(t, sub)
+	requireSeqs(t, []int64{1}, available(t, sub))
+}
+
+// The fetcher of a shared topic delivers inline to the members with a
+// Deliver, whatever the Source, and signals the others; every member gets
+// every event once. A member that is busy when the fetcher comes round is
+// signalled and takes the frames from the window itself.
+func TestInlineDeliveryShared(t *testing.T) {
+	t.Parallel()
+	for _, inlineReads := range []bool{false, true} {
+		t.Run(map[bool]string{false: "source reads elsewhere", true: "source reads inline"}[inlineReads], func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			l := newMemLog(0, "t")
+			h := setup(t, l, 256, func(c *Config) { c.InlineReads = inlineReads })
+			rec := &inlineRecorder{sent: true}
+			sub := subscribe(t, h, l, ctx, "t", 0, SubscribeOpts{Deliver: rec.deliver})
+			other := subscribe(t, h, l, ctx, "t", 0, SubscribeOpts{})
+			for _, s := range []*Subscription{sub, other} {
+				s.Lock()
+				_, err := s.Next(ctx, nil)
+				s.Unlock()
+				require.NoError(t, err)
+			}
+			require.Nil(t, sub.t.solo.Load(), "two members: shared")
+			delivered := func() []int64 {
+				sub.Lock()
+				defer sub.Unlock()
+				return append([]int64(nil), rec.seqs...)
+			}
+
+			l.append("t", false)
+			got, err := next(t, other)
+			require.NoError(t, err)
+			requireSeqs(t, []int64{1}, seqs(got))
+			require.Eventually(t, func() bool { return len(delivered()) == 1 }, 10*time.Second, time.Millisecond)
+			requireSeqs(t, []int64{1}, delivered())
+
+			// Busy: the fetcher signals it instead.
+			sub.Lock()
+			drainReady(sub)
+			l.append("t", false)
+			got, err = next(t, other)
+			require.NoError(t, err)
+			requireSeqs(t, []int64{2}, seqs(got))
+			got, err = next(t, sub) // waits for the signal
+			sub.Unlock()
+			require.NoError(t, err)
+			requireSeqs(t, []int64{2}, seqs(got))
+			requireSeqs(t, []int64{1}, delivered())
+
+			l.append("t", true)
+			requireSeqs(t, []int64{3}, seqs(drain(t, other)))
+			require.Eventually(t, func() bool { return len(delivered()) == 2 }, 10*time.Second, time.Millisecond)
+			requireSeqs(t, []int64{1, 3}, delivered())
+			sub.Lock()
+			_, err = sub.Next(ctx, nil)
+			sub.Unlock()
+			require.ErrorIs(t, err, io.EOF)
+		})
+	}
 }
 
 // inlineSolo returns a hub over l reading inline and a subscription to its

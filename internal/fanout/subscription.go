@@ -106,7 +106,7 @@ func (sub *Subscription) Unlock() {
 // or the read failed or filled a batch, which the consumer's own Next
 // deals with), and the caller signals sub as usual.
 func (sub *Subscription) deliverInline(t *topic) bool {
-	if !sub.inline.mu.TryLock() {
+	if !sub.h.cfg.InlineReads || !sub.inline.mu.TryLock() {
 		return false
 	}
 	defer sub.inline.mu.Unlock()
@@ -135,6 +135,35 @@ func (sub *Subscription) deliverInline(t *topic) bool {
 	if !sub.inline.deliver(out) || sub.done {
 		sub.signal()
 	}
+	return true
+}
+
+// deliverShared is a shared topic's inline delivery to its member sub,
+// on the topic's fetcher (see topic.deliverAll): when sub's consumer is not
+// using it, it takes the frames after sub's cursor from the window, as
+// Next would, and hands them to Deliver, using scratch for the slice. It
+// reports false when it did not (sub busy, replaying, behind the window or
+// ended), and the caller signals sub.
+func (sub *Subscription) deliverShared(t *topic, scratch *[]*Frame) bool {
+	if !sub.inline.mu.TryLock() {
+		return false
+	}
+	defer sub.inline.mu.Unlock()
+	if sub.closed || sub.done || sub.t != t || len(sub.pending) > 0 || sub.failErr.Load() != nil {
+		return false
+	}
+	out, ok := t.frames(sub, (*scratch)[:0])
+	if !ok {
+		return false // behind the window: Next reads the Source
+	}
+	if len(out) > 0 {
+		sub.lastActive.Store(time.Now().UnixNano())
+		if !sub.inline.deliver(out) || sub.done {
+			sub.signal()
+		}
+	}
+	clear(out)
+	*scratch = out[:0]
 	return true
 }
 

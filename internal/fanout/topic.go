@@ -3,6 +3,7 @@ package fanout
 import (
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -249,6 +250,7 @@ func (t *topic) fetch() {
 	defer t.h.wg.Done()
 	cfg := &t.h.cfg
 	backoff := t.h.retryMin
+	var inline []*Subscription // members to deliver to after the unlock
 	for {
 		t.mu.Lock()
 		if t.dead || t.solo.Load() != nil {
@@ -346,20 +348,71 @@ func (t *topic) fetch() {
 			}
 			t.trim(consumed)
 			// Publish before signalling: a woken subscriber must find the
-			// new frames, or it would wait again and miss them.
+			// new frames, or it would wait again and miss them. Members
+			// that take inline deliveries get them after the unlock.
 			t.publish()
 			for sub := range t.subs.all() {
-				sub.signal()
+				if sub.inline != nil {
+					inline = append(inline, sub)
+				} else {
+					sub.signal()
+				}
 			}
 		}
-		if len(frames) < cfg.Batch && !t.dirty {
+		done := len(frames) < cfg.Batch && !t.dirty
+		if done {
 			t.fetching = false
-			t.mu.Unlock()
-			return
 		}
 		t.mu.Unlock()
+		if len(inline) > 0 {
+			t.deliverAll(inline)
+			clear(inline)
+			inline = inline[:0]
+		}
+		if done {
+			return
+		}
 	}
 }
+
+// inlineChunk is the fewest members a goroutine of deliverAll serves.
+const inlineChunk = 64
+
+// deliverAll hands the new frames to members taking inline deliveries
+// (see Subscription.deliverShared), signalling those it cannot: one write
+// per member, made by the fetcher rather than by a thousand woken
+// goroutines. With several Ps, members are split among up to GOMAXPROCS
+// goroutines (at least inlineChunk members each), so the writes still run
+// in parallel; it returns when all are done.
+func (t *topic) deliverAll(subs []*Subscription) {
+	parts := min(runtime.GOMAXPROCS(0), (len(subs)+inlineChunk-1)/inlineChunk)
+	if parts <= 1 {
+		deliverEach(t, subs)
+		return
+	}
+	size := (len(subs) + parts - 1) / parts
+	var wg sync.WaitGroup
+	for i := size; i < len(subs); i += size {
+		part := subs[i:min(i+size, len(subs))]
+		wg.Go(func() { deliverEach(t, part) })
+	}
+	deliverEach(t, subs[:size])
+	wg.Wait()
+}
+
+// deliverEach delivers inline to each of subs, or signals it.
+func deliverEach(t *topic, subs []*Subscription) {
+	fp := scratchFrames.Get().(*[]*Frame)
+	for _, sub := range subs {
+		if !sub.deliverShared(t, fp) {
+			sub.signal()
+		}
+	}
+	scratchFrames.Put(fp)
+}
+
+// scratchFrames holds deliverEach's slices.
+var scratchFrames = sync.Pool{New: func() any { return new([]*Frame) }}
 
 // trim drops the window's frames every subscriber has taken (Seq <=
 // consumed), and the oldest beyond topicWindow and topicWindowBytes: a
