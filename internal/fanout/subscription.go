@@ -106,13 +106,10 @@ func (sub *Subscription) Unlock() {
 // or the read failed or filled a batch, which the consumer's own Next
 // deals with), and the caller signals sub as usual.
 func (sub *Subscription) deliverInline(t *topic) bool {
-	if !sub.h.cfg.InlineReads || !sub.inline.mu.TryLock() {
+	if !sub.h.cfg.InlineReads || !sub.lockInline(t) {
 		return false
 	}
 	defer sub.inline.mu.Unlock()
-	if sub.closed || sub.done || sub.t != t || len(sub.pending) > 0 || sub.failErr.Load() != nil {
-		return false
-	}
 	sub.stale.Store(false)
 	frames, err := sub.h.cfg.Source.Read(sub.h.ctx, sub.taskID, sub.last, sub.batch)
 	if err == nil {
@@ -131,11 +128,31 @@ func (sub *Subscription) deliverInline(t *topic) bool {
 	if sub.obs != nil {
 		sub.observeDeliveries(out, false)
 	}
-	sub.lastActive.Store(time.Now().UnixNano())
-	if !sub.inline.deliver(out) || sub.done {
-		sub.signal()
+	sub.handOver(out)
+	return true
+}
+
+// lockInline takes sub's lock for an inline delivery from t. It reports
+// false, without the lock, when the consumer holds it or sub cannot take
+// one now (still replaying, ended, failed, or no longer t's member).
+func (sub *Subscription) lockInline(t *topic) bool {
+	if !sub.inline.mu.TryLock() {
+		return false
+	}
+	if sub.closed || sub.done || sub.t != t || len(sub.pending) > 0 || sub.failErr.Load() != nil {
+		sub.inline.mu.Unlock()
+		return false
 	}
 	return true
+}
+
+// handOver passes frames that sub has taken to its Deliver, and signals
+// sub when Deliver kept some for the consumer or the stream is over.
+func (sub *Subscription) handOver(frames []*Frame) {
+	sub.lastActive.Store(time.Now().UnixNano())
+	if !sub.inline.deliver(frames) || sub.done {
+		sub.signal()
+	}
 }
 
 // deliverShared is a shared topic's inline delivery to its member sub,
@@ -145,22 +162,16 @@ func (sub *Subscription) deliverInline(t *topic) bool {
 // reports false when it did not (sub busy, replaying, behind the window or
 // ended), and the caller signals sub.
 func (sub *Subscription) deliverShared(t *topic, scratch *[]*Frame) bool {
-	if !sub.inline.mu.TryLock() {
+	if !sub.lockInline(t) {
 		return false
 	}
 	defer sub.inline.mu.Unlock()
-	if sub.closed || sub.done || sub.t != t || len(sub.pending) > 0 || sub.failErr.Load() != nil {
-		return false
-	}
 	out, ok := t.frames(sub, (*scratch)[:0])
 	if !ok {
 		return false // behind the window: Next reads the Source
 	}
 	if len(out) > 0 {
-		sub.lastActive.Store(time.Now().UnixNano())
-		if !sub.inline.deliver(out) || sub.done {
-			sub.signal()
-		}
+		sub.handOver(out)
 	}
 	clear(out)
 	*scratch = out[:0]
