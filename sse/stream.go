@@ -385,31 +385,24 @@ func (s *stream) deliver(frames []*fanout.Frame) (sent bool) {
 		defer func() { s.h.deliverHook(sent) }()
 	}
 	in := s.inline
-	if in.out == nil && in.raw != nil {
-		bp := bufpool.Bytes.Get()
-		b := *bp
-		for _, f := range frames {
-			b = appendFrame(b, f)
-		}
-		n := rawwrite.Try(in.raw, b)
-		if n == len(b) {
-			*bp = b[:0]
-			bufpool.Bytes.Put(bp)
-			return true
-		}
-		*bp = b[:copy(b, b[n:])]
-		in.out = bp
-		return false
-	}
 	if in.out == nil {
 		in.out = bufpool.Bytes.Get()
 	}
 	b := *in.out
+	kept := len(b) > 0 // an earlier remainder goes first: keep these after it
 	for _, f := range frames {
 		b = appendFrame(b, f)
 	}
+	if !kept && in.raw != nil {
+		b = rawwrite.Drain(in.raw, b)
+	}
 	*in.out = b
-	return false
+	if len(b) > 0 {
+		return false
+	}
+	bufpool.Bytes.Put(in.out)
+	in.out = nil
+	return true
 }
 
 // heartbeat writes a heartbeat data frame (and the comment ping).

@@ -383,8 +383,7 @@ func (c *netConn) writeMessages(msgs [][]byte) error {
 	defer bufpool.Bytes.Put(bp)
 	b := *bp
 	for _, m := range msgs {
-		b = wsframe.AppendHeader(b, wsframe.OpText, false, len(m))
-		b = append(b, m...)
+		b = appendText(b, m)
 		if len(b) >= chunkSize {
 			if err := c.writeLocked(b); err != nil {
 				*bp = b
@@ -420,16 +419,19 @@ func (c *netConn) deliver(frames []*fanout.Frame) (handled, flushed bool) {
 	bp := bufpool.Bytes.Get()
 	b := *bp
 	for _, f := range frames {
-		b = wsframe.AppendHeader(b, wsframe.OpText, false, len(f.JSON))
-		b = append(b, f.JSON...)
+		b = appendText(b, f.JSON)
 	}
-	n := rawwrite.Try(c.raw, b)
-	if n == len(b) {
-		*bp = b[:0]
+	*bp = rawwrite.Drain(c.raw, b)
+	if len(*bp) == 0 {
 		bufpool.Bytes.Put(bp)
 		return true, true
 	}
-	*bp = b[:copy(b, b[n:])]
 	c.owed = bp
 	return true, false
+}
+
+// appendText appends m as an unfragmented, unmasked text frame.
+func appendText(b, m []byte) []byte {
+	b = wsframe.AppendHeader(b, wsframe.OpText, false, len(m))
+	return append(b, m...)
 }

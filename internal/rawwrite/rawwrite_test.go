@@ -43,6 +43,9 @@ func TestTry(t *testing.T) {
 	_, err := io.ReadFull(client, got)
 	require.NoError(t, err)
 	require.Equal(t, "hello", string(got))
+	require.Empty(t, Drain(rc, []byte("hi")), "Drain leaves nothing when the socket takes it all")
+	_, err = io.ReadFull(client, got[:2])
+	require.NoError(t, err)
 
 	// The client does not read: the buffers fill up.
 	chunk := make([]byte, 64<<10)
@@ -61,6 +64,8 @@ func TestTry(t *testing.T) {
 	}
 	require.True(t, partial, "the socket took 64 MB without filling up")
 	require.Zero(t, Try(rc, chunk), "a full socket takes nothing")
+	// Drain keeps what a full socket did not take, at the start of b.
+	require.Equal(t, "xyz", string(Drain(rc, []byte("xyz"))))
 	recv := make([]byte, sent)
 	_, err = io.ReadFull(client, recv)
 	require.NoError(t, err)
