@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -304,4 +307,57 @@ func BenchmarkInlineDelivery(b *testing.B) {
 	}
 	b.StopTimer()
 	require.Equal(b, int64(b.N), *got)
+}
+
+// BenchmarkInlineDeliveryShared is an append to a task with 1,000
+// subscribers that take it inline: the fetcher's read and its hand-off to
+// every member (the Deliver here only counts), per append. Each member
+// has a consumer goroutine, as in the transports, for the deliveries the
+// fetcher signals instead.
+func BenchmarkInlineDeliveryShared(b *testing.B) {
+	const members = 1000
+	l := newFixedLog(b.N)
+	h, err := New(Config{Source: l, InlineReads: true})
+	require.NoError(b, err)
+	b.Cleanup(func() { require.NoError(b, h.Shutdown(context.Background())) })
+	var delivered atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	b.Cleanup(func() { close(stop); wg.Wait() })
+	for range members {
+		sub, err := h.Subscribe(context.Background(), "t", Start{}, SubscribeOpts{Deliver: func(frames []*Frame) bool {
+			delivered.Add(int64(len(frames)))
+			return true
+		}})
+		require.NoError(b, err)
+		b.Cleanup(sub.Close)
+		wg.Go(func() {
+			var buf []*Frame
+			for {
+				sub.Lock()
+				frames, err := sub.Next(context.Background(), buf[:0])
+				sub.Unlock()
+				if err != nil {
+					return
+				}
+				delivered.Add(int64(len(frames)))
+				buf = frames
+				select {
+				case <-sub.Ready():
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		l.append()
+		for delivered.Load() < int64(members*(i+1)) {
+			runtime.Gosched()
+		}
+	}
+	b.StopTimer()
+	require.Equal(b, int64(members*b.N), delivered.Load())
 }

@@ -250,7 +250,11 @@ func (t *topic) fetch() {
 	defer t.h.wg.Done()
 	cfg := &t.h.cfg
 	backoff := t.h.retryMin
-	var inline []*Subscription // members to deliver to after the unlock
+	// inline lists the members to deliver to after the unlock; pooled, as
+	// a fetch (and so this list) is made per append at light load.
+	ip := scratchSubs.Get().(*[]*Subscription)
+	inline := *ip
+	defer func() { *ip = inline; scratchSubs.Put(ip) }()
 	for {
 		t.mu.Lock()
 		if t.dead || t.solo.Load() != nil {
@@ -413,6 +417,9 @@ func deliverEach(t *topic, subs []*Subscription) {
 
 // scratchFrames holds deliverEach's slices.
 var scratchFrames = sync.Pool{New: func() any { return new([]*Frame) }}
+
+// scratchSubs holds fetch's lists of members taking inline deliveries.
+var scratchSubs = sync.Pool{New: func() any { return new([]*Subscription) }}
 
 // trim drops the window's frames every subscriber has taken (Seq <=
 // consumed), and the oldest beyond topicWindow and topicWindowBytes: a
