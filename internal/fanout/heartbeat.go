@@ -102,6 +102,7 @@ func (g *hbGroup) run() {
 			if now-sub.lastActive.Load() >= int64(g.interval) && !sub.hbDue.Load() {
 				sub.hbDue.Store(true)
 				sub.signal()
+				g.h.woke()
 			}
 		}
 		g.mu.Unlock()

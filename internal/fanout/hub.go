@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,6 +63,30 @@ const (
 	retryMax = 2 * time.Second
 )
 
+// wakeBurst is how many subscriber goroutines may be woken, counted over
+// the hub, before the waking goroutine yields (see Hub.woke).
+const wakeBurst = 64
+
+// woke is called after waking a subscriber's goroutine for new events or a
+// heartbeat. Every wakeBurst-th wake-up over the hub, the calling goroutine
+// yields its P (runtime.Gosched), so the goroutines woken so far run, in
+// the order they were woken, before it wakes more.
+//
+// Without it, a goroutine that wakes many subscribers in a row (one
+// appender writing to many tasks, a durable store's listener, a fetcher
+// with many members, the heartbeat scheduler) makes more goroutines
+// runnable than its P's run queue holds (256). The runtime moves half of
+// them to the global queue, which a busy P serves only once every 61
+// turns, so those deliveries wait while fresh wake-ups keep the P busy:
+// with one P at 50,000 events/s over 5,000 tasks, p99 150-210 ms instead
+// of 6-7 ms. A yield costs about a microsecond, once per wakeBurst
+// wake-ups, and delays the waker only by the work it handed out.
+func (h *Hub) woke() {
+	if h.wakes.Add(1)%wakeBurst == 0 {
+		runtime.Gosched()
+	}
+}
+
 // Hub is the fan-out of one service. Create it with [New]; it is safe for
 // concurrent use. It starts goroutines only while subscriptions are open
 // (a fetcher per topic while it reads, a heartbeat scheduler per interval),
@@ -82,6 +107,7 @@ type Hub struct {
 	wg sync.WaitGroup // topic fetchers and heartbeat schedulers
 
 	lastID atomic.Uint64 // the last subscription id handed out
+	wakes  atomic.Uint64 // wake-ups counted by woke
 }
 
 // New validates cfg, fills in defaults and returns a Hub.

@@ -218,6 +218,7 @@ func (t *topic) notify() {
 		if s.inline == nil || !s.deliverInline(t) {
 			s.stale.Store(true)
 			s.signal()
+			t.h.woke()
 		}
 		// Still solo after the signal: the member reads the append. A
 		// topic that stopped being solo meanwhile may have started its
@@ -250,11 +251,10 @@ func (t *topic) fetch() {
 	defer t.h.wg.Done()
 	cfg := &t.h.cfg
 	backoff := t.h.retryMin
-	// inline lists the members to deliver to after the unlock; pooled, as
-	// a fetch (and so this list) is made per append at light load.
-	ip := scratchSubs.Get().(*[]*Subscription)
-	inline := *ip
-	defer func() { *ip = inline; scratchSubs.Put(ip) }()
+	// The members to deliver to and to wake after the unlock; pooled, as a
+	// fetch (and so these lists) is made per append at light load.
+	sc := scratchSubs.Get().(*fetchScratch)
+	defer scratchSubs.Put(sc)
 	for {
 		t.mu.Lock()
 		if t.dead || t.solo.Load() != nil {
@@ -353,13 +353,13 @@ func (t *topic) fetch() {
 			t.trim(consumed)
 			// Publish before signalling: a woken subscriber must find the
 			// new frames, or it would wait again and miss them. Members
-			// that take inline deliveries get them after the unlock.
+			// are woken, or get inline deliveries, after the unlock.
 			t.publish()
 			for sub := range t.subs.all() {
 				if sub.inline != nil {
-					inline = append(inline, sub)
+					sc.inline = append(sc.inline, sub)
 				} else {
-					sub.signal()
+					sc.wake = append(sc.wake, sub)
 				}
 			}
 		}
@@ -368,11 +368,14 @@ func (t *topic) fetch() {
 			t.fetching = false
 		}
 		t.mu.Unlock()
-		if len(inline) > 0 {
-			t.deliverAll(inline)
-			clear(inline)
-			inline = inline[:0]
+		for _, sub := range sc.wake {
+			sub.signal()
+			t.h.woke()
 		}
+		if len(sc.inline) > 0 {
+			t.deliverAll(sc.inline)
+		}
+		sc.reset()
 		if done {
 			return
 		}
@@ -410,6 +413,7 @@ func deliverEach(t *topic, subs []*Subscription) {
 	for _, sub := range subs {
 		if !sub.deliverShared(t, fp) {
 			sub.signal()
+			t.h.woke()
 		}
 	}
 	scratchFrames.Put(fp)
@@ -418,8 +422,21 @@ func deliverEach(t *topic, subs []*Subscription) {
 // scratchFrames holds deliverEach's slices.
 var scratchFrames = sync.Pool{New: func() any { return new([]*Frame) }}
 
-// scratchSubs holds fetch's lists of members taking inline deliveries.
-var scratchSubs = sync.Pool{New: func() any { return new([]*Subscription) }}
+// fetchScratch is a fetch's lists of the members it hands new frames to.
+type fetchScratch struct {
+	inline []*Subscription // members taking inline deliveries
+	wake   []*Subscription // the others, to be signalled
+}
+
+// reset empties the lists, keeping their arrays.
+func (sc *fetchScratch) reset() {
+	clear(sc.inline)
+	clear(sc.wake)
+	sc.inline, sc.wake = sc.inline[:0], sc.wake[:0]
+}
+
+// scratchSubs holds fetch's lists.
+var scratchSubs = sync.Pool{New: func() any { return new(fetchScratch) }}
 
 // trim drops the window's frames every subscriber has taken (Seq <=
 // consumed), and the oldest beyond topicWindow and topicWindowBytes: a
