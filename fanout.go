@@ -37,12 +37,13 @@ func newHub(s *Service) (*fanout.Hub, error) {
 				s.metrics.AddGauge(MetricStreamsActive, delta, labelsOf(transport)...)
 			}
 		},
-		Observer:         s.observer(),
-		InlineReads:      inlineReads(s.store),
-		ErrClosed:        ErrClosed,
-		ErrExpired:       ErrEventsExpired,
-		ErrNotFound:      ErrTaskNotFound,
-		ErrInvalidCursor: ErrInvalidCursor,
+		Observer:          s.observer(),
+		InlineReads:       inlineReads(s.store),
+		DisableWakePacing: s.cfg.DisableWakePacing,
+		ErrClosed:         ErrClosed,
+		ErrExpired:        ErrEventsExpired,
+		ErrNotFound:       ErrTaskNotFound,
+		ErrInvalidCursor:  ErrInvalidCursor,
 	})
 }
 

@@ -134,6 +134,7 @@ func serverMain(ctx context.Context, mode string, args []string, stdout, stderr 
 			"instead of inside ServeHTTP")
 		fs.BoolVar(&cfg.NoInline, "no-inline", false, "keep every write on the stream's goroutine (sse.Config.DisableInlineWrites\n"+
 			"with -sse-hijack, ws.Config.DisableInlineWrites)")
+		fs.BoolVar(&cfg.NoPacing, "no-pacing", false, "do not pace the fan-out's wake-ups (taskbridge.Config.DisableWakePacing)")
 		fs.BoolVar(&cfg.DeliveryLatency, "delivery-latency", false, "record each delivery's latency on the server, from the event's append\n"+
 			"to its hand-off to the transport (Diagnostics.Delivery); fanout and longpoll print it,\n"+
 			"which tells the server's share of a latency from the load tool's")

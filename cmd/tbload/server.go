@@ -30,6 +30,8 @@ type serverConfig struct {
 	SSEHijack bool
 	// NoInline sets DisableInlineWrites in the SSE and WebSocket configs.
 	NoInline bool
+	// NoPacing sets taskbridge.Config.DisableWakePacing.
+	NoPacing bool
 	// DeliveryLatency records each delivery's append-to-hand-off time on
 	// the server (Diagnostics.Delivery), reported by /debug/stats.
 	DeliveryLatency bool
@@ -83,10 +85,11 @@ func newTBServer(cfg serverConfig) (*tbServer, error) {
 		}
 	}
 	svc, err := taskbridge.New(taskbridge.Config{
-		Store:       countingStore{Store: store, watching: watching},
-		Executor:    nopExecutor{},
-		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Diagnostics: diag,
+		Store:             countingStore{Store: store, watching: watching},
+		Executor:          nopExecutor{},
+		Logger:            slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Diagnostics:       diag,
+		DisableWakePacing: cfg.NoPacing,
 	})
 	if err != nil {
 		return nil, err

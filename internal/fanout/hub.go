@@ -34,6 +34,9 @@ type Config struct {
 	// the reads of a solo topic's member on its own goroutine; members of
 	// a shared topic get their frames from its fetcher either way.
 	InlineReads bool
+	// DisableWakePacing stops goroutines that wake many subscribers in a
+	// row from yielding every wakeBurst wake-ups (see Hub.woke).
+	DisableWakePacing bool
 
 	// The errors the engine returns and recognises in Source errors: the
 	// host package's sentinels. Each defaults to an error of this package.
@@ -82,7 +85,7 @@ const wakeBurst = 64
 // of 6-7 ms. A yield costs about a microsecond, once per wakeBurst
 // wake-ups, and delays the waker only by the work it handed out.
 func (h *Hub) woke() {
-	if h.wakes.Add(1)%wakeBurst == 0 {
+	if h.wakes.Add(1)%wakeBurst == 0 && !h.cfg.DisableWakePacing {
 		runtime.Gosched()
 	}
 }
