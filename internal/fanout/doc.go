@@ -37,6 +37,12 @@
 // GOMAXPROCS goroutines, and signals the others: one write per member
 // instead of a wake-up per member.
 //
+// Wake-ups are paced: every 64th subscriber goroutine the hub wakes, the
+// waking goroutine yields (runtime.Gosched), so the woken ones run in order
+// before the Go scheduler's per-P run queue overflows into its global
+// queue, where they would wait behind fresh wake-ups (Config.DisableWakePacing
+// turns it off).
+//
 // A long poll's [Hub.Wait] is a member that takes no frames: when its topic
 // signals it, it calls the poll's own read of its store, whose answer the
 // poll returns.
