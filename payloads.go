@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
 // Payload is a typed event payload. Only the types in this package implement
@@ -254,11 +256,56 @@ func EncodePayload(p Payload) (json.RawMessage, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
+	if b, ok := encodeFrequent(p); ok {
+		return b, nil
+	}
 	b, err := json.Marshal(p)
 	if err != nil {
 		return nil, invalidPayload(p.EventType(), "%v", err)
 	}
 	return b, nil
+}
+
+// encodeFrequent encodes the payloads a task emits most often (progress,
+// messages, its start) without reflection, byte for byte as json.Marshal
+// would; ok is false for the other types, which json.Marshal encodes.
+// p has passed Validate.
+func encodeFrequent(p Payload) (b []byte, ok bool) {
+	switch p := p.(type) {
+	case ProgressPayload:
+		if p.Progress != 0 && math.Abs(p.Progress) < 1e-6 {
+			return nil, false // encoding/json writes these with an exponent
+		}
+		b = make([]byte, 0, 40+len(p.Stage)+len(p.Message))
+		b = append(b, `{"progress":`...)
+		b = strconv.AppendFloat(b, p.Progress, 'f', -1, 64)
+		b = appendOptional(b, `,"stage":`, p.Stage)
+		b = appendOptional(b, `,"message":`, p.Message)
+	case MessagePayload:
+		b = make([]byte, 0, 32+len(p.Message)+len(p.Level))
+		b = append(b, `{"message":`...)
+		b = wire.AppendString(b, p.Message)
+		b = appendOptional(b, `,"level":`, string(p.Level))
+	case StartedPayload:
+		b = make([]byte, 0, 16+len(p.Message))
+		b = append(b, '{')
+		if p.Message != "" {
+			b = append(b, `"message":`...)
+			b = wire.AppendString(b, p.Message)
+		}
+	default:
+		return nil, false
+	}
+	return append(b, '}'), true
+}
+
+// appendOptional appends the member whose name and colon are in name, with
+// value v, unless v is empty (an omitempty member).
+func appendOptional(b []byte, name, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return wire.AppendString(append(b, name...), v)
 }
 
 // DecodePayload decodes e.Payload into the typed payload of e.Type. It is
