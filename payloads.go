@@ -288,11 +288,7 @@ func encodeFrequent(p Payload) (b []byte, ok bool) {
 		b = appendOptional(b, `,"level":`, string(p.Level))
 	case StartedPayload:
 		b = make([]byte, 0, 16+len(p.Message))
-		b = append(b, '{')
-		if p.Message != "" {
-			b = append(b, `"message":`...)
-			b = wire.AppendString(b, p.Message)
-		}
+		b = appendOptional(append(b, '{'), `"message":`, p.Message)
 	default:
 		return nil, false
 	}
