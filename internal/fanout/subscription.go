@@ -99,15 +99,28 @@ func (sub *Subscription) Unlock() {
 	}
 }
 
+// inlineResult is what an inline delivery to a member did.
+type inlineResult uint8
+
+const (
+	// inlineRefused: nothing was delivered (the member busy, replaying,
+	// behind the window or ended, or the read failed or filled a batch);
+	// the caller signals the member, whose Next deals with it.
+	inlineRefused inlineResult = iota
+	// inlineSent: delivered; the member's goroutine need not wake.
+	inlineSent
+	// inlineWoken: delivered, and the member was signalled to take what
+	// Deliver kept for it, or to see its stream's end.
+	inlineWoken
+)
+
 // deliverInline is the watch callback's delivery to t's solo member sub:
 // when sub's consumer is not using it (Lock is free), it reads the new
 // events from the Source and hands them to Deliver on the calling
-// goroutine. It reports false when it did not (sub busy, replaying, ended,
-// or the read failed or filled a batch, which the consumer's own Next
-// deals with), and the caller signals sub as usual.
-func (sub *Subscription) deliverInline(t *topic) bool {
+// goroutine.
+func (sub *Subscription) deliverInline(t *topic) inlineResult {
 	if !sub.h.cfg.InlineReads || !sub.lockInline(t) {
-		return false
+		return inlineRefused
 	}
 	defer sub.inline.mu.Unlock()
 	sub.stale.Store(false)
@@ -117,10 +130,10 @@ func (sub *Subscription) deliverInline(t *topic) bool {
 	}
 	if err != nil || len(frames) >= sub.batch {
 		sub.stale.Store(true)
-		return false
+		return inlineRefused
 	}
 	if len(frames) == 0 {
-		return true
+		return inlineSent
 	}
 	// Taken as take does, without copying: the Source's slice is not
 	// written.
@@ -128,8 +141,7 @@ func (sub *Subscription) deliverInline(t *topic) bool {
 	if sub.obs != nil {
 		sub.observeDeliveries(out, false)
 	}
-	sub.handOver(out)
-	return true
+	return sub.handOver(out)
 }
 
 // lockInline takes sub's lock for an inline delivery from t. It reports
@@ -148,34 +160,35 @@ func (sub *Subscription) lockInline(t *topic) bool {
 
 // handOver passes frames that sub has taken to its Deliver, and signals
 // sub when Deliver kept some for the consumer or the stream is over.
-func (sub *Subscription) handOver(frames []*Frame) {
+func (sub *Subscription) handOver(frames []*Frame) inlineResult {
 	sub.lastActive.Store(time.Now().UnixNano())
 	if !sub.inline.deliver(frames) || sub.done {
 		sub.signal()
+		return inlineWoken
 	}
+	return inlineSent
 }
 
 // deliverShared is a shared topic's inline delivery to its member sub,
 // on the topic's fetcher (see topic.deliverAll): when sub's consumer is not
 // using it, it takes the frames after sub's cursor from the window, as
-// Next would, and hands them to Deliver, using scratch for the slice. It
-// reports false when it did not (sub busy, replaying, behind the window or
-// ended), and the caller signals sub.
-func (sub *Subscription) deliverShared(t *topic, scratch *[]*Frame) bool {
+// Next would, and hands them to Deliver, using scratch for the slice.
+func (sub *Subscription) deliverShared(t *topic, scratch *[]*Frame) inlineResult {
 	if !sub.lockInline(t) {
-		return false
+		return inlineRefused
 	}
 	defer sub.inline.mu.Unlock()
 	out, ok := t.frames(sub, (*scratch)[:0])
 	if !ok {
-		return false // behind the window: Next reads the Source
+		return inlineRefused // behind the window: Next reads the Source
 	}
+	r := inlineSent
 	if len(out) > 0 {
-		sub.handOver(out)
+		r = sub.handOver(out)
 	}
 	clear(out)
 	*scratch = out[:0]
-	return true
+	return r
 }
 
 func (sub *Subscription) signal() {

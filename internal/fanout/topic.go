@@ -215,9 +215,17 @@ func (t *topic) share(sub *Subscription) {
 // signalling path takes no lock and allocates nothing.
 func (t *topic) notify() {
 	if s := t.solo.Load(); s != nil {
-		if s.inline == nil || !s.deliverInline(t) {
+		r := inlineRefused
+		if s.inline != nil {
+			r = s.deliverInline(t)
+		}
+		if r == inlineRefused {
 			s.stale.Store(true)
 			s.signal()
+		}
+		if r != inlineSent {
+			// Paced after the member's lock is released, so the woken
+			// member does not find it held.
 			t.h.woke()
 		}
 		// Still solo after the signal: the member reads the append. A
@@ -411,8 +419,11 @@ func (t *topic) deliverAll(subs []*Subscription) {
 func deliverEach(t *topic, subs []*Subscription) {
 	fp := scratchFrames.Get().(*[]*Frame)
 	for _, sub := range subs {
-		if !sub.deliverShared(t, fp) {
+		r := sub.deliverShared(t, fp)
+		if r == inlineRefused {
 			sub.signal()
+		}
+		if r != inlineSent {
 			t.h.woke()
 		}
 	}
