@@ -43,16 +43,17 @@ func (e TaskEvent) MarshalJSON() ([]byte, error) {
 // appendJSON appends e's envelope to dst, or fails for an event no client
 // could decode.
 func (e TaskEvent) appendJSON(dst []byte) ([]byte, error) {
-	switch {
-	case len(e.Payload) == 0:
+	if len(e.Payload) == 0 {
 		e.Payload = json.RawMessage(`null`)
-	case !json.Valid(e.Payload):
+	}
+	ok, compact := wire.Valid(e.Payload)
+	if !ok {
 		return nil, fmt.Errorf("%w: event %s has an invalid JSON payload", ErrInvalidEvent, e.EventID)
 	}
 	if y := e.CreatedAt.Year(); y < 0 || y > 9999 {
 		return nil, fmt.Errorf("%w: event %s has createdAt %v outside years 0..9999", ErrInvalidEvent, e.EventID, e.CreatedAt)
 	}
-	return wire.AppendValidEvent(dst, string(e.Type), e.TaskID, e.EventID, e.CreatedAt, e.Payload), nil
+	return wire.AppendValidEvent(dst, string(e.Type), e.TaskID, e.EventID, e.CreatedAt, e.Payload, compact), nil
 }
 
 // MarshalJSON writes r as the protocol's poll response, its events as

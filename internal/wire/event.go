@@ -15,19 +15,22 @@ const EventOverhead = len(`{"type":"","taskId":"","eventId":"","createdAt":"","p
 // AppendEvent appends the compact JSON encoding of an event envelope to
 // dst: {"type","taskId","eventId","createdAt","payload"}, with createdAt
 // in [TimeLayout]. It is identical in content to json.Marshal of the
-// envelope, without reflection on its fast path. The payload is compacted if it contains whitespace (SSE data
-// lines must not contain line breaks); an invalid payload is written as
-// {} so that the envelope stays valid.
+// envelope, without reflection on its fast path. The payload is compacted
+// if it has whitespace outside its strings (SSE data lines must not contain
+// line breaks); an invalid payload is written as {} so that the envelope
+// stays valid.
 func AppendEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
-	if !json.Valid(payload) {
+	ok, compact := Valid(payload)
+	if !ok {
 		return appendEventSlow(dst, typ, taskID, eventID, createdAt, payload)
 	}
-	return AppendValidEvent(dst, typ, taskID, eventID, createdAt, payload)
+	return AppendValidEvent(dst, typ, taskID, eventID, createdAt, payload, compact)
 }
 
 // AppendValidEvent is [AppendEvent] for a payload the caller has already
-// checked with json.Valid, which it does not check again.
-func AppendValidEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
+// checked with [Valid], which it does not check again; compact is what
+// Valid reported.
+func AppendValidEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte, compact bool) []byte {
 	if !safeString(typ) || !safeString(taskID) || !safeString(eventID) {
 		return appendEventSlow(dst, typ, taskID, eventID, createdAt, payload)
 	}
@@ -40,7 +43,7 @@ func AppendValidEvent(dst []byte, typ, taskID, eventID string, createdAt time.Ti
 	dst = append(dst, `","createdAt":"`...)
 	dst = AppendTime(dst, createdAt)
 	dst = append(dst, `","payload":`...)
-	if bytes.ContainsAny(payload, " \t\r\n") {
+	if !compact {
 		var buf bytes.Buffer
 		_ = json.Compact(&buf, payload)
 		dst = append(dst, buf.Bytes()...)

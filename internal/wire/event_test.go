@@ -42,8 +42,8 @@ func TestAppendEvent(t *testing.T) {
 		require.NoError(t, json.Unmarshal(got, &back))
 		require.Equal(t, ev.TaskID, back["taskId"])
 		require.Equal(t, "2026-05-04T10:00:10.500Z", back["createdAt"], "createdAt is UTC, with three digits")
-		if json.Valid(ev.Payload) {
-			valid := wire.AppendValidEvent(nil, ev.Type, ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+		if ok, compact := wire.Valid(ev.Payload); ok {
+			valid := wire.AppendValidEvent(nil, ev.Type, ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload, compact)
 			require.Equal(t, string(got), string(valid), "AppendValidEvent writes the same bytes")
 			want, err := json.Marshal(ev)
 			require.NoError(t, err)
