@@ -79,6 +79,21 @@ type InlineReader interface {
 	InlineReads() bool
 }
 
+// EventLender is an optional [EventStore] extension for a store that keeps
+// its events in memory (package memstore's): it lends the events Read
+// would return instead of copying them, so that the fan-out encodes each
+// event straight from the store's memory, without copying its payload or
+// allocating the slice Read returns.
+type EventLender interface {
+	// LendEvents calls fn once with the events Read(ctx, taskID, after,
+	// limit) would return, in order, and returns nil; when Read would
+	// fail it returns Read's error without calling fn. The events are
+	// lent: fn must not modify them, keep the slice or anything of the
+	// events that refers to memory (their Payload) after it returns, or
+	// call into the store, as it may run while the store holds a lock.
+	LendEvents(ctx context.Context, taskID string, after int64, limit int, fn func([]TaskEvent)) error
+}
+
 // FormatEventID returns the wire event id for position seq.
 func FormatEventID(seq int64) string { return strconv.FormatInt(seq, 10) }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge/internal/bridge"
@@ -29,7 +30,7 @@ func init() {
 // newHub returns the fan-out of s.
 func newHub(s *Service) (*fanout.Hub, error) {
 	return fanout.New(fanout.Config{
-		Source: eventSource{s.store},
+		Source: newEventSource(s.store),
 		Batch:  s.cfg.ReplayBatch,
 		Logger: s.log,
 		StreamsActive: func(transport string, delta int64) {
@@ -56,20 +57,81 @@ func inlineReads(store EventStore) bool {
 
 // eventSource is the engine's view of an EventStore: events read once and
 // encoded once, into frames every subscriber shares.
-type eventSource struct{ store EventStore }
+type eventSource struct {
+	store  EventStore
+	lender EventLender // store, when it lends its events
+}
 
 var _ fanout.Source = eventSource{}
 
+func newEventSource(store EventStore) eventSource {
+	l, _ := store.(EventLender)
+	return eventSource{store: store, lender: l}
+}
+
 func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit int) ([]*fanout.Frame, error) {
+	if s.lender != nil {
+		return s.readLent(ctx, taskID, after, limit)
+	}
 	events, err := s.store.Read(ctx, taskID, after, limit)
 	if err != nil {
 		return nil, err
 	}
 	frames := make([]*fanout.Frame, len(events))
-	for i, ev := range events {
-		frames[i] = newFrame(ev)
+	for i := range events {
+		frames[i] = newFrame(&events[i])
 	}
 	return frames, nil
+}
+
+// readLent encodes the events the store lends: no copy of them is made,
+// and a read of one event allocates its frame (with the slice holding
+// it) and its JSON.
+func (s eventSource) readLent(ctx context.Context, taskID string, after int64, limit int) ([]*fanout.Frame, error) {
+	c := frameCollectors.Get().(*frameCollector)
+	err := s.lender.LendEvents(ctx, taskID, after, limit, c.encode)
+	frames := c.frames
+	c.frames = nil
+	frameCollectors.Put(c)
+	if err != nil {
+		return nil, err
+	}
+	return frames, nil
+}
+
+// frameCollector holds the frames of a lent read; pooled with its encode
+// method value, so that a read allocates no callback.
+type frameCollector struct {
+	frames []*fanout.Frame
+	encode func([]TaskEvent)
+}
+
+var frameCollectors = sync.Pool{New: func() any {
+	c := &frameCollector{}
+	c.encode = c.collect
+	return c
+}}
+
+// oneFrame is a frame with a slice of one to hold it, allocated together:
+// most reads of a live stream find one new event.
+type oneFrame struct {
+	f    fanout.Frame
+	list [1]*fanout.Frame
+}
+
+// collect encodes the lent events into frames.
+func (c *frameCollector) collect(events []TaskEvent) {
+	if len(events) == 1 {
+		o := &oneFrame{}
+		fillFrame(&o.f, &events[0])
+		o.list[0] = &o.f
+		c.frames = o.list[:]
+		return
+	}
+	c.frames = make([]*fanout.Frame, len(events))
+	for i := range events {
+		c.frames[i] = newFrame(&events[i])
+	}
 }
 
 func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
@@ -78,28 +140,27 @@ func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
 
 // newFrame encodes ev into a buffer sized for it, so that the common case
 // allocates the JSON once.
-func newFrame(ev TaskEvent) *fanout.Frame {
-	f := &fanout.Frame{
-		Seq:      ev.Seq,
-		EventID:  ev.EventID,
-		Terminal: ev.Terminal(),
-		JSON:     appendEventJSON(make([]byte, 0, ev.jsonSize()), ev),
-	}
+func newFrame(ev *TaskEvent) *fanout.Frame {
+	f := &fanout.Frame{}
+	fillFrame(f, ev)
+	return f
+}
+
+// fillFrame sets f to the frame of ev.
+func fillFrame(f *fanout.Frame, ev *TaskEvent) {
+	f.Seq = ev.Seq
+	f.EventID = ev.EventID
+	f.Terminal = ev.Terminal()
+	f.JSON = wire.AppendEvent(make([]byte, 0, ev.jsonSize()), string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
 	if !ev.CreatedAt.IsZero() {
 		f.CreatedAt = ev.CreatedAt.UnixNano()
 	}
-	return f
 }
 
 // jsonSize is the length of ev's wire encoding on the encoder's fast path:
 // a buffer of this capacity holds it without growing.
 func (ev TaskEvent) jsonSize() int {
 	return wire.EventOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
-}
-
-// appendEventJSON appends the wire encoding of ev to dst.
-func appendEventJSON(dst []byte, ev TaskEvent) []byte {
-	return wire.AppendEvent(dst, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
 }
 
 // subscribe checks that auth may see the task and that lastEventID is a

@@ -18,7 +18,7 @@ func TestNewFrameFitsItsBuffer(t *testing.T) {
 			CreatedAt: time.Date(9999, 1, 1, 0, 0, 0, 123456789, time.FixedZone("", 3600)), Payload: json.RawMessage(`{"progress":1}`)},
 		{Type: EventTaskMessage, TaskID: "t", EventID: "2", Seq: 2, CreatedAt: time.Unix(0, 0), Payload: json.RawMessage(`{}`)},
 	} {
-		f := newFrame(ev)
+		f := newFrame(&ev)
 		want := wire.EventOverhead + len(ev.Type) + len(ev.TaskID) + len(ev.EventID) + len(ev.Payload)
 		if cap(f.JSON) != want || !json.Valid(f.JSON) {
 			t.Fatalf("frame of %d bytes in a buffer of %d, sized %d: %s", len(f.JSON), cap(f.JSON), want, f.JSON)

@@ -112,35 +112,65 @@ func (s *Store) InlineReads() bool { return true }
 // Read implements [taskbridge.EventStore]. A limit below 1 fails with
 // [taskbridge.ErrInvalidRequest].
 func (s *Store) Read(_ context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
-	if err := storecheck.Limit(limit); err != nil {
-		return nil, err
-	}
-	ts, err := s.lookup(taskID)
+	ts, err := s.lookupRead(taskID, limit)
 	if err != nil {
 		return nil, err
 	}
 	ts.mu.RLock()
-	if ts.deleted {
+	evs, err := ts.span(taskID, after, limit)
+	if err != nil {
 		ts.mu.RUnlock()
+		return nil, err
+	}
+	out := make([]taskbridge.TaskEvent, len(evs))
+	copy(out, evs)
+	ts.mu.RUnlock()
+	clonePayloads(out)
+	return out, nil
+}
+
+// LendEvents implements [taskbridge.EventLender]: fn runs under the task's
+// read lock, so appends to the task wait for it.
+func (s *Store) LendEvents(_ context.Context, taskID string, after int64, limit int, fn func([]taskbridge.TaskEvent)) error {
+	ts, err := s.lookupRead(taskID, limit)
+	if err != nil {
+		return err
+	}
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
+	evs, err := ts.span(taskID, after, limit)
+	if err != nil {
+		return err
+	}
+	fn(evs)
+	return nil
+}
+
+// lookupRead checks a read's limit and finds its task.
+func (s *Store) lookupRead(taskID string, limit int) (*taskState, error) {
+	if err := storecheck.Limit(limit); err != nil {
+		return nil, err
+	}
+	return s.lookup(taskID)
+}
+
+// span returns the retained events a read of the task after after, up to
+// limit, covers: the store's own, not a copy. ts.mu must be held.
+func (ts *taskState) span(taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+	if ts.deleted {
 		return nil, taskNotFound(taskID)
 	}
 	last, first := ts.task.LastSeq, ts.first
 	switch {
 	case after < 0 || after > last:
-		ts.mu.RUnlock()
 		return nil, fmt.Errorf("%w: %d is not a position in task %q (last event %d)", taskbridge.ErrInvalidCursor, after, taskID, last)
 	case after > 0 && after < first-1:
-		ts.mu.RUnlock()
 		return nil, fmt.Errorf("%w: task %q keeps events from %d on", taskbridge.ErrEventsExpired, taskID, first)
 	}
 	live := ts.events[ts.off:]
 	start := max(after+1, first) - first
 	n := min(int64(limit), int64(len(live))-start)
-	out := make([]taskbridge.TaskEvent, n)
-	copy(out, live[start:start+n])
-	ts.mu.RUnlock()
-	clonePayloads(out)
-	return out, nil
+	return live[start : start+n], nil
 }
 
 // TrimEvents applies retention to one task: it removes every event of the

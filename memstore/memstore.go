@@ -57,6 +57,7 @@ var (
 	_ taskbridge.ControlFeed        = (*Store)(nil)
 	_ taskbridge.TaskHeadGetter     = (*Store)(nil)
 	_ taskbridge.InlineReader       = (*Store)(nil)
+	_ taskbridge.EventLender        = (*Store)(nil)
 	_ taskbridge.TerminalTaskPruner = (*Store)(nil)
 	_ taskbridge.LiveTaskCreator    = (*Store)(nil)
 )

@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -211,6 +212,15 @@ func testAppend(t *testing.T, h Harness) {
 }
 
 func testRead(t *testing.T, h Harness) {
+	testReads(t, h, func(f *fixture) readFunc { return f.s.Read })
+}
+
+// readFunc reads a task's events as EventStore.Read does.
+type readFunc func(ctx context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error)
+
+// testReads checks reads of a store's log made through read, which is
+// Read or an equivalent (see testExtensions).
+func testReads(t *testing.T, h Harness, read func(f *fixture) readFunc) {
 	// A log long enough for ids that mis-sort as strings ("9" < "10",
 	// "99" < "100", "999" < "1000").
 	const n = 1050
@@ -224,7 +234,7 @@ func testRead(t *testing.T, h Harness) {
 	t.Run("StrictlyAfterCursor", func(t *testing.T) {
 		f := longLog(t)
 		for _, after := range []int64{0, 1, 8, 9, 10, 11, 98, 99, 100, 101, 998, 999, 1000, 1001, n - 2, n - 1} {
-			evs, err := f.s.Read(f.ctx, "task-1", after, 3)
+			evs, err := read(f)(f.ctx, "task-1", after, 3)
 			require.NoError(t, err, "after %d", after)
 			requireSeqs(t, evs, seqRange(after+1, min(after+3, n))...)
 			for _, ev := range evs {
@@ -233,10 +243,10 @@ func testRead(t *testing.T, h Harness) {
 				}
 			}
 		}
-		evs, err := f.s.Read(f.ctx, "task-1", 0, n+10)
+		evs, err := read(f)(f.ctx, "task-1", 0, n+10)
 		require.NoError(t, err)
 		requireSeqs(t, evs, seqRange(1, n)...)
-		evs, err = f.s.Read(f.ctx, "task-1", 0, 1)
+		evs, err = read(f)(f.ctx, "task-1", 0, 1)
 		require.NoError(t, err)
 		requireSeqs(t, evs, 1)
 	})
@@ -246,7 +256,7 @@ func testRead(t *testing.T, h Harness) {
 		var seqs []int64
 		after := int64(0)
 		for {
-			evs, err := f.s.Read(f.ctx, "task-1", after, 7)
+			evs, err := read(f)(f.ctx, "task-1", after, 7)
 			require.NoError(t, err)
 			require.LessOrEqual(t, len(evs), 7, "the limit is respected")
 			if len(evs) == 0 {
@@ -264,29 +274,29 @@ func testRead(t *testing.T, h Harness) {
 	t.Run("CursorErrors", func(t *testing.T) {
 		f := setup(t, h)
 		f.create("empty")
-		evs, err := f.s.Read(f.ctx, "empty", 0, 10)
+		evs, err := read(f)(f.ctx, "empty", 0, 10)
 		require.NoError(t, err)
 		require.Empty(t, evs, "a task without events reads empty from the start")
-		_, err = f.s.Read(f.ctx, "empty", 1, 10)
+		_, err = read(f)(f.ctx, "empty", 1, 10)
 		requireErrorIs(t, err, taskbridge.ErrInvalidCursor, "a cursor beyond an empty log")
 
 		f.started("task-1")
 		f.messages("task-1", 4)
 		for _, after := range []int64{-1, -100, 6, 7, 1000} {
-			_, err := f.s.Read(f.ctx, "task-1", after, 10)
+			_, err := read(f)(f.ctx, "task-1", after, 10)
 			requireErrorIs(t, err, taskbridge.ErrInvalidCursor, "after %d", after)
 		}
-		evs, err = f.s.Read(f.ctx, "task-1", 5, 10)
+		evs, err = read(f)(f.ctx, "task-1", 5, 10)
 		require.NoError(t, err, "the last event is a valid cursor")
 		require.Empty(t, evs)
-		evs, err = f.s.Read(f.ctx, "task-1", 0, 10)
+		evs, err = read(f)(f.ctx, "task-1", 0, 10)
 		require.NoError(t, err)
 		requireSeqs(t, evs, 1, 2, 3, 4, 5)
 	})
 
 	t.Run("UnknownTask", func(t *testing.T) {
 		f := setup(t, h)
-		_, err := f.s.Read(f.ctx, "nope", 0, 10)
+		_, err := read(f)(f.ctx, "nope", 0, 10)
 		requireErrorIs(t, err, taskbridge.ErrTaskNotFound)
 	})
 
@@ -301,26 +311,26 @@ func testRead(t *testing.T, h Harness) {
 		require.Equal(t, int64(20), f.get("task-1").LastSeq, "trimming keeps LastSeq")
 
 		for _, after := range []int64{1, 2, 10, 14} {
-			_, err := f.s.Read(f.ctx, "task-1", after, 10)
+			_, err := read(f)(f.ctx, "task-1", after, 10)
 			requireErrorIs(t, err, taskbridge.ErrEventsExpired, "after %d with events from 16 on", after)
 		}
-		evs, err := f.s.Read(f.ctx, "task-1", 15, 10)
+		evs, err := read(f)(f.ctx, "task-1", 15, 10)
 		require.NoError(t, err, "the cursor just before the first retained event")
 		requireSeqs(t, evs, 16, 17, 18, 19, 20)
-		evs, err = f.s.Read(f.ctx, "task-1", 0, 2)
+		evs, err = read(f)(f.ctx, "task-1", 0, 2)
 		require.NoError(t, err, "after 0 reads from the first retained event")
 		requireSeqs(t, evs, 16, 17)
-		evs, err = f.s.Read(f.ctx, "task-1", 20, 10)
+		evs, err = read(f)(f.ctx, "task-1", 20, 10)
 		require.NoError(t, err)
 		require.Empty(t, evs)
-		_, err = f.s.Read(f.ctx, "task-1", 21, 10)
+		_, err = read(f)(f.ctx, "task-1", 21, 10)
 		requireErrorIs(t, err, taskbridge.ErrInvalidCursor, "a cursor ahead of a trimmed log")
-		_, err = f.s.Read(f.ctx, "task-1", -1, 10)
+		_, err = read(f)(f.ctx, "task-1", -1, 10)
 		requireErrorIs(t, err, taskbridge.ErrInvalidCursor)
 
 		ev := f.append("task-1", taskbridge.MessagePayload{Message: "21"})
 		require.Equal(t, int64(21), ev.Seq, "the sequence continues after trimming")
-		evs, err = f.s.Read(f.ctx, "task-1", 15, 10)
+		evs, err = read(f)(f.ctx, "task-1", 15, 10)
 		require.NoError(t, err)
 		requireSeqs(t, evs, 16, 17, 18, 19, 20, 21)
 	})

@@ -1,6 +1,8 @@
 package storetest
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -12,6 +14,25 @@ import (
 // testExtensions checks the optional store interfaces a store implements;
 // the subtests of the others are skipped.
 func testExtensions(t *testing.T, h Harness) {
+	t.Run("LendEvents", func(t *testing.T) {
+		if _, ok := h.New(t).(taskbridge.EventLender); !ok {
+			t.Skip("the store does not implement the optional taskbridge.EventLender")
+		}
+		// Every read case, with LendEvents in Read's place.
+		testReads(t, h, lent)
+
+		f := setup(t, h)
+		f.started("task-1")
+		f.messages("task-1", 3)
+		want, err := f.s.Read(f.ctx, "task-1", 1, 2)
+		require.NoError(t, err)
+		got, err := lent(f)(f.ctx, "task-1", 1, 2)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "LendEvents lends the events Read returns")
+		_, err = lent(f)(f.ctx, "task-1", 0, 0)
+		requireErrorIs(t, err, taskbridge.ErrInvalidRequest, "a limit below 1")
+	})
+
 	t.Run("GetTaskHead", func(t *testing.T) {
 		f := setup(t, h)
 		g, ok := f.s.(taskbridge.TaskHeadGetter)
@@ -194,4 +215,29 @@ func testExtensions(t *testing.T, h Harness) {
 		require.NoError(t, err)
 		require.Len(t, list, quota)
 	})
+}
+
+// lent reads through f's store's LendEvents, copying what it lends, and
+// checks that fn is called once, and only on success.
+func lent(f *fixture) readFunc {
+	l := f.s.(taskbridge.EventLender)
+	return func(ctx context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+		var out []taskbridge.TaskEvent
+		calls := 0
+		err := l.LendEvents(ctx, taskID, after, limit, func(evs []taskbridge.TaskEvent) {
+			calls++
+			out = make([]taskbridge.TaskEvent, len(evs))
+			for i, ev := range evs {
+				ev.Payload = append(json.RawMessage(nil), ev.Payload...)
+				out[i] = ev
+			}
+		})
+		switch {
+		case err != nil && calls > 0:
+			return nil, fmt.Errorf("storetest: LendEvents called fn and failed: %w", err)
+		case err == nil && calls != 1:
+			return nil, fmt.Errorf("storetest: LendEvents called fn %d times", calls)
+		}
+		return out, err
+	}
 }
