@@ -62,9 +62,10 @@
 // add, checked by type assertion: [TaskHeadGetter] (ownership checks before
 // the payload is loaded), [TerminalTaskPruner] (retention removes uploaded
 // files), [LiveTaskCreator] (exact per-owner quotas,
-// [Config].MaxLiveTasksPerOwner) and [InlineReader] (reads from memory:
+// [Config].MaxLiveTasksPerOwner), [InlineReader] (reads from memory:
 // a task's only subscriber on a WebSocket or a hijacked SSE stream is
-// written to by the appending goroutine).
+// written to by the appending goroutine) and [EventLender] (events are
+// encoded from the store's memory without a copy).
 //
 // # Executors
 //
