@@ -121,23 +121,15 @@ type Config struct {
 	//
 	// By default every stream is served inside its ServeHTTP call, written
 	// through the ResponseWriter, so middleware sees its real status, byte
-	// count and duration. Such a stream (like a hijacked one that cannot
-	// be written without blocking, over TLS) is prepared inline: the
-	// appending goroutine, or the task's fan-out, reads the new events and
-	// frames them into the stream's buffer, then wakes the stream's
-	// goroutine, which only writes them; that saves the woken goroutine
-	// its read of the store (5-10% of the server's CPU per delivery with
-	// many tasks of one subscriber each; see docs/BENCHMARKS.md).
+	// count and duration.
 	Hijack bool
 
-	// DisableInlineWrites makes the stream's goroutine do all the work of
-	// its deliveries: no inline writes (see Hijack) and no inline
-	// preparation of the events of a stream inside ServeHTTP; a woken
-	// stream reads its new events itself. Under overload, when appends
-	// come faster than one write each can follow, that goroutine, woken
-	// late, writes many events at once: peak throughput of hijacked
-	// streams is higher (1.6-3x in docs/BENCHMARKS.md) and so is latency
-	// (p99 of 100 ms and more where inline writes stay at a few ms).
+	// DisableInlineWrites keeps every write of a hijacked stream on the
+	// stream's goroutine (see Hijack). Under overload, when appends come
+	// faster than one write each can follow, that goroutine, woken late,
+	// writes many events at once: peak throughput is higher (1.6-3x in
+	// docs/BENCHMARKS.md) and so is latency (p99 of 100 ms and more where
+	// inline writes stay at a few ms).
 	DisableInlineWrites bool
 }
 
@@ -290,10 +282,9 @@ func (h *Handler) open(w http.ResponseWriter, r *http.Request) *stream {
 		Transport:         "sse",
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
 	}
-	if !h.cfg.DisableInlineWrites {
+	if h.cfg.Hijack && !h.cfg.DisableInlineWrites && r.ProtoMajor == 1 && r.TLS == nil {
 		// A hijacked TCP connection can take events on the appending
-		// goroutine; other streams get them framed there, for their own
-		// goroutine to write (see stream.deliver).
+		// goroutine (see stream.deliver).
 		s.inline = &streamInline{}
 		opts.Deliver = s.deliver
 	}

@@ -18,7 +18,7 @@ import (
 )
 
 // inlineSetup returns a test environment and a handler configured to
-// hijack (unless mod says otherwise), whose inline deliveries are counted.
+// hijack, whose inline deliveries are counted.
 func inlineSetup(t *testing.T, mod ...func(*sse.Config)) (*streamtest.Env, *sse.Handler, *streamtest.Deliveries) {
 	t.Helper()
 	env := streamtest.New(t, streamtest.Options{})
@@ -184,51 +184,18 @@ func TestHijackRefusedKeepsInlineEventsInOrder(t *testing.T) {
 	require.Zero(t, d.Sent.Load())
 }
 
-// A stream inside ServeHTTP (the default) cannot be written without
-// blocking from another goroutine, but its events are prepared there: the
-// appending goroutine reads and frames each new event and wakes the
-// stream's goroutine, which writes what it was handed, in order, once,
-// whether the client reads each event before the next append or many
-// appends pile up first.
-func TestServeHTTPStreamPreparedOnTheAppender(t *testing.T) {
-	t.Parallel()
-	env, h, d := inlineSetup(t, func(c *sse.Config) { c.Hijack = false })
-	task, br := openStarted(t, env, h)
-	seq := 1
-	for range 20 {
-		seq++
-		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
-		require.Equal(t, strconv.Itoa(seq), readEvent(t, br).EventID)
-	}
-	require.Positive(t, d.Kept.Load(), "no event was prepared on the appender")
-	for range 200 {
-		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
-	}
-	env.Complete(t, task)
-	require.Equal(t, seqIDs(seq+1, seq+201), readIDs(t, br))
-	require.Zero(t, d.Sent.Load(), "a stream inside ServeHTTP was written from the appender")
-}
-
-// With DisableInlineWrites every event is read and written by the stream's
-// goroutine, hijacked or not.
+// With DisableInlineWrites every event goes out from the stream's
+// goroutine.
 func TestDisableInlineWrites(t *testing.T) {
 	t.Parallel()
-	for _, hijack := range []bool{true, false} {
-		t.Run("hijack="+strconv.FormatBool(hijack), func(t *testing.T) {
-			t.Parallel()
-			env, h, d := inlineSetup(t, func(c *sse.Config) {
-				c.DisableInlineWrites = true
-				c.Hijack = hijack
-			})
-			task, br := openStarted(t, env, h)
-			for i := 2; i <= 20; i++ {
-				env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
-				require.Equal(t, strconv.Itoa(i), readEvent(t, br).EventID)
-			}
-			env.Complete(t, task)
-			require.Equal(t, "21", readEvent(t, br).EventID)
-			requireEnd(t, br)
-			require.Zero(t, d.Sent.Load()+d.Kept.Load())
-		})
+	env, h, d := inlineSetup(t, func(c *sse.Config) { c.DisableInlineWrites = true })
+	task, br := openStarted(t, env, h)
+	for i := 2; i <= 20; i++ {
+		env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
+		require.Equal(t, strconv.Itoa(i), readEvent(t, br).EventID)
 	}
+	env.Complete(t, task)
+	require.Equal(t, "21", readEvent(t, br).EventID)
+	requireEnd(t, br)
+	require.Zero(t, d.Sent.Load()+d.Kept.Load())
 }
