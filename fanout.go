@@ -77,11 +77,7 @@ func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit
 	if err != nil {
 		return nil, err
 	}
-	frames := make([]*fanout.Frame, len(events))
-	for i := range events {
-		frames[i] = newFrame(&events[i])
-	}
-	return frames, nil
+	return framesOf(events), nil
 }
 
 // readLent encodes the events the store lends: no copy of them is made,
@@ -108,7 +104,7 @@ type frameCollector struct {
 
 var frameCollectors = sync.Pool{New: func() any {
 	c := &frameCollector{}
-	c.encode = c.collect
+	c.encode = func(events []TaskEvent) { c.frames = framesOf(events) }
 	return c
 }}
 
@@ -119,19 +115,19 @@ type oneFrame struct {
 	list [1]*fanout.Frame
 }
 
-// collect encodes the lent events into frames.
-func (c *frameCollector) collect(events []TaskEvent) {
+// framesOf encodes events into frames.
+func framesOf(events []TaskEvent) []*fanout.Frame {
 	if len(events) == 1 {
 		o := &oneFrame{}
 		fillFrame(&o.f, &events[0])
 		o.list[0] = &o.f
-		c.frames = o.list[:]
-		return
+		return o.list[:]
 	}
-	c.frames = make([]*fanout.Frame, len(events))
+	frames := make([]*fanout.Frame, len(events))
 	for i := range events {
-		c.frames[i] = newFrame(&events[i])
+		frames[i] = newFrame(&events[i])
 	}
+	return frames
 }
 
 func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
