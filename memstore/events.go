@@ -111,28 +111,26 @@ func (s *Store) InlineReads() bool { return true }
 
 // Read implements [taskbridge.EventStore]. A limit below 1 fails with
 // [taskbridge.ErrInvalidRequest].
-func (s *Store) Read(_ context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
-	ts, err := s.lookupRead(taskID, limit)
+func (s *Store) Read(ctx context.Context, taskID string, after int64, limit int) ([]taskbridge.TaskEvent, error) {
+	var out []taskbridge.TaskEvent
+	err := s.LendEvents(ctx, taskID, after, limit, func(evs []taskbridge.TaskEvent) {
+		out = make([]taskbridge.TaskEvent, len(evs))
+		copy(out, evs)
+	})
 	if err != nil {
 		return nil, err
 	}
-	ts.mu.RLock()
-	evs, err := ts.span(taskID, after, limit)
-	if err != nil {
-		ts.mu.RUnlock()
-		return nil, err
-	}
-	out := make([]taskbridge.TaskEvent, len(evs))
-	copy(out, evs)
-	ts.mu.RUnlock()
-	clonePayloads(out)
+	clonePayloads(out) // outside the task's lock
 	return out, nil
 }
 
 // LendEvents implements [taskbridge.EventLender]: fn runs under the task's
 // read lock, so appends to the task wait for it.
 func (s *Store) LendEvents(_ context.Context, taskID string, after int64, limit int, fn func([]taskbridge.TaskEvent)) error {
-	ts, err := s.lookupRead(taskID, limit)
+	if err := storecheck.Limit(limit); err != nil {
+		return err
+	}
+	ts, err := s.lookup(taskID)
 	if err != nil {
 		return err
 	}
@@ -144,14 +142,6 @@ func (s *Store) LendEvents(_ context.Context, taskID string, after int64, limit 
 	}
 	fn(evs)
 	return nil
-}
-
-// lookupRead checks a read's limit and finds its task.
-func (s *Store) lookupRead(taskID string, limit int) (*taskState, error) {
-	if err := storecheck.Limit(limit); err != nil {
-		return nil, err
-	}
-	return s.lookup(taskID)
 }
 
 // span returns the retained events a read of the task after after, up to
