@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/memstore"
 	"github.com/taskbridge-go/taskbridge/storetest"
@@ -155,5 +156,39 @@ func BenchmarkListTasks(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkCreateTask creates tasks for one owner who already has 50,000.
+// A busy service creates several tasks per millisecond (CreatedAt is kept
+// to the millisecond) with random ids, so a new task often sorts before
+// the owner's newest ones: "SameMillisecond" gives every 8 consecutive
+// tasks one CreatedAt, "InOrder" gives each its own.
+func BenchmarkCreateTask(b *testing.B) {
+	for _, perMs := range []int{1, 8} {
+		name := "InOrder"
+		if perMs > 1 {
+			name = "SameMillisecond"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := memstore.New(memstore.Config{})
+			b.Cleanup(func() { _ = s.Close() })
+			i := 0
+			create := func() {
+				id := uuid.NewString()
+				at := storetest.BaseTime.Add(time.Duration(i/perMs) * time.Millisecond)
+				i++
+				if _, _, err := s.CreateTask(b.Context(), storetest.NewTask(id, "owner", id, at)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range 50_000 {
+				create()
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				create()
+			}
+		})
 	}
 }

@@ -9,7 +9,8 @@
 // synchronously by the appending goroutine after the task's lock is released,
 // with no allocation per notification. Each owner's tasks are indexed by
 // creation, so listing an owner's tasks costs the page, not the store
-// (O(log n + page)). Maintenance operations (ExpireSuspensions,
+// (O(log n + page)), and adding a task costs at most a copy of one chunk of
+// the index, even when many are created in one millisecond. Maintenance operations (ExpireSuspensions,
 // ListPendingResumes, DeleteReceipts, DeleteTerminalTasks, ExpiredLeases)
 // scan every task and are meant for periodic use.
 //

@@ -19,12 +19,29 @@ type ownerTasks struct {
 	// task's lock).
 	live atomic.Int64
 	// byAge holds the owner's tasks ordered by (createdAt, id) ascending.
-	// Listing reads a snapshot of it without the lock, so the elements
-	// of a published slice never change: a task newer than every other
-	// (the common case) is appended, which only writes past the end of
-	// every snapshot; anything else builds a new slice.
-	byAge []indexEntry
+	byAge ageIndex
 }
+
+// ageIndex is a sorted index of one owner's tasks, read through snapshots
+// (copies of the struct, taken under ownersMu) without the lock: the
+// elements of a published slice, sealed's and every chunk's, never change.
+//
+// The entries are split into sealed chunks and a tail holding the newest.
+// A task newer than every other (the common case) is appended to the tail,
+// which only writes past the end of every snapshot; a full tail is sealed
+// by appending it to sealed, which does the same. A task that sorts before
+// the newest ones (several tasks created in one millisecond, as CreatedAt
+// is kept to the millisecond, ordered by their random ids) gets a new copy
+// of the tail, or of one sealed chunk and of sealed: O(ageChunk + tasks /
+// ageChunk), not a copy of the whole index per task.
+type ageIndex struct {
+	sealed [][]indexEntry // each sorted, non-empty, at most 2*ageChunk
+	tail   []indexEntry   // sorted, after every sealed entry, below ageChunk
+	n      int
+}
+
+// ageChunk is how many entries the tail holds before it is sealed.
+const ageChunk = 256
 
 // indexEntry is one task in an owner's index. createdAt and id are the
 // task's, kept here because they never change while ts.task is guarded
@@ -40,6 +57,74 @@ func compareEntries(a, b indexEntry) int {
 	return cmp.Or(a.createdAt.Compare(b.createdAt), strings.Compare(a.id, b.id))
 }
 
+// insert adds e, which is not in x yet. ownersMu is held.
+func (x *ageIndex) insert(e indexEntry) {
+	x.n++
+	if k := len(x.sealed); k == 0 || compareEntries(e, last(x.sealed[k-1])) > 0 {
+		if n := len(x.tail); n == 0 || compareEntries(e, x.tail[n-1]) > 0 {
+			x.tail = append(x.tail, e)
+		} else {
+			x.tail = insertCopy(x.tail, e)
+		}
+		if len(x.tail) >= ageChunk {
+			x.sealed = append(x.sealed, x.tail)
+			x.tail = nil
+		}
+		return
+	}
+	// e sorts before the last sealed entry: into the first chunk whose
+	// last entry is after e.
+	k, _ := slices.BinarySearchFunc(x.sealed, e, func(c []indexEntry, e indexEntry) int {
+		return compareEntries(last(c), e)
+	})
+	c := insertCopy(x.sealed[k], e)
+	var repl [][]indexEntry
+	if len(c) > 2*ageChunk {
+		h := len(c) / 2
+		repl = [][]indexEntry{c[:h:h], c[h:]}
+	} else {
+		repl = [][]indexEntry{c}
+	}
+	sealed := make([][]indexEntry, 0, len(x.sealed)+len(repl))
+	sealed = append(append(append(sealed, x.sealed[:k]...), repl...), x.sealed[k+1:]...)
+	x.sealed = sealed
+}
+
+// rebuild replaces x's entries with entries (sorted), which x keeps.
+func (x *ageIndex) rebuild(entries []indexEntry) {
+	x.sealed, x.tail, x.n = nil, nil, len(entries)
+	for len(entries) >= ageChunk {
+		x.sealed = append(x.sealed, entries[:ageChunk:ageChunk])
+		entries = entries[ageChunk:]
+	}
+	if len(entries) > 0 {
+		// Capped, so that appending to the tail copies it.
+		x.tail = entries[:len(entries):len(entries)]
+	}
+}
+
+// all calls fn for every entry, oldest first.
+func (x *ageIndex) all(fn func(indexEntry)) {
+	for _, c := range x.sealed {
+		for _, e := range c {
+			fn(e)
+		}
+	}
+	for _, e := range x.tail {
+		fn(e)
+	}
+}
+
+// last returns the last of the non-empty entries.
+func last(entries []indexEntry) indexEntry { return entries[len(entries)-1] }
+
+// insertCopy returns a new sorted slice of entries and e.
+func insertCopy(entries []indexEntry, e indexEntry) []indexEntry {
+	i, _ := slices.BinarySearchFunc(entries, e, compareEntries)
+	out := make([]indexEntry, 0, len(entries)+1)
+	return append(append(append(out, entries[:i]...), e), entries[i:]...)
+}
+
 // index adds a new task to its owner's index and counts it live; ts must
 // not be published yet. keyMu must be held.
 func (s *Store) index(ts *taskState, t taskbridge.Task) {
@@ -53,13 +138,7 @@ func (s *Store) index(ts *taskState, t taskbridge.Task) {
 	}
 	ts.owner = o
 	o.live.Add(1)
-	n := len(o.byAge)
-	if n == 0 || compareEntries(o.byAge[n-1], e) < 0 {
-		o.byAge = append(o.byAge, e)
-		return
-	}
-	i, _ := slices.BinarySearchFunc(o.byAge, e, compareEntries)
-	o.byAge = slices.Concat(o.byAge[:i], []indexEntry{e}, o.byAge[i:])
+	o.byAge.insert(e)
 }
 
 // liveTasks returns how many of owner's tasks have not ended.
@@ -92,45 +171,89 @@ func (s *Store) unindex(deleted []taskbridge.Task) {
 		if o == nil {
 			continue
 		}
-		kept := make([]indexEntry, 0, len(o.byAge)-len(ids))
-		for _, e := range o.byAge {
+		kept := make([]indexEntry, 0, max(o.byAge.n-len(ids), 0))
+		o.byAge.all(func(e indexEntry) {
 			if !ids[e.id] {
 				kept = append(kept, e)
 			}
-		}
+		})
 		if len(kept) == 0 {
 			delete(s.owners, owner)
 			continue
 		}
-		o.byAge = kept
+		o.byAge.rebuild(kept)
 	}
 }
 
 // ownerCursor walks a snapshot of one owner's index from newest to
-// oldest: the next entry is entries[next-1].
+// oldest: the next entry is chunk(k)[next-1], where chunks 0 to
+// len(x.sealed)-1 are the sealed ones and chunk len(x.sealed) is the tail.
 type ownerCursor struct {
-	entries []indexEntry
-	next    int
+	x    ageIndex
+	k    int
+	next int // 0: exhausted
 }
 
 // cursor returns a cursor over o's tasks strictly older than before (all
 // of them when before is nil). ownersMu must be held (read).
 func (o *ownerTasks) cursor(before *taskbridge.TaskPosition) ownerCursor {
-	c := ownerCursor{entries: o.byAge, next: len(o.byAge)}
-	if before != nil {
-		c.next, _ = slices.BinarySearchFunc(c.entries, indexEntry{createdAt: before.CreatedAt, id: before.ID}, compareEntries)
+	c := ownerCursor{x: o.byAge}
+	chunks := len(c.x.sealed)
+	if len(c.x.tail) > 0 {
+		chunks++
+	}
+	if before == nil {
+		c.k = chunks - 1
+		if c.k >= 0 {
+			c.next = len(c.chunk(c.k))
+		}
+		return c
+	}
+	b := indexEntry{createdAt: before.CreatedAt, id: before.ID}
+	// The last chunk that starts before b holds the newest entry before b.
+	lo, hi := 0, chunks
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if compareEntries(c.chunk(m)[0], b) < 0 {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	c.k = lo - 1
+	if c.k >= 0 {
+		c.next, _ = slices.BinarySearchFunc(c.chunk(c.k), b, compareEntries)
 	}
 	return c
 }
 
-func (c *ownerCursor) peek() indexEntry { return c.entries[c.next-1] }
+// chunk returns the cursor's k-th chunk.
+func (c *ownerCursor) chunk(k int) []indexEntry {
+	if k == len(c.x.sealed) {
+		return c.x.tail
+	}
+	return c.x.sealed[k]
+}
+
+// more reports that the cursor has an entry.
+func (c *ownerCursor) more() bool { return c.next > 0 }
+
+func (c *ownerCursor) peek() indexEntry { return c.chunk(c.k)[c.next-1] }
+
+// advance moves the cursor to the next older entry.
+func (c *ownerCursor) advance() {
+	if c.next--; c.next == 0 && c.k > 0 {
+		c.k--
+		c.next = len(c.chunk(c.k))
+	}
+}
 
 // newestFirst calls fn for the tasks of every cursor, newest first across
 // them, until fn returns false or the cursors are exhausted.
 func newestFirst(cursors []ownerCursor, fn func(ts *taskState) bool) {
 	if len(cursors) == 1 {
 		c := cursors[0]
-		for ; c.next > 0; c.next-- {
+		for ; c.more(); c.advance() {
 			if !fn(c.peek().ts) {
 				return
 			}
@@ -139,7 +262,7 @@ func newestFirst(cursors []ownerCursor, fn func(ts *taskState) bool) {
 	}
 	h := make(cursorHeap, 0, len(cursors))
 	for _, c := range cursors {
-		if c.next > 0 {
+		if c.more() {
 			h = append(h, c)
 		}
 	}
@@ -148,7 +271,7 @@ func newestFirst(cursors []ownerCursor, fn func(ts *taskState) bool) {
 		if !fn(h[0].peek().ts) {
 			return
 		}
-		if h[0].next--; h[0].next == 0 {
+		if h[0].advance(); !h[0].more() {
 			heap.Pop(&h)
 		} else {
 			heap.Fix(&h, 0)

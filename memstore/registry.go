@@ -110,7 +110,8 @@ func (s *Store) ListTasks(_ context.Context, q taskbridge.TaskQuery) ([]taskbrid
 	if err := storecheck.Limit(q.Limit); err != nil {
 		return nil, err
 	}
-	var cursors []ownerCursor
+	var one [1]ownerCursor // one owner's listing allocates no slice
+	cursors := one[:0]
 	s.ownersMu.RLock()
 	if q.OwnerID != "" {
 		if o := s.owners[q.OwnerID]; o != nil {

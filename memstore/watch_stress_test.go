@@ -28,18 +28,24 @@ var (
 // was registered before it started and not yet stopped. Longer runs:
 // go test ./memstore -run TestWatchChurnStress -args -watch.seeds=500
 func TestWatchChurnStress(t *testing.T) {
+	runSeeds(t, *watchSeeds, *watchSeed, watchChurn)
+}
+
+// runSeeds runs fn in parallel subtests, one per seed: seed alone when it
+// is not 0, else seeds 1 to n.
+func runSeeds(t *testing.T, n int, seed uint64, fn func(*testing.T, uint64)) {
 	t.Parallel()
-	seeds := []uint64{*watchSeed}
-	if *watchSeed == 0 {
+	seeds := []uint64{seed}
+	if seed == 0 {
 		seeds = seeds[:0]
-		for i := range *watchSeeds {
+		for i := range n {
 			seeds = append(seeds, uint64(i+1))
 		}
 	}
 	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			t.Parallel()
-			watchChurn(t, seed)
+			fn(t, seed)
 		})
 	}
 }
