@@ -162,15 +162,11 @@ func BenchmarkListTasks(b *testing.B) {
 // BenchmarkCreateTask creates tasks for one owner who already has 50,000.
 // A busy service creates several tasks per millisecond (CreatedAt is kept
 // to the millisecond) with random ids, so a new task often sorts before
-// the owner's newest ones: "SameMillisecond" gives every 8 consecutive
-// tasks one CreatedAt, "InOrder" gives each its own.
+// the owner's newest ones: "PerMs8" gives every 8 consecutive tasks one
+// CreatedAt, "PerMs64" every 64, "PerMs1" gives each its own.
 func BenchmarkCreateTask(b *testing.B) {
-	for _, perMs := range []int{1, 8} {
-		name := "InOrder"
-		if perMs > 1 {
-			name = "SameMillisecond"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, perMs := range []int{1, 8, 64} {
+		b.Run(fmt.Sprint("PerMs", perMs), func(b *testing.B) {
 			s := memstore.New(memstore.Config{})
 			b.Cleanup(func() { _ = s.Close() })
 			i := 0

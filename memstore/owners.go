@@ -28,20 +28,21 @@ type ownerTasks struct {
 //
 // The entries are split into sealed chunks and a tail holding the newest.
 // A task newer than every other (the common case) is appended to the tail,
-// which only writes past the end of every snapshot; a full tail is sealed
-// by appending it to sealed, which does the same. A task that sorts before
-// the newest ones (several tasks created in one millisecond, as CreatedAt
-// is kept to the millisecond, ordered by their random ids) gets a new copy
-// of the tail, or of one sealed chunk and of sealed: O(ageChunk + tasks /
-// ageChunk), not a copy of the whole index per task.
+// which only writes past the end of every snapshot; a full tail has its
+// older half sealed, appended to sealed, which does the same. A task that
+// sorts before the newest ones (several tasks created in one millisecond,
+// as CreatedAt is kept to the millisecond, ordered by their random ids)
+// gets a new copy of the tail: O(ageChunk), not a copy of the whole index
+// per task. One older than the tail's oldest (rare) gets a new copy of one
+// sealed chunk and of sealed: O(ageChunk + tasks / ageChunk).
 type ageIndex struct {
 	sealed [][]indexEntry // each sorted, non-empty, at most 2*ageChunk
-	tail   []indexEntry   // sorted, after every sealed entry, below ageChunk
+	tail   []indexEntry   // sorted, after every sealed entry, below 2*ageChunk
 	n      int
 }
 
-// ageChunk is how many entries the tail holds before it is sealed.
-const ageChunk = 256
+// ageChunk is how many entries a sealed chunk starts with.
+const ageChunk = 64
 
 // indexEntry is one task in an owner's index. createdAt and id are the
 // task's, kept here because they never change while ts.task is guarded
@@ -66,9 +67,11 @@ func (x *ageIndex) insert(e indexEntry) {
 		} else {
 			x.tail = insertCopy(x.tail, e)
 		}
-		if len(x.tail) >= ageChunk {
-			x.sealed = append(x.sealed, x.tail)
-			x.tail = nil
+		if len(x.tail) >= 2*ageChunk {
+			// Seal the older half: tasks still being created in the
+			// newest entries' millisecond then land in the tail.
+			x.sealed = append(x.sealed, x.tail[:ageChunk:ageChunk])
+			x.tail = append(make([]indexEntry, 0, 2*ageChunk), x.tail[ageChunk:]...)
 		}
 		return
 	}
