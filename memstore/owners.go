@@ -194,7 +194,8 @@ func (s *Store) unindex(deleted []taskbridge.Task) {
 type ownerCursor struct {
 	x    ageIndex
 	k    int
-	next int // 0: exhausted
+	cur  []indexEntry // chunk(k)
+	next int          // 0: exhausted
 }
 
 // cursor returns a cursor over o's tasks strictly older than before (all
@@ -208,7 +209,8 @@ func (o *ownerTasks) cursor(before *taskbridge.TaskPosition) ownerCursor {
 	if before == nil {
 		c.k = chunks - 1
 		if c.k >= 0 {
-			c.next = len(c.chunk(c.k))
+			c.cur = c.chunk(c.k)
+			c.next = len(c.cur)
 		}
 		return c
 	}
@@ -225,7 +227,8 @@ func (o *ownerTasks) cursor(before *taskbridge.TaskPosition) ownerCursor {
 	}
 	c.k = lo - 1
 	if c.k >= 0 {
-		c.next, _ = slices.BinarySearchFunc(c.chunk(c.k), b, compareEntries)
+		c.cur = c.chunk(c.k)
+		c.next, _ = slices.BinarySearchFunc(c.cur, b, compareEntries)
 	}
 	return c
 }
@@ -241,13 +244,14 @@ func (c *ownerCursor) chunk(k int) []indexEntry {
 // more reports that the cursor has an entry.
 func (c *ownerCursor) more() bool { return c.next > 0 }
 
-func (c *ownerCursor) peek() indexEntry { return c.chunk(c.k)[c.next-1] }
+func (c *ownerCursor) peek() indexEntry { return c.cur[c.next-1] }
 
 // advance moves the cursor to the next older entry.
 func (c *ownerCursor) advance() {
 	if c.next--; c.next == 0 && c.k > 0 {
 		c.k--
-		c.next = len(c.chunk(c.k))
+		c.cur = c.chunk(c.k)
+		c.next = len(c.cur)
 	}
 }
 
