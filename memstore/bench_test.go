@@ -188,3 +188,37 @@ func BenchmarkCreateTask(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkPruneTerminalTasks measures retention in steady state: an owner
+// keeps 100,000 finished tasks; each op finishes 100 more and prunes the
+// 100 oldest, as one batch of the service's maintenance does.
+func BenchmarkPruneTerminalTasks(b *testing.B) {
+	s := memstore.New(memstore.Config{})
+	b.Cleanup(func() { _ = s.Close() })
+	ctx := b.Context()
+	i := 0
+	finish := func() {
+		id := fmt.Sprint("task-", i)
+		at := storetest.BaseTime.Add(time.Duration(i) * time.Millisecond)
+		i++
+		if _, _, err := s.CreateTask(ctx, storetest.NewTask(id, "owner", id, at)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Append(ctx, storetest.NewEvent(id, taskbridge.CompletedPayload{Result: 1}, at)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for range 100_000 {
+		finish()
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for range 100 {
+			finish()
+		}
+		pruned, err := s.PruneTerminalTasks(ctx, storetest.BaseTime.Add(time.Duration(i)*time.Millisecond), 100)
+		if err != nil || len(pruned) != 100 {
+			b.Fatal(len(pruned), err)
+		}
+	}
+}

@@ -9,10 +9,12 @@
 // synchronously by the appending goroutine after the task's lock is released,
 // with no allocation per notification. Each owner's tasks are indexed by
 // creation, so listing an owner's tasks costs the page, not the store
-// (O(log n + page)), and adding a task costs at most a copy of one chunk of
-// the index, even when many are created in one millisecond. Maintenance operations (ExpireSuspensions,
-// ListPendingResumes, DeleteReceipts, DeleteTerminalTasks, ExpiredLeases)
-// scan every task and are meant for periodic use.
+// (O(log n + page)), and adding a task copies at most a small part of the
+// index, even when many are created in one millisecond. Terminal tasks are
+// kept ordered by end, so DeleteTerminalTasks costs the tasks it removes.
+// The other maintenance operations (ExpireSuspensions, ListPendingResumes,
+// DeleteReceipts, ExpiredLeases) scan every task and are meant for periodic
+// use.
 //
 // Everything the store returns is a deep copy, and everything it is given is
 // copied before it is kept, so callers may modify their values freely.

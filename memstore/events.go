@@ -9,9 +9,9 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
-// appendLocked appends ev (whose payload the store owns) to the log,
+// appendLocked appends ev (whose payload the store owns) to ts's log,
 // applying the state machine and its side effects. ts.mu must be held.
-func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskbridge.TaskEvent, error) {
+func (s *Store) appendLocked(ts *taskState, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
 	next, err := taskbridge.NextStatus(ts.task.Status, ev.Type)
 	if err != nil {
 		return taskbridge.TaskEvent{}, err
@@ -25,7 +25,9 @@ func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskb
 	ts.task.LastSeq = seq
 	ts.task.UpdatedAt = ev.CreatedAt
 	if ev.Type.Terminal() {
-		ts.terminalAt = ev.CreatedAt
+		s.endedMu.Lock()
+		s.ended.push(endedTask{at: ev.CreatedAt, id: ts.task.ID, ts: ts})
+		s.endedMu.Unlock()
 		ts.lease = taskbridge.Lease{} // a lease ends with its task
 		if ts.owner != nil {
 			ts.owner.live.Add(-1)
@@ -37,8 +39,8 @@ func (ts *taskState) appendLocked(ev taskbridge.TaskEvent, maxEvents int) (taskb
 			}
 		}
 	}
-	if maxEvents > 0 {
-		ts.trim(maxEvents)
+	if s.maxEvents > 0 {
+		ts.trim(s.maxEvents)
 	}
 	return ev, nil
 }
@@ -87,7 +89,7 @@ func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.T
 		prev.Payload = cloneBytes(prev.Payload)
 		return prev, nil
 	}
-	stored, err = ts.appendLocked(stored, s.maxEvents)
+	stored, err = s.appendLocked(ts, stored)
 	if err == nil && ev.IdempotencyKey != "" {
 		if ts.keys == nil {
 			ts.keys = make(map[string]taskbridge.TaskEvent)

@@ -25,9 +25,11 @@ var (
 
 // TestOwnerIndexRandom creates tasks whose CreatedAt values repeat and
 // arrive out of order (many tasks per millisecond, some older than the
-// newest), prunes terminal ones now and then, and checks after every round
-// that paging through an owner's tasks, and through all of them, visits
-// each live task once, newest first, from every starting position. Listers
+// newest), ends some at random times and prunes them (checking that the
+// oldest ends go first), and checks after every round that each owner's
+// index holds exactly the live tasks and that paging through an owner's
+// tasks, and through all of them, visits each live task once, newest
+// first, from every starting position. Listers
 // run concurrently with the creates, so the race detector sees a listing
 // snapshot written under it; each of their pages must be in order. Longer
 // runs: go test ./memstore -run TestOwnerIndexRandom -args -index.seeds=200
@@ -41,7 +43,7 @@ func ownerIndexRandom(t *testing.T, seed uint64) {
 	s := newStore(t, memstore.Config{})
 	owners := []string{"alice", "bob"}
 	live := map[string]taskbridge.Task{}
-	ended := map[string]bool{}
+	ended := map[string]time.Time{} // terminal tasks not yet pruned, by their end
 	newestFirst := func(a, b taskbridge.Task) int {
 		return cmp.Or(b.CreatedAt.Compare(a.CreatedAt), strings.Compare(b.ID, a.ID))
 	}
@@ -72,7 +74,7 @@ func ownerIndexRandom(t *testing.T, seed uint64) {
 
 	clock := 0 // milliseconds after BaseTime
 	next := 0
-	for round := range 8 {
+	for round := range 10 {
 		for range 200 + rng.IntN(400) {
 			// Mostly the current millisecond or the next; sometimes up to
 			// half a second in the past.
@@ -91,19 +93,32 @@ func ownerIndexRandom(t *testing.T, seed uint64) {
 			require.NoError(t, err)
 			live[id] = in
 		}
-		if round%3 == 2 {
-			// End a random third of the tasks and prune some of them.
+		if round > 0 {
+			// End a random third of the tasks, at random times, and prune
+			// some: the oldest ends go first, ties broken by id.
 			for id := range live {
-				if !ended[id] && rng.IntN(3) == 0 {
-					ended[id] = true
-					_, err := s.Append(ctx, storetest.NewEvent(id, taskbridge.CompletedPayload{Result: 1}, storetest.BaseTime))
+				if _, done := ended[id]; !done && rng.IntN(3) == 0 {
+					at := storetest.BaseTime.Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
+					ended[id] = at
+					_, err := s.Append(ctx, storetest.NewEvent(id, taskbridge.CompletedPayload{Result: 1}, at))
 					require.NoError(t, err)
 				}
 			}
-			pruned, err := s.PruneTerminalTasks(ctx, storetest.BaseTime.Add(time.Hour), 1+rng.IntN(len(live)))
+			before := storetest.BaseTime.Add(time.Duration(rng.IntN(1100)) * time.Millisecond)
+			var due []string
+			for id, at := range ended {
+				if at.Before(before) {
+					due = append(due, id)
+				}
+			}
+			slices.SortFunc(due, func(a, b string) int { return cmp.Or(ended[a].Compare(ended[b]), strings.Compare(a, b)) })
+			limit := 1 + rng.IntN(len(ended)+1)
+			pruned, err := s.PruneTerminalTasks(ctx, before, limit)
 			require.NoError(t, err)
+			require.Equal(t, due[:min(limit, len(due))], ids(pruned), "seed %d round %d: the oldest ends before %v, at most %d", seed, round, before, limit)
 			for _, task := range pruned {
 				delete(live, task.ID)
+				delete(ended, task.ID)
 			}
 		}
 
@@ -115,6 +130,18 @@ func ownerIndexRandom(t *testing.T, seed uint64) {
 				}
 			}
 			slices.SortFunc(want, newestFirst)
+			if owner != "" {
+				// The index holds exactly the live tasks: pruned ones are
+				// gone from it, not only skipped by listing.
+				indexed, err := memstore.IndexedTasks(s, owner)
+				require.NoError(t, err)
+				exp := ids(want)
+				slices.Reverse(exp)
+				if len(exp) == 0 {
+					exp = nil
+				}
+				require.Equal(t, exp, indexed, "seed %d round %d: %s's index", seed, round, owner)
+			}
 			// Start from a few positions: none, every task's own, and
 			// positions between tasks.
 			starts := []*taskbridge.TaskPosition{nil}

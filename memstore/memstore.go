@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/taskbridge-go/taskbridge"
 )
@@ -48,6 +47,11 @@ type Store struct {
 
 	// control holds the watchers of control changes.
 	control controlSet
+
+	// endedMu guards ended, the terminal tasks not yet pruned. Lock
+	// order: taskState.mu, then endedMu.
+	endedMu sync.Mutex
+	ended   endedHeap
 }
 
 var (
@@ -108,6 +112,9 @@ func (s *Store) Close() error {
 	s.owners = make(map[string]*ownerTasks)
 	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
+	s.endedMu.Lock()
+	s.ended = nil
+	s.endedMu.Unlock()
 	return nil
 }
 
@@ -140,8 +147,6 @@ type taskState struct {
 	// first is the Seq of the oldest retained event, LastSeq+1 if none is
 	// retained.
 	first int64
-	// terminalAt is the CreatedAt of the terminal event.
-	terminalAt time.Time
 	// owner is the owner's index entry, set before the task is published.
 	owner *ownerTasks
 	// susps are the task's suspensions in the order they were opened;

@@ -93,31 +93,6 @@ func (x *ageIndex) insert(e indexEntry) {
 	x.sealed = sealed
 }
 
-// rebuild replaces x's entries with entries (sorted), which x keeps.
-func (x *ageIndex) rebuild(entries []indexEntry) {
-	x.sealed, x.tail, x.n = nil, nil, len(entries)
-	for len(entries) >= ageChunk {
-		x.sealed = append(x.sealed, entries[:ageChunk:ageChunk])
-		entries = entries[ageChunk:]
-	}
-	if len(entries) > 0 {
-		// Capped, so that appending to the tail copies it.
-		x.tail = entries[:len(entries):len(entries)]
-	}
-}
-
-// all calls fn for every entry, oldest first.
-func (x *ageIndex) all(fn func(indexEntry)) {
-	for _, c := range x.sealed {
-		for _, e := range c {
-			fn(e)
-		}
-	}
-	for _, e := range x.tail {
-		fn(e)
-	}
-}
-
 // last returns the last of the non-empty entries.
 func last(entries []indexEntry) indexEntry { return entries[len(entries)-1] }
 
@@ -160,32 +135,91 @@ func (s *Store) unindex(deleted []taskbridge.Task) {
 	if len(deleted) == 0 {
 		return
 	}
-	gone := make(map[string]map[string]bool)
+	gone := make(map[string][]indexEntry)
 	for _, t := range deleted {
-		if gone[t.OwnerID] == nil {
-			gone[t.OwnerID] = make(map[string]bool)
-		}
-		gone[t.OwnerID][t.ID] = true
+		gone[t.OwnerID] = append(gone[t.OwnerID], indexEntry{createdAt: t.CreatedAt, id: t.ID})
 	}
 	s.ownersMu.Lock()
 	defer s.ownersMu.Unlock()
-	for owner, ids := range gone {
+	for owner, entries := range gone {
 		o := s.owners[owner]
 		if o == nil {
 			continue
 		}
-		kept := make([]indexEntry, 0, max(o.byAge.n-len(ids), 0))
-		o.byAge.all(func(e indexEntry) {
-			if !ids[e.id] {
-				kept = append(kept, e)
-			}
-		})
-		if len(kept) == 0 {
+		if o.byAge.remove(entries); o.byAge.n == 0 {
 			delete(s.owners, owner)
-			continue
 		}
-		o.byAge.rebuild(kept)
 	}
+}
+
+// remove removes the entries matching gone's (createdAt, id). Only the
+// chunks that held them are copied, and sealed once if any of them was
+// sealed: O(removed × log n + tasks / ageChunk), not a copy of the index.
+// ownersMu is held.
+func (x *ageIndex) remove(gone []indexEntry) {
+	drop := make(map[int][]indexEntry) // chunk (len(sealed): the tail) → its entries to drop
+	for _, e := range gone {
+		if k, ok := x.find(e); ok {
+			drop[k] = append(drop[k], e)
+		}
+	}
+	if len(drop) == 0 {
+		return
+	}
+	// filter returns a copy of c without d's entries.
+	filter := func(c, d []indexEntry) []indexEntry {
+		slices.SortFunc(d, compareEntries)
+		out := make([]indexEntry, 0, len(c)-len(d))
+		for _, e := range c {
+			if len(d) > 0 && compareEntries(e, d[0]) == 0 {
+				d = d[1:]
+				continue
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	for k, d := range drop {
+		x.n -= len(d)
+		if k == len(x.sealed) {
+			x.tail = filter(x.tail, d)
+			if len(x.tail) == 0 {
+				x.tail = nil
+			}
+			delete(drop, k)
+		}
+	}
+	if len(drop) == 0 {
+		return
+	}
+	sealed := make([][]indexEntry, 0, len(x.sealed))
+	for k, c := range x.sealed {
+		if d := drop[k]; d != nil {
+			if c = filter(c, d); len(c) == 0 {
+				continue
+			}
+			c = c[:len(c):len(c)]
+		}
+		sealed = append(sealed, c)
+	}
+	x.sealed = sealed
+}
+
+// find returns the chunk holding e's (createdAt, id): an index of sealed,
+// or len(sealed) for the tail.
+func (x *ageIndex) find(e indexEntry) (int, bool) {
+	if n := len(x.tail); n > 0 && compareEntries(e, x.tail[0]) >= 0 {
+		_, ok := slices.BinarySearchFunc(x.tail, e, compareEntries)
+		return len(x.sealed), ok
+	}
+	k, _ := slices.BinarySearchFunc(x.sealed, e, func(c []indexEntry, e indexEntry) int {
+		return compareEntries(last(c), e)
+	})
+	if k == len(x.sealed) {
+		return 0, false
+	}
+	_, ok := slices.BinarySearchFunc(x.sealed[k], e, compareEntries)
+	return k, ok
 }
 
 // ownerCursor walks a snapshot of one owner's index from newest to

@@ -1,11 +1,8 @@
 package memstore
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -174,7 +171,9 @@ func (s *Store) DeleteTerminalTasks(ctx context.Context, before time.Time, limit
 }
 
 // PruneTerminalTasks implements [taskbridge.TerminalTaskPruner]: it is
-// DeleteTerminalTasks returning the deleted tasks.
+// DeleteTerminalTasks returning the deleted tasks. The store keeps its
+// terminal tasks ordered by end, so a call costs the tasks it removes
+// (O(limit × log tasks)), not a scan of the store.
 func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit int) ([]taskbridge.Task, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -182,42 +181,30 @@ func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit in
 	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
-	type candidate struct {
-		ts *taskState
-		id string
-		at time.Time
-	}
-	var cands []candidate
-	s.each(func(ts *taskState) bool {
-		if ts.task.Status.Terminal() && ts.terminalAt.Before(before) {
-			cands = append(cands, candidate{ts, ts.task.ID, ts.terminalAt})
-		}
-		return true
-	})
-	slices.SortFunc(cands, func(a, b candidate) int {
-		return cmp.Or(a.at.Compare(b.at), strings.Compare(a.id, b.id))
-	})
-
 	var deleted []taskbridge.Task
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
-	for _, c := range cands {
-		if len(deleted) == limit {
+	for len(deleted) < limit {
+		s.endedMu.Lock()
+		if len(s.ended) == 0 || !s.ended[0].at.Before(before) {
+			s.endedMu.Unlock()
 			break
 		}
-		c.ts.mu.Lock()
-		if c.ts.deleted {
-			c.ts.mu.Unlock()
+		e := s.ended.pop()
+		s.endedMu.Unlock()
+		e.ts.mu.Lock()
+		if e.ts.deleted {
+			e.ts.mu.Unlock()
 			continue
 		}
-		t := c.ts.task
+		t := e.ts.task
 		key := taskKey{t.OwnerID, t.ClientRequestID}
-		c.ts.release()
-		c.ts.mu.Unlock()
-		if s.keys[key] == c.id {
+		e.ts.release()
+		e.ts.mu.Unlock()
+		if s.keys[key] == e.id {
 			delete(s.keys, key)
 		}
-		s.tasks.CompareAndDelete(c.id, c.ts)
+		s.tasks.CompareAndDelete(e.id, e.ts)
 		deleted = append(deleted, cloneTask(t))
 	}
 	s.unindex(deleted)

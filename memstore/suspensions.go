@@ -54,7 +54,7 @@ func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev t
 			return fmt.Errorf("%w: task %q already has suspension %q", taskbridge.ErrDuplicateSuspension, sp.TaskID, sp.SuspendID)
 		}
 		var err error
-		if stored, err = ts.appendLocked(stored, s.maxEvents); err != nil {
+		if stored, err = s.appendLocked(ts, stored); err != nil {
 			return err
 		}
 		rec.EventSeq = stored.Seq
@@ -148,7 +148,7 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 			res = taskbridge.AcceptResult{Status: taskbridge.ActionRejectedAlreadyResolved, Suspension: cloneSuspension(*sp)}
 			return nil
 		}
-		if stored, err = ts.appendLocked(stored, s.maxEvents); err != nil {
+		if stored, err = s.appendLocked(ts, stored); err != nil {
 			return err
 		}
 		sp.Status = taskbridge.SuspensionResolved
