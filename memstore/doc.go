@@ -10,11 +10,11 @@
 // with no allocation per notification. Each owner's tasks are indexed by
 // creation, so listing an owner's tasks costs the page, not the store
 // (O(log n + page)), and adding a task copies at most a small part of the
-// index, even when many are created in one millisecond. Terminal tasks are
-// kept ordered by end, so DeleteTerminalTasks costs the tasks it removes.
-// The other maintenance operations (ExpireSuspensions, ListPendingResumes,
-// DeleteReceipts, ExpiredLeases) scan every task and are meant for periodic
-// use.
+// index, even when many are created in one millisecond. Terminal tasks,
+// receipts and open suspensions with a deadline are kept ordered by time,
+// so DeleteTerminalTasks, DeleteReceipts and ExpireSuspensions cost the
+// records they handle, not the store; ListPendingResumes and ExpiredLeases
+// scan every task and are meant for periodic use.
 //
 // Everything the store returns is a deep copy, and everything it is given is
 // copied before it is kept, so callers may modify their values freely.

@@ -25,9 +25,7 @@ func (s *Store) appendLocked(ts *taskState, ev taskbridge.TaskEvent) (taskbridge
 	ts.task.LastSeq = seq
 	ts.task.UpdatedAt = ev.CreatedAt
 	if ev.Type.Terminal() {
-		s.endedMu.Lock()
-		s.ended.push(endedTask{at: ev.CreatedAt, id: ts.task.ID, ts: ts})
-		s.endedMu.Unlock()
+		s.pushDue(&s.ended, dueItem{at: ev.CreatedAt, taskID: ts.task.ID, ts: ts})
 		ts.lease = taskbridge.Lease{} // a lease ends with its task
 		if ts.owner != nil {
 			ts.owner.live.Add(-1)

@@ -48,10 +48,14 @@ type Store struct {
 	// control holds the watchers of control changes.
 	control controlSet
 
-	// endedMu guards ended, the terminal tasks not yet pruned. Lock
-	// order: taskState.mu, then endedMu.
-	endedMu sync.Mutex
-	ended   endedHeap
+	// dueMu guards the records waiting for maintenance (see dueItem):
+	// the terminal tasks not yet pruned, the receipts not yet deleted and
+	// the open suspensions with a deadline. Lock order: taskState.mu, then
+	// dueMu.
+	dueMu    sync.Mutex
+	ended    dueHeap
+	receipts dueHeap
+	expiring dueHeap
 }
 
 var (
@@ -112,9 +116,9 @@ func (s *Store) Close() error {
 	s.owners = make(map[string]*ownerTasks)
 	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
-	s.endedMu.Lock()
-	s.ended = nil
-	s.endedMu.Unlock()
+	s.dueMu.Lock()
+	s.ended, s.receipts, s.expiring = nil, nil, nil
+	s.dueMu.Unlock()
 	return nil
 }
 

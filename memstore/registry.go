@@ -185,13 +185,10 @@ func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit in
 	s.keyMu.Lock()
 	defer s.keyMu.Unlock()
 	for len(deleted) < limit {
-		s.endedMu.Lock()
-		if len(s.ended) == 0 || !s.ended[0].at.Before(before) {
-			s.endedMu.Unlock()
+		e, ok := s.popDue(&s.ended, before.After)
+		if !ok {
 			break
 		}
-		e := s.ended.pop()
-		s.endedMu.Unlock()
 		e.ts.mu.Lock()
 		if e.ts.deleted {
 			e.ts.mu.Unlock()
@@ -201,10 +198,10 @@ func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit in
 		key := taskKey{t.OwnerID, t.ClientRequestID}
 		e.ts.release()
 		e.ts.mu.Unlock()
-		if s.keys[key] == e.id {
+		if s.keys[key] == e.taskID {
 			delete(s.keys, key)
 		}
-		s.tasks.CompareAndDelete(e.id, e.ts)
+		s.tasks.CompareAndDelete(e.taskID, e.ts)
 		deleted = append(deleted, cloneTask(t))
 	}
 	s.unindex(deleted)

@@ -58,6 +58,9 @@ func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev t
 			return err
 		}
 		rec.EventSeq = stored.Seq
+		if rec.ExpiresAt != nil {
+			s.pushDue(&s.expiring, dueItem{at: *rec.ExpiresAt, taskID: rec.TaskID, seq: rec.EventSeq, key: rec.SuspendID, ts: ts})
+		}
 		if ts.suspIdx == nil {
 			ts.suspIdx = make(map[string]int)
 		}
@@ -160,6 +163,7 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 			ts.receipts = make(map[string]*taskbridge.ActionReceipt)
 		}
 		ts.receipts[rec.ClientActionID] = &rec
+		s.pushDue(&s.receipts, dueItem{at: rec.CreatedAt, taskID: rec.TaskID, key: rec.ClientActionID, ts: ts})
 		res = taskbridge.AcceptResult{Status: taskbridge.ActionAccepted, Suspension: cloneSuspension(*sp), Receipt: cloneReceipt(rec)}
 		return nil
 	})
@@ -206,39 +210,11 @@ func (s *Store) CloseSuspension(_ context.Context, taskID, suspendID string, sta
 	return out, changed, nil
 }
 
-// suspensionRef names one suspension found by a scan.
-type suspensionRef struct {
-	ts        *taskState
-	taskID    string
-	suspendID string
-	seq       int64
-	at        time.Time // the scan's sort key
-}
-
-func compareRefs(a, b suspensionRef) int {
-	return cmp.Or(a.at.Compare(b.at), strings.Compare(a.taskID, b.taskID), cmp.Compare(a.seq, b.seq))
-}
-
-// scanSuspensions returns the suspensions for which key reports true,
-// ordered by the time it returns.
-func (s *Store) scanSuspensions(key func(sp *taskbridge.Suspension) (time.Time, bool)) []suspensionRef {
-	var refs []suspensionRef
-	s.each(func(ts *taskState) bool {
-		for _, sp := range ts.susps {
-			if at, ok := key(sp); ok {
-				refs = append(refs, suspensionRef{ts, sp.TaskID, sp.SuspendID, sp.EventSeq, at})
-			}
-		}
-		return true
-	})
-	slices.SortFunc(refs, compareRefs)
-	return refs
-}
-
-// ExpireSuspensions implements [taskbridge.SuspensionStore]. It scans every
-// task and expires the suspensions with the earliest deadlines first; each
-// gets ClosedAt = now. A limit below 1 fails with
-// [taskbridge.ErrInvalidRequest].
+// ExpireSuspensions implements [taskbridge.SuspensionStore]. It expires
+// the suspensions with the earliest deadlines first; each gets ClosedAt =
+// now. The store keeps open suspensions with a deadline ordered by it, so a
+// call costs the suspensions it looks at, not a scan of the store. A limit
+// below 1 fails with [taskbridge.ErrInvalidRequest].
 func (s *Store) ExpireSuspensions(_ context.Context, now time.Time, limit int) ([]taskbridge.Suspension, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -246,27 +222,22 @@ func (s *Store) ExpireSuspensions(_ context.Context, now time.Time, limit int) (
 	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
-	due := s.scanSuspensions(func(sp *taskbridge.Suspension) (time.Time, bool) {
-		if sp.Status != taskbridge.SuspensionOpen || !sp.ExpiredAt(now) {
-			return time.Time{}, false
-		}
-		return *sp.ExpiresAt, true
-	})
 	var out []taskbridge.Suspension
-	for _, r := range due {
-		if len(out) == limit {
+	for len(out) < limit {
+		d, ok := s.popDue(&s.expiring, func(at time.Time) bool { return !now.Before(at) })
+		if !ok {
 			break
 		}
-		r.ts.mu.Lock()
-		if !r.ts.deleted {
-			// Re-check: the suspension may have changed since the scan.
-			if sp, err := r.ts.suspension(r.suspendID); err == nil && sp.Status == taskbridge.SuspensionOpen && sp.ExpiredAt(now) {
+		d.ts.mu.Lock()
+		if !d.ts.deleted {
+			// Resolved or cancelled since it was opened: nothing to do.
+			if sp, err := d.ts.suspension(d.key); err == nil && sp.Status == taskbridge.SuspensionOpen && sp.ExpiredAt(now) {
 				sp.Status = taskbridge.SuspensionExpired
 				sp.ClosedAt = now
 				out = append(out, cloneSuspension(*sp))
 			}
 		}
-		r.ts.mu.Unlock()
+		d.ts.mu.Unlock()
 	}
 	return out, nil
 }
@@ -332,9 +303,11 @@ func (s *Store) GetReceipt(_ context.Context, taskID, clientActionID string) (ta
 	return out, err
 }
 
-// DeleteReceipts implements [taskbridge.SuspensionStore]. It scans every
-// task and removes the oldest receipts first. A limit below 1 fails with
-// [taskbridge.ErrInvalidRequest].
+// DeleteReceipts implements [taskbridge.SuspensionStore]. It removes the
+// oldest receipts first, keeping those whose suspension still waits for its
+// resume hand-off. The store keeps receipts ordered by creation, so a call
+// costs the receipts it looks at, not a scan of the store. A limit below 1
+// fails with [taskbridge.ErrInvalidRequest].
 func (s *Store) DeleteReceipts(_ context.Context, before time.Time, limit int) (int, error) {
 	if err := s.check(); err != nil {
 		return 0, err
@@ -342,36 +315,27 @@ func (s *Store) DeleteReceipts(_ context.Context, before time.Time, limit int) (
 	if err := storecheck.Limit(limit); err != nil {
 		return 0, err
 	}
-	type candidate struct {
-		ts  *taskState
-		rec *taskbridge.ActionReceipt
-	}
-	var cands []candidate
-	s.each(func(ts *taskState) bool {
-		for _, r := range ts.receipts {
-			if r.CreatedAt.Before(before) && !ts.resumePending(r) {
-				cands = append(cands, candidate{ts, r})
-			}
-		}
-		return true
-	})
-	// Receipts are never modified once stored, so their fields may be read
-	// without the task's lock.
-	slices.SortFunc(cands, func(a, b candidate) int {
-		return cmp.Or(a.rec.CreatedAt.Compare(b.rec.CreatedAt), strings.Compare(a.rec.TaskID, b.rec.TaskID),
-			strings.Compare(a.rec.ClientActionID, b.rec.ClientActionID))
-	})
 	n := 0
-	for _, c := range cands {
-		if n == limit {
+	var waiting []dueItem // due, but their resume is pending: kept
+	for n < limit {
+		d, ok := s.popDue(&s.receipts, before.After)
+		if !ok {
 			break
 		}
-		c.ts.mu.Lock()
-		if !c.ts.deleted && c.ts.receipts[c.rec.ClientActionID] == c.rec && !c.ts.resumePending(c.rec) {
-			delete(c.ts.receipts, c.rec.ClientActionID)
+		d.ts.mu.Lock()
+		switch r := d.ts.receipts[d.key]; {
+		case d.ts.deleted || r == nil:
+			// Deleted with its task.
+		case d.ts.resumePending(r):
+			waiting = append(waiting, d)
+		default:
+			delete(d.ts.receipts, d.key)
 			n++
 		}
-		c.ts.mu.Unlock()
+		d.ts.mu.Unlock()
+	}
+	for _, d := range waiting {
+		s.pushDue(&s.receipts, d)
 	}
 	return n, nil
 }

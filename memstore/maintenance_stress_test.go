@@ -1,0 +1,167 @@
+package memstore_test
+
+import (
+	"cmp"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/memstore"
+	"github.com/taskbridge-go/taskbridge/storetest"
+)
+
+// TestMaintenanceRandom opens suspensions with random deadlines (or none),
+// accepts, dispatches and cancels random ones (receipts get random creation
+// times), and after every round checks ExpireSuspensions and DeleteReceipts
+// with a random time and limit against a model of their contract: the due
+// records, earliest first (suspensions by deadline, task and event; receipts
+// by creation, task and action id), at most limit of them, never a
+// suspension that was resolved or cancelled nor a receipt whose resume is
+// pending. Longer runs: go test ./memstore -run TestMaintenanceRandom -args
+// -index.seeds=200
+func TestMaintenanceRandom(t *testing.T) {
+	runSeeds(t, *indexSeeds, *indexSeed, maintenanceRandom)
+}
+
+func maintenanceRandom(t *testing.T, seed uint64) {
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(seed, 0x3a17))
+	s := newStore(t, memstore.Config{})
+	// Times on a coarse grid, so that deadlines, creation times and the
+	// calls' times often tie.
+	ms := func(n int) time.Time { return storetest.BaseTime.Add(time.Duration(20*n) * time.Millisecond) }
+	type susp struct {
+		task, id      string
+		seq           int64
+		deadline      *time.Time
+		open, pending bool
+	}
+	type receipt struct {
+		task, id string
+		at       time.Time
+		sp       *susp
+		deleted  bool
+	}
+	var (
+		susps    []*susp
+		receipts []*receipt
+		tasks    []string
+	)
+	for i := range 3 {
+		id := fmt.Sprint("t", i)
+		_, _, err := s.CreateTask(ctx, storetest.NewTask(id, "alice", id, storetest.BaseTime))
+		require.NoError(t, err)
+		_, err = s.Append(ctx, storetest.NewEvent(id, taskbridge.StartedPayload{}, storetest.BaseTime))
+		require.NoError(t, err)
+		tasks = append(tasks, id)
+	}
+	pick := func(ok func(*susp) bool) *susp {
+		var c []*susp
+		for _, sp := range susps {
+			if ok(sp) {
+				c = append(c, sp)
+			}
+		}
+		if len(c) == 0 {
+			return nil
+		}
+		return c[rng.IntN(len(c))]
+	}
+	next := 0
+	for round := range 25 {
+		for range 30 {
+			next++
+			switch rng.IntN(5) {
+			case 0, 1:
+				sp := &susp{task: tasks[rng.IntN(len(tasks))], id: fmt.Sprint("s", next), open: true}
+				if rng.IntN(4) > 0 {
+					d := ms(1 + rng.IntN(20))
+					sp.deadline = &d
+				}
+				in, ev := storetest.NewSuspension(sp.task, sp.id, sp.deadline, storetest.BaseTime)
+				got, _, err := s.OpenSuspension(ctx, in, ev)
+				require.NoError(t, err)
+				sp.seq = got.EventSeq
+				susps = append(susps, sp)
+			case 2:
+				if sp := pick(func(sp *susp) bool { return sp.open }); sp != nil {
+					// Accepted before any deadline; the receipt's own
+					// creation time is what DeleteReceipts orders by.
+					a := storetest.NewAttempt(sp.task, sp.id, fmt.Sprint("a", next), "fp", storetest.BaseTime)
+					a.Receipt.CreatedAt = ms(rng.IntN(50))
+					res, err := s.AcceptAction(ctx, a)
+					require.NoError(t, err)
+					require.Equal(t, taskbridge.ActionAccepted, res.Status)
+					sp.open, sp.pending = false, true
+					receipts = append(receipts, &receipt{task: sp.task, id: a.Receipt.ClientActionID, at: a.Receipt.CreatedAt, sp: sp})
+				}
+			case 3:
+				if sp := pick(func(sp *susp) bool { return sp.pending }); sp != nil {
+					require.NoError(t, s.MarkResumeDispatched(ctx, sp.task, sp.id))
+					sp.pending = false
+				}
+			case 4:
+				if sp := pick(func(sp *susp) bool { return sp.open }); sp != nil {
+					_, _, err := s.CloseSuspension(ctx, sp.task, sp.id, taskbridge.SuspensionCancelled, storetest.BaseTime)
+					require.NoError(t, err)
+					sp.open = false
+				}
+			}
+		}
+
+		now, limit := ms(rng.IntN(55)), 1+rng.IntN(8)
+		var due []*susp
+		for _, sp := range susps {
+			if sp.open && sp.deadline != nil && !now.Before(*sp.deadline) {
+				due = append(due, sp)
+			}
+		}
+		slices.SortFunc(due, func(a, b *susp) int {
+			return cmp.Or(a.deadline.Compare(*b.deadline), strings.Compare(a.task, b.task), cmp.Compare(a.seq, b.seq))
+		})
+		due = due[:min(limit, len(due))]
+		var want, got []string
+		for _, sp := range due {
+			want = append(want, sp.task+"/"+sp.id)
+			sp.open = false
+		}
+		expired, err := s.ExpireSuspensions(ctx, now, limit)
+		require.NoError(t, err)
+		for _, sp := range expired {
+			got = append(got, sp.TaskID+"/"+sp.SuspendID)
+		}
+		require.Equal(t, want, got, "seed %d round %d: ExpireSuspensions(%v, %d)", seed, round, now, limit)
+
+		before, limit := ms(rng.IntN(55)), 1+rng.IntN(8)
+		var old []*receipt
+		for _, r := range receipts {
+			if !r.deleted && r.at.Before(before) && !r.sp.pending {
+				old = append(old, r)
+			}
+		}
+		slices.SortFunc(old, func(a, b *receipt) int {
+			return cmp.Or(a.at.Compare(b.at), strings.Compare(a.task, b.task), strings.Compare(a.id, b.id))
+		})
+		old = old[:min(limit, len(old))]
+		for _, r := range old {
+			r.deleted = true
+		}
+		n, err := s.DeleteReceipts(ctx, before, limit)
+		require.NoError(t, err)
+		require.Equal(t, len(old), n, "seed %d round %d: DeleteReceipts(%v, %d)", seed, round, before, limit)
+		for _, r := range receipts {
+			_, err := s.GetReceipt(ctx, r.task, r.id)
+			if r.deleted {
+				require.ErrorIs(t, err, taskbridge.ErrReceiptNotFound, "seed %d round %d: receipt %s/%s", seed, round, r.task, r.id)
+			} else {
+				require.NoError(t, err, "seed %d round %d: receipt %s/%s", seed, round, r.task, r.id)
+			}
+		}
+	}
+}
