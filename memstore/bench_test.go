@@ -223,10 +223,10 @@ func BenchmarkPruneTerminalTasks(b *testing.B) {
 	}
 }
 
-// BenchmarkMaintenanceIdle measures a maintenance pass's suspension expiry
-// and receipt deletion on a store of 100,000 tasks when nothing is due
-// yet, as most passes find: each has 10 receipts and 10 suspensions due
-// tomorrow.
+// BenchmarkMaintenanceIdle measures a maintenance pass's store calls for
+// suspensions and receipts on a store of 100,000 tasks when little is due,
+// as most passes find: 10 accepted actions wait for their resume hand-off
+// (listed), their receipts and 10 open suspensions are due tomorrow.
 func BenchmarkMaintenanceIdle(b *testing.B) {
 	s := memstore.New(memstore.Config{})
 	b.Cleanup(func() { _ = s.Close() })
@@ -257,6 +257,9 @@ func BenchmarkMaintenanceIdle(b *testing.B) {
 	now := storetest.BaseTime.Add(time.Hour)
 	b.ReportAllocs()
 	for b.Loop() {
+		if sus, err := s.ListPendingResumes(ctx, 100); err != nil || len(sus) != 100_000/10_000*10 {
+			b.Fatal(len(sus), err)
+		}
 		if sus, err := s.ExpireSuspensions(ctx, now, 100); err != nil || len(sus) > 0 {
 			b.Fatal(len(sus), err)
 		}

@@ -18,11 +18,12 @@ import (
 
 // TestMaintenanceRandom opens suspensions with random deadlines (or none),
 // accepts, dispatches and cancels random ones (receipts get random creation
-// times), and after every round checks ExpireSuspensions and DeleteReceipts
-// with a random time and limit against a model of their contract: the due
-// records, earliest first (suspensions by deadline, task and event; receipts
-// by creation, task and action id), at most limit of them, never a
-// suspension that was resolved or cancelled nor a receipt whose resume is
+// times), and after every round checks ExpireSuspensions, ListPendingResumes
+// and DeleteReceipts with a random time and limit against a model of their
+// contract: the due records, earliest first (suspensions by deadline or
+// acceptance, task and event; receipts by creation, task and action id), at
+// most limit of them, never a suspension that was resolved or cancelled
+// (expiry) or dispatched (pending resumes) nor a receipt whose resume is
 // pending. Longer runs: go test ./memstore -run TestMaintenanceRandom -args
 // -index.seeds=200
 func TestMaintenanceRandom(t *testing.T) {
@@ -40,6 +41,7 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 		task, id      string
 		seq           int64
 		deadline      *time.Time
+		closed        time.Time // when accepted
 		open, pending bool
 	}
 	type receipt struct {
@@ -93,8 +95,11 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 				if sp := pick(func(sp *susp) bool { return sp.open }); sp != nil {
 					// Accepted before any deadline; the receipt's own
 					// creation time is what DeleteReceipts orders by.
+					// (before the earliest deadline, ms(1)).
 					a := storetest.NewAttempt(sp.task, sp.id, fmt.Sprint("a", next), "fp", storetest.BaseTime)
+					a.Now = storetest.BaseTime.Add(time.Duration(rng.IntN(4)) * time.Millisecond)
 					a.Receipt.CreatedAt = ms(rng.IntN(50))
+					sp.closed = a.Now
 					res, err := s.AcceptAction(ctx, a)
 					require.NoError(t, err)
 					require.Equal(t, taskbridge.ActionAccepted, res.Status)
@@ -137,6 +142,31 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 			got = append(got, sp.TaskID+"/"+sp.SuspendID)
 		}
 		require.Equal(t, want, got, "seed %d round %d: ExpireSuspensions(%v, %d)", seed, round, now, limit)
+
+		limit = 1 + rng.IntN(8)
+		var pending []*susp
+		for _, sp := range susps {
+			if sp.pending {
+				pending = append(pending, sp)
+			}
+		}
+		slices.SortFunc(pending, func(a, b *susp) int {
+			return cmp.Or(a.closed.Compare(b.closed), strings.Compare(a.task, b.task), cmp.Compare(a.seq, b.seq))
+		})
+		want = nil
+		for _, sp := range pending[:min(limit, len(pending))] {
+			want = append(want, sp.task+"/"+sp.id)
+		}
+		for range 2 { // listing changes nothing
+			listed, err := s.ListPendingResumes(ctx, limit)
+			require.NoError(t, err)
+			got = nil
+			for _, sp := range listed {
+				require.Equal(t, taskbridge.ResumePending, sp.ResumeStatus)
+				got = append(got, sp.TaskID+"/"+sp.SuspendID)
+			}
+			require.Equal(t, want, got, "seed %d round %d: ListPendingResumes(%d)", seed, round, limit)
+		}
 
 		before, limit := ms(rng.IntN(55)), 1+rng.IntN(8)
 		var old []*receipt

@@ -49,13 +49,14 @@ type Store struct {
 	control controlSet
 
 	// dueMu guards the records waiting for maintenance (see dueItem):
-	// the terminal tasks not yet pruned, the receipts not yet deleted and
-	// the open suspensions with a deadline. Lock order: taskState.mu, then
-	// dueMu.
+	// the terminal tasks not yet pruned, the receipts not yet deleted, the
+	// open suspensions with a deadline and the resolved ones whose resume
+	// may still be pending. Lock order: taskState.mu, then dueMu.
 	dueMu    sync.Mutex
 	ended    dueHeap
 	receipts dueHeap
 	expiring dueHeap
+	resumes  dueHeap
 }
 
 var (
@@ -117,7 +118,7 @@ func (s *Store) Close() error {
 	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
 	s.dueMu.Lock()
-	s.ended, s.receipts, s.expiring = nil, nil, nil
+	s.ended, s.receipts, s.expiring, s.resumes = nil, nil, nil, nil
 	s.dueMu.Unlock()
 	return nil
 }

@@ -1,11 +1,8 @@
 package memstore
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -164,6 +161,7 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 		}
 		ts.receipts[rec.ClientActionID] = &rec
 		s.pushDue(&s.receipts, dueItem{at: rec.CreatedAt, taskID: rec.TaskID, key: rec.ClientActionID, ts: ts})
+		s.pushDue(&s.resumes, dueItem{at: sp.ClosedAt, taskID: taskID, seq: sp.EventSeq, key: sp.SuspendID, ts: ts})
 		res = taskbridge.AcceptResult{Status: taskbridge.ActionAccepted, Suspension: cloneSuspension(*sp), Receipt: cloneReceipt(rec)}
 		return nil
 	})
@@ -243,8 +241,10 @@ func (s *Store) ExpireSuspensions(_ context.Context, now time.Time, limit int) (
 }
 
 // ListPendingResumes implements [taskbridge.SuspensionStore]: oldest first
-// means by ClosedAt, the time the action was accepted. It scans every task.
-// A limit below 1 fails with [taskbridge.ErrInvalidRequest].
+// means by ClosedAt, the time the action was accepted. The store keeps
+// accepted suspensions ordered so, dropping those dispatched since when
+// they come up, so a call costs the suspensions it looks at, not a scan of
+// the store. A limit below 1 fails with [taskbridge.ErrInvalidRequest].
 func (s *Store) ListPendingResumes(_ context.Context, limit int) ([]taskbridge.Suspension, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -252,22 +252,27 @@ func (s *Store) ListPendingResumes(_ context.Context, limit int) ([]taskbridge.S
 	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
-	var found []taskbridge.Suspension
-	s.each(func(ts *taskState) bool {
-		for _, sp := range ts.susps {
-			if sp.Status == taskbridge.SuspensionResolved && sp.ResumeStatus == taskbridge.ResumePending {
-				found = append(found, *sp)
+	var (
+		out   []taskbridge.Suspension
+		still []dueItem // listed, so still pending: back into the heap
+	)
+	always := func(time.Time) bool { return true }
+	for len(out) < limit {
+		d, ok := s.popDue(&s.resumes, always)
+		if !ok {
+			break
+		}
+		d.ts.mu.RLock()
+		if !d.ts.deleted {
+			if sp, err := d.ts.suspension(d.key); err == nil && sp.Status == taskbridge.SuspensionResolved && sp.ResumeStatus == taskbridge.ResumePending {
+				out = append(out, cloneSuspension(*sp))
+				still = append(still, d)
 			}
 		}
-		return true
-	})
-	slices.SortFunc(found, func(a, b taskbridge.Suspension) int {
-		return cmp.Or(a.ClosedAt.Compare(b.ClosedAt), strings.Compare(a.TaskID, b.TaskID), cmp.Compare(a.EventSeq, b.EventSeq))
-	})
-	found = found[:min(len(found), limit)]
-	out := make([]taskbridge.Suspension, len(found))
-	for i, sp := range found {
-		out[i] = cloneSuspension(sp)
+		d.ts.mu.RUnlock()
+	}
+	for _, d := range still {
+		s.pushDue(&s.resumes, d)
 	}
 	return out, nil
 }
