@@ -11,8 +11,8 @@ import (
 // for deletion (DeleteReceipts), an open suspension for expiry
 // (ExpireSuspensions). The store keeps them in heaps ordered by time, so a
 // maintenance call costs the records it handles, not a scan of every task.
-// An item whose record changed meanwhile (a suspension resolved before its
-// deadline, a receipt deleted with its task) is dropped when it comes up.
+// An item leaves its heap when it comes up or when its record leaves the
+// state it waits in (see dueHeap).
 type dueItem struct {
 	at     time.Time
 	taskID string
@@ -27,48 +27,93 @@ func compareDue(a, b dueItem) int {
 	return cmp.Or(a.at.Compare(b.at), strings.Compare(a.taskID, b.taskID), cmp.Compare(a.seq, b.seq), strings.Compare(a.key, b.key))
 }
 
-// dueHeap is a min-heap of items by compareDue.
-type dueHeap []dueItem
+// dueKey names a heap's item: a task, and within it the receipt's
+// clientActionId or the suspension's suspendId ("" for a task).
+type dueKey struct{ taskID, key string }
 
-// push adds d.
-func (h *dueHeap) push(d dueItem) {
-	*h = append(*h, d)
-	q := *h
-	for i := len(q) - 1; i > 0; {
+// dueHeap is a min-heap of items by compareDue that can also remove an
+// item by its key, so that a record leaving the state it waits in (a
+// suspension resolved before its deadline, a resume dispatched, a task
+// deleted) leaves the heap at once instead of lingering until it comes up.
+type dueHeap struct {
+	items []dueItem
+	pos   map[dueKey]int // the index of each item in items
+}
+
+func (h *dueHeap) less(i, j int) bool { return compareDue(h.items[i], h.items[j]) < 0 }
+
+func (h *dueHeap) swap(i, j int) {
+	h.items[i], h.items[j] = h.items[j], h.items[i]
+	h.pos[dueKey{h.items[i].taskID, h.items[i].key}] = i
+	h.pos[dueKey{h.items[j].taskID, h.items[j].key}] = j
+}
+
+func (h *dueHeap) up(i int) {
+	for i > 0 {
 		p := (i - 1) / 2
-		if compareDue(q[i], q[p]) >= 0 {
-			break
+		if !h.less(i, p) {
+			return
 		}
-		q[i], q[p] = q[p], q[i]
+		h.swap(i, p)
 		i = p
 	}
 }
 
-// pop removes and returns the first item; h must not be empty.
-func (h *dueHeap) pop() dueItem {
-	q := *h
-	top := q[0]
-	n := len(q) - 1
-	q[0] = q[n]
-	q[n] = dueItem{}
-	q = q[:n]
-	for i := 0; ; {
+func (h *dueHeap) down(i int) {
+	n := len(h.items)
+	for {
 		l := 2*i + 1
 		if l >= n {
-			break
+			return
 		}
 		m := l
-		if r := l + 1; r < n && compareDue(q[r], q[l]) < 0 {
+		if r := l + 1; r < n && h.less(r, l) {
 			m = r
 		}
-		if compareDue(q[m], q[i]) >= 0 {
-			break
+		if !h.less(m, i) {
+			return
 		}
-		q[i], q[m] = q[m], q[i]
+		h.swap(i, m)
 		i = m
 	}
-	*h = q
-	return top
+}
+
+// push adds d, replacing an item with d's key.
+func (h *dueHeap) push(d dueItem) {
+	k := dueKey{d.taskID, d.key}
+	if h.pos == nil {
+		h.pos = make(map[dueKey]int)
+	}
+	if i, ok := h.pos[k]; ok {
+		h.removeAt(i)
+	}
+	h.items = append(h.items, d)
+	h.pos[k] = len(h.items) - 1
+	h.up(len(h.items) - 1)
+}
+
+// removeAt removes and returns the item at index i.
+func (h *dueHeap) removeAt(i int) dueItem {
+	n := len(h.items) - 1
+	if i != n {
+		h.swap(i, n)
+	}
+	d := h.items[n]
+	h.items[n] = dueItem{}
+	h.items = h.items[:n]
+	delete(h.pos, dueKey{d.taskID, d.key})
+	if i != n {
+		h.down(i)
+		h.up(i)
+	}
+	return d
+}
+
+// remove removes the item with key k, if there is one.
+func (h *dueHeap) remove(k dueKey) {
+	if i, ok := h.pos[k]; ok {
+		h.removeAt(i)
+	}
 }
 
 // popDue removes and returns h's first item if due reports true for its
@@ -76,15 +121,23 @@ func (h *dueHeap) pop() dueItem {
 func (s *Store) popDue(h *dueHeap, due func(at time.Time) bool) (dueItem, bool) {
 	s.dueMu.Lock()
 	defer s.dueMu.Unlock()
-	if len(*h) == 0 || !due((*h)[0].at) {
+	if len(h.items) == 0 || !due(h.items[0].at) {
 		return dueItem{}, false
 	}
-	return h.pop(), true
+	return h.removeAt(0), true
 }
 
 // pushDue adds d to h. Callers may hold a task's lock.
 func (s *Store) pushDue(h *dueHeap, d dueItem) {
 	s.dueMu.Lock()
 	h.push(d)
+	s.dueMu.Unlock()
+}
+
+// dropDue removes the item of (taskID, key) from h, if it is there.
+// Callers may hold a task's lock.
+func (s *Store) dropDue(h *dueHeap, taskID, key string) {
+	s.dueMu.Lock()
+	h.remove(dueKey{taskID, key})
 	s.dueMu.Unlock()
 }

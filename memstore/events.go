@@ -34,6 +34,7 @@ func (s *Store) appendLocked(ts *taskState, ev taskbridge.TaskEvent) (taskbridge
 			if sp.Status == taskbridge.SuspensionOpen {
 				sp.Status = taskbridge.SuspensionCancelled
 				sp.ClosedAt = ev.CreatedAt
+				s.unexpire(sp)
 			}
 		}
 	}

@@ -33,3 +33,12 @@ func IndexedTasks(s *Store, owner string) ([]string, error) {
 	}
 	return ids, nil
 }
+
+// Waiting returns how many records wait in each of the store's
+// maintenance heaps: terminal tasks, receipts, open suspensions with a
+// deadline, pending resumes.
+func Waiting(s *Store) (ended, receipts, expiring, resumes int) {
+	s.dueMu.Lock()
+	defer s.dueMu.Unlock()
+	return len(s.ended.items), len(s.receipts.items), len(s.expiring.items), len(s.resumes.items)
+}

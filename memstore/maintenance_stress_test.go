@@ -2,6 +2,7 @@ package memstore_test
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -55,13 +56,16 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 		receipts []*receipt
 		tasks    []string
 	)
-	for i := range 3 {
+	newTask := func(i int) string {
 		id := fmt.Sprint("t", i)
 		_, _, err := s.CreateTask(ctx, storetest.NewTask(id, "alice", id, storetest.BaseTime))
 		require.NoError(t, err)
 		_, err = s.Append(ctx, storetest.NewEvent(id, taskbridge.StartedPayload{}, storetest.BaseTime))
 		require.NoError(t, err)
-		tasks = append(tasks, id)
+		return id
+	}
+	for i := range 3 {
+		tasks = append(tasks, newTask(i))
 	}
 	pick := func(ok func(*susp) bool) *susp {
 		var c []*susp
@@ -79,7 +83,32 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 	for round := range 25 {
 		for range 30 {
 			next++
-			switch rng.IntN(5) {
+			switch rng.IntN(6) {
+			case 5:
+				if rng.IntN(4) > 0 {
+					continue
+				}
+				// End a task (its open suspensions are cancelled) and
+				// delete it (its receipts and pending resumes go too);
+				// a new task takes its place.
+				i := rng.IntN(len(tasks))
+				gone := tasks[i]
+				_, err := s.Append(ctx, storetest.NewEvent(gone, taskbridge.CompletedPayload{Result: 1}, storetest.BaseTime))
+				require.NoError(t, err)
+				n, err := s.DeleteTerminalTasks(ctx, storetest.BaseTime.Add(time.Hour), 10)
+				require.NoError(t, err)
+				require.Equal(t, 1, n)
+				for _, sp := range susps {
+					if sp.task == gone {
+						sp.open, sp.pending = false, false
+					}
+				}
+				for _, r := range receipts {
+					if r.task == gone {
+						r.deleted = true
+					}
+				}
+				tasks[i] = newTask(next)
 			case 0, 1:
 				sp := &susp{task: tasks[rng.IntN(len(tasks))], id: fmt.Sprint("s", next), open: true}
 				if rng.IntN(4) > 0 {
@@ -185,10 +214,29 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 		n, err := s.DeleteReceipts(ctx, before, limit)
 		require.NoError(t, err)
 		require.Equal(t, len(old), n, "seed %d round %d: DeleteReceipts(%v, %d)", seed, round, before, limit)
+		// Records that left the state they waited in left the heaps.
+		wantExpiring, wantResumes, wantReceipts := 0, 0, 0
+		for _, sp := range susps {
+			if sp.open && sp.deadline != nil {
+				wantExpiring++
+			}
+			if sp.pending {
+				wantResumes++
+			}
+		}
+		for _, r := range receipts {
+			if !r.deleted {
+				wantReceipts++
+			}
+		}
+		_, gotReceipts, gotExpiring, gotResumes := memstore.Waiting(s)
+		require.Equal(t, []int{wantReceipts, wantExpiring, wantResumes}, []int{gotReceipts, gotExpiring, gotResumes},
+			"seed %d round %d: receipts, expiring and pending resumes waiting", seed, round)
 		for _, r := range receipts {
 			_, err := s.GetReceipt(ctx, r.task, r.id)
 			if r.deleted {
-				require.ErrorIs(t, err, taskbridge.ErrReceiptNotFound, "seed %d round %d: receipt %s/%s", seed, round, r.task, r.id)
+				require.True(t, errors.Is(err, taskbridge.ErrReceiptNotFound) || errors.Is(err, taskbridge.ErrTaskNotFound),
+					"seed %d round %d: receipt %s/%s: %v", seed, round, r.task, r.id, err)
 			} else {
 				require.NoError(t, err, "seed %d round %d: receipt %s/%s", seed, round, r.task, r.id)
 			}

@@ -118,7 +118,7 @@ func (s *Store) Close() error {
 	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
 	s.dueMu.Lock()
-	s.ended, s.receipts, s.expiring, s.resumes = nil, nil, nil, nil
+	s.ended, s.receipts, s.expiring, s.resumes = dueHeap{}, dueHeap{}, dueHeap{}, dueHeap{}
 	s.dueMu.Unlock()
 	return nil
 }

@@ -134,6 +134,20 @@ func (s *Store) ListTasks(_ context.Context, q taskbridge.TaskQuery) ([]taskbrid
 	return out, nil
 }
 
+// forget takes a task about to be deleted out of the heaps of records
+// waiting for maintenance: its receipts and its resumes still pending (a
+// terminal task has no open suspension). ts.mu is held.
+func (s *Store) forget(ts *taskState) {
+	for id := range ts.receipts {
+		s.dropDue(&s.receipts, ts.task.ID, id)
+	}
+	for _, sp := range ts.susps {
+		if sp.ResumeStatus == taskbridge.ResumePending {
+			s.dropDue(&s.resumes, ts.task.ID, sp.SuspendID)
+		}
+	}
+}
+
 // RequestCancel implements [taskbridge.TaskRegistry]. The first request also
 // sets the task's UpdatedAt to now and calls the control watchers (see
 // [Store.WatchControl]).
@@ -196,6 +210,7 @@ func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit in
 		}
 		t := e.ts.task
 		key := taskKey{t.OwnerID, t.ClientRequestID}
+		s.forget(e.ts)
 		e.ts.release()
 		e.ts.mu.Unlock()
 		if s.keys[key] == e.taskID {

@@ -22,6 +22,14 @@ func (ts *taskState) suspension(suspendID string) (*taskbridge.Suspension, error
 	return ts.susps[i], nil
 }
 
+// unexpire takes sp, which has just left OPEN, out of the suspensions waiting
+// for their deadline. The task's lock is held.
+func (s *Store) unexpire(sp *taskbridge.Suspension) {
+	if sp.ExpiresAt != nil {
+		s.dropDue(&s.expiring, sp.TaskID, sp.SuspendID)
+	}
+}
+
 // OpenSuspension implements [taskbridge.SuspensionStore]. The stored
 // suspension starts OPEN with ResumeStatus NONE, whatever s says; s.TaskID
 // may be empty (it is taken from ev). ev must be a TASK_SUSPENDED event of
@@ -139,6 +147,7 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 		if sp.Status == taskbridge.SuspensionOpen && sp.ExpiredAt(a.Now) {
 			sp.Status = taskbridge.SuspensionExpired
 			sp.ClosedAt = a.Now
+			s.unexpire(sp)
 		}
 		switch {
 		case sp.Status == taskbridge.SuspensionExpired:
@@ -152,6 +161,7 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 			return err
 		}
 		sp.Status = taskbridge.SuspensionResolved
+		s.unexpire(sp)
 		sp.ResolvedActionID = rec.ClientActionID
 		sp.ClosedAt = a.Now
 		sp.ResumeStatus = taskbridge.ResumePending
@@ -197,6 +207,7 @@ func (s *Store) CloseSuspension(_ context.Context, taskID, suspendID string, sta
 		if sp.Status == taskbridge.SuspensionOpen {
 			sp.Status = status
 			sp.ClosedAt = now
+			s.unexpire(sp)
 			changed = true
 		}
 		out = cloneSuspension(*sp)
@@ -288,6 +299,7 @@ func (s *Store) MarkResumeDispatched(_ context.Context, taskID, suspendID string
 		}
 		if sp.ResumeStatus == taskbridge.ResumePending {
 			sp.ResumeStatus = taskbridge.ResumeDispatched
+			s.dropDue(&s.resumes, taskID, suspendID)
 		}
 		return nil
 	})
