@@ -11,11 +11,11 @@
 // creation, so listing an owner's tasks costs the page, not the store
 // (O(log n + page)), and adding a task copies at most a small part of the
 // index, even when many are created in one millisecond. Terminal tasks,
-// receipts, open suspensions with a deadline and accepted suspensions
-// awaiting their resume are kept ordered by time, so DeleteTerminalTasks,
-// DeleteReceipts, ExpireSuspensions and ListPendingResumes cost the records
-// they handle, not the store; ExpiredLeases scans every task and is meant
-// for periodic use.
+// receipts, open suspensions with a deadline, accepted suspensions awaiting
+// their resume and held leases are kept ordered by time, so the maintenance
+// operations (DeleteTerminalTasks, DeleteReceipts, ExpireSuspensions,
+// ListPendingResumes, ExpiredLeases) cost the records they handle, not a
+// scan of the store.
 //
 // Everything the store returns is a deep copy, and everything it is given is
 // copied before it is kept, so callers may modify their values freely.

@@ -26,7 +26,10 @@ func (s *Store) appendLocked(ts *taskState, ev taskbridge.TaskEvent) (taskbridge
 	ts.task.UpdatedAt = ev.CreatedAt
 	if ev.Type.Terminal() {
 		s.pushDue(&s.ended, dueItem{at: ev.CreatedAt, taskID: ts.task.ID, ts: ts})
-		ts.lease = taskbridge.Lease{} // a lease ends with its task
+		if ts.lease.Holder != "" {
+			ts.lease = taskbridge.Lease{} // a lease ends with its task
+			s.dropDue(&s.leases, ts.task.ID, "")
+		}
 		if ts.owner != nil {
 			ts.owner.live.Add(-1)
 		}

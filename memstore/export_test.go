@@ -35,10 +35,14 @@ func IndexedTasks(s *Store, owner string) ([]string, error) {
 }
 
 // Waiting returns how many records wait in each of the store's
-// maintenance heaps: terminal tasks, receipts, open suspensions with a
-// deadline, pending resumes.
-func Waiting(s *Store) (ended, receipts, expiring, resumes int) {
+// maintenance heaps: "ended" (terminal tasks), "receipts", "expiring"
+// (open suspensions with a deadline), "resumes" (pending) and "leases"
+// (held).
+func Waiting(s *Store) map[string]int {
 	s.dueMu.Lock()
 	defer s.dueMu.Unlock()
-	return len(s.ended.items), len(s.receipts.items), len(s.expiring.items), len(s.resumes.items)
+	return map[string]int{
+		"ended": len(s.ended.items), "receipts": len(s.receipts.items), "expiring": len(s.expiring.items),
+		"resumes": len(s.resumes.items), "leases": len(s.leases.items),
+	}
 }

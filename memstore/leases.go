@@ -1,10 +1,7 @@
 package memstore
 
 import (
-	"cmp"
 	"context"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -29,6 +26,7 @@ func (s *Store) AcquireLease(_ context.Context, taskID, holder string, now time.
 			return nil
 		}
 		ts.lease = taskbridge.Lease{TaskID: taskID, Holder: holder, ExpiresAt: now.Add(ttl)}
+		s.pushDue(&s.leases, dueItem{at: ts.lease.ExpiresAt, taskID: taskID, ts: ts})
 		out, acquired = ts.lease, true
 		return nil
 	})
@@ -49,6 +47,7 @@ func (s *Store) RenewLease(_ context.Context, taskID, holder string, now time.Ti
 			return leaseLost(taskID, holder)
 		}
 		ts.lease.ExpiresAt = now.Add(ttl)
+		s.pushDue(&s.leases, dueItem{at: ts.lease.ExpiresAt, taskID: taskID, ts: ts})
 		out = ts.lease
 		return nil
 	})
@@ -63,6 +62,7 @@ func (s *Store) ReleaseLease(_ context.Context, taskID, holder string) error {
 	err := s.update(taskID, func(ts *taskState) error {
 		if ts.lease.Holder == holder {
 			ts.lease = taskbridge.Lease{}
+			s.dropDue(&s.leases, taskID, "")
 		}
 		return nil
 	})
@@ -72,9 +72,10 @@ func (s *Store) ReleaseLease(_ context.Context, taskID, holder string) error {
 	return err
 }
 
-// ExpiredLeases implements [taskbridge.LeaseStore]. Unlike a durable store
-// it keeps no index: it scans every task, like the other maintenance
-// operations. A limit below 1 fails with [taskbridge.ErrInvalidRequest].
+// ExpiredLeases implements [taskbridge.LeaseStore]. The store keeps held
+// leases ordered by expiry, so a call costs the leases it returns, not a
+// scan of the store. A limit below 1 fails with
+// [taskbridge.ErrInvalidRequest].
 func (s *Store) ExpiredLeases(_ context.Context, now time.Time, limit int) ([]taskbridge.Lease, error) {
 	if err := s.check(); err != nil {
 		return nil, err
@@ -82,16 +83,24 @@ func (s *Store) ExpiredLeases(_ context.Context, now time.Time, limit int) ([]ta
 	if err := storecheck.Limit(limit); err != nil {
 		return nil, err
 	}
-	var out []taskbridge.Lease
-	s.each(func(ts *taskState) bool {
-		// Terminal tasks have no lease: the terminal append dropped it.
-		if ts.lease.Holder != "" && ts.lease.Expired(now) {
-			out = append(out, ts.lease)
+	var (
+		out   []taskbridge.Lease
+		still []dueItem // listed, so still held: back into the heap
+	)
+	for len(out) < limit {
+		d, ok := s.popDue(&s.leases, func(at time.Time) bool { return !now.Before(at) })
+		if !ok {
+			break
 		}
-		return true
-	})
-	slices.SortFunc(out, func(a, b taskbridge.Lease) int {
-		return cmp.Or(a.ExpiresAt.Compare(b.ExpiresAt), strings.Compare(a.TaskID, b.TaskID))
-	})
-	return out[:min(len(out), limit)], nil
+		d.ts.mu.RLock()
+		if l := d.ts.lease; !d.ts.deleted && l.Holder != "" && l.Expired(now) {
+			out = append(out, l)
+			still = append(still, d)
+		}
+		d.ts.mu.RUnlock()
+	}
+	for _, d := range still {
+		s.pushDue(&s.leases, d)
+	}
+	return out, nil
 }

@@ -229,8 +229,8 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 				wantReceipts++
 			}
 		}
-		_, gotReceipts, gotExpiring, gotResumes := memstore.Waiting(s)
-		require.Equal(t, []int{wantReceipts, wantExpiring, wantResumes}, []int{gotReceipts, gotExpiring, gotResumes},
+		w := memstore.Waiting(s)
+		require.Equal(t, []int{wantReceipts, wantExpiring, wantResumes}, []int{w["receipts"], w["expiring"], w["resumes"]},
 			"seed %d round %d: receipts, expiring and pending resumes waiting", seed, round)
 		for _, r := range receipts {
 			_, err := s.GetReceipt(ctx, r.task, r.id)
@@ -241,5 +241,104 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 				require.NoError(t, err, "seed %d round %d: receipt %s/%s", seed, round, r.task, r.id)
 			}
 		}
+	}
+}
+
+// TestLeasesRandom acquires, renews and releases leases on a few tasks by
+// two holders at random times, ends tasks now and then, and after every
+// round checks ExpiredLeases with a random time and limit against a model
+// of the lease rules, and that the store keeps one waiting record per held
+// lease. Longer runs: go test ./memstore -run TestLeasesRandom -args
+// -index.seeds=200
+func TestLeasesRandom(t *testing.T) {
+	runSeeds(t, *indexSeeds, *indexSeed, leasesRandom)
+}
+
+func leasesRandom(t *testing.T, seed uint64) {
+	ctx := t.Context()
+	rng := rand.New(rand.NewPCG(seed, 0x1ea5e))
+	s := newStore(t, memstore.Config{})
+	ms := func(n int) time.Time { return storetest.BaseTime.Add(time.Duration(10*n) * time.Millisecond) }
+	type lease struct {
+		holder  string
+		expires time.Time
+		ended   bool
+	}
+	model := map[string]*lease{}
+	var tasks []string
+	for i := range 8 {
+		id := fmt.Sprint("t", i)
+		_, _, err := s.CreateTask(ctx, storetest.NewTask(id, "alice", id, storetest.BaseTime))
+		require.NoError(t, err)
+		model[id] = &lease{}
+		tasks = append(tasks, id)
+	}
+	holders := []string{"h1", "h2"}
+	for round := range 30 {
+		for range 20 {
+			id, holder := tasks[rng.IntN(len(tasks))], holders[rng.IntN(len(holders))]
+			l := model[id]
+			now, ttl := ms(rng.IntN(40)), time.Duration(1+rng.IntN(10))*10*time.Millisecond
+			switch rng.IntN(8) {
+			case 0, 1, 2:
+				got, acquired, err := s.AcquireLease(ctx, id, holder, now, ttl)
+				if l.ended {
+					require.ErrorIs(t, err, taskbridge.ErrTaskTerminal)
+					continue
+				}
+				require.NoError(t, err)
+				want := l.holder == "" || l.holder == holder || !now.Before(l.expires)
+				require.Equal(t, want, acquired, "seed %d: AcquireLease(%s, %s)", seed, id, holder)
+				if acquired {
+					l.holder, l.expires = holder, now.Add(ttl)
+				}
+				require.Equal(t, l.holder, got.Holder)
+			case 3, 4:
+				_, err := s.RenewLease(ctx, id, holder, now, ttl)
+				if l.holder == holder {
+					require.NoError(t, err)
+					l.expires = now.Add(ttl)
+				} else {
+					require.Error(t, err)
+				}
+			case 5, 6:
+				require.NoError(t, s.ReleaseLease(ctx, id, holder))
+				if l.holder == holder {
+					l.holder = ""
+				}
+			case 7:
+				if !l.ended && rng.IntN(3) == 0 {
+					_, err := s.Append(ctx, storetest.NewEvent(id, taskbridge.FailedPayload{Code: "E", Message: "m"}, now))
+					require.NoError(t, err)
+					l.ended, l.holder = true, ""
+				}
+			}
+		}
+		now, limit := ms(rng.IntN(60)), 1+rng.IntN(6)
+		var want []string
+		held := 0
+		for _, id := range tasks {
+			if l := model[id]; l.holder != "" {
+				held++
+				if !now.Before(l.expires) {
+					want = append(want, id)
+				}
+			}
+		}
+		slices.SortFunc(want, func(a, b string) int {
+			return cmp.Or(model[a].expires.Compare(model[b].expires), strings.Compare(a, b))
+		})
+		want = want[:min(limit, len(want))]
+		for range 2 { // listing changes nothing
+			got, err := s.ExpiredLeases(ctx, now, limit)
+			require.NoError(t, err)
+			var ids []string
+			for _, l := range got {
+				require.Equal(t, model[l.TaskID].holder, l.Holder)
+				ids = append(ids, l.TaskID)
+			}
+			require.Equal(t, want, ids, "seed %d round %d: ExpiredLeases(%v, %d)", seed, round, now, limit)
+		}
+		require.Equal(t, held, memstore.Waiting(s)["leases"], "seed %d round %d: one waiting record per held lease", seed, round)
 	}
 }

@@ -50,13 +50,14 @@ type Store struct {
 
 	// dueMu guards the records waiting for maintenance (see dueItem):
 	// the terminal tasks not yet pruned, the receipts not yet deleted, the
-	// open suspensions with a deadline and the resolved ones whose resume
-	// may still be pending. Lock order: taskState.mu, then dueMu.
+	// open suspensions with a deadline, the resolved ones whose resume is
+	// pending, and the held leases. Lock order: taskState.mu, then dueMu.
 	dueMu    sync.Mutex
 	ended    dueHeap
 	receipts dueHeap
 	expiring dueHeap
 	resumes  dueHeap
+	leases   dueHeap
 }
 
 var (
@@ -118,7 +119,7 @@ func (s *Store) Close() error {
 	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
 	s.dueMu.Lock()
-	s.ended, s.receipts, s.expiring, s.resumes = dueHeap{}, dueHeap{}, dueHeap{}, dueHeap{}
+	s.ended, s.receipts, s.expiring, s.resumes, s.leases = dueHeap{}, dueHeap{}, dueHeap{}, dueHeap{}, dueHeap{}
 	s.dueMu.Unlock()
 	return nil
 }
@@ -236,17 +237,4 @@ func (s *Store) view(id string, fn func(ts *taskState) error) error {
 		return taskNotFound(id)
 	}
 	return fn(ts)
-}
-
-// each calls fn for every live task, read-locked, until fn returns false.
-func (s *Store) each(fn func(ts *taskState) bool) {
-	s.tasks.Range(func(_, v any) bool {
-		ts := v.(*taskState)
-		ts.mu.RLock()
-		defer ts.mu.RUnlock()
-		if ts.deleted {
-			return true
-		}
-		return fn(ts)
-	})
 }
