@@ -11,8 +11,8 @@ import (
 )
 
 // TestDueHeapRandom pushes, removes by key and pops items at random and
-// checks every pop against a sorted model, and the key index after every
-// operation. Times repeat, so ties are broken by task, seq and key.
+// checks every pop against a sorted model, and the key index every 50
+// operations. Times repeat, so ties are broken by task, seq and key.
 func TestDueHeapRandom(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(20) {
@@ -41,8 +41,10 @@ func TestDueHeapRandom(t *testing.T) {
 			}
 			require.Len(t, h.items, len(model))
 			require.Len(t, h.pos, len(model))
-			for i, d := range h.items {
-				require.Equal(t, i, h.pos[dueKey{d.taskID, d.key}], "seed %d op %d: the index of %v", seed, op, d)
+			if op%50 == 0 {
+				for i, d := range h.items {
+					require.Equal(t, i, h.pos[dueKey{d.taskID, d.key}], "seed %d op %d: the index of %v", seed, op, d)
+				}
 			}
 		}
 	}
