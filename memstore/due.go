@@ -141,3 +141,24 @@ func (s *Store) dropDue(h *dueHeap, taskID, key string) {
 	h.remove(dueKey{taskID, key})
 	s.dueMu.Unlock()
 }
+
+// requeue puts back items that a call took out of h to look at and that
+// still wait (listed leases and pending resumes, receipts kept for their
+// pending resume). Each goes back only if waits(d) still holds under its
+// task's lock and h has no item of its key: between the take and now, its
+// record may have moved on (a lease renewed, which pushed a newer item, or
+// released; a resume dispatched), and a stale item must not replace a
+// newer one or outlive its record.
+func (s *Store) requeue(h *dueHeap, items []dueItem, waits func(d dueItem) bool) {
+	for _, d := range items {
+		d.ts.mu.RLock()
+		if !d.ts.deleted && waits(d) {
+			s.dueMu.Lock()
+			if _, ok := h.pos[dueKey{d.taskID, d.key}]; !ok {
+				h.push(d)
+			}
+			s.dueMu.Unlock()
+		}
+		d.ts.mu.RUnlock()
+	}
+}

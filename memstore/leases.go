@@ -99,8 +99,9 @@ func (s *Store) ExpiredLeases(_ context.Context, now time.Time, limit int) ([]ta
 		}
 		d.ts.mu.RUnlock()
 	}
-	for _, d := range still {
-		s.pushDue(&s.leases, d)
-	}
+	s.requeue(&s.leases, still, func(d dueItem) bool {
+		l := d.ts.lease
+		return l.Holder != "" && l.ExpiresAt.Equal(d.at)
+	})
 	return out, nil
 }

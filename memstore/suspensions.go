@@ -282,9 +282,10 @@ func (s *Store) ListPendingResumes(_ context.Context, limit int) ([]taskbridge.S
 		}
 		d.ts.mu.RUnlock()
 	}
-	for _, d := range still {
-		s.pushDue(&s.resumes, d)
-	}
+	s.requeue(&s.resumes, still, func(d dueItem) bool {
+		sp, err := d.ts.suspension(d.key)
+		return err == nil && sp.ResumeStatus == taskbridge.ResumePending
+	})
 	return out, nil
 }
 
@@ -351,9 +352,7 @@ func (s *Store) DeleteReceipts(_ context.Context, before time.Time, limit int) (
 		}
 		d.ts.mu.Unlock()
 	}
-	for _, d := range waiting {
-		s.pushDue(&s.receipts, d)
-	}
+	s.requeue(&s.receipts, waiting, func(d dueItem) bool { return d.ts.receipts[d.key] != nil })
 	return n, nil
 }
 
