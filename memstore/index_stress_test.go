@@ -115,7 +115,7 @@ func ownerIndexRandom(t *testing.T, seed uint64) {
 			limit := 1 + rng.IntN(len(ended)+1)
 			pruned, err := s.PruneTerminalTasks(ctx, before, limit)
 			require.NoError(t, err)
-			require.Equal(t, due[:min(limit, len(due))], ids(pruned), "seed %d round %d: the oldest ends before %v, at most %d", seed, round, before, limit)
+			require.Equal(t, append([]string{}, due[:min(limit, len(due))]...), ids(pruned), "seed %d round %d: the oldest ends before %v, at most %d", seed, round, before, limit)
 			for _, task := range pruned {
 				delete(live, task.ID)
 				delete(ended, task.ID)

@@ -57,7 +57,7 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 		tasks    []string
 	)
 	newTask := func(i int) string {
-		id := fmt.Sprint("t", i)
+		id := fmt.Sprint("t", i) // i grows: never an id used before
 		_, _, err := s.CreateTask(ctx, storetest.NewTask(id, "alice", id, storetest.BaseTime))
 		require.NoError(t, err)
 		_, err = s.Append(ctx, storetest.NewEvent(id, taskbridge.StartedPayload{}, storetest.BaseTime))
@@ -108,7 +108,7 @@ func maintenanceRandom(t *testing.T, seed uint64) {
 						r.deleted = true
 					}
 				}
-				tasks[i] = newTask(next)
+				tasks[i] = newTask(len(tasks) + next)
 			case 0, 1:
 				sp := &susp{task: tasks[rng.IntN(len(tasks))], id: fmt.Sprint("s", next), open: true}
 				if rng.IntN(4) > 0 {
