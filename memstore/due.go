@@ -37,15 +37,21 @@ type dueKey struct{ taskID, key string }
 // deleted) leaves the heap at once instead of lingering until it comes up.
 type dueHeap struct {
 	items []dueItem
-	pos   map[dueKey]int // the index of each item in items
+	// keyed makes push index items by key, for remove and replacement; a
+	// heap whose items only leave by coming up (terminal tasks) saves the
+	// index's memory and upkeep.
+	keyed bool
+	pos   map[dueKey]int // the index of each item in items, when keyed
 }
 
 func (h *dueHeap) less(i, j int) bool { return compareDue(h.items[i], h.items[j]) < 0 }
 
 func (h *dueHeap) swap(i, j int) {
 	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.pos[dueKey{h.items[i].taskID, h.items[i].key}] = i
-	h.pos[dueKey{h.items[j].taskID, h.items[j].key}] = j
+	if h.keyed {
+		h.pos[dueKey{h.items[i].taskID, h.items[i].key}] = i
+		h.pos[dueKey{h.items[j].taskID, h.items[j].key}] = j
+	}
 }
 
 func (h *dueHeap) up(i int) {
@@ -78,17 +84,19 @@ func (h *dueHeap) down(i int) {
 	}
 }
 
-// push adds d, replacing an item with d's key.
+// push adds d, replacing an item with d's key if h is keyed.
 func (h *dueHeap) push(d dueItem) {
-	k := dueKey{d.taskID, d.key}
-	if h.pos == nil {
-		h.pos = make(map[dueKey]int)
-	}
-	if i, ok := h.pos[k]; ok {
-		h.removeAt(i)
+	if h.keyed {
+		k := dueKey{d.taskID, d.key}
+		if h.pos == nil {
+			h.pos = make(map[dueKey]int)
+		}
+		if i, ok := h.pos[k]; ok {
+			h.removeAt(i)
+		}
+		h.pos[k] = len(h.items)
 	}
 	h.items = append(h.items, d)
-	h.pos[k] = len(h.items) - 1
 	h.up(len(h.items) - 1)
 }
 
@@ -101,7 +109,9 @@ func (h *dueHeap) removeAt(i int) dueItem {
 	d := h.items[n]
 	h.items[n] = dueItem{}
 	h.items = h.items[:n]
-	delete(h.pos, dueKey{d.taskID, d.key})
+	if h.keyed {
+		delete(h.pos, dueKey{d.taskID, d.key})
+	}
 	if i != n {
 		h.down(i)
 		h.up(i)
@@ -109,7 +119,7 @@ func (h *dueHeap) removeAt(i int) dueItem {
 	return d
 }
 
-// remove removes the item with key k, if there is one.
+// remove removes the item with key k, if there is one; h is keyed.
 func (h *dueHeap) remove(k dueKey) {
 	if i, ok := h.pos[k]; ok {
 		h.removeAt(i)

@@ -15,12 +15,13 @@ import (
 
 // TestDueHeapRandom pushes, removes by key and pops items at random and
 // checks every pop against a sorted model, and the key index every 50
-// operations. Times repeat, so ties are broken by task, seq and key.
+// operations; unkeyed heaps only push and pop, and keep no index. Times repeat, so ties are broken by task, seq and key.
 func TestDueHeapRandom(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(20) {
+		keyed := seed%4 != 0 // an unkeyed heap only pushes and pops
 		rng := rand.New(rand.NewPCG(seed, 0xd0e))
-		var h dueHeap
+		h := dueHeap{keyed: keyed}
 		var model []dueItem
 		for op := range 2000 {
 			switch r := rng.IntN(10); {
@@ -33,7 +34,7 @@ func TestDueHeapRandom(t *testing.T) {
 				}
 				h.push(d)
 				model = append(model, d)
-			case r < 7 && len(model) > 0:
+			case r < 7 && len(model) > 0 && keyed:
 				i := rng.IntN(len(model))
 				h.remove(dueKey{model[i].taskID, model[i].key})
 				model = slices.Delete(model, i, i+1)
@@ -43,6 +44,10 @@ func TestDueHeapRandom(t *testing.T) {
 				model = model[1:]
 			}
 			require.Len(t, h.items, len(model))
+			if !keyed {
+				require.Nil(t, h.pos)
+				continue
+			}
 			require.Len(t, h.pos, len(model))
 			if op%50 == 0 {
 				for i, d := range h.items {

@@ -78,6 +78,12 @@ func New(cfg Config) *Store {
 		maxEvents: max(cfg.MaxEventsPerTask, 0),
 		keys:      make(map[taskKey]string),
 		owners:    make(map[string]*ownerTasks),
+		// Terminal tasks leave their heap only by being pruned; the
+		// others leave when their record moves on (see dueHeap).
+		receipts: dueHeap{keyed: true},
+		expiring: dueHeap{keyed: true},
+		resumes:  dueHeap{keyed: true},
+		leases:   dueHeap{keyed: true},
 	}
 }
 
