@@ -119,6 +119,9 @@ func (h *dueHeap) removeAt(i int) dueItem {
 	return d
 }
 
+// reset empties h, keeping whether it is keyed.
+func (h *dueHeap) reset() { h.items, h.pos = nil, nil }
+
 // remove removes the item with key k, if there is one; h is keyed.
 func (h *dueHeap) remove(k dueKey) {
 	if i, ok := h.pos[k]; ok {

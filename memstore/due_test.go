@@ -83,10 +83,7 @@ func TestRequeueKeepsNewerItem(t *testing.T) {
 	_, err = s.RenewLease(ctx, "task-1", "me", t0, time.Hour)
 	require.NoError(t, err)
 	// ... and the call puts its item back.
-	s.requeue(&s.leases, []dueItem{d}, func(d dueItem) bool {
-		l := d.ts.lease
-		return l.Holder != "" && l.ExpiresAt.Equal(d.at)
-	})
+	s.requeue(&s.leases, []dueItem{d}, leaseWaits)
 
 	got, err := s.ExpiredLeases(ctx, t0.Add(time.Minute), 10)
 	require.NoError(t, err)

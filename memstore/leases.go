@@ -99,9 +99,13 @@ func (s *Store) ExpiredLeases(_ context.Context, now time.Time, limit int) ([]ta
 		}
 		d.ts.mu.RUnlock()
 	}
-	s.requeue(&s.leases, still, func(d dueItem) bool {
-		l := d.ts.lease
-		return l.Holder != "" && l.ExpiresAt.Equal(d.at)
-	})
+	s.requeue(&s.leases, still, leaseWaits)
 	return out, nil
+}
+
+// leaseWaits reports that d is still the item of its task's lease: held,
+// and not renewed since d was pushed. The task's lock is held.
+func leaseWaits(d dueItem) bool {
+	l := d.ts.lease
+	return l.Holder != "" && l.ExpiresAt.Equal(d.at)
 }

@@ -125,7 +125,9 @@ func (s *Store) Close() error {
 	s.ownersMu.Unlock()
 	s.keyMu.Unlock()
 	s.dueMu.Lock()
-	s.ended, s.receipts, s.expiring, s.resumes, s.leases = dueHeap{}, dueHeap{}, dueHeap{}, dueHeap{}, dueHeap{}
+	for _, h := range []*dueHeap{&s.ended, &s.receipts, &s.expiring, &s.resumes, &s.leases} {
+		h.reset()
+	}
 	s.dueMu.Unlock()
 	return nil
 }

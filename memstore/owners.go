@@ -250,6 +250,8 @@ func (o *ownerTasks) cursor(before *taskbridge.TaskPosition) ownerCursor {
 	}
 	b := indexEntry{createdAt: before.CreatedAt, id: before.ID}
 	// The last chunk that starts before b holds the newest entry before b.
+	// (Searched by hand: a closure over c for sort.Search moves c to the
+	// heap, one allocation per listing.)
 	lo, hi := 0, chunks
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
