@@ -7,7 +7,9 @@
 // has its own lock, so appends, reads and watches of different tasks never
 // contend; a read copies only the events it returns; and watchers are called
 // synchronously by the appending goroutine after the task's lock is released,
-// with no allocation per notification. Each owner's tasks are indexed by
+// with no allocation per notification. An appended event's payload is
+// copied into a buffer of its task's (blocks of up to 4 KiB), so appends
+// allocate about once per block rather than once per event. Each owner's tasks are indexed by
 // creation, so listing an owner's tasks costs the page, not the store
 // (O(log n + page)), and adding a task copies at most a small part of the
 // index, even when many are created in one millisecond. Terminal tasks,

@@ -9,12 +9,20 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/storecheck"
 )
 
-// appendLocked appends ev (whose payload the store owns) to ts's log,
-// applying the state machine and its side effects. ts.mu must be held.
+// appendLocked appends ev to ts's log, with a copy of its payload (see
+// keepPayload), applying the state machine and its side effects, and
+// returns the stored event. ts.mu must be held.
 func (s *Store) appendLocked(ts *taskState, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
 	next, err := taskbridge.NextStatus(ts.task.Status, ev.Type)
 	if err != nil {
 		return taskbridge.TaskEvent{}, err
+	}
+	if ev.IdempotencyKey != "" {
+		// ts.keys keeps it for the task's life: a copy of its own, not a
+		// share of a block that retention would otherwise free.
+		ev.Payload = cloneBytes(ev.Payload)
+	} else {
+		ev.Payload = ts.keepPayload(ev.Payload)
 	}
 	seq := ts.task.LastSeq + 1
 	ev.Seq = seq
@@ -79,8 +87,6 @@ func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.T
 	if err != nil {
 		return taskbridge.TaskEvent{}, err
 	}
-	stored := ev
-	stored.Payload = cloneBytes(ev.Payload)
 	ts.mu.Lock()
 	if ts.deleted {
 		ts.mu.Unlock()
@@ -91,7 +97,7 @@ func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.T
 		prev.Payload = cloneBytes(prev.Payload)
 		return prev, nil
 	}
-	stored, err = s.appendLocked(ts, stored)
+	stored, err := s.appendLocked(ts, ev)
 	if err == nil && ev.IdempotencyKey != "" {
 		if ts.keys == nil {
 			ts.keys = make(map[string]taskbridge.TaskEvent)

@@ -174,6 +174,9 @@ type taskState struct {
 	keys map[string]taskbridge.TaskEvent
 	// lease is the task's lease; Holder is empty when nobody holds it.
 	lease taskbridge.Lease
+	// buf is the tail of the buffer event payloads are copied into (see
+	// keepPayload).
+	buf []byte
 }
 
 // release marks a deleted task and drops its data; mu must be held.
@@ -181,6 +184,7 @@ func (ts *taskState) release() {
 	ts.deleted = true
 	ts.task = taskbridge.Task{}
 	ts.events, ts.off = nil, 0
+	ts.buf = nil
 	ts.susps = nil
 	ts.suspIdx = nil
 	ts.receipts = nil

@@ -51,7 +51,6 @@ func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev t
 	rec.CreatedAt = ev.CreatedAt
 	rec.ClosedAt = time.Time{}
 	stored := ev
-	stored.Payload = cloneBytes(ev.Payload)
 
 	var out taskbridge.Suspension
 	err := s.update(sp.TaskID, func(ts *taskState) error {
@@ -125,7 +124,6 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 	}
 	rec := cloneReceipt(a.Receipt)
 	stored := a.Event
-	stored.Payload = cloneBytes(a.Event.Payload)
 
 	var res taskbridge.AcceptResult
 	err := s.update(taskID, func(ts *taskState) error {
