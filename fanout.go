@@ -81,8 +81,8 @@ func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit
 }
 
 // readLent encodes the events the store lends: no copy of them is made,
-// and a read of one event allocates its frame (with the slice holding
-// it) and its JSON.
+// and a read of one event allocates nothing but, when no released frame
+// is at hand, its frame and JSON (see framesOf).
 func (s eventSource) readLent(ctx context.Context, taskID string, after int64, limit int) ([]*fanout.Frame, error) {
 	c := frameCollectors.Get().(*frameCollector)
 	err := s.lender.LendEvents(ctx, taskID, after, limit, c.encode)
@@ -108,20 +108,12 @@ var frameCollectors = sync.Pool{New: func() any {
 	return c
 }}
 
-// oneFrame is a frame with a slice of one to hold it, allocated together:
-// most reads of a live stream find one new event.
-type oneFrame struct {
-	f    fanout.Frame
-	list [1]*fanout.Frame
-}
-
-// framesOf encodes events into frames.
+// framesOf encodes events into frames. A read of one event, the usual
+// read of a live stream, allocates nothing when a released frame can be
+// reused (see fanout.Release): the frame carries the slice holding it.
 func framesOf(events []TaskEvent) []*fanout.Frame {
 	if len(events) == 1 {
-		o := &oneFrame{}
-		fillFrame(&o.f, &events[0])
-		o.list[0] = &o.f
-		return o.list[:]
+		return newFrame(&events[0]).Single()
 	}
 	frames := make([]*fanout.Frame, len(events))
 	for i := range events {
@@ -134,23 +126,18 @@ func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
 	return s.store.Watch(taskID, notify)
 }
 
-// newFrame encodes ev into a buffer sized for it, so that the common case
-// allocates the JSON once.
+// newFrame encodes ev into a frame whose buffer has room for it, so that
+// the encoding allocates at most once.
 func newFrame(ev *TaskEvent) *fanout.Frame {
-	f := &fanout.Frame{}
-	fillFrame(f, ev)
-	return f
-}
-
-// fillFrame sets f to the frame of ev.
-func fillFrame(f *fanout.Frame, ev *TaskEvent) {
+	f := fanout.NewFrame(ev.jsonSize())
 	f.Seq = ev.Seq
 	f.EventID = ev.EventID
 	f.Terminal = ev.Terminal()
-	f.JSON = wire.AppendEvent(make([]byte, 0, ev.jsonSize()), string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+	f.JSON = wire.AppendEvent(f.JSON, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
 	if !ev.CreatedAt.IsZero() {
 		f.CreatedAt = ev.CreatedAt.UnixNano()
 	}
+	return f
 }
 
 // jsonSize is the length of ev's wire encoding on the encoder's fast path:

@@ -61,6 +61,7 @@ func (sub *Subscription) Next(ctx context.Context) (TaskEvent, error) {
 		}
 		sub.mu.Lock()
 		if sub.next == len(sub.frames) && sub.err == nil {
+			fanout.Release(sub.frames) // all decoded
 			clear(sub.frames)
 			frames, err := sub.sub.Next(ctx, sub.frames[:0])
 			sub.frames, sub.next = frames, 0

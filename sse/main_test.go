@@ -10,5 +10,6 @@ import (
 
 func TestMain(m *testing.M) {
 	streamtest.MaybeRunClients()
+	streamtest.PoisonReleasedFrames()
 	goleak.VerifyTestMain(m)
 }

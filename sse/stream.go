@@ -296,6 +296,7 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 	if n > 0 || s.head != nil {
 		end, werr = s.writeFrames(frames)
 	}
+	fanout.Release(frames) // written, or the stream is over
 	*fp = frames
 	bufpool.Frames.Put(fp)
 	switch {
@@ -393,6 +394,7 @@ func (s *stream) deliver(frames []*fanout.Frame) (sent bool) {
 	for _, f := range frames {
 		b = appendFrame(b, f)
 	}
+	fanout.Release(frames) // copied
 	if !kept && in.raw != nil {
 		b = rawwrite.Drain(in.raw, b)
 	}

@@ -102,6 +102,7 @@ func (s *subscription) deliver(frames []*fanout.Frame) (sent bool) {
 	}
 	if len(s.kept) == 0 {
 		if handled, flushed := s.nc.deliver(frames); handled {
+			fanout.Release(frames) // copied
 			return flushed
 		}
 	}
@@ -348,10 +349,13 @@ func (c *conn) round() bool {
 	for _, s := range c.subs {
 		s.sub.Lock()
 	}
+	fp := bufpool.Frames.Get()
 	if code == 0 {
-		code, reason, c.more = c.collect(&msgs)
+		code, reason, c.more = c.collect(&msgs, fp)
 	}
 	err := c.write(msgs)
+	fanout.Release(*fp) // written, or the connection is over
+	bufpool.Frames.Put(fp)
 	for _, s := range c.subs {
 		s.sub.Unlock()
 	}
@@ -449,17 +453,19 @@ func (c *conn) find(taskID string) int {
 }
 
 // collect appends to msgs what every subscription has ready: frames, or a
-// heartbeat when one is due. more reports that frames were found, so more
-// may be available at once.
-func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string, more bool) {
-	fp := bufpool.Frames.Get()
-	defer bufpool.Frames.Put(fp)
+// heartbeat when one is due; the frames whose JSON it appended go to
+// *used, which the caller releases once msgs are written. more reports
+// that frames were found, so more may be available at once.
+func (c *conn) collect(msgs *[][]byte, used *[]*fanout.Frame) (code websocket.StatusCode, reason string, more bool) {
 	for _, s := range c.subs {
 		// What inline deliveries kept comes before what Next returns.
-		frames := append((*fp)[:0], s.kept...)
+		start := len(*used)
+		all := append(*used, s.kept...)
 		clear(s.kept)
 		s.kept = nil
-		frames, err := s.sub.Next(c.ctx, frames)
+		all, err := s.sub.Next(c.ctx, all)
+		*used = all
+		frames := all[start:]
 		for _, f := range frames {
 			*msgs = append(*msgs, f.JSON)
 			if f.Terminal {
@@ -471,8 +477,6 @@ func (c *conn) collect(msgs *[][]byte) (code websocket.StatusCode, reason string
 			more = true
 			s.sub.ClearHeartbeat() // frames went out: a heartbeat due now is moot
 		}
-		clear(frames)
-		*fp = frames[:0]
 		switch {
 		case s.ended:
 		case errors.Is(err, io.EOF):

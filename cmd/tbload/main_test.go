@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
 )
 
 // asMainEnv makes the test binary run as tbload itself, so that -spawn can
@@ -15,5 +17,6 @@ func TestMain(m *testing.M) {
 	if os.Getenv(asMainEnv) == "1" {
 		main()
 	}
+	streamtest.PoisonReleasedFrames()
 	goleak.VerifyTestMain(m)
 }

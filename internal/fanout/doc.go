@@ -18,8 +18,7 @@
 // A topic with a single member, the usual shape (one app watching its
 // task), is solo: its watch callback only signals the member, whose Next
 // reads the new events from the Source itself, as a replaying subscriber
-// does; no fetcher goroutine runs and no window is kept, and a delivery
-// allocates nothing beyond the Source's read. The member reads only when an
+// does; no fetcher goroutine runs and no window is kept. The member reads only when an
 // append (or the switch to solo, or a full batch) left it stale, so a Next
 // with nothing new, which a transport may make on the goroutine holding
 // its connection, reads nothing. A second member switches the topic to its
@@ -42,6 +41,13 @@
 // before the Go scheduler's per-P run queue overflows into its global
 // queue, where they would wait behind fresh wake-ups (Config.DisableWakePacing
 // turns it off).
+//
+// The frames a subscription reads for itself (a replay, a solo member's
+// reads) are handed to its transport alone, which gives them back with
+// [Release] once it has written them or copied their bytes; a Source that
+// makes its frames with [NewFrame] reuses their memory, so a solo topic's
+// delivery, from the read to the write, allocates nothing (a window's
+// frames are shared and left to the garbage collector).
 //
 // A long poll's [Hub.Wait] is a member that takes no frames: when its topic
 // signals it, it calls the poll's own read of its store, whose answer the

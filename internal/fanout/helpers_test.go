@@ -89,7 +89,14 @@ func (l *memLog) read(taskID string, after int64, limit int) ([]*Frame, error) {
 		return nil, fmt.Errorf("%w: %s keeps events from %d", errExpired, taskID, first)
 	}
 	rest := tl.frames[max(after+1, first)-first:]
-	return append([]*Frame(nil), rest[:min(limit, len(rest))]...), nil
+	rest = rest[:min(limit, len(rest))]
+	// Frames of its own for every read (see Source.Read): copies.
+	out := make([]*Frame, len(rest))
+	for i, f := range rest {
+		c := *f
+		out[i] = &c
+	}
+	return out, nil
 }
 
 func (l *memLog) Watch(taskID string, notify func()) func() {

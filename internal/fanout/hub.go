@@ -208,6 +208,7 @@ func (h *Hub) Subscribe(ctx context.Context, taskID string, start Start, opts Su
 	if err != nil {
 		return nil, err
 	}
+	owned(frames)
 	after := start.After
 	switch {
 	case after > 0:

@@ -12,7 +12,9 @@ import (
 
 // fixedLog is a Source over one task whose frames are made in advance, so
 // that reading them allocates nothing: what a delivery allocates is then
-// the engine's own.
+// the engine's own. It hands out its own frames, which Source.Read allows
+// only because its tests read each event once, with one subscriber, and
+// release nothing.
 type fixedLog struct {
 	frames []*Frame // frames[i].Seq == i+1
 

@@ -17,6 +17,14 @@ type Frame struct {
 	// CreatedAt is when the event was appended, in Unix nanoseconds (0 if
 	// unknown), for append-to-delivery latency.
 	CreatedAt int64
+
+	// own marks a frame that one subscription read from the Source for
+	// itself (a replay, or a solo topic member's read): nobody else holds
+	// it, so Release may recycle it. A topic's frames are shared and
+	// never recycled.
+	own bool
+	// one backs the slice Single returns.
+	one [1]*Frame
 }
 
 // Source is the event log the engine fans out. The host package adapts its
@@ -29,7 +37,11 @@ type Source interface {
 	// fails with an error matching Config.ErrExpired when after >= 1 and
 	// events with Seq > after were removed by retention, Config.ErrNotFound
 	// for an unknown task, and Config.ErrInvalidCursor when after is beyond
-	// the task's last event.
+	// the task's last event. Every call returns frames of its own, which
+	// no earlier call returned and the Source does not keep: the engine
+	// hands those a subscription reads for itself to one transport, which
+	// may recycle them (see Release). Frames made with NewFrame reuse the
+	// memory of recycled ones.
 	Read(ctx context.Context, taskID string, after int64, limit int) ([]*Frame, error)
 
 	// Watch registers notify to be called after events are appended to

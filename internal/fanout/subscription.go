@@ -126,6 +126,7 @@ func (sub *Subscription) deliverInline(t *topic) inlineResult {
 	sub.stale.Store(false)
 	frames, err := sub.h.cfg.Source.Read(sub.h.ctx, sub.taskID, sub.last, sub.batch)
 	if err == nil {
+		owned(frames)
 		err = sub.h.checkDense(sub.last, frames)
 	}
 	if err != nil || len(frames) >= sub.batch {
@@ -318,6 +319,7 @@ func (sub *Subscription) read(ctx context.Context, dst []*Frame, replayed bool) 
 	if err != nil {
 		return dst, err
 	}
+	owned(frames)
 	if err := sub.h.checkDense(sub.last, frames); err != nil {
 		return dst, err
 	}
