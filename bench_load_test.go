@@ -337,6 +337,42 @@ func TestSoloDeliveryAllocations(t *testing.T) {
 	require.LessOrEqual(t, allocs, bound, "allocations per delivery")
 }
 
+// BenchmarkSoloDelivery is BenchmarkManyTasks on one goroutine: 1,000
+// tasks with one subscriber each, and one op appends an event to the next
+// task and takes it with its subscriber's Next at once, releasing the frame
+// as a transport does. Without goroutines to wake it measures the path
+// itself (append, watch callback, read, encode, Next), and under valgrind's
+// callgrind it counts the same instructions from run to run, where timings
+// on a shared VM vary by 20% (see docs/BENCHMARKS.md).
+func BenchmarkSoloDelivery(b *testing.B) {
+	const tasks = 1000
+	m := newManyTasks(b, tasks)
+	defer m.close()
+	subs := make([]*fanout.Subscription, tasks)
+	buf := make([]*fanout.Frame, 0, 8)
+	for i, id := range m.tasks {
+		sub, err := hooks.Subscribe(m.ctx, m.svc, alice, id, "1", fanout.SubscribeOpts{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sub.Close()
+		if _, err := sub.Next(m.ctx, buf); err != nil { // joins its topic: solo
+			b.Fatal(err)
+		}
+		subs[i] = sub
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		m.append(b, i%tasks)
+		frames, err := subs[i%tasks].Next(m.ctx, buf[:0])
+		if err != nil || len(frames) != 1 {
+			b.Fatalf("got %d frames, %v", len(frames), err)
+		}
+		fanout.Release(frames)
+	}
+}
+
 // BenchmarkLongPollWake measures what waking a parked long poll costs, in
 // the shape of issue 14: up to 5,000 concurrent polls on 5,000 tasks, one
 // event each. One op is one poll that parks (PollEvents with a wait),

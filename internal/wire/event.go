@@ -85,13 +85,30 @@ func AppendString(dst []byte, s string) []byte {
 }
 
 // safeString reports whether s can be written between JSON quotes as is
-// (encoding/json would write it unchanged).
+// (encoding/json would write it unchanged). It checks eight bytes at a time
+// (see unsafeBytes), the last few of s one by one.
 func safeString(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if unsafeBytes(w) {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
 			return false
 		}
 	}
 	return true
+}
+
+// unsafeBytes reports whether any of w's bytes is one safeString refuses:
+// below 0x20 or from 0x7f on, a quote, a backslash, '<', '>' or '&' (the
+// zero-byte test of specialBytes, for each).
+func unsafeBytes(w uint64) bool {
+	zero := func(x uint64) uint64 { return (x - ones) &^ x }
+	return (zero(w^ones*'"')|zero(w^ones*'\\')|zero(w^ones*'<')|zero(w^ones*'>')|zero(w^ones*'&')|
+		zero(w^ones*0x7f)|(w-ones*0x20)&^w|w)&highs != 0
 }

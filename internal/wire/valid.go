@@ -1,5 +1,10 @@
 package wire
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // maxDepth is encoding/json's nesting limit: a value nested deeper is not
 // valid JSON to json.Valid.
 const maxDepth = 10000
@@ -125,9 +130,21 @@ func member(b []byte, i int, compact bool) (int, bool) {
 
 // endOfString returns the index after the string starting at b[i] (a
 // quote), or -1. Like encoding/json, it accepts any byte from 0x20 on,
-// invalid UTF-8 included.
+// invalid UTF-8 included. It skips eight plain bytes at a time (see
+// specialBytes) and looks at the bytes one by one only from a quote, a
+// backslash or a control character on, and in the last few of b.
 func endOfString(b []byte, i int) int {
 	for i++; i < len(b); i++ {
+		for i+8 <= len(b) {
+			if m := specialBytes(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) >> 3
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			return -1
+		}
 		switch c := b[i]; {
 		case c == '"':
 			return i + 1
@@ -156,6 +173,23 @@ func endOfString(b []byte, i int) int {
 		}
 	}
 	return -1
+}
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// specialBytes returns a mask whose lowest set bit is the high bit of the
+// first of w's eight bytes (little-endian: the first in memory) that is a
+// quote, a backslash or below 0x20, and 0 when there is none. The zero-byte
+// test x-ones & ^x & highs (and its "below n" form, for n <= 0x80) flags
+// every such byte; a borrow may flag a later byte too, but never one
+// before the first, so the lowest flag is exact.
+func specialBytes(w uint64) uint64 {
+	q := w ^ ones*'"'
+	bs := w ^ ones*'\\'
+	return (q-ones)&^q&highs | (bs-ones)&^bs&highs | (w-ones*0x20)&^w&highs
 }
 
 func isHex(c byte) bool {

@@ -153,17 +153,41 @@ func FuzzValid(f *testing.F) {
 }
 
 func BenchmarkValid(b *testing.B) {
-	payload := []byte(`{"progress":0.6,"message":"Processing file 3 of 10","stage":"upload"}`)
-	b.Run("wire.Valid", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			wire.Valid(payload)
+	for _, c := range []struct{ name, payload string }{
+		{"progress", `{"progress":0.6,"message":"Processing file 3 of 10","stage":"upload"}`},
+		// A model's message streamed as it is written: long plain text.
+		{"message", `{"message":"` + strings.Repeat("The quick brown fox jumps over the lazy dog. ", 12) + `","level":"info"}`},
+	} {
+		payload := []byte(c.payload)
+		b.Run(c.name+"/wire.Valid", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				wire.Valid(payload)
+			}
+		})
+		b.Run(c.name+"/json.Valid", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				json.Valid(payload)
+			}
+		})
+	}
+}
+
+// TestValidStringAtEveryOffset puts each byte that ends or interrupts a
+// string's plain run at every offset of strings around the 8-byte steps
+// in which Valid skips plain bytes, with plain bytes (ASCII and UTF-8) on
+// either side, and compares with encoding/json.
+func TestValidStringAtEveryOffset(t *testing.T) {
+	specials := []string{`"`, `\"`, `\\`, `\n`, `\u00e9`, `\u00g9`, `\x`, `\`, "\x00", "\x1f", "\n", "\x7f", "\x80", "é", " ", "!", "#", "[", "]", "\xff"}
+	for n := range 20 {
+		for p := 0; p <= n; p++ {
+			for _, sp := range specials {
+				s := strings.Repeat("a", p) + sp + strings.Repeat("é", (n-p)/2) + strings.Repeat("b", (n-p)%2)
+				requireLikeJSON(t, []byte(`"`+s+`"`))
+				requireLikeJSON(t, []byte(`{"k":"`+s+`","n":1}`))
+				requireLikeJSON(t, []byte(`["`+s)) // unterminated
+			}
 		}
-	})
-	b.Run("json.Valid", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			json.Valid(payload)
-		}
-	})
+	}
 }
