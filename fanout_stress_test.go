@@ -1,6 +1,7 @@
 package taskbridge_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -38,10 +39,6 @@ var (
 // parameters and every random choice.)
 func TestFanOutStress(t *testing.T) {
 	t.Parallel()
-	seed := *stressSeed
-	if seed == 0 {
-		seed = rand.Uint64()
-	}
 	d := *stressDuration
 	if d == 0 {
 		d = 2 * time.Second
@@ -49,9 +46,37 @@ func TestFanOutStress(t *testing.T) {
 			d = 300 * time.Millisecond
 		}
 	}
+	runFanOutStress(t, d)
+}
+
+// TestFanOutStressRecycled is TestFanOutStress with released frames
+// recycled, as in production, rather than spoiled (as the package's tests
+// run otherwise): a frame reused while a subscription still held it would
+// deliver another event's bytes, which the streams' checks catch. Not
+// parallel, since recycling is a process-wide setting; a quarter of the
+// default duration.
+func TestFanOutStressRecycled(t *testing.T) {
+	fanout.PoisonReleased(false)
+	defer fanout.PoisonReleased(true)
+	d := *stressDuration / 4
+	if d == 0 {
+		d = 500 * time.Millisecond
+		if testing.Short() {
+			d = 100 * time.Millisecond
+		}
+	}
+	runFanOutStress(t, d)
+}
+
+// runFanOutStress runs stress rounds until d has passed.
+func runFanOutStress(t *testing.T, d time.Duration) {
+	seed := *stressSeed
+	if seed == 0 {
+		seed = rand.Uint64()
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("reproduce with: go test -race -run TestFanOutStress -fanout.seed=%d", seed)
+			t.Logf("reproduce with: go test -race -run %s -fanout.seed=%d", t.Name(), seed)
 		}
 	})
 	deadline := time.Now().Add(d)
@@ -390,11 +415,14 @@ func (r *stressRound) read(rng *rand.Rand, sub *fanout.Subscription, inl *inline
 				r.failf("%s: event %d after %d", who, seq, prev)
 				return delivered, true
 			}
-			if f.EventID != taskbridge.FormatEventID(seq) {
-				r.failf("%s: event %d has id %q", who, seq, f.EventID)
+			if id := taskbridge.FormatEventID(seq); f.EventID != id || !bytes.Contains(f.JSON, []byte(`"eventId":"`+id+`"`)) {
+				r.failf("%s: event %d has id %q and JSON %s", who, seq, f.EventID, f.JSON)
 			}
 			prev, delivered = seq, seq
 		}
+		// Done with them, as a transport is once it wrote them: recycled
+		// or (TestFanOutStress) spoiled, which a later use would show.
+		fanout.Release(frames)
 		buf = frames
 		switch {
 		case errors.Is(err, io.EOF):
