@@ -165,12 +165,15 @@ func (e *ValidationError) Add(field, format string, args ...any) {
 	e.Fields = append(e.Fields, FieldError{Field: field, Message: fmt.Sprintf(format, args...)})
 }
 
-// Err returns e if it holds any field error, else nil.
+// Err returns e (a copy of it) if it holds any field error, else nil.
 func (e *ValidationError) Err() error {
 	if e == nil || len(e.Fields) == 0 {
 		return nil
 	}
-	return e
+	// A copy, so that e itself does not escape: a ValidationError
+	// collected on the stack costs no allocation when nothing is wrong.
+	c := *e
+	return &c
 }
 
 // HTTPError returns the HTTP status, protocol error code and client-safe

@@ -2,8 +2,6 @@ package taskbridge
 
 import (
 	"encoding/json"
-	"regexp"
-	"strings"
 	"time"
 )
 
@@ -148,14 +146,31 @@ type Task struct {
 	UpdatedAt       time.Time `json:"updatedAt"`
 }
 
-// taskIDPattern is the Android SDK's task id pattern.
-var taskIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,254}$`)
-
 // ValidTaskID reports whether id is acceptable to TaskBridge clients: it
 // matches ^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,254}$ and does not contain "..",
-// as the Android SDK requires.
+// as the Android SDK requires. Every request naming a task checks its id,
+// so this is a loop over the bytes rather than a regular expression.
 func ValidTaskID(id string) bool {
-	return taskIDPattern.MatchString(id) && !strings.Contains(id, "..")
+	if len(id) == 0 || len(id) > 255 || !alnum(id[0]) {
+		return false
+	}
+	for i := 1; i < len(id); i++ {
+		switch c := id[i]; {
+		case alnum(c), c == '_', c == '@', c == '-':
+		case c == '.':
+			if id[i-1] == '.' {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// alnum reports whether c is an ASCII letter or digit.
+func alnum(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
 // CreateTaskRequest asks the service to create a task. Input and Metadata must

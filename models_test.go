@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -332,6 +333,26 @@ func TestValidTaskID(t *testing.T) {
 	}
 	for _, id := range invalid {
 		require.False(t, taskbridge.ValidTaskID(id), "%q", id)
+	}
+}
+
+// TestValidTaskIDMatchesThePattern checks ValidTaskID against the SDK's
+// pattern, as a regular expression, with every byte value at every position
+// of short ids, next to a dot and at the length limit.
+func TestValidTaskIDMatchesThePattern(t *testing.T) {
+	t.Parallel()
+	pattern := regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,254}$`)
+	want := func(id string) bool { return pattern.MatchString(id) && !strings.Contains(id, "..") }
+	bases := []string{"", "a", "ab", "a.", ".a", "a.b", "a-b@c_d", strings.Repeat("x", 254), strings.Repeat("x", 255)}
+	for _, base := range bases {
+		for p := 0; p <= len(base); p += max(1, len(base)/8) {
+			for c := range 256 {
+				for _, id := range []string{base[:p] + string([]byte{byte(c)}) + base[p:], base[:p] + string([]byte{byte(c)})} {
+					require.Equal(t, want(id), taskbridge.ValidTaskID(id), "%q", id)
+				}
+			}
+		}
+		require.Equal(t, want(base), taskbridge.ValidTaskID(base), "%q", base)
 	}
 }
 

@@ -36,10 +36,14 @@ const (
 // (default 100). The wait ends early when the client goes away. The write
 // deadline is extended to cover the wait.
 func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbridge.AuthContext, taskID string) {
-	attrs := []slog.Attr{slog.String("taskId", taskID), slog.String("userId", auth.Subject)}
+	// The log's attributes are made only when they are logged: a poll
+	// that succeeds, the hot path, logs at debug level.
+	fail := func(err error) {
+		h.fail(w, r, "poll", err, slog.String("taskId", taskID), slog.String("userId", auth.Subject))
+	}
 	q, err := parseQuery(r)
 	if err != nil {
-		h.fail(w, r, "poll", err, attrs...)
+		fail(err)
 		return
 	}
 	var verr taskbridge.ValidationError
@@ -47,7 +51,7 @@ func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbr
 	maxEvents := intParam(&verr, q, "maxEvents", 1, taskbridge.MaxMaxEvents, taskbridge.DefaultMaxEvents)
 	after := stringParam(&verr, q, "afterEventId")
 	if err := verr.Err(); err != nil {
-		h.fail(w, r, "poll", err, attrs...)
+		fail(err)
 		return
 	}
 	wait := time.Duration(waitMs) * time.Millisecond
@@ -63,14 +67,18 @@ func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbr
 		WaitTimeout:  wait,
 	})
 	if err != nil {
-		h.fail(w, r, "poll", err, attrs...)
+		fail(err)
 		return
 	}
 	if resp.Events == nil {
 		resp.Events = []taskbridge.TaskEvent{}
 	}
-	httpx.WriteJSON(w, http.StatusOK, resp)
-	h.logOp(r, slog.LevelDebug, "poll", "ok", append(attrs, slog.Int("events", len(resp.Events)))...)
+	b, err := resp.MarshalJSON()
+	httpx.WriteJSONBytes(w, http.StatusOK, b, err)
+	if h.log.Enabled(r.Context(), slog.LevelDebug) {
+		h.logOp(r, slog.LevelDebug, "poll", "ok",
+			slog.String("taskId", taskID), slog.String("userId", auth.Subject), slog.Int("events", len(resp.Events)))
+	}
 }
 
 // parseQuery parses r's query string strictly: r.URL.Query drops the

@@ -27,14 +27,24 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	} else {
 		b, err = json.Marshal(v)
 	}
+	WriteJSONBytes(w, status, b, err)
+}
+
+// WriteJSONBytes writes b, a compact JSON encoding, as a response with the
+// given status; err is the encoder's error, for which it writes a 500
+// INTERNAL_ERROR envelope instead. A caller with a concrete type calls its
+// MarshalJSON itself and saves WriteJSON's boxing of the value.
+func WriteJSONBytes(w http.ResponseWriter, status int, b []byte, err error) {
 	if err != nil {
 		status = http.StatusInternalServerError
 		b = []byte(`{"code":"INTERNAL_ERROR","message":"Internal server error","details":{},"timestamp":"` +
 			wire.FormatTime(time.Now()) + `"}`)
 	}
+	// The keys are canonical already: assigned directly, without
+	// Header.Set's check of every byte of the key.
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
+	h["Content-Type"] = []string{"application/json"}
+	h["Cache-Control"] = []string{"no-store"}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(b, '\n'))
 }
