@@ -105,10 +105,9 @@ func safeString(s string) bool {
 }
 
 // unsafeBytes reports whether any of w's bytes is one safeString refuses:
-// below 0x20 or from 0x7f on, a quote, a backslash, '<', '>' or '&' (the
-// zero-byte test of specialBytes, for each).
+// below 0x20 or from 0x7f on, a quote, a backslash, '<', '>' or '&' (see
+// flagBytes).
 func unsafeBytes(w uint64) bool {
-	zero := func(x uint64) uint64 { return (x - ones) &^ x }
-	return (zero(w^ones*'"')|zero(w^ones*'\\')|zero(w^ones*'<')|zero(w^ones*'>')|zero(w^ones*'&')|
-		zero(w^ones*0x7f)|(w-ones*0x20)&^w|w)&highs != 0
+	return flagBytes(w^ones*'"')|flagBytes(w^ones*'\\')|flagBytes(w^ones*'<')|flagBytes(w^ones*'>')|
+		flagBytes(w^ones*'&')|flagBytes(w^ones*0x7f)|belowBytes(w, 0x20)|w&highs != 0
 }

@@ -182,15 +182,20 @@ const (
 
 // specialBytes returns a mask whose lowest set bit is the high bit of the
 // first of w's eight bytes (little-endian: the first in memory) that is a
-// quote, a backslash or below 0x20, and 0 when there is none. The zero-byte
-// test x-ones & ^x & highs (and its "below n" form, for n <= 0x80) flags
-// every such byte; a borrow may flag a later byte too, but never one
-// before the first, so the lowest flag is exact.
+// quote, a backslash or below 0x20, and 0 when there is none (see
+// flagBytes: the lowest flag is exact).
 func specialBytes(w uint64) uint64 {
-	q := w ^ ones*'"'
-	bs := w ^ ones*'\\'
-	return (q-ones)&^q&highs | (bs-ones)&^bs&highs | (w-ones*0x20)&^w&highs
+	return flagBytes(w^ones*'"') | flagBytes(w^ones*'\\') | belowBytes(w, 0x20)
 }
+
+// flagBytes sets the high bit of x's zero bytes, with the zero-byte test
+// x-ones & ^x & highs. A borrow may also flag a byte after a zero one, but
+// never one before the first, so the lowest flag is exact.
+func flagBytes(x uint64) uint64 { return (x - ones) &^ x & highs }
+
+// belowBytes sets the high bit of w's bytes below n (n <= 0x80), as
+// flagBytes does for zero bytes: the lowest flag is exact.
+func belowBytes(w uint64, n byte) uint64 { return (w - ones*uint64(n)) &^ w & highs }
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
