@@ -220,9 +220,12 @@ func (s *stream) detached() {
 // the client leaves (ctx), a write fails or the service or handler shuts
 // down.
 func (s *stream) run(ctx context.Context) {
+	more := false
 	for {
-		var more, ok bool
-		if time.Now().UnixNano()-s.lastSent >= int64(s.h.quietAfter) {
+		var ok bool
+		// A step right after one that sent (more) is not quiet: no clock
+		// read needed.
+		if !more && time.Now().UnixNano()-s.lastSent >= int64(s.h.quietAfter) {
 			more, ok = s.offloadStep(ctx)
 		} else {
 			more, ok = s.step(ctx)
@@ -272,8 +275,10 @@ func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
 
 // step writes what is due: the frames the subscription has now (after the
 // head, the first time), or else a heartbeat if one is due. more reports
-// that frames went out, so more may follow at once; ok is false when the
-// stream is over.
+// that frames went out and more may follow at once (see
+// fanout.Subscription.More: a caught-up solo member waits for its signal
+// instead of calling Next for nothing); ok is false when the stream is
+// over.
 func (s *stream) step(ctx context.Context) (more, ok bool) {
 	s.sub.Lock()
 	defer s.sub.Unlock()
@@ -310,7 +315,7 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 		return false, false
 	case n > 0:
 		s.sub.ClearHeartbeat() // frames went out: a heartbeat due now is moot
-		return true, true
+		return s.sub.More(), true
 	case s.sub.HeartbeatDue():
 		if err := s.heartbeat(); err != nil {
 			s.writeFailed(err)

@@ -237,3 +237,38 @@ func TestSoloReadsOnlyWhenStale(t *testing.T) {
 	requireSeqs(t, span(8, 9), seqs(frames))
 	require.Equal(t, reads+2, l.reads.Load())
 }
+
+// More is false only for a solo member that has read everything appended:
+// an append (which leaves it stale), a second member, the end of the
+// stream and a replay in progress all make it true.
+func TestMore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	l := newMemLog(0, "t")
+	l.append("t", false)
+	h := setup(t, l, 256)
+	a := subscribe(t, h, l, ctx, "t", 0, SubscribeOpts{})
+	require.True(t, a.More(), "the first batch is pending")
+	require.Equal(t, []int64{1}, seqs(mustNext(t, a)))
+	require.Same(t, a, a.t.solo.Load())
+	require.False(t, a.More(), "a solo member that read everything")
+
+	l.append("t", false)
+	require.True(t, a.More(), "appended to: stale")
+	require.Equal(t, []int64{2}, seqs(collect(t, a, 2)))
+	require.False(t, a.More())
+
+	shareTopic(t, h, l, "t", 2)
+	require.True(t, a.More(), "a shared topic's member asks Next")
+
+	h1 := setup(t, l, 1) // batches of one: a replay takes several reads
+	b := subscribe(t, h1, l, ctx, "t", 0, SubscribeOpts{})
+	require.True(t, b.More(), "pending first batch")
+	require.Equal(t, []int64{1}, seqs(mustNext(t, b)))
+	require.Nil(t, b.t, "still replaying")
+	require.True(t, b.More(), "replaying: not in a topic yet")
+
+	l.append("t", true)
+	require.Equal(t, []int64{3}, seqs(collect(t, a, 3)))
+	require.True(t, a.More(), "after the terminal event Next returns io.EOF")
+}

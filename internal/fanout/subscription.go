@@ -252,6 +252,22 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 	return dst, err
 }
 
+// More reports whether Next may have something for the caller now: frames,
+// or the end of the stream. It is false only when the subscription is known
+// to be caught up, a solo topic's member that nothing was appended to since
+// its last read, so that a transport that has just sent what Next returned
+// can wait on Ready at once instead of calling Next for nothing. Call it
+// from the consumer, as Next.
+func (sub *Subscription) More() bool {
+	switch {
+	case sub.closed, sub.done, len(sub.pending) > 0, sub.t == nil, sub.failErr.Load() != nil:
+		return true
+	case sub.t.solo.Load() == sub:
+		return sub.stale.Load()
+	}
+	return true // a shared topic's member: Next looks at the window
+}
+
 // take appends frames to dst, tracking the cursor and the terminal event;
 // replayed reports frames read from the Source by this subscription.
 func (sub *Subscription) take(dst, frames []*Frame, replayed bool) []*Frame {

@@ -85,23 +85,31 @@ func AppendString(dst []byte, s string) []byte {
 }
 
 // safeString reports whether s can be written between JSON quotes as is
-// (encoding/json would write it unchanged). It checks eight bytes at a time
-// (see unsafeBytes), the last few of s one by one.
+// (encoding/json would write it unchanged). A string of 8 bytes or more is
+// checked a word at a time (see unsafeBytes), its last word overlapping
+// the one before; a shorter one byte by byte.
 func safeString(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	if len(s) < 8 {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
+				return false
+			}
+		}
+		return true
+	}
+	last := len(s) - 8
+	for i := 0; ; i += 8 {
+		i = min(i, last)
+		t := s[i : i+8]
+		w := uint64(t[0]) | uint64(t[1])<<8 | uint64(t[2])<<16 | uint64(t[3])<<24 |
+			uint64(t[4])<<32 | uint64(t[5])<<40 | uint64(t[6])<<48 | uint64(t[7])<<56
 		if unsafeBytes(w) {
 			return false
 		}
-	}
-	for ; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f || c == '<' || c == '>' || c == '&' {
-			return false
+		if i == last {
+			return true
 		}
 	}
-	return true
 }
 
 // unsafeBytes reports whether any of w's bytes is one safeString refuses:

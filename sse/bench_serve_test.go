@@ -1,0 +1,69 @@
+package sse_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
+	"github.com/taskbridge-go/taskbridge/sse"
+)
+
+// flushSignal is a ResponseWriter that keeps nothing and signals each
+// flush, so that a benchmark can wait for a stream's batch without a
+// socket.
+type flushSignal struct {
+	h       http.Header
+	flushed chan struct{}
+}
+
+func (w *flushSignal) Header() http.Header              { return w.h }
+func (w *flushSignal) Write(b []byte) (int, error)      { return len(b), nil }
+func (w *flushSignal) WriteHeader(int)                  {}
+func (w *flushSignal) Flush()                           { w.flushed <- struct{}{} }
+func (w *flushSignal) SetWriteDeadline(time.Time) error { return nil }
+func (w *flushSignal) SetReadDeadline(time.Time) error  { return nil }
+
+// BenchmarkServeHTTPDelivery measures an SSE stream served inside
+// ServeHTTP (the default) without the socket: one op emits an event to the
+// stream's task and waits for the stream to write and flush it, so it
+// counts the emit, the wake-up of the stream's goroutine, its steps and
+// its wait for the next event. On one goroutine at a time (-test.cpu 1)
+// the order of events is fixed, and under callgrind the instruction count
+// repeats (see docs/BENCHMARKS.md).
+func BenchmarkServeHTTPDelivery(b *testing.B) {
+	env := streamtest.New(b, streamtest.Options{MaxEventsPerTask: 64})
+	h, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth, DisableHeartbeats: true})
+	require.NoError(b, err)
+	defer func() { require.NoError(b, h.Shutdown(context.Background())) }()
+	id := env.CreateTask(b, "alice")
+	env.Started(b, id)
+	ctx, cancel := context.WithCancel(context.Background())
+	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/v1/tasks/"+id+"/events/stream", nil)
+	r.Header.Set("Authorization", "Bearer alice")
+	r.Header.Set("Last-Event-ID", "1")
+	r.SetPathValue("taskId", id)
+	w := &flushSignal{h: http.Header{}, flushed: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.ServeHTTP(w, r)
+	}()
+	<-w.flushed // the response head
+	em := env.Svc.Emitter(id)
+	progress := taskbridge.ProgressPayload{Progress: 0.5, Stage: "render", Message: "rendering page 3 of 7"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := em.Emit(ctx, progress); err != nil {
+			b.Fatal(err)
+		}
+		<-w.flushed
+	}
+	cancel()
+	<-done
+}
