@@ -2,6 +2,7 @@ package sse_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -29,14 +30,22 @@ func (w *flushSignal) Flush()                           { w.flushed <- struct{}{
 func (w *flushSignal) SetWriteDeadline(time.Time) error { return nil }
 func (w *flushSignal) SetReadDeadline(time.Time) error  { return nil }
 
-// BenchmarkServeHTTPDelivery measures an SSE stream served inside
-// ServeHTTP (the default) without the socket: one op emits an event to the
-// stream's task and waits for the stream to write and flush it, so it
-// counts the emit, the wake-up of the stream's goroutine, its steps and
-// its wait for the next event. On one goroutine at a time (-test.cpu 1)
+// BenchmarkServeHTTPDelivery measures SSE streams served inside ServeHTTP
+// (the default) without sockets: one op emits an event to the streams'
+// task and waits until every stream has written and flushed it, so it
+// counts the emit, the wake-ups of the streams' goroutines, their steps and
+// their waits for the next event. Streams=1 is a solo topic (the stream
+// reads the store itself), Streams=8 a shared one (the topic's fetcher
+// reads and encodes once for all). On one goroutine at a time (-test.cpu 1)
 // the order of events is fixed, and under callgrind the instruction count
 // repeats (see docs/BENCHMARKS.md).
 func BenchmarkServeHTTPDelivery(b *testing.B) {
+	for _, n := range []int{1, 8} {
+		b.Run(fmt.Sprintf("Streams=%d", n), func(b *testing.B) { benchmarkServeHTTPDelivery(b, n) })
+	}
+}
+
+func benchmarkServeHTTPDelivery(b *testing.B, streams int) {
 	env := streamtest.New(b, streamtest.Options{MaxEventsPerTask: 64})
 	h, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth, DisableHeartbeats: true})
 	require.NoError(b, err)
@@ -44,17 +53,21 @@ func BenchmarkServeHTTPDelivery(b *testing.B) {
 	id := env.CreateTask(b, "alice")
 	env.Started(b, id)
 	ctx, cancel := context.WithCancel(context.Background())
-	r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/v1/tasks/"+id+"/events/stream", nil)
-	r.Header.Set("Authorization", "Bearer alice")
-	r.Header.Set("Last-Event-ID", "1")
-	r.SetPathValue("taskId", id)
-	w := &flushSignal{h: http.Header{}, flushed: make(chan struct{})}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		h.ServeHTTP(w, r)
-	}()
-	<-w.flushed // the response head
+	// One flush channel for all streams: an op waits for one flush each.
+	flushed := make(chan struct{})
+	done := make(chan struct{}, streams)
+	for range streams {
+		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/v1/tasks/"+id+"/events/stream", nil)
+		r.Header.Set("Authorization", "Bearer alice")
+		r.Header.Set("Last-Event-ID", "1")
+		r.SetPathValue("taskId", id)
+		w := &flushSignal{h: http.Header{}, flushed: flushed}
+		go func() {
+			defer func() { done <- struct{}{} }()
+			h.ServeHTTP(w, r)
+		}()
+		<-flushed // the response head
+	}
 	em := env.Svc.Emitter(id)
 	progress := taskbridge.ProgressPayload{Progress: 0.5, Stage: "render", Message: "rendering page 3 of 7"}
 	b.ReportAllocs()
@@ -62,8 +75,12 @@ func BenchmarkServeHTTPDelivery(b *testing.B) {
 		if _, err := em.Emit(ctx, progress); err != nil {
 			b.Fatal(err)
 		}
-		<-w.flushed
+		for range streams {
+			<-flushed
+		}
 	}
 	cancel()
-	<-done
+	for range streams {
+		<-done
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -259,7 +260,12 @@ func TestMore(t *testing.T) {
 	require.False(t, a.More())
 
 	shareTopic(t, h, l, "t", 2)
-	require.True(t, a.More(), "a shared topic's member asks Next")
+	require.Nil(t, a.t.solo.Load(), "shared")
+	require.False(t, a.More(), "a shared topic's member at the end of the window")
+	l.append("t", false) // 3, through the fetcher and the window
+	require.Eventually(t, a.More, 5*time.Second, time.Millisecond, "the window holds event 3")
+	require.Equal(t, []int64{3}, seqs(mustNext(t, a)))
+	require.False(t, a.More())
 
 	h1 := setup(t, l, 1) // batches of one: a replay takes several reads
 	b := subscribe(t, h1, l, ctx, "t", 0, SubscribeOpts{})
@@ -269,6 +275,6 @@ func TestMore(t *testing.T) {
 	require.True(t, b.More(), "replaying: not in a topic yet")
 
 	l.append("t", true)
-	require.Equal(t, []int64{3}, seqs(collect(t, a, 3)))
+	require.Equal(t, []int64{4}, seqs(collect(t, a, 4)))
 	require.True(t, a.More(), "after the terminal event Next returns io.EOF")
 }

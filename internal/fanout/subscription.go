@@ -254,10 +254,11 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 
 // More reports whether Next may have something for the caller now: frames,
 // or the end of the stream. It is false only when the subscription is known
-// to be caught up, a solo topic's member that nothing was appended to since
-// its last read, so that a transport that has just sent what Next returned
-// can wait on Ready at once instead of calling Next for nothing. Call it
-// from the consumer, as Next.
+// to be caught up (a solo topic's member that nothing was appended to since
+// its last read, a shared topic's member at the end of the published
+// window), so that a transport that has just sent what Next returned can
+// wait on Ready at once instead of calling Next for nothing: whatever comes
+// later signals Ready. Call it from the consumer, as Next.
 func (sub *Subscription) More() bool {
 	switch {
 	case sub.closed, sub.done, len(sub.pending) > 0, sub.t == nil, sub.failErr.Load() != nil:
@@ -265,7 +266,8 @@ func (sub *Subscription) More() bool {
 	case sub.t.solo.Load() == sub:
 		return sub.stale.Load()
 	}
-	return true // a shared topic's member: Next looks at the window
+	v := sub.t.view.Load()
+	return sub.last < v.base || sub.last-v.base < int64(len(v.frames))
 }
 
 // take appends frames to dst, tracking the cursor and the terminal event;
