@@ -328,8 +328,8 @@ func (c *conn) wake() {
 
 // round handles pending subscribe frames, collects what every
 // subscription has ready and writes it as one batch. It sets c.more when
-// frames were found (more may be ready at once) and returns false, with
-// c.code set, when the connection is to be closed.
+// frames were found and more may be ready at once (see collect), and
+// returns false, with c.code set, when the connection is to be closed.
 func (c *conn) round() bool {
 	c.mu.Lock()
 	reqs := c.reqs
@@ -455,7 +455,7 @@ func (c *conn) find(taskID string) int {
 // collect appends to msgs what every subscription has ready: frames, or a
 // heartbeat when one is due; the frames whose JSON it appended go to
 // *used, which the caller releases once msgs are written. more reports
-// that frames were found, so more may be available at once.
+// that frames were found and more may be available at once.
 func (c *conn) collect(msgs *[][]byte, used *[]*fanout.Frame) (code websocket.StatusCode, reason string, more bool) {
 	for _, s := range c.subs {
 		// What inline deliveries kept comes before what Next returns.
@@ -474,7 +474,10 @@ func (c *conn) collect(msgs *[][]byte, used *[]*fanout.Frame) (code websocket.St
 			}
 		}
 		if len(frames) > 0 {
-			more = true
+			// Another round at once only if this subscription may have
+			// more (see fanout.Subscription.More); what comes later
+			// signals the connection.
+			more = more || s.sub.More()
 			s.sub.ClearHeartbeat() // frames went out: a heartbeat due now is moot
 		}
 		switch {
