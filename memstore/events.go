@@ -26,7 +26,7 @@ func (s *Store) appendLocked(ts *taskState, ev taskbridge.TaskEvent) (taskbridge
 	}
 	seq := ts.task.LastSeq + 1
 	ev.Seq = seq
-	ev.EventID = taskbridge.FormatEventID(seq)
+	ev.EventID = ts.eventID(seq)
 	ev.TaskID = ts.task.ID
 	ts.events = append(ts.events, ev)
 	ts.task.Status = next

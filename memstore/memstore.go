@@ -177,6 +177,9 @@ type taskState struct {
 	// buf is the tail of the buffer event payloads are copied into (see
 	// keepPayload).
 	buf []byte
+	// ids holds the ids of the task's next events, once it has 100 (see
+	// eventID).
+	ids *idBlock
 }
 
 // release marks a deleted task and drops its data; mu must be held.
@@ -184,7 +187,7 @@ func (ts *taskState) release() {
 	ts.deleted = true
 	ts.task = taskbridge.Task{}
 	ts.events, ts.off = nil, 0
-	ts.buf = nil
+	ts.buf, ts.ids = nil, nil
 	ts.susps = nil
 	ts.suspIdx = nil
 	ts.receipts = nil

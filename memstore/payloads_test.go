@@ -56,17 +56,42 @@ func TestPayloadBuffers(t *testing.T) {
 
 // TestAppendAllocations checks that an append to a task allocates, in the
 // long run, only for its payload blocks (a block of 4 KiB holds about 40
-// of these payloads). The task stays below Seq 100, whose event ids
-// strconv formats without allocating.
+// of these payloads) and its id blocks (64 ids each).
 func TestAppendAllocations(t *testing.T) {
 	ctx := t.Context()
 	s := setup(t, memstore.Config{MaxEventsPerTask: 20})
 	ev := storetest.NewEvent("task-1", taskbridge.ProgressPayload{Progress: 42, Stage: "render", Message: "rendering page 3 of 7"}, storetest.BaseTime)
-	appendN(t, s, "task-1", taskbridge.MessagePayload{Message: "warm-up"}, 30)
-	allocs := testing.AllocsPerRun(60, func() {
+	appendN(t, s, "task-1", taskbridge.MessagePayload{Message: "warm-up"}, 150)
+	allocs := testing.AllocsPerRun(400, func() {
 		if _, err := s.Append(ctx, ev); err != nil {
 			t.Fatal(err)
 		}
 	})
 	require.LessOrEqual(t, allocs, 0.1, "allocations per append")
+}
+
+// TestEventIDs checks the ids of a long log, formatted in blocks, against
+// FormatEventID, across digit-length changes, and that an id handed out
+// keeps its value after later blocks.
+func TestEventIDs(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	s := setup(t, memstore.Config{MaxEventsPerTask: 50})
+	var kept []taskbridge.TaskEvent
+	for range 10_100 {
+		ev, err := s.Append(ctx, storetest.NewEvent("task-1", taskbridge.MessagePayload{Message: "m"}, storetest.BaseTime))
+		require.NoError(t, err)
+		require.Equal(t, taskbridge.FormatEventID(ev.Seq), ev.EventID)
+		if ev.Seq%997 == 0 {
+			kept = append(kept, ev)
+		}
+	}
+	for _, ev := range kept {
+		require.Equal(t, taskbridge.FormatEventID(ev.Seq), ev.EventID)
+	}
+	evs, err := s.Read(ctx, "task-1", 0, 100)
+	require.NoError(t, err)
+	for _, ev := range evs {
+		require.Equal(t, taskbridge.FormatEventID(ev.Seq), ev.EventID)
+	}
 }
