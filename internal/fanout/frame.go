@@ -79,9 +79,8 @@ func PoisonReleased(on bool) { poison.Store(on) }
 
 // owned marks frames the calling subscription read from the Source for
 // itself.
-func owned(frames []*Frame) []*Frame {
+func owned(frames []*Frame) {
 	for _, f := range frames {
 		f.own = true
 	}
-	return frames
 }

@@ -266,8 +266,8 @@ func (sub *Subscription) More() bool {
 	case sub.t.solo.Load() == sub:
 		return sub.stale.Load()
 	}
-	v := sub.t.view.Load()
-	return sub.last < v.base || sub.last-v.base < int64(len(v.frames))
+	out, ok := sub.t.view.Load().after(sub.last)
+	return !ok || len(out) > 0
 }
 
 // take appends frames to dst, tracking the cursor and the terminal event;

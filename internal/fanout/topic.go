@@ -56,6 +56,18 @@ type windowView struct {
 	frames []*Frame
 }
 
+// after returns the view's frames after cursor last; ok is false when last
+// is behind the window (its next frames were dropped).
+func (v *windowView) after(last int64) (frames []*Frame, ok bool) {
+	if last < v.base {
+		return nil, false
+	}
+	if i := last - v.base; i < int64(len(v.frames)) {
+		return v.frames[i:], true
+	}
+	return nil, true
+}
+
 // publish makes the current window visible to subscribers. Callers hold mu.
 func (t *topic) publish() {
 	t.view.Store(&windowView{base: t.base, frames: t.window})
@@ -497,18 +509,13 @@ func (t *topic) failAll(err error) {
 // when sub is behind the window and must read the Source. It takes no lock:
 // a thousand subscribers woken by one append read the same view at once.
 func (t *topic) frames(sub *Subscription, dst []*Frame) ([]*Frame, bool) {
-	v := t.view.Load()
-	if sub.last < v.base {
+	out, ok := t.view.Load().after(sub.last)
+	if !ok {
 		return dst, false
 	}
-	i := sub.last - v.base
-	var out []*Frame
-	if i < int64(len(v.frames)) {
-		out = v.frames[i:]
-		if len(out) > maxFramesPerNext {
-			out = out[:maxFramesPerNext]
-			sub.signal()
-		}
+	if len(out) > maxFramesPerNext {
+		out = out[:maxFramesPerNext]
+		sub.signal()
 	}
 	return sub.take(dst, out, false), true
 }
