@@ -3,6 +3,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/taskbridge-go/taskbridge"
@@ -17,16 +18,15 @@ func (s *Store) appendLocked(ts *taskState, ev taskbridge.TaskEvent) (taskbridge
 	if err != nil {
 		return taskbridge.TaskEvent{}, err
 	}
+	seq := ts.task.LastSeq + 1
+	ev.Seq, ev.EventID = seq, ts.eventID(seq)
 	if ev.IdempotencyKey != "" {
-		// ts.keys keeps it for the task's life: a copy of its own, not a
-		// share of a block that retention would otherwise free.
-		ev.Payload = cloneBytes(ev.Payload)
+		// ts.keys keeps it for the task's life: copies of its own, not
+		// shares of payload and id blocks that retention would free.
+		ev.Payload, ev.EventID = cloneBytes(ev.Payload), strings.Clone(ev.EventID)
 	} else {
 		ev.Payload = ts.keepPayload(ev.Payload)
 	}
-	seq := ts.task.LastSeq + 1
-	ev.Seq = seq
-	ev.EventID = ts.eventID(seq)
 	ev.TaskID = ts.task.ID
 	ts.events = append(ts.events, ev)
 	ts.task.Status = next
