@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/coder/websocket"
 	"github.com/stretchr/testify/require"
@@ -141,7 +143,11 @@ func TestInlineRemainderGoesFirst(t *testing.T) {
 // Several tasks on one socket, appended to concurrently: inline deliveries
 // of different subscriptions contend for the connection (the losers' frames
 // are kept for its goroutine). Every task's events arrive once and in
-// order.
+// order. Every 100 events each appender waits until the client has read
+// them all, so that the connection's goroutine parks and the next append
+// finds it idle: appends that outrun the connection throughout (a loaded
+// machine, the race detector) would otherwise leave it busy for every one
+// of them, and nothing would go inline.
 func TestInlineMultiplexedConcurrentAppends(t *testing.T) {
 	t.Parallel()
 	f, d := inlineSetup(t, ws.Config{})
@@ -157,11 +163,18 @@ func TestInlineMultiplexedConcurrentAppends(t *testing.T) {
 		require.Equal(t, "1", readEvent(t, c).EventID)
 	}
 	var wg sync.WaitGroup
-	for _, task := range ids {
+	read := make([]atomic.Int64, tasks) // events read of each task, after the first
+	for i, task := range ids {
 		wg.Go(func() {
 			em := f.env.Svc.Emitter(task)
 			ctx := context.Background()
-			for range events {
+			for n := range events {
+				if n > 0 && n%100 == 0 {
+					for deadline := time.Now().Add(10 * time.Second); read[i].Load() < int64(n) && time.Now().Before(deadline); {
+						time.Sleep(time.Millisecond)
+					}
+					time.Sleep(time.Millisecond)
+				}
 				if _, err := em.Emit(ctx, taskbridge.MessagePayload{Message: "m"}); err != nil {
 					t.Errorf("emit: %v", err)
 					return
@@ -173,8 +186,10 @@ func TestInlineMultiplexedConcurrentAppends(t *testing.T) {
 		})
 	}
 	last := map[string]int{}
-	for _, task := range ids {
+	index := map[string]int{}
+	for i, task := range ids {
 		last[task] = 1
+		index[task] = i
 	}
 	for done := 0; done < tasks; {
 		ev := readEvent(t, c)
@@ -182,6 +197,7 @@ func TestInlineMultiplexedConcurrentAppends(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, last[ev.TaskID]+1, n, "task %s: event %d after %d", ev.TaskID, n, last[ev.TaskID])
 		last[ev.TaskID] = n
+		read[index[ev.TaskID]].Store(int64(n - 1))
 		if ev.Type == taskbridge.EventTaskCompleted {
 			done++
 		}
