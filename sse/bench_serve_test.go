@@ -35,12 +35,12 @@ func (w *flushSignal) SetReadDeadline(time.Time) error  { return nil }
 // task and waits until every stream has written and flushed it, so it
 // counts the emit, the wake-ups of the streams' goroutines, their steps and
 // their waits for the next event. Streams=1 is a solo topic (the stream
-// reads the store itself), Streams=8 a shared one (the topic's fetcher
+// reads the store itself), Streams=2 and 8 shared ones (the topic's fetcher
 // reads and encodes once for all). On one goroutine at a time (-test.cpu 1)
 // the order of events is fixed, and under callgrind the instruction count
 // repeats (see docs/BENCHMARKS.md).
 func BenchmarkServeHTTPDelivery(b *testing.B) {
-	for _, n := range []int{1, 8} {
+	for _, n := range []int{1, 2, 8} {
 		b.Run(fmt.Sprintf("Streams=%d", n), func(b *testing.B) { benchmarkServeHTTPDelivery(b, n) })
 	}
 }

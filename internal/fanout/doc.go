@@ -22,7 +22,10 @@
 // append (or the switch to solo, or a full batch) left it stale, so a Next
 // with nothing new, which a transport may make on the goroutine holding
 // its connection, reads nothing. A second member switches the topic to its
-// fetcher and window.
+// fetcher and window. A fetch runs on a goroutine of its own, so that a
+// slow read delays no other topic, but goroutines that finished one wait
+// for the next (up to 64 of them, while the hub has subscriptions) rather
+// than a new one starting, and growing its stack, per append.
 //
 // When the Source reads inline (Config.InlineReads: an in-memory store) and
 // the member has a SubscribeOpts.Deliver, a solo topic's watch callback

@@ -91,9 +91,10 @@ func (h *Hub) woke() {
 }
 
 // Hub is the fan-out of one service. Create it with [New]; it is safe for
-// concurrent use. It starts goroutines only while subscriptions are open
-// (a fetcher per topic while it reads, a heartbeat scheduler per interval),
-// and [Hub.Shutdown] waits for them.
+// concurrent use. It runs goroutines only while subscriptions are open
+// (a fetcher per topic while it reads, which then waits for the next
+// topic's fetch; a heartbeat scheduler per interval), and [Hub.Shutdown]
+// waits for them.
 type Hub struct {
 	cfg      Config
 	retryMin time.Duration   // retryMin, but tests may lengthen it
@@ -107,7 +108,8 @@ type Hub struct {
 	drained chan struct{} // closed when closed && len(subs) == 0
 	hb      map[time.Duration]*hbGroup
 
-	wg sync.WaitGroup // topic fetchers and heartbeat schedulers
+	wg       sync.WaitGroup // topic fetchers and heartbeat schedulers
+	fetchers fetchers
 
 	lastID atomic.Uint64 // the last subscription id handed out
 	wakes  atomic.Uint64 // wake-ups counted by woke
@@ -295,8 +297,12 @@ func (h *Hub) unregister(sub *Subscription) {
 	h.mu.Lock()
 	delete(h.subs, sub)
 	g := h.hb[sub.hbInterval]
-	drained := h.closed && len(h.subs) == 0
+	empty := len(h.subs) == 0
+	drained := h.closed && empty
 	h.mu.Unlock()
+	if empty {
+		h.fetchers.release(false)
+	}
 	if g != nil {
 		g.remove(sub)
 	}
@@ -350,6 +356,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	h.cancel()
+	h.fetchers.release(true)
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	select {

@@ -248,27 +248,28 @@ func (t *topic) notify() {
 		}
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.dead || t.err != nil {
+		t.mu.Unlock()
 		return
 	}
 	if s := t.solo.Load(); s != nil {
 		s.stale.Store(true)
 		s.signal()
+		t.mu.Unlock()
 		return
 	}
 	if t.fetching {
 		t.dirty = true
+		t.mu.Unlock()
 		return
 	}
 	t.fetching = true
-	t.h.wg.Add(1)
-	go t.fetch()
+	t.mu.Unlock()
+	t.h.startFetch(t)
 }
 
 // fetch reads new events until the topic is caught up with the Source.
 func (t *topic) fetch() {
-	defer t.h.wg.Done()
 	cfg := &t.h.cfg
 	backoff := t.h.retryMin
 	// The members to deliver to and to wake after the unlock; pooled, as a
