@@ -72,6 +72,11 @@ type stream struct {
 	// lastSent is when the last batch or heartbeat began; see
 	// defaultQuietAfter.
 	lastSent int64 // Unix ns
+	// stepAt is when run last read the clock, before a step: the time
+	// a batch that step writes begins. A step right after one that sent
+	// reads no clock and leaves it as it was: lastSent may then be older
+	// than the batch, which only makes a busy stream look quiet sooner.
+	stepAt int64 // Unix ns
 }
 
 // start commits to the stream s (its subscription open): it returns the
@@ -225,7 +230,10 @@ func (s *stream) run(ctx context.Context) {
 		var ok bool
 		// A step right after one that sent (more) is not quiet: no clock
 		// read needed.
-		if !more && time.Now().UnixNano()-s.lastSent >= int64(s.h.quietAfter) {
+		if !more {
+			s.stepAt = time.Now().UnixNano()
+		}
+		if !more && s.stepAt-s.lastSent >= int64(s.h.quietAfter) {
 			more, ok = s.offloadStep(ctx)
 		} else {
 			more, ok = s.step(ctx)
@@ -329,7 +337,7 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 // writeFrames writes frames as one batch, after the head if that is still
 // pending; end reports a terminal event.
 func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
-	s.lastSent = time.Now().UnixNano()
+	s.lastSent = s.stepAt
 	bp := s.head
 	s.head = nil
 	if bp == nil {
