@@ -10,7 +10,7 @@ import (
 // reported to the Observer.
 func (sub *Subscription) HeartbeatDue() bool {
 	if sub.hbDue.Swap(false) {
-		sub.lastActive.Store(time.Now().UnixNano())
+		sub.active.Store(true)
 		if sub.obs != nil && sub.obs.Heartbeat != nil {
 			sub.obs.Heartbeat(sub)
 		}
@@ -23,7 +23,7 @@ func (sub *Subscription) HeartbeatDue() bool {
 // the caller has just sent frames, which make it moot.
 func (sub *Subscription) ClearHeartbeat() {
 	if sub.hbDue.Swap(false) {
-		sub.lastActive.Store(time.Now().UnixNano())
+		sub.active.Store(true)
 	}
 }
 
@@ -69,11 +69,11 @@ func (g *hbGroup) remove(sub *Subscription) {
 }
 
 // run ticks at a quarter of the interval, so an idle subscription gets its
-// heartbeat between 1 and 1.25 intervals after its last frame. It exits when
-// the group is empty.
+// heartbeat between 1 and 1.25 intervals after its last frame (see check).
+// It exits when the group is empty.
 func (g *hbGroup) run() {
 	defer g.h.wg.Done()
-	tick := max(g.interval/4, time.Millisecond)
+	tick := g.tick()
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
 	for {
@@ -98,13 +98,33 @@ func (g *hbGroup) run() {
 			g.mu.Unlock()
 			return
 		}
-		for sub := range g.members {
-			if now-sub.lastActive.Load() >= int64(g.interval) && !sub.hbDue.Load() {
-				sub.hbDue.Store(true)
-				sub.signal()
-				g.h.woke()
-			}
-		}
+		g.check(now)
 		g.mu.Unlock()
+	}
+}
+
+// tick is how often run checks the members.
+func (g *hbGroup) tick() time.Duration { return max(g.interval/4, time.Millisecond) }
+
+// check marks a heartbeat due for the members that have been idle for the
+// interval at now, the time of a tick; g.mu is held. A delivery does not
+// read the clock: it sets the member's active flag, which the next tick
+// turns into lastActive. So lastActive is the first tick after the
+// member's last frame (or heartbeat, or start), and the member is due four
+// ticks later, between 1 and 1.25 intervals after that frame. Half a tick
+// of slack keeps a tick that ran late from pushing the heartbeat to the
+// fifth.
+func (g *hbGroup) check(now int64) {
+	idle := int64(g.interval - g.tick()/2)
+	for sub := range g.members {
+		if sub.active.Swap(false) {
+			sub.lastActive.Store(now)
+			continue
+		}
+		if now-sub.lastActive.Load() >= idle && !sub.hbDue.Load() {
+			sub.hbDue.Store(true)
+			sub.signal()
+			g.h.woke()
+		}
 	}
 }

@@ -263,7 +263,7 @@ func (h *Hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *S
 	if sub.ready == nil {
 		sub.ready = make(chan struct{}, 1)
 	}
-	sub.lastActive.Store(time.Now().UnixNano())
+	sub.active.Store(true) // the heartbeat scheduler's next tick starts its idle time
 	return sub
 }
 

@@ -587,3 +587,52 @@ func waitSubs(h *Hub, n int) {
 		runtime.Gosched()
 	}
 }
+
+// The heartbeat scheduler's decision, tick by tick with made-up times: a
+// delivery (the active flag) restarts the idle time at the tick that sees
+// it, and a member is due four ticks (one interval, less half a tick of
+// slack) after that, not before, and only once until it sends.
+func TestHeartbeatCheck(t *testing.T) {
+	l := newMemLog(0, "t")
+	h := setup(t, l, 256)
+	const interval = 40 * time.Millisecond
+	g := &hbGroup{h: h, interval: interval, members: map[*Subscription]struct{}{}}
+	sub := h.newSubscription("t", 0, SubscribeOpts{HeartbeatInterval: interval})
+	g.members[sub] = struct{}{}
+	tick := int64(g.tick())
+	require.Equal(t, int64(10*time.Millisecond), tick)
+	start := int64(1_000_000_000)
+	check := func(at int64) bool {
+		g.mu.Lock()
+		g.check(at)
+		g.mu.Unlock()
+		return sub.hbDue.Load()
+	}
+	require.False(t, check(start), "a new subscription is active: its idle time starts at this tick")
+	require.Equal(t, start, sub.lastActive.Load())
+	for i := int64(1); i <= 3; i++ {
+		require.False(t, check(start+i*tick), "idle for %d ticks", i)
+	}
+	require.False(t, check(start+4*tick-tick/2-1), "a tick early by more than half a tick")
+	require.True(t, check(start+4*tick-tick/2), "a late tick before, an early one now: due")
+	require.True(t, sub.HeartbeatDue())
+	require.False(t, sub.HeartbeatDue())
+
+	// The heartbeat counts as activity: the next one is four ticks after
+	// the tick that sees it.
+	hb := start + 4*tick
+	require.False(t, check(hb))
+	require.False(t, check(hb+3*tick))
+	require.True(t, check(hb+4*tick))
+	sub.ClearHeartbeat() // frames went out instead
+
+	// Frames in every tick keep the member from being due.
+	at := hb + 5*tick
+	for range 20 {
+		sub.markActive()
+		require.False(t, check(at))
+		at += tick
+	}
+	require.False(t, check(at+2*tick), "idle for three ticks after the last frame's tick")
+	require.True(t, check(at+3*tick))
+}

@@ -44,7 +44,8 @@ type Subscription struct {
 	pos        atomic.Int64          // copy of last, read by the topic to trim its window
 	failErr    atomic.Pointer[error] // ErrClosed on shutdown, or a topic's permanent error
 	hbInterval time.Duration
-	lastActive atomic.Int64 // unix nanos of the last frame or heartbeat
+	lastActive atomic.Int64 // unix nanos of the first heartbeat tick after the last activity
+	active     atomic.Bool  // delivered or heartbeated since the last tick (see hbGroup.check)
 	hbDue      atomic.Bool
 	// stale tells a solo topic's member that the Source may hold events it
 	// has not read: set before every signal that asks it to read (an
@@ -159,10 +160,19 @@ func (sub *Subscription) lockInline(t *topic) bool {
 	return true
 }
 
+// markActive records a delivery for the heartbeat scheduler: a plain load
+// when the flag is already set, as it is for all but the first delivery
+// between two of its ticks.
+func (sub *Subscription) markActive() {
+	if !sub.active.Load() {
+		sub.active.Store(true)
+	}
+}
+
 // handOver passes frames that sub has taken to its Deliver, and signals
 // sub when Deliver kept some for the consumer or the stream is over.
 func (sub *Subscription) handOver(frames []*Frame) inlineResult {
-	sub.lastActive.Store(time.Now().UnixNano())
+	sub.markActive()
 	if !sub.inline.deliver(frames) || sub.done {
 		sub.signal()
 		return inlineWoken
@@ -244,7 +254,7 @@ func (sub *Subscription) Next(ctx context.Context, dst []*Frame) ([]*Frame, erro
 		}
 	}
 	if len(dst) > n {
-		sub.lastActive.Store(time.Now().UnixNano())
+		sub.markActive()
 	}
 	if err != nil {
 		sub.nextErr = err
