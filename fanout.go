@@ -77,7 +77,7 @@ func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit
 	if err != nil {
 		return nil, err
 	}
-	return framesOf(events), nil
+	return framesOf(events, taskID), nil
 }
 
 // readLent encodes the events the store lends: no copy of them is made,
@@ -85,9 +85,10 @@ func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit
 // is at hand, its frame and JSON (see framesOf).
 func (s eventSource) readLent(ctx context.Context, taskID string, after int64, limit int) ([]*fanout.Frame, error) {
 	c := frameCollectors.Get().(*frameCollector)
+	c.taskID = taskID
 	err := s.lender.LendEvents(ctx, taskID, after, limit, c.encode)
 	frames := c.frames
-	c.frames = nil
+	c.frames, c.taskID = nil, ""
 	frameCollectors.Put(c)
 	if err != nil {
 		return nil, err
@@ -98,26 +99,28 @@ func (s eventSource) readLent(ctx context.Context, taskID string, after int64, l
 // frameCollector holds the frames of a lent read; pooled with its encode
 // method value, so that a read allocates no callback.
 type frameCollector struct {
+	taskID string // the read's
 	frames []*fanout.Frame
 	encode func([]TaskEvent)
 }
 
 var frameCollectors = sync.Pool{New: func() any {
 	c := &frameCollector{}
-	c.encode = func(events []TaskEvent) { c.frames = framesOf(events) }
+	c.encode = func(events []TaskEvent) { c.frames = framesOf(events, c.taskID) }
 	return c
 }}
 
-// framesOf encodes events into frames. A read of one event, the usual
-// read of a live stream, allocates nothing when a released frame can be
-// reused (see fanout.Release): the frame carries the slice holding it.
-func framesOf(events []TaskEvent) []*fanout.Frame {
+// framesOf encodes events, read from taskID's log, into frames. A read of
+// one event, the usual read of a live stream, allocates nothing when a
+// released frame can be reused (see fanout.Release): the frame carries the
+// slice holding it.
+func framesOf(events []TaskEvent, taskID string) []*fanout.Frame {
 	if len(events) == 1 {
-		return newFrame(&events[0]).Single()
+		return newFrame(&events[0], taskID).Single()
 	}
 	frames := make([]*fanout.Frame, len(events))
 	for i := range events {
-		frames[i] = newFrame(&events[i])
+		frames[i] = newFrame(&events[i], taskID)
 	}
 	return frames
 }
@@ -126,14 +129,23 @@ func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
 	return s.store.Watch(taskID, notify)
 }
 
-// newFrame encodes ev into a frame whose buffer has room for it, so that
-// the encoding allocates at most once.
-func newFrame(ev *TaskEvent) *fanout.Frame {
+// newFrame encodes ev, read from taskID's log, into a frame whose buffer
+// has room for it, so that the encoding allocates at most once.
+//
+// The hub reads only the logs of tasks whose ids passed ValidTaskID (every
+// subscription and long poll starts with ownedTask), so an event that
+// carries the read's task id and a protocol event type needs neither
+// checked for escaping; anything else a store returns is checked as usual.
+func newFrame(ev *TaskEvent, taskID string) *fanout.Frame {
 	f := fanout.NewFrame(ev.jsonSize())
 	f.Seq = ev.Seq
 	f.EventID = ev.EventID
 	f.Terminal = ev.Terminal()
-	f.JSON = wire.AppendEvent(f.JSON, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+	if ev.TaskID == taskID && ev.Type.Valid() {
+		f.JSON = wire.AppendSafeEvent(f.JSON, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+	} else {
+		f.JSON = wire.AppendEvent(f.JSON, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+	}
 	if !ev.CreatedAt.IsZero() {
 		f.CreatedAt = ev.CreatedAt.UnixNano()
 	}

@@ -34,6 +34,26 @@ func AppendValidEvent(dst []byte, typ, taskID, eventID string, createdAt time.Ti
 	if !safeString(typ) || !safeString(taskID) || !safeString(eventID) {
 		return appendEventSlow(dst, typ, taskID, eventID, createdAt, payload)
 	}
+	return appendEvent(dst, typ, taskID, eventID, createdAt, payload, compact)
+}
+
+// AppendSafeEvent is [AppendEvent] for a type and a task id that the caller
+// knows need no escaping (a protocol event type; a task id that passed
+// taskbridge.ValidTaskID, whose characters are all safe), which it writes
+// without checking them; it checks the event id and the payload as
+// AppendEvent does. A frame's encoding runs once per event read, and those
+// two checks were a fifth of it.
+func AppendSafeEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte) []byte {
+	ok, compact := Valid(payload)
+	if !ok || !safeString(eventID) {
+		return appendEventSlow(dst, typ, taskID, eventID, createdAt, payload)
+	}
+	return appendEvent(dst, typ, taskID, eventID, createdAt, payload, compact)
+}
+
+// appendEvent writes an envelope whose strings need no escaping and whose
+// payload is valid, compacting it unless compact.
+func appendEvent(dst []byte, typ, taskID, eventID string, createdAt time.Time, payload []byte, compact bool) []byte {
 	dst = append(dst, `{"type":"`...)
 	dst = append(dst, typ...)
 	dst = append(dst, `","taskId":"`...)

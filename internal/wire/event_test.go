@@ -32,8 +32,13 @@ func TestAppendEvent(t *testing.T) {
 		{Type: "TASK_MESSAGE", TaskID: "t", EventID: "1", CreatedAt: at, Payload: json.RawMessage("{\n  \"message\": \"a b\"\n}")},
 		{Type: "TASK_MESSAGE", TaskID: `we"ird`, EventID: "1", CreatedAt: at, Payload: json.RawMessage(`{"message":"<&>"}`)},
 		{Type: "TASK_COMPLETED", TaskID: "t", EventID: "2", CreatedAt: at, Payload: json.RawMessage(`not json`)},
+		{Type: "TASK_MESSAGE", TaskID: "t", EventID: "1\"<2>", CreatedAt: at, Payload: json.RawMessage(`{"message":"m"}`)},
 	} {
 		got := appendEvent([]byte("prefix"), ev)
+		if !strings.ContainsAny(ev.TaskID, `"<&>\`) {
+			safe := wire.AppendSafeEvent([]byte("prefix"), ev.Type, ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+			require.Equal(t, string(got), string(safe), "AppendSafeEvent writes the same bytes, checking the event id and payload")
+		}
 		require.True(t, strings.HasPrefix(string(got), "prefix"))
 		got = got[len("prefix"):]
 		require.True(t, json.Valid(got), string(got))
