@@ -79,3 +79,28 @@ func BenchmarkEncodePayload(b *testing.B) {
 		}
 	})
 }
+
+// appendProgress writes what encoding/json writes for every whole number
+// and hundredth from 0 to 100 (its own path), for the floats next to them
+// and for -0 (strconv's). Values below 1e-6 other than 0 never reach it
+// (encodeFrequent leaves them to json.Marshal, which writes an exponent).
+func TestAppendProgress(t *testing.T) {
+	check := func(p float64) {
+		if p != 0 && math.Abs(p) < 1e-6 {
+			return
+		}
+		want, err := json.Marshal(p)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(appendProgress(nil, p)), "%v (%b)", p, p)
+	}
+	for n := range 10001 {
+		p := float64(n) / 100
+		check(p)
+		check(math.Nextafter(p, -1))
+		check(math.Nextafter(p, 101))
+		check(float64(n) * 0.01) // not always the same float as n/100
+	}
+	check(math.Copysign(0, -1))
+	check(0.005)
+	check(99.995)
+}
