@@ -81,29 +81,93 @@ func (h *Handler) pollEvents(w http.ResponseWriter, r *http.Request, auth taskbr
 	}
 }
 
-// parseQuery parses r's query string strictly: r.URL.Query drops the
-// pairs it cannot decode (a bad %-escape, a ';' separator), so a value the
-// client sent would silently become the default. Such a query is 400
-// INVALID_REQUEST.
-func parseQuery(r *http.Request) (url.Values, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return nil, invalidRequest("malformed query string (a bad %%-escape or a ';' separator)")
+// query is a request's query string, parsed strictly: r.URL.Query drops
+// the pairs it cannot decode (a bad %-escape, a ';' separator), so a value
+// the client sent would silently become the default. Such a query is 400
+// INVALID_REQUEST. A query with nothing to decode (letters, digits and
+// "-._~", '=' and '&': every poll a client makes) is read where it is,
+// without building url.Values; any other goes through url.ParseQuery.
+type query struct {
+	raw  string     // the query, when vals is nil
+	vals url.Values // url.ParseQuery's values of a query with escapes
+}
+
+// maxPlainParams is url.ParseQuery's default limit on the parameters of a
+// query: a plain query with more goes to it, for its error.
+const maxPlainParams = 10000
+
+func parseQuery(r *http.Request) (query, error) {
+	raw := r.URL.RawQuery
+	if plainQuery(raw) && strings.Count(raw, "&") < maxPlainParams {
+		return query{raw: raw}, nil
 	}
-	return q, nil
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return query{}, invalidRequest("malformed query string (a bad %%-escape or a ';' separator)")
+	}
+	if q == nil {
+		q = url.Values{}
+	}
+	return query{vals: q}, nil
+}
+
+// plainQuery reports whether raw has only unreserved characters, '=' and
+// '&': nothing url.ParseQuery would decode or refuse.
+func plainQuery(raw string) bool {
+	for i := range len(raw) {
+		switch c := raw[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9',
+			c == '-', c == '.', c == '_', c == '~', c == '=', c == '&':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// get returns the first value of the parameter name and how many times it
+// was given.
+func (q query) get(name string) (first string, n int) {
+	if q.vals != nil {
+		vs := q.vals[name]
+		if len(vs) == 0 {
+			return "", 0
+		}
+		return vs[0], len(vs)
+	}
+	for seg := range strings.SplitSeq(q.raw, "&") {
+		if k, v, _ := strings.Cut(seg, "="); k == name && seg != "" {
+			if n == 0 {
+				first = v
+			}
+			n++
+		}
+	}
+	return first, n
+}
+
+// all returns every value of the parameter name, in order.
+func (q query) all(name string) []string {
+	if q.vals != nil {
+		return q.vals[name]
+	}
+	var vs []string
+	for seg := range strings.SplitSeq(q.raw, "&") {
+		if k, v, _ := strings.Cut(seg, "="); k == name && seg != "" {
+			vs = append(vs, v)
+		}
+	}
+	return vs
 }
 
 // stringParam reads an optional query parameter that may be given once.
-func stringParam(verr *taskbridge.ValidationError, q url.Values, name string) string {
-	vals := q[name]
-	if len(vals) > 1 {
+func stringParam(verr *taskbridge.ValidationError, q query, name string) string {
+	v, n := q.get(name)
+	if n > 1 {
 		verr.Add(name, "must be given once")
 		return ""
 	}
-	if len(vals) == 0 {
-		return ""
-	}
-	return vals[0]
+	return v
 }
 
 // intParam reads an optional integer query parameter in [lo, hi], given at
@@ -111,16 +175,15 @@ func stringParam(verr *taskbridge.ValidationError, q url.Values, name string) st
 // a sign, a space, an underscore or a base prefix is "must be an integer";
 // a '-' before digits is a negative number, "must be between" like any
 // value out of range (lo is never below 0).
-func intParam(verr *taskbridge.ValidationError, q url.Values, name string, lo, hi, def int64) int64 {
-	vals, ok := q[name]
-	if !ok || len(vals) == 0 {
+func intParam(verr *taskbridge.ValidationError, q query, name string, lo, hi, def int64) int64 {
+	v, count := q.get(name)
+	if count == 0 {
 		return def
 	}
-	if len(vals) > 1 {
+	if count > 1 {
 		verr.Add(name, "must be given once")
 		return def
 	}
-	v := vals[0]
 	digits, negative := strings.CutPrefix(v, "-")
 	if !decimalDigits(digits) {
 		verr.Add(name, "must be an integer (the digits 0-9 only)")
@@ -243,7 +306,7 @@ func (h *Handler) listTasks(w http.ResponseWriter, r *http.Request, auth taskbri
 		Limit:  int(intParam(&verr, q, "limit", 1, taskbridge.MaxListLimit, taskbridge.DefaultListLimit)),
 		Cursor: stringParam(&verr, q, "cursor"),
 	}
-	for _, v := range q["status"] {
+	for _, v := range q.all("status") {
 		for s := range strings.SplitSeq(v, ",") {
 			st := taskbridge.TaskStatus(strings.ToUpper(strings.TrimSpace(s)))
 			switch {
