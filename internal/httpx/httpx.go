@@ -46,8 +46,17 @@ func WriteJSONBytes(w http.ResponseWriter, status int, b []byte, err error) {
 	h["Content-Type"] = []string{"application/json"}
 	h["Cache-Control"] = []string{"no-store"}
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	if len(b) < cap(b) {
+		_, _ = w.Write(append(b, '\n'))
+		return
+	}
+	// Appending to a full b would copy it: the newline goes on its own.
+	if _, err := w.Write(b); err == nil {
+		_, _ = w.Write(newline)
+	}
 }
+
+var newline = []byte{'\n'}
 
 // RetryAfterSeconds is the Retry-After header of a 429 response: how long a
 // client should wait before it retries a create refused for having too many
