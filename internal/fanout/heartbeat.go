@@ -10,7 +10,7 @@ import (
 // reported to the Observer.
 func (sub *Subscription) HeartbeatDue() bool {
 	if sub.hbDue.Swap(false) {
-		sub.active.Store(true)
+		sub.markActive()
 		if sub.obs != nil && sub.obs.Heartbeat != nil {
 			sub.obs.Heartbeat(sub)
 		}
@@ -23,7 +23,7 @@ func (sub *Subscription) HeartbeatDue() bool {
 // the caller has just sent frames, which make it moot.
 func (sub *Subscription) ClearHeartbeat() {
 	if sub.hbDue.Swap(false) {
-		sub.active.Store(true)
+		sub.markActive()
 	}
 }
 
@@ -108,20 +108,23 @@ func (g *hbGroup) tick() time.Duration { return max(g.interval/4, time.Milliseco
 
 // check marks a heartbeat due for the members that have been idle for the
 // interval at now, the time of a tick; g.mu is held. A delivery does not
-// read the clock: it sets the member's active flag, which the next tick
-// turns into lastActive. So lastActive is the first tick after the
-// member's last frame (or heartbeat, or start), and the member is due four
-// ticks later, between 1 and 1.25 intervals after that frame. Half a tick
-// of slack keeps a tick that ran late from pushing the heartbeat to the
-// fifth.
+// read the clock: it sets the member's lastActive to 0 (see markActive),
+// which the next tick replaces with its own time. So lastActive is the
+// first tick after the member's last frame (or heartbeat, or start), and
+// the member is due four ticks later, between 1 and 1.25 intervals after
+// that frame. Half a tick of slack keeps a tick that ran late from pushing
+// the heartbeat to the fifth.
 func (g *hbGroup) check(now int64) {
 	idle := int64(g.interval - g.tick()/2)
 	for sub := range g.members {
-		if sub.active.Swap(false) {
-			sub.lastActive.Store(now)
+		last := sub.lastActive.Load()
+		if last == 0 {
+			// A delivery since the last tick. A CAS, so that one made
+			// meanwhile is seen by the next tick rather than lost.
+			sub.lastActive.CompareAndSwap(0, now)
 			continue
 		}
-		if now-sub.lastActive.Load() >= idle && !sub.hbDue.Load() {
+		if now-last >= idle && !sub.hbDue.Load() {
 			sub.hbDue.Store(true)
 			sub.signal()
 			g.h.woke()

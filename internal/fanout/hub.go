@@ -263,7 +263,8 @@ func (h *Hub) newSubscription(taskID string, after int64, opts SubscribeOpts) *S
 	if sub.ready == nil {
 		sub.ready = make(chan struct{}, 1)
 	}
-	sub.active.Store(true) // the heartbeat scheduler's next tick starts its idle time
+	// lastActive is 0, as after a delivery: the heartbeat scheduler's
+	// next tick starts the idle time.
 	return sub
 }
 

@@ -589,7 +589,7 @@ func waitSubs(h *Hub, n int) {
 }
 
 // The heartbeat scheduler's decision, tick by tick with made-up times: a
-// delivery (the active flag) restarts the idle time at the tick that sees
+// delivery (lastActive set to 0) restarts the idle time at the tick that sees
 // it, and a member is due four ticks (one interval, less half a tick of
 // slack) after that, not before, and only once until it sends.
 func TestHeartbeatCheck(t *testing.T) {

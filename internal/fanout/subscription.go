@@ -44,8 +44,10 @@ type Subscription struct {
 	pos        atomic.Int64          // copy of last, read by the topic to trim its window
 	failErr    atomic.Pointer[error] // ErrClosed on shutdown, or a topic's permanent error
 	hbInterval time.Duration
-	lastActive atomic.Int64 // unix nanos of the first heartbeat tick after the last activity
-	active     atomic.Bool  // delivered or heartbeated since the last tick (see hbGroup.check)
+	// lastActive is the time (unix nanos) of the heartbeat scheduler's
+	// first tick after the last frame or heartbeat, or 0 when there was one
+	// since its last tick (see hbGroup.check).
+	lastActive atomic.Int64
 	hbDue      atomic.Bool
 	// stale tells a solo topic's member that the Source may hold events it
 	// has not read: set before every signal that asks it to read (an
@@ -160,12 +162,12 @@ func (sub *Subscription) lockInline(t *topic) bool {
 	return true
 }
 
-// markActive records a delivery for the heartbeat scheduler: a plain load
-// when the flag is already set, as it is for all but the first delivery
-// between two of its ticks.
+// markActive records a delivery for the heartbeat scheduler, without
+// reading the clock: a plain load when it is recorded already, as it is
+// for all but the first delivery between two of its ticks.
 func (sub *Subscription) markActive() {
-	if !sub.active.Load() {
-		sub.active.Store(true)
+	if sub.lastActive.Load() != 0 {
+		sub.lastActive.Store(0)
 	}
 }
 
