@@ -16,7 +16,6 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/bufpool"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
-	"github.com/taskbridge-go/taskbridge/internal/offstack"
 	"github.com/taskbridge-go/taskbridge/internal/rawwrite"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 	"github.com/taskbridge-go/taskbridge/internal/wire"
@@ -32,9 +31,10 @@ const (
 	chunkSize = 64 << 10
 	// defaultQuietAfter is Handler.quietAfter: how long a stream must
 	// have sent nothing for its next step (reading its subscription,
-	// writing a batch or a heartbeat) to run on a short-lived goroutine
-	// (see package internal/offstack). A busy stream works on its own
-	// goroutine, a quiet one keeps that goroutine's stack small.
+	// writing a batch or a heartbeat) to run on another goroutine, one of
+	// the handler's pool (see package internal/offstack). A busy stream
+	// works on its own goroutine, a quiet one keeps that goroutine's
+	// stack small.
 	defaultQuietAfter = time.Second
 )
 
@@ -72,11 +72,6 @@ type stream struct {
 	// lastSent is when the last batch or heartbeat began; see
 	// defaultQuietAfter.
 	lastSent int64 // Unix ns
-	// stepAt is when run last read the clock, before a step: the time
-	// a batch that step writes begins. A step right after one that sent
-	// reads no clock and leaves it as it was: lastSent may then be older
-	// than the batch, which only makes a busy stream look quiet sooner.
-	stepAt int64 // Unix ns
 }
 
 // start commits to the stream s (its subscription open): it returns the
@@ -158,7 +153,16 @@ func (s *stream) finish() {
 		s.guard.Remove()
 	}
 	s.closeSub()
+	s.leave()
+}
+
+// leave counts the stream out of its handler; the last one to leave
+// releases the goroutines kept for quiet streams' steps.
+func (s *stream) leave() {
 	s.st.Leave()
+	if s.h.life.Active() == 0 {
+		s.h.steps.Release()
+	}
 }
 
 // closeSub closes the subscription under its lock and drops what deliver
@@ -218,7 +222,7 @@ func (s *stream) detached() {
 	_ = s.conn.Close()
 	s.guard.Remove()
 	<-ctx.Done()
-	s.st.Leave()
+	s.leave()
 }
 
 // run writes replay, live events and heartbeats until the terminal event,
@@ -226,17 +230,23 @@ func (s *stream) detached() {
 // down.
 func (s *stream) run(ctx context.Context) {
 	more := false
+	// at is when the loop last read the clock, before a step: the time a
+	// batch that step writes begins. A step right after one that sent
+	// reads no clock and takes the earlier time: lastSent may then be
+	// older than the batch, which only makes a busy stream look quiet
+	// sooner.
+	var at int64
 	for {
 		var ok bool
 		// A step right after one that sent (more) is not quiet: no clock
 		// read needed.
 		if !more {
-			s.stepAt = time.Now().UnixNano()
+			at = time.Now().UnixNano()
 		}
-		if !more && s.stepAt-s.lastSent >= int64(s.h.quietAfter) {
-			more, ok = s.offloadStep(ctx)
+		if !more && at-s.lastSent >= int64(s.h.quietAfter) {
+			more, ok = s.offloadStep(ctx, at)
 		} else {
-			more, ok = s.step(ctx)
+			more, ok = s.step(ctx, at)
 		}
 		if !ok {
 			return
@@ -275,9 +285,10 @@ func (s *stream) writeFailed(err error) {
 	}
 }
 
-// offloadStep is step on a short-lived goroutine (see package internal/offstack).
-func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
-	offstack.Run(func() { more, ok = s.step(ctx) })
+// offloadStep is step on another goroutine, one of the handler's pool
+// that waits for quiet streams' steps (see package internal/offstack).
+func (s *stream) offloadStep(ctx context.Context, at int64) (more, ok bool) {
+	s.h.steps.Run(func() { more, ok = s.step(ctx, at) })
 	return more, ok
 }
 
@@ -286,8 +297,8 @@ func (s *stream) offloadStep(ctx context.Context) (more, ok bool) {
 // that frames went out and more may follow at once (see
 // fanout.Subscription.More: a caught-up solo member waits for its signal
 // instead of calling Next for nothing); ok is false when the stream is
-// over.
-func (s *stream) step(ctx context.Context) (more, ok bool) {
+// over. at is the time a batch it writes begins (see run).
+func (s *stream) step(ctx context.Context, at int64) (more, ok bool) {
 	s.sub.Lock()
 	defer s.sub.Unlock()
 	if in := s.inline; in != nil && in.out != nil {
@@ -307,7 +318,7 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 	var end bool
 	var werr error
 	if n > 0 || s.head != nil {
-		end, werr = s.writeFrames(frames)
+		end, werr = s.writeFrames(frames, at)
 	}
 	fanout.Release(frames) // written, or the stream is over
 	*fp = frames
@@ -334,10 +345,10 @@ func (s *stream) step(ctx context.Context) (more, ok bool) {
 	return false, true
 }
 
-// writeFrames writes frames as one batch, after the head if that is still
-// pending; end reports a terminal event.
-func (s *stream) writeFrames(frames []*fanout.Frame) (end bool, err error) {
-	s.lastSent = s.stepAt
+// writeFrames writes frames as one batch begun at at, after the head if
+// that is still pending; end reports a terminal event.
+func (s *stream) writeFrames(frames []*fanout.Frame, at int64) (end bool, err error) {
+	s.lastSent = at
 	bp := s.head
 	s.head = nil
 	if bp == nil {
