@@ -39,16 +39,24 @@ func (w *flushSignal) SetReadDeadline(time.Time) error  { return nil }
 // reads and encodes once for all). On one goroutine at a time (-test.cpu 1)
 // the order of events is fixed, and under callgrind the instruction count
 // repeats (see docs/BENCHMARKS.md).
+//
+// Quiet is Streams=1 with every step taken as a quiet stream's (events
+// seconds apart, the usual pace of a task's progress): on a short-lived
+// goroutine (see package internal/offstack).
 func BenchmarkServeHTTPDelivery(b *testing.B) {
 	for _, n := range []int{1, 2, 8} {
-		b.Run(fmt.Sprintf("Streams=%d", n), func(b *testing.B) { benchmarkServeHTTPDelivery(b, n) })
+		b.Run(fmt.Sprintf("Streams=%d", n), func(b *testing.B) { benchmarkServeHTTPDelivery(b, n, false) })
 	}
+	b.Run("Quiet", func(b *testing.B) { benchmarkServeHTTPDelivery(b, 1, true) })
 }
 
-func benchmarkServeHTTPDelivery(b *testing.B, streams int) {
+func benchmarkServeHTTPDelivery(b *testing.B, streams int, quiet bool) {
 	env := streamtest.New(b, streamtest.Options{MaxEventsPerTask: 64})
 	h, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth, DisableHeartbeats: true})
 	require.NoError(b, err)
+	if quiet {
+		sse.SetQuietAfter(h, 0)
+	}
 	defer func() { require.NoError(b, h.Shutdown(context.Background())) }()
 	id := env.CreateTask(b, "alice")
 	env.Started(b, id)

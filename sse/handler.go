@@ -145,7 +145,10 @@ type Handler struct {
 
 	// life tracks the streams; done is life.Done(): streams end.
 	life *streamlife.Group
-	done <-chan struct{}
+	// steps runs the steps of quiet streams (see stream.offloadStep),
+	// released when the last stream leaves.
+	steps offstack.Pool
+	done  <-chan struct{}
 	// wd cuts off the streams' writes that overrun Config.WriteTimeout.
 	wd *writewatch.Watchdog
 
