@@ -7,5 +7,7 @@
 // quarter of it is in use; net/http's connection goroutine alone uses more
 // than 1 KiB below a handler. A deep call made once (route matching,
 // writing the response head, a store read) would otherwise double an idle
-// stream's stack for its whole life. A call costs about a microsecond.
+// stream's stack for its whole life. A call costs about a microsecond,
+// plus, on a new goroutine, growing its stack to the call's depth; a [Pool]
+// keeps goroutines whose stacks have grown for the next call.
 package offstack
