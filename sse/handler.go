@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
+	"github.com/taskbridge-go/taskbridge/internal/gopool"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/offstack"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
@@ -147,7 +148,7 @@ type Handler struct {
 	life *streamlife.Group
 	// steps runs the steps of quiet streams (see stream.offloadStep),
 	// released when the last stream leaves.
-	steps offstack.Pool
+	steps gopool.Pool
 	done  <-chan struct{}
 	// wd cuts off the streams' writes that overrun Config.WriteTimeout.
 	wd *writewatch.Watchdog

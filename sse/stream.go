@@ -32,9 +32,9 @@ const (
 	// defaultQuietAfter is Handler.quietAfter: how long a stream must
 	// have sent nothing for its next step (reading its subscription,
 	// writing a batch or a heartbeat) to run on another goroutine, one of
-	// the handler's pool (see package internal/offstack). A busy stream
-	// works on its own goroutine, a quiet one keeps that goroutine's
-	// stack small.
+	// the handler's pool (see packages internal/offstack and
+	// internal/gopool). A busy stream works on its own goroutine, a quiet
+	// one keeps that goroutine's stack small.
 	defaultQuietAfter = time.Second
 )
 
@@ -286,7 +286,7 @@ func (s *stream) writeFailed(err error) {
 }
 
 // offloadStep is step on another goroutine, one of the handler's pool
-// that waits for quiet streams' steps (see package internal/offstack).
+// that waits for quiet streams' steps (see package internal/gopool).
 func (s *stream) offloadStep(ctx context.Context, at int64) (more, ok bool) {
 	s.h.steps.Run(func() { more, ok = s.step(ctx, at) })
 	return more, ok

@@ -82,11 +82,7 @@ func alive(ids []uint64) int {
 	return live
 }
 
-func (h *Hub) idleFetchers() int {
-	h.fetchers.mu.Lock()
-	defer h.fetchers.mu.Unlock()
-	return len(h.fetchers.idle)
-}
+func (h *Hub) idleFetchers() int { return h.fetchers.Waiting() }
 
 // A shared topic's fetches, one per append at light load, run on one
 // goroutine that waits between them instead of starting a goroutine each;

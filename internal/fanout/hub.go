@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskbridge-go/taskbridge/internal/gopool"
 )
 
 // Config configures a [Hub]. A zero field means its default.
@@ -108,8 +110,9 @@ type Hub struct {
 	drained chan struct{} // closed when closed && len(subs) == 0
 	hb      map[time.Duration]*hbGroup
 
-	wg       sync.WaitGroup // topic fetchers and heartbeat schedulers
-	fetchers fetchers
+	wg sync.WaitGroup // topic fetchers and heartbeat schedulers
+	// fetchers runs the topics' fetches (see maxIdleFetchers).
+	fetchers gopool.Pool
 
 	lastID atomic.Uint64 // the last subscription id handed out
 	wakes  atomic.Uint64 // wake-ups counted by woke
@@ -140,7 +143,7 @@ func New(cfg Config) (*Hub, error) {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{
+	h := &Hub{
 		cfg:      cfg,
 		retryMin: retryMin,
 		ctx:      ctx,
@@ -149,8 +152,23 @@ func New(cfg Config) (*Hub, error) {
 		subs:     map[*Subscription]struct{}{},
 		drained:  make(chan struct{}),
 		hb:       map[time.Duration]*hbGroup{},
-	}, nil
+	}
+	h.fetchers.MaxIdle = maxIdleFetchers
+	h.fetchers.Group = &h.wg
+	return h, nil
 }
+
+// maxIdleFetchers is the most goroutines that wait for a topic's fetch.
+//
+// Each fetch runs on a goroutine of its own, so that a topic whose Source
+// read is slow delays no other topic; at light load a shared topic fetches
+// once per append. A new goroutine for each cost more than the fetch (its
+// stack grown by copying to the depth of a read, an encode and inline
+// writes), so the goroutines wait for the next fetch of any topic (see
+// package internal/gopool), and are released when the hub's last
+// subscription closes and at Shutdown: the hub runs no goroutine without
+// subscriptions.
+const maxIdleFetchers = 64
 
 // Start is where a subscription starts, with what the host knew of the
 // task when it checked it, before reading its log.
@@ -302,7 +320,7 @@ func (h *Hub) unregister(sub *Subscription) {
 	drained := h.closed && empty
 	h.mu.Unlock()
 	if empty {
-		h.fetchers.release(false)
+		h.fetchers.Release()
 	}
 	if g != nil {
 		g.remove(sub)
@@ -357,7 +375,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return ctx.Err()
 	}
 	h.cancel()
-	h.fetchers.release(true)
+	h.fetchers.Close()
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	select {

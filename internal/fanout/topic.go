@@ -265,8 +265,13 @@ func (t *topic) notify() {
 	}
 	t.fetching = true
 	t.mu.Unlock()
-	t.h.startFetch(t)
+	t.h.fetchers.Go((*fetchJob)(t))
 }
+
+// fetchJob is a topic as the fetchers' job: its Run is the topic's fetch.
+type fetchJob topic
+
+func (j *fetchJob) Run() { (*topic)(j).fetch() }
 
 // fetch reads new events until the topic is caught up with the Source.
 func (t *topic) fetch() {

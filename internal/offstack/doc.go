@@ -8,6 +8,7 @@
 // than 1 KiB below a handler. A deep call made once (route matching,
 // writing the response head, a store read) would otherwise double an idle
 // stream's stack for its whole life. A call costs about a microsecond,
-// plus, on a new goroutine, growing its stack to the call's depth; a [Pool]
-// keeps goroutines whose stacks have grown for the next call.
+// plus growing the new goroutine's stack to the call's depth; work that
+// is offloaded often (a quiet SSE stream's steps) runs on a gopool.Pool
+// instead, whose goroutines keep their grown stacks for the next call.
 package offstack

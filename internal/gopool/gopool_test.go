@@ -1,0 +1,128 @@
+package gopool_test
+
+import (
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/taskbridge-go/taskbridge/internal/gopool"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func goroutineID() string {
+	buf := make([]byte, 64)
+	buf = buf[:runtime.Stack(buf, false)]
+	id, _, _ := strings.Cut(string(buf), " [")
+	return id
+}
+
+func allStacks() string {
+	buf := make([]byte, 1<<20)
+	return string(buf[:runtime.Stack(buf, true)])
+}
+
+// gone waits until the goroutine with the id (as goroutineID returns it)
+// has exited.
+func gone(t *testing.T, id string) {
+	t.Helper()
+	require.Eventually(t, func() bool { return !strings.Contains(allStacks(), id+" [") }, 5*time.Second, time.Millisecond,
+		"%s has not exited", id)
+}
+
+// Run runs each call on another goroutine and waits for it, raises its
+// panics in the caller, returns when the call exits its goroutine, and
+// runs call after call on the goroutine that finished the last one;
+// Release ends it, and the next call starts another.
+func TestRun(t *testing.T) {
+	var p gopool.Pool
+	caller := goroutineID()
+	var first, second string
+	p.Run(func() { first = goroutineID() })
+	require.NotEmpty(t, first, "Run returned before f finished")
+	require.NotEqual(t, caller, first)
+	p.Run(func() { second = goroutineID() })
+	require.Equal(t, first, second, "the goroutine that ran the last call runs the next")
+
+	require.PanicsWithValue(t, "boom", func() { p.Run(func() { panic("boom") }) })
+	require.PanicsWithValue(t, http.ErrAbortHandler, func() { p.Run(func() { panic(http.ErrAbortHandler) }) })
+	var third string
+	p.Run(func() { third = goroutineID() })
+	require.Equal(t, first, third, "a call's panic does not end its goroutine")
+
+	p.Run(func() { runtime.Goexit() }) // returns, as offstack.Run does
+	gone(t, first)
+	var fourth string
+	p.Run(func() { fourth = goroutineID() })
+	require.NotEqual(t, first, fourth, "the goroutine that exited is replaced")
+
+	p.Release()
+	gone(t, fourth)
+	require.Zero(t, p.Waiting())
+	var fifth string
+	p.Run(func() { fifth = goroutineID() })
+	require.NotEqual(t, fourth, fifth)
+	require.Equal(t, 1, p.Waiting())
+	p.Release()
+	gone(t, fifth)
+}
+
+// Go returns at once and runs its function on a waiting goroutine, which
+// Group counts; after Close, goroutines run what they are given and exit.
+func TestGo(t *testing.T) {
+	var wg sync.WaitGroup
+	p := gopool.Pool{Group: &wg}
+	ran := make(chan string)
+	p.Go(funcJob(func() { ran <- goroutineID() }))
+	first := <-ran
+	require.Eventually(t, func() bool { return p.Waiting() == 1 }, 5*time.Second, time.Millisecond)
+	p.Go(funcJob(func() { ran <- goroutineID() }))
+	require.Equal(t, first, <-ran, "the waiting goroutine runs the next function")
+
+	require.Eventually(t, func() bool { return p.Waiting() == 1 }, 5*time.Second, time.Millisecond)
+	p.Close()
+	wg.Wait() // the Group saw the goroutine exit
+	p.Go(funcJob(func() { ran <- goroutineID() }))
+	late := <-ran
+	wg.Wait() // after Close, it exits once done
+	require.NotEqual(t, first, late)
+	require.Zero(t, p.Waiting())
+}
+
+// Calls that overlap run on goroutines of their own; when they are done, at
+// most MaxIdle of those goroutines wait.
+func TestMaxIdle(t *testing.T) {
+	for _, max := range []int{0, 3} {
+		var wg sync.WaitGroup
+		p := gopool.Pool{MaxIdle: max, Group: &wg}
+		want := max
+		if want == 0 {
+			want = gopool.DefaultMaxIdle
+		}
+		var started, calls sync.WaitGroup
+		gate := make(chan struct{})
+		const n = 40
+		started.Add(n)
+		for range n {
+			calls.Go(func() { p.Run(func() { started.Done(); <-gate }) })
+		}
+		started.Wait()
+		close(gate)
+		calls.Wait()
+		require.Eventually(t, func() bool { return strings.Count(allStacks(), "gopool.(*Pool).serve") == want }, 5*time.Second, time.Millisecond,
+			"%d of the %d goroutines wait, the others exit", want, n)
+		require.Equal(t, want, p.Waiting())
+		p.Release()
+		wg.Wait()
+	}
+}
+
+type funcJob func()
+
+func (f funcJob) Run() { f() }
