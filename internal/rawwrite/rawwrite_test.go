@@ -85,3 +85,25 @@ func TestConnNotASocket(t *testing.T) {
 	defer func() { _ = a.Close(); _ = b.Close() }()
 	require.Nil(t, Conn(a))
 }
+
+// An inline delivery's write allocates nothing (it used to allocate its
+// callback and the count it returned).
+func TestTryAllocations(t *testing.T) {
+	client, server := pair(t)
+	rc := Conn(server)
+	msg := []byte("data: {}\n\n")
+	got := make([]byte, len(msg))
+	allocs := testing.AllocsPerRun(1000, func() {
+		if Try(rc, msg) != len(msg) {
+			t.Fatal("short write")
+		}
+		if _, err := io.ReadFull(client, got); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if raceEnabled {
+		require.LessOrEqual(t, allocs, 2.0) // .ci/run also runs this test without the race detector
+		return
+	}
+	require.Zero(t, allocs)
+}

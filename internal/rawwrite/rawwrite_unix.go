@@ -4,6 +4,7 @@ package rawwrite
 
 import (
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -25,21 +26,41 @@ func Conn(c net.Conn) syscall.RawConn {
 // out: all of b, a prefix when the socket buffer filled up, or none when it
 // was full or the connection failed (the caller's next blocking write
 // reports that error). The caller must be the connection's only writer
-// while it runs.
+// while it runs. It allocates nothing: the callback RawConn.Write takes is
+// a pooled writer's method value, not a closure made per call.
 func Try(rc syscall.RawConn, b []byte) int {
-	n := 0
-	_ = rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, err := syscall.Write(int(fd), b[n:])
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil || m <= 0 {
-				break
-			}
-			n += m
-		}
-		return true // done: never wait for the socket
-	})
+	w := writers.Get().(*writer)
+	w.b, w.n = b, 0
+	_ = rc.Write(w.fn)
+	n := w.n
+	w.b = nil
+	writers.Put(w)
 	return n
+}
+
+// writer is Try's callback with its state.
+type writer struct {
+	b  []byte
+	n  int
+	fn func(fd uintptr) bool // write, bound once
+}
+
+var writers = sync.Pool{New: func() any {
+	w := &writer{}
+	w.fn = w.write
+	return w
+}}
+
+func (w *writer) write(fd uintptr) bool {
+	for w.n < len(w.b) {
+		m, err := syscall.Write(int(fd), w.b[w.n:])
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil || m <= 0 {
+			break
+		}
+		w.n += m
+	}
+	return true // done: never wait for the socket
 }
