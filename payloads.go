@@ -276,7 +276,9 @@ func encodeFrequent(p Payload) (b []byte, ok bool) {
 		if p.Progress != 0 && math.Abs(p.Progress) < 1e-6 {
 			return nil, false // encoding/json writes these with an exponent
 		}
-		b = make([]byte, 0, 40+len(p.Stage)+len(p.Message))
+		// 37 bytes of names and punctuation, and up to 24 of number
+		// ("0.0000012345678901234567"): the buffer never grows.
+		b = make([]byte, 0, 64+len(p.Stage)+len(p.Message))
 		b = append(b, `{"progress":`...)
 		b = appendProgress(b, p.Progress)
 		b = appendOptional(b, `,"stage":`, p.Stage)

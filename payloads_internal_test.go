@@ -104,3 +104,24 @@ func TestAppendProgress(t *testing.T) {
 	check(0.005)
 	check(99.995)
 }
+
+// encodeFrequent sizes its buffer so that it never grows: one allocation
+// per payload, also with every optional member and the longest progress
+// numbers.
+func TestEncodeFrequentAllocatesOnce(t *testing.T) {
+	for _, p := range []Payload{
+		ProgressPayload{Progress: 0.5, Stage: "render", Message: "rendering page 3 of 7"},
+		ProgressPayload{Progress: 12.345678901234567, Stage: "s", Message: "m"},
+		ProgressPayload{Progress: 0.0000012345678901234567, Stage: "stage", Message: "message"},
+		ProgressPayload{Progress: 100},
+		MessagePayload{Message: "hello", Level: LevelWarning},
+		StartedPayload{Message: "go"},
+	} {
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, ok := encodeFrequent(p); !ok {
+				t.Fatalf("%#v is not encoded on the fast path", p)
+			}
+		})
+		require.Equal(t, 1.0, allocs, "%#v", p)
+	}
+}
