@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"context"
+	"iter"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -125,39 +126,35 @@ func plainQuery(raw string) bool {
 	return true
 }
 
+// values yields the values of the parameter name, in order.
+func (q query) values(name string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		if q.vals != nil {
+			for _, v := range q.vals[name] {
+				if !yield(v) {
+					return
+				}
+			}
+			return
+		}
+		for seg := range strings.SplitSeq(q.raw, "&") {
+			if k, v, _ := strings.Cut(seg, "="); k == name && seg != "" && !yield(v) {
+				return
+			}
+		}
+	}
+}
+
 // get returns the first value of the parameter name and how many times it
 // was given.
 func (q query) get(name string) (first string, n int) {
-	if q.vals != nil {
-		vs := q.vals[name]
-		if len(vs) == 0 {
-			return "", 0
+	for v := range q.values(name) {
+		if n == 0 {
+			first = v
 		}
-		return vs[0], len(vs)
-	}
-	for seg := range strings.SplitSeq(q.raw, "&") {
-		if k, v, _ := strings.Cut(seg, "="); k == name && seg != "" {
-			if n == 0 {
-				first = v
-			}
-			n++
-		}
+		n++
 	}
 	return first, n
-}
-
-// all returns every value of the parameter name, in order.
-func (q query) all(name string) []string {
-	if q.vals != nil {
-		return q.vals[name]
-	}
-	var vs []string
-	for seg := range strings.SplitSeq(q.raw, "&") {
-		if k, v, _ := strings.Cut(seg, "="); k == name && seg != "" {
-			vs = append(vs, v)
-		}
-	}
-	return vs
 }
 
 // stringParam reads an optional query parameter that may be given once.
@@ -306,7 +303,7 @@ func (h *Handler) listTasks(w http.ResponseWriter, r *http.Request, auth taskbri
 		Limit:  int(intParam(&verr, q, "limit", 1, taskbridge.MaxListLimit, taskbridge.DefaultListLimit)),
 		Cursor: stringParam(&verr, q, "cursor"),
 	}
-	for _, v := range q.all("status") {
+	for v := range q.values("status") {
 		for s := range strings.SplitSeq(v, ",") {
 			st := taskbridge.TaskStatus(strings.ToUpper(strings.TrimSpace(s)))
 			switch {
