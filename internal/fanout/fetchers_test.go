@@ -1,16 +1,15 @@
 package fanout
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge/internal/goroutinetest"
 )
 
 // fetchLog is a memLog that records the goroutines its topics' reads run
@@ -28,7 +27,7 @@ func (l *fetchLog) Read(ctx context.Context, taskID string, after int64, limit i
 		if l.gids == nil {
 			l.gids = map[uint64]int{}
 		}
-		l.gids[goroutineID()]++
+		l.gids[goroutinetest.ID()]++
 		hold := l.hold
 		l.mu.Unlock()
 		if hold != nil {
@@ -47,39 +46,6 @@ func (l *fetchLog) fetchGoroutines() []uint64 {
 		ids = append(ids, id)
 	}
 	return ids
-}
-
-// goroutineID parses the running goroutine's id from its stack header
-// ("goroutine 42 [running]:").
-func goroutineID() uint64 {
-	var buf [64]byte
-	b := buf[:runtime.Stack(buf[:], false)]
-	b = bytes.TrimPrefix(b, []byte("goroutine "))
-	id, err := strconv.ParseUint(string(b[:bytes.IndexByte(b, ' ')]), 10, 64)
-	if err != nil {
-		panic(fmt.Sprintf("goroutine id in %q: %v", buf, err))
-	}
-	return id
-}
-
-// alive reports which of ids are goroutines that have not exited.
-func alive(ids []uint64) int {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	live := 0
-	for _, id := range ids {
-		if bytes.Contains(buf, fmt.Appendf(nil, "goroutine %d [", id)) {
-			live++
-		}
-	}
-	return live
 }
 
 func (h *Hub) idleFetchers() int { return h.fetchers.Waiting() }
@@ -109,7 +75,7 @@ func TestFetcherWaitsForTheNextFetch(t *testing.T) {
 
 	sub.Close()
 	other.Close()
-	require.Eventually(t, func() bool { return alive(ids) == 0 && h.idleFetchers() == 0 }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return goroutinetest.Alive(ids...) == 0 && h.idleFetchers() == 0 }, 10*time.Second, time.Millisecond,
 		"the fetcher exits when the hub has no subscriptions")
 }
 
@@ -138,7 +104,7 @@ func TestIdleFetchersAreCapped(t *testing.T) {
 	for _, id := range ids {
 		l.append(id, false)
 	}
-	require.Eventually(t, func() bool { return alive(l.fetchGoroutines()) == tasks }, 10*time.Second, time.Millisecond,
+	require.Eventually(t, func() bool { return goroutinetest.Alive(l.fetchGoroutines()...) == tasks }, 10*time.Second, time.Millisecond,
 		"every topic fetches at once, each on a goroutine")
 	close(hold)
 	for _, sub := range subs {
@@ -147,6 +113,6 @@ func TestIdleFetchersAreCapped(t *testing.T) {
 		require.Equal(t, []int64{1}, seqs(frames))
 	}
 	require.Eventually(t, func() bool {
-		return alive(l.fetchGoroutines()) == maxIdleFetchers && h.idleFetchers() == maxIdleFetchers
+		return goroutinetest.Alive(l.fetchGoroutines()...) == maxIdleFetchers && h.idleFetchers() == maxIdleFetchers
 	}, 10*time.Second, time.Millisecond, "all but maxIdleFetchers exit when done")
 }

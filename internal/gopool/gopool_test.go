@@ -1,9 +1,9 @@
 package gopool_test
 
 import (
+	"bytes"
 	"net/http"
 	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -12,28 +12,16 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/taskbridge-go/taskbridge/internal/gopool"
+	"github.com/taskbridge-go/taskbridge/internal/goroutinetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func goroutineID() string {
-	buf := make([]byte, 64)
-	buf = buf[:runtime.Stack(buf, false)]
-	id, _, _ := strings.Cut(string(buf), " [")
-	return id
-}
-
-func allStacks() string {
-	buf := make([]byte, 1<<20)
-	return string(buf[:runtime.Stack(buf, true)])
-}
-
-// gone waits until the goroutine with the id (as goroutineID returns it)
-// has exited.
-func gone(t *testing.T, id string) {
+// gone waits until the goroutine id has exited.
+func gone(t *testing.T, id uint64) {
 	t.Helper()
-	require.Eventually(t, func() bool { return !strings.Contains(allStacks(), id+" [") }, 5*time.Second, time.Millisecond,
-		"%s has not exited", id)
+	require.Eventually(t, func() bool { return goroutinetest.Alive(id) == 0 }, 5*time.Second, time.Millisecond,
+		"goroutine %d has not exited", id)
 }
 
 // Run runs each call on another goroutine and waits for it, raises its
@@ -42,31 +30,31 @@ func gone(t *testing.T, id string) {
 // Release ends it, and the next call starts another.
 func TestRun(t *testing.T) {
 	var p gopool.Pool
-	caller := goroutineID()
-	var first, second string
-	p.Run(func() { first = goroutineID() })
-	require.NotEmpty(t, first, "Run returned before f finished")
+	caller := goroutinetest.ID()
+	var first, second uint64
+	p.Run(func() { first = goroutinetest.ID() })
+	require.NotZero(t, first, "Run returned before f finished")
 	require.NotEqual(t, caller, first)
-	p.Run(func() { second = goroutineID() })
+	p.Run(func() { second = goroutinetest.ID() })
 	require.Equal(t, first, second, "the goroutine that ran the last call runs the next")
 
 	require.PanicsWithValue(t, "boom", func() { p.Run(func() { panic("boom") }) })
 	require.PanicsWithValue(t, http.ErrAbortHandler, func() { p.Run(func() { panic(http.ErrAbortHandler) }) })
-	var third string
-	p.Run(func() { third = goroutineID() })
+	var third uint64
+	p.Run(func() { third = goroutinetest.ID() })
 	require.Equal(t, first, third, "a call's panic does not end its goroutine")
 
 	p.Run(func() { runtime.Goexit() }) // returns, as offstack.Run does
 	gone(t, first)
-	var fourth string
-	p.Run(func() { fourth = goroutineID() })
+	var fourth uint64
+	p.Run(func() { fourth = goroutinetest.ID() })
 	require.NotEqual(t, first, fourth, "the goroutine that exited is replaced")
 
 	p.Release()
 	gone(t, fourth)
 	require.Zero(t, p.Waiting())
-	var fifth string
-	p.Run(func() { fifth = goroutineID() })
+	var fifth uint64
+	p.Run(func() { fifth = goroutinetest.ID() })
 	require.NotEqual(t, fourth, fifth)
 	require.Equal(t, 1, p.Waiting())
 	p.Release()
@@ -78,17 +66,17 @@ func TestRun(t *testing.T) {
 func TestGo(t *testing.T) {
 	var wg sync.WaitGroup
 	p := gopool.Pool{Group: &wg}
-	ran := make(chan string)
-	p.Go(funcJob(func() { ran <- goroutineID() }))
+	ran := make(chan uint64)
+	p.Go(funcJob(func() { ran <- goroutinetest.ID() }))
 	first := <-ran
 	require.Eventually(t, func() bool { return p.Waiting() == 1 }, 5*time.Second, time.Millisecond)
-	p.Go(funcJob(func() { ran <- goroutineID() }))
+	p.Go(funcJob(func() { ran <- goroutinetest.ID() }))
 	require.Equal(t, first, <-ran, "the waiting goroutine runs the next function")
 
 	require.Eventually(t, func() bool { return p.Waiting() == 1 }, 5*time.Second, time.Millisecond)
 	p.Close()
 	wg.Wait() // the Group saw the goroutine exit
-	p.Go(funcJob(func() { ran <- goroutineID() }))
+	p.Go(funcJob(func() { ran <- goroutinetest.ID() }))
 	late := <-ran
 	wg.Wait() // after Close, it exits once done
 	require.NotEqual(t, first, late)
@@ -115,7 +103,7 @@ func TestMaxIdle(t *testing.T) {
 		started.Wait()
 		close(gate)
 		calls.Wait()
-		require.Eventually(t, func() bool { return strings.Count(allStacks(), "gopool.(*Pool).serve") == want }, 5*time.Second, time.Millisecond,
+		require.Eventually(t, func() bool { return bytes.Count(goroutinetest.All(), []byte("gopool.(*Pool).serve")) == want }, 5*time.Second, time.Millisecond,
 			"%d of the %d goroutines wait, the others exit", want, n)
 		require.Equal(t, want, p.Waiting())
 		p.Release()

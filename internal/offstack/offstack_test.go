@@ -2,27 +2,19 @@ package offstack_test
 
 import (
 	"net/http"
-	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge-go/taskbridge/internal/goroutinetest"
 	"github.com/taskbridge-go/taskbridge/internal/offstack"
 )
 
-func goroutineID() string {
-	buf := make([]byte, 64)
-	buf = buf[:runtime.Stack(buf, false)]
-	id, _, _ := strings.Cut(string(buf), " [")
-	return id
-}
-
 func TestRunUsesAnotherGoroutineAndWaits(t *testing.T) {
-	caller := goroutineID()
-	var inside string
-	offstack.Run(func() { inside = goroutineID() })
-	require.NotEmpty(t, inside, "Run returned before f finished")
+	caller := goroutinetest.ID()
+	var inside uint64
+	offstack.Run(func() { inside = goroutinetest.ID() })
+	require.NotZero(t, inside, "Run returned before f finished")
 	require.NotEqual(t, caller, inside)
 }
 
