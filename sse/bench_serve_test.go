@@ -92,3 +92,34 @@ func benchmarkServeHTTPDelivery(b *testing.B, streams int, quiet bool) {
 		<-done
 	}
 }
+
+// BenchmarkServeHTTPOpen measures a client (re)connecting: one op serves a
+// stream inside ServeHTTP from its checks and subscription through the
+// response head and the replay of the task's one event, then ends it (the
+// client leaves). The checks and the subscription run off the stream's
+// goroutine (see package internal/offstack).
+func BenchmarkServeHTTPOpen(b *testing.B) {
+	env := streamtest.New(b, streamtest.Options{})
+	h, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth, DisableHeartbeats: true})
+	require.NoError(b, err)
+	defer func() { require.NoError(b, h.Shutdown(context.Background())) }()
+	id := env.CreateTask(b, "alice")
+	env.Started(b, id)
+	w := &flushSignal{h: http.Header{}, flushed: make(chan struct{})}
+	done := make(chan struct{})
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx, cancel := context.WithCancel(context.Background())
+		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/api/v1/tasks/"+id+"/events/stream", nil)
+		r.Header.Set("Authorization", "Bearer alice")
+		r.SetPathValue("taskId", id)
+		clear(w.h)
+		go func() {
+			h.ServeHTTP(w, r)
+			done <- struct{}{}
+		}()
+		<-w.flushed // the head and the replayed event
+		cancel()
+		<-done
+	}
+}

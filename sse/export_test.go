@@ -11,3 +11,7 @@ func SetQuietAfter(h *Handler, d time.Duration) { h.quietAfter = d }
 // appending goroutine) report whether the socket took all of it. Call it
 // before h serves.
 func SetDeliverHook(h *Handler, f func(sent bool)) { h.deliverHook = f }
+
+// OffloadWaiting returns how many goroutines of h's offload pool wait for
+// work.
+func OffloadWaiting(h *Handler) int { return h.offload.Waiting() }

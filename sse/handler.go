@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,6 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/gopool"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
-	"github.com/taskbridge-go/taskbridge/internal/offstack"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 )
@@ -146,10 +146,11 @@ type Handler struct {
 
 	// life tracks the streams; done is life.Done(): streams end.
 	life *streamlife.Group
-	// steps runs the steps of quiet streams (see stream.offloadStep),
-	// released when the last stream leaves.
-	steps gopool.Pool
-	done  <-chan struct{}
+	// offload runs the work kept off the streams' own goroutines: each
+	// stream's checks and subscription (ServeHTTP) and the steps of quiet
+	// streams (stream.offloadStep). Released when no stream is left.
+	offload gopool.Pool
+	done    <-chan struct{}
 	// wd cuts off the streams' writes that overrun Config.WriteTimeout.
 	wd *writewatch.Watchdog
 
@@ -200,6 +201,10 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		done:       life.Done(),
 		wd:         writewatch.New(cfg.WriteTimeout),
 		quietAfter: defaultQuietAfter,
+		// Offloaded work runs while its stream's goroutine waits, so about
+		// one goroutine per core is busy with it at a time; those that
+		// wait are few, as their stacks have grown to an open's depth.
+		offload: gopool.Pool{MaxIdle: max(4, runtime.GOMAXPROCS(0))},
 	}, nil
 }
 
@@ -240,14 +245,30 @@ func lastEventID(r *http.Request) (string, error) {
 // ServeHTTP implements http.Handler. It returns when the stream ends, or,
 // for a hijacked stream ([Config.Hijack]), as soon as it has started.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// The checks and the subscription run on a short-lived goroutine (and
-	// so does the stream's first step, which writes the response head), so
+	// The checks and the subscription run on another goroutine (and so
+	// does the stream's first step, which writes the response head), so
 	// that this one, which holds the stream, keeps a small stack (see
-	// package internal/offstack).
+	// packages internal/offstack and internal/gopool).
 	var s *stream
-	offstack.Run(func() { s = h.open(w, r) })
+	defer func() {
+		// Refused (an error answered, or a panic on its way to net/http),
+		// or a hijacked stream now served by goroutines of its own: a
+		// stream served here releases the pool when it leaves.
+		if s == nil {
+			h.releaseIdle()
+		}
+	}()
+	h.offload.Run(func() { s = h.open(w, r) })
 	if s != nil {
 		s.serve(r.Context())
+	}
+}
+
+// releaseIdle releases the offload pool's goroutines when no stream is
+// left to need them.
+func (h *Handler) releaseIdle() {
+	if h.life.Active() == 0 {
+		h.offload.Release()
 	}
 }
 

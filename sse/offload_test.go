@@ -88,3 +88,47 @@ func TestPanicReachesTheServer(t *testing.T) {
 	br := bufio.NewReader(get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil).Body)
 	require.Equal(t, "1", readEvent(t, br).EventID)
 }
+
+// The goroutines the handler keeps for opening streams and for quiet
+// streams' steps wait only while it has streams: after a refused request,
+// a panicking one and a stream that ended, none is left.
+func TestOffloadPoolReleased(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	h := newHandler(t, env, sse.Config{Auth: taskbridge.AuthFunc(func(r *http.Request) (taskbridge.AuthContext, error) {
+		if r.Header.Get("Authorization") == "Bearer mallory" {
+			panic("resolver exploded")
+		}
+		return streamtest.Auth.ResolveAuth(r)
+	})})
+	sse.SetQuietAfter(h, 0) // every step offloaded
+	logs := make(logWriter, 4)
+	srv := serve(t, h, h, func(srv *httptest.Server) { srv.Config.ErrorLog = log.New(logs, "", 0) })
+	task := env.CreateTask(t, "alice")
+	idle := func() bool { return sse.OffloadWaiting(h) == 0 }
+
+	resp := get(t, srv.Client(), streamURL(srv.URL, task), "bob", nil)
+	require.Equal(t, http.StatusNotFound, resp.StatusCode, "bob may not see alice's task")
+	_ = resp.Body.Close()
+	require.Eventually(t, idle, 10*time.Second, time.Millisecond, "after a refused request")
+
+	req, err := http.NewRequest(http.MethodGet, streamURL(srv.URL, task), nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer mallory")
+	if resp, err := srv.Client().Do(req); err == nil {
+		_ = resp.Body.Close()
+	}
+	<-logs
+	require.Eventually(t, idle, 10*time.Second, time.Millisecond, "after a panicking request")
+
+	env.Started(t, task)
+	resp = get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
+	br := bufio.NewReader(resp.Body)
+	require.Equal(t, "1", readEvent(t, br).EventID)
+	env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
+	require.Equal(t, "2", readEvent(t, br).EventID)
+	require.Eventually(t, func() bool { return sse.OffloadWaiting(h) > 0 }, 10*time.Second, time.Millisecond,
+		"the stream's steps leave a goroutine waiting")
+	_ = resp.Body.Close() // the client leaves
+	require.Eventually(t, idle, 10*time.Second, time.Millisecond, "after the stream ended")
+}

@@ -157,12 +157,10 @@ func (s *stream) finish() {
 }
 
 // leave counts the stream out of its handler; the last one to leave
-// releases the goroutines kept for quiet streams' steps.
+// releases the goroutines of the offload pool.
 func (s *stream) leave() {
 	s.st.Leave()
-	if s.h.life.Active() == 0 {
-		s.h.steps.Release()
-	}
+	s.h.releaseIdle()
 }
 
 // closeSub closes the subscription under its lock and drops what deliver
@@ -288,7 +286,7 @@ func (s *stream) writeFailed(err error) {
 // offloadStep is step on another goroutine, one of the handler's pool
 // that waits for quiet streams' steps (see package internal/gopool).
 func (s *stream) offloadStep(ctx context.Context, at int64) (more, ok bool) {
-	s.h.steps.Run(func() { more, ok = s.step(ctx, at) })
+	s.h.offload.Run(func() { more, ok = s.step(ctx, at) })
 	return more, ok
 }
 
