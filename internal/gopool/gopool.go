@@ -25,7 +25,11 @@ type Pool struct {
 // job ends it.
 type worker struct {
 	jobs chan job
-	done chan any // what a waited-for job panicked with, or nil
+	// done reports a Run's job finished: what it panicked with, or nil.
+	// Unbuffered, so that the worker waits for its next job only once
+	// the caller has the report; buffered, a second caller could take the
+	// worker and receive the first caller's report as its own.
+	done chan any
 }
 
 type job struct {
@@ -68,7 +72,7 @@ func (p *Pool) get() *worker {
 	}
 	p.keep = !p.closed
 	p.mu.Unlock()
-	w := &worker{jobs: make(chan job, 1), done: make(chan any, 1)}
+	w := &worker{jobs: make(chan job, 1), done: make(chan any)}
 	if p.Group != nil {
 		p.Group.Add(1)
 	}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,3 +115,31 @@ func TestMaxIdle(t *testing.T) {
 type funcJob func()
 
 func (f funcJob) Run() { f() }
+
+// Run returns when its own function has run. A worker used to report a
+// call done on a buffered channel and wait for the next call at once, so a
+// second caller could take it and receive the first call's report before
+// the first caller did: its Run returned before its function ran (a
+// hijacked SSE stream's first step "finished" without writing, and the
+// stream ended at once). The second caller here starts as the first call
+// ends.
+func TestRunWaitsForItsOwnCall(t *testing.T) {
+	var p gopool.Pool
+	defer p.Release()
+	for range 5000 {
+		var ran atomic.Bool
+		var wg sync.WaitGroup
+		p.Run(func() {
+			wg.Go(func() {
+				p.Run(func() { ran.Store(true) })
+				if !ran.Load() {
+					t.Error("Run returned before its function ran")
+				}
+			})
+		})
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+	}
+}
