@@ -57,18 +57,22 @@ func (w logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// panickyAuth is streamtest.Auth, but panics for "Bearer mallory".
+var panickyAuth = taskbridge.AuthFunc(func(r *http.Request) (taskbridge.AuthContext, error) {
+	if r.Header.Get("Authorization") == "Bearer mallory" {
+		panic("resolver exploded")
+	}
+	return streamtest.Auth.ResolveAuth(r)
+})
+
 // TestPanicReachesTheServer: a panic in the host's authentication, which
-// runs on a short-lived goroutine, is raised again in ServeHTTP, where
-// net/http recovers and logs it instead of the process crashing.
+// runs on a goroutine of the handler's offload pool, is raised again in
+// ServeHTTP, where net/http recovers and logs it instead of the process
+// crashing.
 func TestPanicReachesTheServer(t *testing.T) {
 	t.Parallel()
 	env := streamtest.New(t, streamtest.Options{})
-	h := newHandler(t, env, sse.Config{Auth: taskbridge.AuthFunc(func(r *http.Request) (taskbridge.AuthContext, error) {
-		if r.Header.Get("Authorization") == "Bearer mallory" {
-			panic("resolver exploded")
-		}
-		return streamtest.Auth.ResolveAuth(r)
-	})})
+	h := newHandler(t, env, sse.Config{Auth: panickyAuth})
 	logs := make(logWriter, 4)
 	srv := serve(t, h, h, func(srv *httptest.Server) { srv.Config.ErrorLog = log.New(logs, "", 0) })
 	task := env.CreateTask(t, "alice")
@@ -95,12 +99,7 @@ func TestPanicReachesTheServer(t *testing.T) {
 func TestOffloadPoolReleased(t *testing.T) {
 	t.Parallel()
 	env := streamtest.New(t, streamtest.Options{})
-	h := newHandler(t, env, sse.Config{Auth: taskbridge.AuthFunc(func(r *http.Request) (taskbridge.AuthContext, error) {
-		if r.Header.Get("Authorization") == "Bearer mallory" {
-			panic("resolver exploded")
-		}
-		return streamtest.Auth.ResolveAuth(r)
-	})})
+	h := newHandler(t, env, sse.Config{Auth: panickyAuth})
 	sse.SetQuietAfter(h, 0) // every step offloaded
 	logs := make(logWriter, 4)
 	srv := serve(t, h, h, func(srv *httptest.Server) { srv.Config.ErrorLog = log.New(logs, "", 0) })
