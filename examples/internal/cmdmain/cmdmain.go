@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -61,6 +62,7 @@ type Server struct {
 	MaxHeaderBytes int
 	// OnShutdown are registered with [http.Server.RegisterOnShutdown]:
 	// they end the streams, which Shutdown does not wait for otherwise.
+	// Serve returns once they have returned (or ShutdownTimeout passed).
 	OnShutdown []func()
 	// Background, if set, runs from the moment the server listens until
 	// the server and Stop have shut down (maintenance loops).
@@ -101,8 +103,16 @@ func Serve(ctx context.Context, s Server, stdout io.Writer) error {
 		MaxHeaderBytes:    s.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.Log.Handler(), slog.LevelWarn),
 	}
+	// Shutdown starts the OnShutdown funcs on goroutines of their own and
+	// does not wait for them; Serve does, so that it returns only once the
+	// streams they end have ended.
+	var hooks sync.WaitGroup
 	for _, f := range s.OnShutdown {
-		srv.RegisterOnShutdown(f)
+		hooks.Add(1)
+		srv.RegisterOnShutdown(func() {
+			defer hooks.Done()
+			f()
+		})
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -136,6 +146,13 @@ func Serve(ctx context.Context, s Server, stdout io.Writer) error {
 	go func() { httpDone <- srv.Shutdown(sctx) }()
 	stopErr := stop(sctx)
 	httpErr := <-httpDone
+	hooksDone := make(chan struct{})
+	go func() { hooks.Wait(); close(hooksDone) }()
+	select {
+	case <-hooksDone:
+	case <-sctx.Done():
+		httpErr = errors.Join(httpErr, fmt.Errorf("shutdown hooks: %w", sctx.Err()))
+	}
 	if serveErr == nil {
 		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 			serveErr = err

@@ -37,10 +37,13 @@ func TestParse(t *testing.T) {
 }
 
 // TestServe serves a request, then shuts down on ctx: OnShutdown and Stop
-// run, Background ends, and Serve returns nil.
+// run, Background ends, and Serve returns nil, not before OnShutdown has
+// returned (http.Server.Shutdown does not wait for it: Serve used to return
+// first, now and then).
 func TestServe(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var onShutdown, stopped, backgroundEnded atomic.Bool
+	release := make(chan struct{})
 	urls := make(chan string, 1)
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
@@ -48,7 +51,7 @@ func TestServe(t *testing.T) {
 		done <- Serve(ctx, Server{
 			Addr:       "127.0.0.1:0",
 			Handler:    http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }),
-			OnShutdown: []func(){func() { onShutdown.Store(true) }},
+			OnShutdown: []func(){func() { <-release; onShutdown.Store(true) }},
 			Background: func(ctx context.Context) { <-ctx.Done(); backgroundEnded.Store(true) },
 			Started:    func(url string) { urls <- url },
 			Stop:       func(context.Context) error { stopped.Store(true); return nil },
@@ -67,6 +70,12 @@ func TestServe(t *testing.T) {
 
 	cancel()
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	select {
+	case <-done:
+		t.Fatal("Serve returned before its OnShutdown func did")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
 	select {
 	case err := <-done:
 		require.NoError(t, err)
