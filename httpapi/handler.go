@@ -166,6 +166,12 @@ func (h *Handler) authed(fn authedFunc) routeFunc {
 // other than GET, HEAD and OPTIONS unless it declares a JSON Content-Type,
 // which a browser sends cross-origin only after a CORS preflight.
 func (h *Handler) checkCrossOrigin(r *http.Request) error {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		// Safe methods, which CrossOriginProtection always allows: every
+		// poll and stream, without parsing a Content-Type.
+		return nil
+	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err == nil && isJSONMediaType(mt) {
 		return nil
 	}

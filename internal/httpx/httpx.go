@@ -41,10 +41,11 @@ func WriteJSONBytes(w http.ResponseWriter, status int, b []byte, err error) {
 			wire.FormatTime(time.Now()) + `"}`)
 	}
 	// The keys are canonical already: assigned directly, without
-	// Header.Set's check of every byte of the key.
+	// Header.Set's check of every byte of the key, and the values are
+	// shared (net/http copies them when it writes the header).
 	h := w.Header()
-	h["Content-Type"] = []string{"application/json"}
-	h["Cache-Control"] = []string{"no-store"}
+	h["Content-Type"] = contentTypeJSON
+	h["Cache-Control"] = cacheControlNoStore
 	w.WriteHeader(status)
 	if len(b) < cap(b) {
 		_, _ = w.Write(append(b, '\n'))
@@ -57,6 +58,12 @@ func WriteJSONBytes(w http.ResponseWriter, status int, b []byte, err error) {
 }
 
 var newline = []byte{'\n'}
+
+// The header values of every JSON response: shared, never modified.
+var (
+	contentTypeJSON     = []string{"application/json"}
+	cacheControlNoStore = []string{"no-store"}
+)
 
 // RetryAfterSeconds is the Retry-After header of a 429 response: how long a
 // client should wait before it retries a create refused for having too many
