@@ -342,6 +342,11 @@ func TestHeadersReplayAndLive(t *testing.T) {
 		require.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 		require.Equal(t, "no-cache, no-transform", resp.Header.Get("Cache-Control"))
 		require.Equal(t, "no", resp.Header.Get("X-Accel-Buffering"))
+		// Not chunked: the stream ends with its connection, as net/http
+		// writes an HTTP/1.1 response with Transfer-Encoding identity.
+		require.Empty(t, resp.TransferEncoding)
+		require.True(t, resp.Close, "Connection: close")
+		require.Equal(t, int64(-1), resp.ContentLength)
 		br := bufio.NewReader(resp.Body)
 
 		for _, w := range want {

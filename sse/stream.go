@@ -104,6 +104,14 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *stream) *stre
 		}
 	}
 	s.w, s.rc = w, http.NewResponseController(w)
+	if r.ProtoMajor == 1 && r.ProtoMinor >= 1 {
+		// An HTTP/1.1 stream is delimited by closing the connection, as a
+		// hijacked one is, instead of being chunked: net/http writes each
+		// batch as it is, without a chunk header to format (a sixth of its
+		// write path). A stream ends only when the task did or the client
+		// left, and then the client opens a new connection either way.
+		hdr.Set("Transfer-Encoding", "identity")
+	}
 	w.WriteHeader(http.StatusOK)
 	// The server's ReadTimeout would otherwise fail the connection's
 	// background read and cancel the request mid-stream.
