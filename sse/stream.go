@@ -79,9 +79,9 @@ type stream struct {
 // stream and returns nil. The response head goes out with the first batch.
 func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *stream) *stream {
 	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
-	hdr.Set("Cache-Control", "no-cache, no-transform")
-	hdr.Set("X-Accel-Buffering", "no")
+	hdr["Content-Type"] = headerEventStream
+	hdr["Cache-Control"] = headerNoCache
+	hdr["X-Accel-Buffering"] = headerNo
 	s.head = bufpool.Bytes.Get()
 	st := s.st
 	st.OnClose(s.sub)
@@ -110,7 +110,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *stream) *stre
 		// batch as it is, without a chunk header to format (a sixth of its
 		// write path). A stream ends only when the task did or the client
 		// left, and then the client opens a new connection either way.
-		hdr.Set("Transfer-Encoding", "identity")
+		hdr["Transfer-Encoding"] = headerIdentity
 	}
 	w.WriteHeader(http.StatusOK)
 	// The server's ReadTimeout would otherwise fail the connection's
@@ -127,6 +127,17 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, s *stream) *stre
 	*s.head = s.appendIntro(*s.head)
 	return s
 }
+
+// A stream's response header values, assigned under their canonical keys.
+// Every stream shares them, never modified: net/http writes a copy of the
+// handler's header, which the stream's ResponseWriter keeps as long as it
+// is open, so values of its own would stay allocated for nothing.
+var (
+	headerEventStream = []string{"text/event-stream"}
+	headerNoCache     = []string{"no-cache, no-transform"}
+	headerNo          = []string{"no"}
+	headerIdentity    = []string{"identity"}
+)
 
 // appendIntro appends what precedes the first event: the preamble and the
 // retry field.
