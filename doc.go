@@ -64,8 +64,10 @@
 // files), [LiveTaskCreator] (exact per-owner quotas,
 // [Config].MaxLiveTasksPerOwner), [InlineReader] (reads from memory:
 // a task's only subscriber on a WebSocket or a hijacked SSE stream is
-// written to by the appending goroutine) and [EventLender] (events are
-// encoded from the store's memory without a copy).
+// written to by the appending goroutine), [EventLender] (events are
+// encoded from the store's memory without a copy) and [VettedAppender]
+// (the store vouches for the payloads it lends, which are then encoded
+// without checking them again).
 //
 // # Executors
 //

@@ -3,6 +3,7 @@ package taskbridge
 import (
 	"context"
 	"fmt"
+	"reflect"
 	"strconv"
 )
 
@@ -92,6 +93,49 @@ type EventLender interface {
 	// events that refers to memory (their Payload) after it returns, or
 	// call into the store, as it may run while the store holds a lock.
 	LendEvents(ctx context.Context, taskID string, after int64, limit int, fn func([]TaskEvent)) error
+}
+
+// VettedAppender is an optional [EventStore] extension for a store that
+// lends its events ([EventLender]) and vouches for their payloads: every
+// payload it lends is empty or valid, compact JSON. The service appends the
+// events whose payloads it encoded itself with AppendVetted, which the store
+// takes as they are; the store checks those given to Append (and to its
+// SuspensionStore methods) itself, refusing invalid JSON with
+// [ErrInvalidEvent] and compacting the rest. The fan-out then encodes a lent
+// event without checking its payload again: for a task's only subscriber
+// that check was a sixth of a delivery. Package memstore's store implements
+// it; package storetest checks the promise.
+//
+// The service relies on it only when VettedStore returns the very store it
+// was given. A type that embeds a vouching store gets these methods
+// promoted, and the service then treats it as any other store: it calls the
+// type's own Append (a wrapper that counts, audits or fails appends is never
+// bypassed) and checks what it lends. A wrapper that leaves appends and
+// reads to the store it embeds keeps the saving by declaring its own
+// VettedStore that returns itself.
+type VettedAppender interface {
+	// AppendVetted is Append for an event whose Payload is valid, compact
+	// JSON (as [EncodePayload] makes it).
+	AppendVetted(ctx context.Context, ev TaskEvent) (TaskEvent, error)
+	// VettedStore returns the store these methods belong to: the receiver
+	// itself.
+	VettedStore() EventStore
+}
+
+// vettedAppender returns store as a VettedAppender when it is one itself,
+// not through a store it embeds (see VettedAppender), and nil otherwise.
+func vettedAppender(store EventStore) VettedAppender {
+	va, ok := store.(VettedAppender)
+	if !ok {
+		return nil
+	}
+	// Interfaces holding one type compare its values, which panics for a
+	// type that is not comparable.
+	self, t := va.VettedStore(), reflect.TypeOf(store)
+	if reflect.TypeOf(self) != t || !t.Comparable() || self != store {
+		return nil
+	}
+	return va
 }
 
 // FormatEventID returns the wire event id for position seq.

@@ -60,13 +60,16 @@ func inlineReads(store EventStore) bool {
 type eventSource struct {
 	store  EventStore
 	lender EventLender // store, when it lends its events
+	// vouched is set when the lender vouches for the payloads it lends
+	// (VettedAppender): their encoding does not check them.
+	vouched bool
 }
 
 var _ fanout.Source = eventSource{}
 
 func newEventSource(store EventStore) eventSource {
 	l, _ := store.(EventLender)
-	return eventSource{store: store, lender: l}
+	return eventSource{store: store, lender: l, vouched: l != nil && vettedAppender(store) != nil}
 }
 
 func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit int) ([]*fanout.Frame, error) {
@@ -77,7 +80,7 @@ func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit
 	if err != nil {
 		return nil, err
 	}
-	return framesOf(events, taskID), nil
+	return framesOf(events, taskID, false), nil
 }
 
 // readLent encodes the events the store lends: no copy of them is made,
@@ -85,7 +88,7 @@ func (s eventSource) Read(ctx context.Context, taskID string, after int64, limit
 // is at hand, its frame and JSON (see framesOf).
 func (s eventSource) readLent(ctx context.Context, taskID string, after int64, limit int) ([]*fanout.Frame, error) {
 	c := frameCollectors.Get().(*frameCollector)
-	c.taskID = taskID
+	c.taskID, c.vouched = taskID, s.vouched
 	err := s.lender.LendEvents(ctx, taskID, after, limit, c.encode)
 	frames := c.frames
 	c.frames, c.taskID = nil, ""
@@ -99,28 +102,30 @@ func (s eventSource) readLent(ctx context.Context, taskID string, after int64, l
 // frameCollector holds the frames of a lent read; pooled with its encode
 // method value, so that a read allocates no callback.
 type frameCollector struct {
-	taskID string // the read's
-	frames []*fanout.Frame
-	encode func([]TaskEvent)
+	taskID  string // the read's
+	vouched bool   // the store vouches for the payloads (see eventSource)
+	frames  []*fanout.Frame
+	encode  func([]TaskEvent)
 }
 
 var frameCollectors = sync.Pool{New: func() any {
 	c := &frameCollector{}
-	c.encode = func(events []TaskEvent) { c.frames = framesOf(events, c.taskID) }
+	c.encode = func(events []TaskEvent) { c.frames = framesOf(events, c.taskID, c.vouched) }
 	return c
 }}
 
-// framesOf encodes events, read from taskID's log, into frames. A read of
-// one event, the usual read of a live stream, allocates nothing when a
+// framesOf encodes events, read from taskID's log, into frames; vouched
+// is set when the store vouches for their payloads (see newFrame). A read
+// of one event, the usual read of a live stream, allocates nothing when a
 // released frame can be reused (see fanout.Release): the frame carries the
 // slice holding it.
-func framesOf(events []TaskEvent, taskID string) []*fanout.Frame {
+func framesOf(events []TaskEvent, taskID string, vouched bool) []*fanout.Frame {
 	if len(events) == 1 {
-		return newFrame(&events[0], taskID).Single()
+		return newFrame(&events[0], taskID, vouched).Single()
 	}
 	frames := make([]*fanout.Frame, len(events))
 	for i := range events {
-		frames[i] = newFrame(&events[i], taskID)
+		frames[i] = newFrame(&events[i], taskID, vouched)
 	}
 	return frames
 }
@@ -136,14 +141,19 @@ func (s eventSource) Watch(taskID string, notify func()) (stop func()) {
 // subscription and long poll starts with ownedTask), so an event that
 // carries the read's task id and a protocol event type needs neither
 // checked for escaping; anything else a store returns is checked as usual.
-func newFrame(ev *TaskEvent, taskID string) *fanout.Frame {
+// Nor is the payload when vouched: the store vouches for it (see
+// VettedAppender).
+func newFrame(ev *TaskEvent, taskID string, vouched bool) *fanout.Frame {
 	f := fanout.NewFrame(ev.jsonSize())
 	f.Seq = ev.Seq
 	f.EventID = ev.EventID
 	f.Terminal = ev.Terminal()
-	if ev.TaskID == taskID && ev.Type.Valid() {
+	switch {
+	case ev.TaskID == taskID && ev.Type.Valid() && vouched:
+		f.JSON = wire.AppendVettedEvent(f.JSON, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+	case ev.TaskID == taskID && ev.Type.Valid():
 		f.JSON = wire.AppendSafeEvent(f.JSON, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
-	} else {
+	default:
 		f.JSON = wire.AppendEvent(f.JSON, string(ev.Type), ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
 	}
 	if !ev.CreatedAt.IsZero() {

@@ -1,6 +1,7 @@
 package taskbridge_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -255,4 +257,131 @@ func BenchmarkFanOut(b *testing.B) {
 			b.ReportMetric(float64(b.N*subs)/b.Elapsed().Seconds(), "deliveries/s")
 		})
 	}
+}
+
+// vettingStore counts how events reach a memstore: through Append, which
+// checks their payloads, or through AppendVetted, which does not.
+type vettingStore struct {
+	*memstore.Store
+	appends, vetted atomic.Int64
+}
+
+func (s *vettingStore) Append(ctx context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
+	s.appends.Add(1)
+	return s.Store.Append(ctx, ev)
+}
+
+func (s *vettingStore) AppendVetted(ctx context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
+	s.vetted.Add(1)
+	return s.Store.AppendVetted(ctx, ev)
+}
+
+// VettedStore declares that the wrapper's own AppendVetted is to be used.
+func (s *vettingStore) VettedStore() taskbridge.EventStore { return s }
+
+// auditStore embeds memstore and counts its appends, as a host's wrapper
+// might: memstore's AppendVetted and VettedStore are promoted to it, and
+// must not lead the service around its Append.
+type auditStore struct {
+	*memstore.Store
+	appends atomic.Int64
+}
+
+func (s *auditStore) Append(ctx context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
+	s.appends.Add(1)
+	return s.Store.Append(ctx, ev)
+}
+
+// TestEmitThroughAWrapper: a store embedding memstore gets every emitted
+// event through its own Append (the runner's fault-injecting test store
+// was bypassed when the service took memstore's promoted AppendVetted).
+func TestEmitThroughAWrapper(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := &auditStore{Store: memstore.New(memstore.Config{})}
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, svc.Shutdown(ctx)) }()
+	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "demo"})
+	require.NoError(t, err)
+	em := svc.Emitter(resp.TaskID)
+	_, err = em.Emit(ctx, taskbridge.StartedPayload{})
+	require.NoError(t, err)
+	_, err = em.Emit(ctx, taskbridge.MessagePayload{Message: "m"})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, store.appends.Load())
+	got, err := svc.PollEvents(ctx, alice, resp.TaskID, taskbridge.PollRequest{})
+	require.NoError(t, err)
+	require.Len(t, got.Events, 2)
+}
+
+// TestEmitAppendsVetted: an emitter's payloads, which EncodePayload made,
+// go to a store that vouches for its payloads through AppendVetted; a
+// payload appended to it otherwise is checked there, and either way a
+// subscriber gets compact frames (which the fan-out writes without checking
+// them again).
+func TestEmitAppendsVetted(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := &vettingStore{Store: memstore.New(memstore.Config{})}
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, svc.Shutdown(ctx)) }()
+	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "demo"})
+	require.NoError(t, err)
+	id := resp.TaskID
+	em := svc.Emitter(id)
+	_, err = em.Emit(ctx, taskbridge.StartedPayload{})
+	require.NoError(t, err)
+	_, err = em.Emit(ctx, taskbridge.ProgressPayload{Progress: 0.5, Message: "half way"})
+	require.NoError(t, err)
+	require.EqualValues(t, 2, store.vetted.Load())
+	require.Zero(t, store.appends.Load())
+
+	_, err = store.Append(ctx, taskbridge.TaskEvent{Type: taskbridge.EventTaskMessage, TaskID: id, CreatedAt: time.Now(),
+		Payload: json.RawMessage("{ \"message\" :\n \"a b\" }")})
+	require.NoError(t, err)
+	_, err = store.Append(ctx, taskbridge.TaskEvent{Type: taskbridge.EventTaskMessage, TaskID: id, CreatedAt: time.Now(),
+		Payload: json.RawMessage(`{"message":`)})
+	require.ErrorIs(t, err, taskbridge.ErrInvalidEvent)
+
+	sub, err := hooks.Subscribe(ctx, svc, alice, id, "", fanout.SubscribeOpts{Transport: "sse"})
+	require.NoError(t, err)
+	defer sub.Close()
+	frames, err := sub.Next(ctx, nil)
+	require.NoError(t, err)
+	require.Equal(t, []int64{1, 2, 3}, seqs(frames))
+	for _, f := range frames {
+		var buf bytes.Buffer
+		require.NoError(t, json.Compact(&buf, f.JSON))
+		require.Equal(t, buf.String(), string(f.JSON))
+	}
+	var ev taskbridge.TaskEvent
+	require.NoError(t, json.Unmarshal(frames[2].JSON, &ev))
+	require.JSONEq(t, `{"message":"a b"}`, string(ev.Payload))
+	validateEvents(t, ev)
+}
+
+// oddStore is a store of a type whose values cannot be compared, which
+// says that it is its own VettedAppender.
+type oddStore struct {
+	*memstore.Store
+	tags []string
+}
+
+func (s oddStore) VettedStore() taskbridge.EventStore { return s }
+
+// TestVettedStoreNotComparable: a store whose values cannot be compared
+// (== would panic) is not taken for its own VettedAppender.
+func TestVettedStoreNotComparable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	store := oddStore{Store: memstore.New(memstore.Config{}), tags: []string{"a"}}
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, svc.Shutdown(ctx)) }()
+	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "demo"})
+	require.NoError(t, err)
+	_, err = svc.Emitter(resp.TaskID).Emit(ctx, taskbridge.StartedPayload{})
+	require.NoError(t, err)
 }

@@ -101,7 +101,8 @@ type Service struct {
 	now     func() time.Time
 	newID   func() string
 	hub     *fanout.Hub
-	relay   *controlRelay // nil unless the store is a ControlFeed and the executor a LocalExecutor
+	relay   *controlRelay  // nil unless the store is a ControlFeed and the executor a LocalExecutor
+	vetted  VettedAppender // the store, when it vouches for its payloads
 
 	mu     sync.Mutex
 	closed bool
@@ -153,6 +154,7 @@ func New(cfg Config) (*Service, error) {
 		newID:   cfg.NewID,
 	}
 	s.hist, _ = cfg.Metrics.(HistogramSink)
+	s.vetted = vettedAppender(cfg.Store)
 	if _, ok := cfg.Store.(TerminalTaskPruner); cfg.Attachments != nil && !ok {
 		cfg.Logger.Warn("taskbridge: the store does not implement TerminalTaskPruner: " +
 			"retention deletes tasks but leaves their uploaded files (Config.Attachments) to the host")

@@ -78,8 +78,30 @@ func (ts *taskState) trim(keep int) {
 // Append implements [taskbridge.EventStore]. Watchers are called by the
 // appending goroutine before Append returns. An event with an
 // IdempotencyKey the task already used is returned as it was appended (a
-// copy), even if retention has dropped it from the log since.
+// copy), even if retention has dropped it from the log since. A payload
+// that is not valid JSON is refused with [taskbridge.ErrInvalidEvent], and
+// one with whitespace outside its strings is stored compacted (see
+// AppendVetted).
 func (s *Store) Append(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
+	var err error
+	if ev.Payload, err = storecheck.Payload(ev.Payload); err != nil {
+		return taskbridge.TaskEvent{}, err
+	}
+	return s.append(ev)
+}
+
+// AppendVetted implements [taskbridge.VettedAppender]: it is Append for a
+// payload that is valid, compact JSON, which it does not check. The store
+// vouches for the payloads it lends (LendEvents), so the service's fan-out
+// does not check them again.
+func (s *Store) AppendVetted(_ context.Context, ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
+	return s.append(ev)
+}
+
+// VettedStore implements [taskbridge.VettedAppender]: it returns s.
+func (s *Store) VettedStore() taskbridge.EventStore { return s }
+
+func (s *Store) append(ev taskbridge.TaskEvent) (taskbridge.TaskEvent, error) {
 	if err := storecheck.Appendable(ev); err != nil {
 		return taskbridge.TaskEvent{}, err
 	}

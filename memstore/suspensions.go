@@ -41,6 +41,10 @@ func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev t
 	if err := storecheck.EventOf(ev, taskbridge.EventTaskSuspended, sp.TaskID); err != nil {
 		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, err
 	}
+	var err error
+	if ev.Payload, err = storecheck.Payload(ev.Payload); err != nil {
+		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, err
+	}
 	if sp.SuspendID == "" {
 		return taskbridge.Suspension{}, taskbridge.TaskEvent{}, invalidRequest("suspendId is empty")
 	}
@@ -53,7 +57,7 @@ func (s *Store) OpenSuspension(_ context.Context, sp taskbridge.Suspension, ev t
 	stored := ev
 
 	var out taskbridge.Suspension
-	err := s.update(sp.TaskID, func(ts *taskState) error {
+	err = s.update(sp.TaskID, func(ts *taskState) error {
 		if _, dup := ts.suspIdx[sp.SuspendID]; dup {
 			return fmt.Errorf("%w: task %q already has suspension %q", taskbridge.ErrDuplicateSuspension, sp.TaskID, sp.SuspendID)
 		}
@@ -119,6 +123,10 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 	if err := storecheck.EventOf(a.Event, taskbridge.EventTaskActionAccepted, taskID); err != nil {
 		return taskbridge.AcceptResult{}, err
 	}
+	var err error
+	if a.Event.Payload, err = storecheck.Payload(a.Event.Payload); err != nil {
+		return taskbridge.AcceptResult{}, err
+	}
 	if a.Receipt.ClientActionID == "" {
 		return taskbridge.AcceptResult{}, invalidRequest("clientActionId is empty")
 	}
@@ -126,7 +134,7 @@ func (s *Store) AcceptAction(_ context.Context, a taskbridge.ActionAttempt) (tas
 	stored := a.Event
 
 	var res taskbridge.AcceptResult
-	err := s.update(taskID, func(ts *taskState) error {
+	err = s.update(taskID, func(ts *taskState) error {
 		sp, err := ts.suspension(rec.SuspendID)
 		if err != nil {
 			return err

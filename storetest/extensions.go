@@ -1,6 +1,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -31,6 +32,61 @@ func testExtensions(t *testing.T, h Harness) {
 		require.Equal(t, want, got, "LendEvents lends the events Read returns")
 		_, err = lent(f)(f.ctx, "task-1", 0, 0)
 		requireErrorIs(t, err, taskbridge.ErrInvalidRequest, "a limit below 1")
+	})
+
+	t.Run("VettedAppender", func(t *testing.T) {
+		f := setup(t, h)
+		va, ok := f.s.(taskbridge.VettedAppender)
+		if !ok {
+			t.Skip("the store does not implement the optional taskbridge.VettedAppender")
+		}
+		_, lends := f.s.(taskbridge.EventLender)
+		require.True(t, lends, "a VettedAppender vouches for the payloads it lends: it must be an EventLender")
+		require.Equal(t, taskbridge.EventStore(f.s), va.VettedStore(), "VettedStore returns the store itself")
+		f.started("task-1")
+
+		// AppendVetted appends as Append does.
+		vetted, err := va.AppendVetted(f.ctx, NewEvent("task-1", taskbridge.MessagePayload{Message: "vetted"}, f.tick()))
+		require.NoError(t, err)
+		require.Equal(t, int64(2), vetted.Seq)
+		require.Equal(t, "2", vetted.EventID)
+
+		// What Append and the suspension methods are given is checked:
+		// invalid JSON is refused, the rest lent compact.
+		spaced := func(ev taskbridge.TaskEvent) taskbridge.TaskEvent {
+			var v any
+			require.NoError(t, json.Unmarshal(ev.Payload, &v))
+			b, err := json.MarshalIndent(v, " ", "\t")
+			require.NoError(t, err)
+			ev.Payload = b
+			return ev
+		}
+		_, err = f.s.Append(f.ctx, spaced(NewEvent("task-1", taskbridge.ProgressPayload{Progress: 0.5, Stage: "a b"}, f.tick())))
+		require.NoError(t, err)
+		for _, bad := range []string{`{"a":`, `not json`, `{"a":1}}`, "{\"a\":\"\x01\"}"} {
+			ev := NewEvent("task-1", taskbridge.MessagePayload{Message: "x"}, f.tick())
+			ev.Payload = json.RawMessage(bad)
+			_, err := f.s.Append(f.ctx, ev)
+			requireErrorIs(t, err, taskbridge.ErrInvalidEvent, "payload %q", bad)
+		}
+		in, ev := NewSuspension("task-1", "s-1", nil, f.tick())
+		_, _, err = f.s.OpenSuspension(f.ctx, in, spaced(ev))
+		require.NoError(t, err)
+		a := NewAttempt("task-1", "s-1", "a-1", "fp-a-1", f.tick())
+		a.Event = spaced(a.Event)
+		res, err := f.s.AcceptAction(f.ctx, a)
+		require.NoError(t, err)
+		require.Equal(t, taskbridge.ActionAccepted, res.Status)
+
+		got, err := lent(f)(f.ctx, "task-1", 0, 100)
+		require.NoError(t, err)
+		require.Len(t, got, 5, "started, vetted, progress, suspended, accepted: nothing refused was appended")
+		for _, ev := range got {
+			var buf bytes.Buffer
+			require.NoError(t, json.Compact(&buf, ev.Payload), "event %s: valid JSON", ev.EventID)
+			require.Equal(t, buf.String(), string(ev.Payload), "event %s: lent compact", ev.EventID)
+		}
+		require.JSONEq(t, `{"progress":0.5,"stage":"a b"}`, string(got[2].Payload), "compacting keeps the value (and the space in the string)")
 	})
 
 	t.Run("GetTaskHead", func(t *testing.T) {

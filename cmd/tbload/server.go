@@ -173,6 +173,11 @@ type countingStore struct {
 	watching *atomic.Int64
 }
 
+// VettedStore implements taskbridge.VettedAppender: countingStore leaves
+// appends to memstore, so the service may use memstore's AppendVetted and
+// trust the payloads it lends, as with memstore itself.
+func (s countingStore) VettedStore() taskbridge.EventStore { return s }
+
 func (s countingStore) Watch(taskID string, notify func()) func() {
 	stop := s.Store.Watch(taskID, notify)
 	s.watching.Add(1)

@@ -4,10 +4,13 @@
 package storecheck
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/wire"
 )
 
 // NewEvent checks an event to append: no EventID or Seq (the store assigns
@@ -36,6 +39,28 @@ func Appendable(ev taskbridge.TaskEvent) error {
 		return fmt.Errorf("%w: %s is appended by the SuspensionStore", taskbridge.ErrInvalidEvent, ev.Type)
 	}
 	return nil
+}
+
+// Payload checks an event's payload for a store that vouches for its
+// payloads (taskbridge.VettedAppender): empty or valid JSON, which it
+// returns compacted (p itself when it is compact). Anything else fails with
+// [taskbridge.ErrInvalidEvent].
+func Payload(p json.RawMessage) (json.RawMessage, error) {
+	if len(p) == 0 {
+		return p, nil
+	}
+	ok, compact := wire.Valid(p)
+	switch {
+	case !ok:
+		return nil, fmt.Errorf("%w: the payload is not valid JSON", taskbridge.ErrInvalidEvent)
+	case compact:
+		return p, nil
+	}
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, p); err != nil {
+		return nil, fmt.Errorf("%w: the payload is not valid JSON", taskbridge.ErrInvalidEvent)
+	}
+	return buf.Bytes(), nil
 }
 
 // EventOf checks an event that a SuspensionStore method appends: a new

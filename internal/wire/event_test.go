@@ -33,6 +33,7 @@ func TestAppendEvent(t *testing.T) {
 		{Type: "TASK_MESSAGE", TaskID: `we"ird`, EventID: "1", CreatedAt: at, Payload: json.RawMessage(`{"message":"<&>"}`)},
 		{Type: "TASK_COMPLETED", TaskID: "t", EventID: "2", CreatedAt: at, Payload: json.RawMessage(`not json`)},
 		{Type: "TASK_MESSAGE", TaskID: "t", EventID: "1\"<2>", CreatedAt: at, Payload: json.RawMessage(`{"message":"m"}`)},
+		{Type: "TASK_STARTED", TaskID: "t", EventID: "4", CreatedAt: at, Payload: nil},
 	} {
 		got := appendEvent([]byte("prefix"), ev)
 		if !strings.ContainsAny(ev.TaskID, `"<&>\`) {
@@ -47,6 +48,10 @@ func TestAppendEvent(t *testing.T) {
 		require.NoError(t, json.Unmarshal(got, &back))
 		require.Equal(t, ev.TaskID, back["taskId"])
 		require.Equal(t, "2026-05-04T10:00:10.500Z", back["createdAt"], "createdAt is UTC, with three digits")
+		if ok, compact := wire.Valid(ev.Payload); (ok && compact || len(ev.Payload) == 0) && !strings.ContainsAny(ev.TaskID, `"<&>\`) {
+			vetted := wire.AppendVettedEvent(nil, ev.Type, ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload)
+			require.Equal(t, string(got), string(vetted), "AppendVettedEvent writes the same bytes, checking the event id")
+		}
 		if ok, compact := wire.Valid(ev.Payload); ok {
 			valid := wire.AppendValidEvent(nil, ev.Type, ev.TaskID, ev.EventID, ev.CreatedAt, ev.Payload, compact)
 			require.Equal(t, string(got), string(valid), "AppendValidEvent writes the same bytes")
