@@ -259,6 +259,19 @@ func BenchmarkFanOut(b *testing.B) {
 	}
 }
 
+// serviceOn returns a service on store, shut down when the test ends, and
+// a task alice created there.
+func serviceOn(t *testing.T, store taskbridge.Store) (*taskbridge.Service, string) {
+	t.Helper()
+	ctx := context.Background()
+	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, svc.Shutdown(ctx)) })
+	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "demo"})
+	require.NoError(t, err)
+	return svc, resp.TaskID
+}
+
 // vettingStore counts how events reach a memstore: through Append, which
 // checks their payloads, or through AppendVetted, which does not.
 type vettingStore struct {
@@ -299,18 +312,14 @@ func TestEmitThroughAWrapper(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store := &auditStore{Store: memstore.New(memstore.Config{})}
-	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, svc.Shutdown(ctx)) }()
-	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "demo"})
-	require.NoError(t, err)
-	em := svc.Emitter(resp.TaskID)
-	_, err = em.Emit(ctx, taskbridge.StartedPayload{})
+	svc, id := serviceOn(t, store)
+	em := svc.Emitter(id)
+	_, err := em.Emit(ctx, taskbridge.StartedPayload{})
 	require.NoError(t, err)
 	_, err = em.Emit(ctx, taskbridge.MessagePayload{Message: "m"})
 	require.NoError(t, err)
 	require.EqualValues(t, 2, store.appends.Load())
-	got, err := svc.PollEvents(ctx, alice, resp.TaskID, taskbridge.PollRequest{})
+	got, err := svc.PollEvents(ctx, alice, id, taskbridge.PollRequest{})
 	require.NoError(t, err)
 	require.Len(t, got.Events, 2)
 }
@@ -324,14 +333,9 @@ func TestEmitAppendsVetted(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	store := &vettingStore{Store: memstore.New(memstore.Config{})}
-	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, svc.Shutdown(ctx)) }()
-	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "demo"})
-	require.NoError(t, err)
-	id := resp.TaskID
+	svc, id := serviceOn(t, store)
 	em := svc.Emitter(id)
-	_, err = em.Emit(ctx, taskbridge.StartedPayload{})
+	_, err := em.Emit(ctx, taskbridge.StartedPayload{})
 	require.NoError(t, err)
 	_, err = em.Emit(ctx, taskbridge.ProgressPayload{Progress: 0.5, Message: "half way"})
 	require.NoError(t, err)
@@ -375,13 +379,8 @@ func (s oddStore) VettedStore() taskbridge.EventStore { return s }
 // (== would panic) is not taken for its own VettedAppender.
 func TestVettedStoreNotComparable(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	store := oddStore{Store: memstore.New(memstore.Config{}), tags: []string{"a"}}
-	svc, err := taskbridge.New(taskbridge.Config{Store: store, Executor: &fakeExecutor{}, Logger: discardLogger()})
-	require.NoError(t, err)
-	defer func() { require.NoError(t, svc.Shutdown(ctx)) }()
-	resp, err := svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "c", TaskType: "demo"})
-	require.NoError(t, err)
-	_, err = svc.Emitter(resp.TaskID).Emit(ctx, taskbridge.StartedPayload{})
+	svc, id := serviceOn(t, store)
+	_, err := svc.Emitter(id).Emit(context.Background(), taskbridge.StartedPayload{})
 	require.NoError(t, err)
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
 	"github.com/taskbridge-go/taskbridge/sse"
 )
@@ -76,17 +75,11 @@ func benchmarkServeHTTPDelivery(b *testing.B, streams int, quiet bool) {
 		}()
 		<-flushed // the response head
 	}
-	em := env.Svc.Emitter(id)
-	progress := taskbridge.ProgressPayload{Progress: 0.5, Stage: "render", Message: "rendering page 3 of 7"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := em.Emit(ctx, progress); err != nil {
-			b.Fatal(err)
-		}
+	env.EmitEach(b, id, func() {
 		for range streams {
 			<-flushed
 		}
-	}
+	})
 	cancel()
 	for range streams {
 		<-done

@@ -12,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
 	"github.com/taskbridge-go/taskbridge/sse"
 )
@@ -48,22 +47,15 @@ func benchmarkSocketDelivery(b *testing.B, hijack bool) {
 	resp, err := http.ReadResponse(br, nil)
 	require.NoError(b, err)
 	require.Equal(b, http.StatusOK, resp.StatusCode)
-	em := env.Svc.Emitter(id)
-	ctx := context.Background()
-	progress := taskbridge.ProgressPayload{Progress: 0.5, Stage: "render", Message: "rendering page 3 of 7"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := em.Emit(ctx, progress); err != nil {
-			b.Fatal(err)
-		}
+	env.EmitEach(b, id, func() {
 		for {
 			line, err := br.ReadSlice('\n')
 			if err != nil {
 				b.Fatal(err)
 			}
 			if bytes.HasPrefix(line, []byte("data: ")) {
-				break
+				return
 			}
 		}
-	}
+	})
 }

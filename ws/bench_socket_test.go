@@ -50,17 +50,10 @@ func BenchmarkSocketDelivery(b *testing.B) {
 	require.NoError(b, err)
 	require.Contains(b, string(data), "SUBSCRIPTION_CONFIRMED")
 
-	em := env.Svc.Emitter(id)
-	ctx := context.Background()
-	progress := taskbridge.ProgressPayload{Progress: 0.5, Stage: "render", Message: "rendering page 3 of 7"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := em.Emit(ctx, progress); err != nil {
-			b.Fatal(err)
-		}
+	env.EmitEach(b, id, func() {
 		_, data, err := streamtest.ReadServerFrame(br)
 		if err != nil || !bytes.Contains(data, []byte(`"TASK_PROGRESS"`)) {
 			b.Fatalf("frame %s: %v", data, err)
 		}
-	}
+	})
 }

@@ -110,6 +110,22 @@ func (e *Env) Emit(t testing.TB, taskID string, p taskbridge.Payload) taskbridge
 	return ev
 }
 
+// EmitEach runs a delivery benchmark's loop: each op emits the same
+// progress event to taskID and calls delivered, which returns once the
+// transport has delivered it.
+func (e *Env) EmitEach(b *testing.B, taskID string, delivered func()) {
+	em := e.Svc.Emitter(taskID)
+	ctx := context.Background()
+	progress := taskbridge.ProgressPayload{Progress: 0.5, Stage: "render", Message: "rendering page 3 of 7"}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := em.Emit(ctx, progress); err != nil {
+			b.Fatal(err)
+		}
+		delivered()
+	}
+}
+
 // Started starts the task; Progress reports progress; Complete ends it.
 func (e *Env) Started(t testing.TB, taskID string) taskbridge.TaskEvent {
 	t.Helper()
