@@ -14,7 +14,8 @@
 // checked with 10,000 tasks across 25 owners, created concurrently. Stores
 // that implement [taskbridge.LeaseStore] and [taskbridge.ControlFeed] are
 // checked against those contracts too, and so are the optional interfaces
-// (taskbridge.TaskHeadGetter, TerminalTaskPruner, LiveTaskCreator); their
+// (taskbridge.EventLender, VettedAppender, TaskHeadGetter,
+// TerminalTaskPruner, LiveTaskCreator); their
 // subtests are skipped for stores that lack them.
 //
 // Stores shared by several processes set [Harness].Replica, which opens a
