@@ -15,8 +15,8 @@
 // that implement [taskbridge.LeaseStore] and [taskbridge.ControlFeed] are
 // checked against those contracts too, and so are the optional interfaces
 // (taskbridge.EventLender, VettedAppender, TaskHeadGetter,
-// TerminalTaskPruner, LiveTaskCreator); their
-// subtests are skipped for stores that lack them.
+// TerminalTaskPruner, LiveTaskCreator); their subtests are skipped for
+// stores that lack them.
 //
 // Stores shared by several processes set [Harness].Replica, which opens a
 // second handle on the same backend. The multi-replica section then checks
