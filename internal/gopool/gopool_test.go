@@ -25,26 +25,40 @@ func gone(t *testing.T, id uint64) {
 		"goroutine %d has not exited", id)
 }
 
+// waiting waits until n goroutines of p wait: a Run returns as soon as its
+// call is done, and the goroutine joins the waiting ones a moment later.
+func waiting(t *testing.T, p *gopool.Pool, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { return p.Waiting() == n }, 5*time.Second, time.Millisecond,
+		"want %d waiting goroutines", n)
+}
+
 // Run runs each call on another goroutine and waits for it, raises its
 // panics in the caller, returns when the call exits its goroutine, and
 // runs call after call on the goroutine that finished the last one;
 // Release ends it, and the next call starts another.
 func TestRun(t *testing.T) {
 	var p gopool.Pool
+	t.Cleanup(p.Release) // a failure leaves no goroutine for the next test to count
 	caller := goroutinetest.ID()
 	var first, second uint64
 	p.Run(func() { first = goroutinetest.ID() })
 	require.NotZero(t, first, "Run returned before f finished")
 	require.NotEqual(t, caller, first)
+	waiting(t, &p, 1)
 	p.Run(func() { second = goroutinetest.ID() })
 	require.Equal(t, first, second, "the goroutine that ran the last call runs the next")
 
+	waiting(t, &p, 1)
 	require.PanicsWithValue(t, "boom", func() { p.Run(func() { panic("boom") }) })
+	waiting(t, &p, 1)
 	require.PanicsWithValue(t, http.ErrAbortHandler, func() { p.Run(func() { panic(http.ErrAbortHandler) }) })
 	var third uint64
+	waiting(t, &p, 1)
 	p.Run(func() { third = goroutinetest.ID() })
 	require.Equal(t, first, third, "a call's panic does not end its goroutine")
 
+	waiting(t, &p, 1)
 	p.Run(func() { runtime.Goexit() }) // returns, as offstack.Run does
 	gone(t, first)
 	var fourth uint64
@@ -57,7 +71,7 @@ func TestRun(t *testing.T) {
 	var fifth uint64
 	p.Run(func() { fifth = goroutinetest.ID() })
 	require.NotEqual(t, fourth, fifth)
-	require.Equal(t, 1, p.Waiting())
+	waiting(t, &p, 1)
 	p.Release()
 	gone(t, fifth)
 }
