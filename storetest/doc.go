@@ -30,6 +30,20 @@
 // run again, for re-runnable types), and a client resumes by cursor after
 // every replica restarted.
 //
+// The stress section runs seeded randomized scenarios: eight workers spread
+// over the handles create tasks under shared client request ids, append
+// events of every kind (some under shared idempotency keys), open
+// suspensions (some soon to expire) and submit actions to them, read from
+// random cursors, request cancellations and take, renew and release leases,
+// all at once, while a watcher per task on another handle follows its log.
+// Afterwards it checks what no interleaving may break (one task per request
+// id, gapless logs equal through every handle, the task state machine,
+// every successful write in the log as it was returned and nothing else,
+// one accepted action per suspension, one lease holder at a time, every
+// watcher at the end of its log). It runs 3 seeds; set
+// TASKBRIDGE_STRESS_SEEDS (say, to 300) for a long run and
+// TASKBRIDGE_STRESS_SEED to run one seed again.
+//
 // A store wires it up in a test:
 //
 //	func TestConformance(t *testing.T) {

@@ -62,6 +62,7 @@ func Run(t *testing.T, h Harness) {
 		{"ControlFeed", testControlFeed},
 		{"MultiReplica", testMultiReplica},
 		{"Extensions", testExtensions},
+		{"Stress", testStress},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
