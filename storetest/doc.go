@@ -34,8 +34,8 @@
 // over the handles create tasks under shared client request ids, append
 // events of every kind (some under shared idempotency keys), open
 // suspensions (some soon to expire) and submit actions to them, read from
-// random cursors, request cancellations and take, renew and release leases,
-// all at once, while a watcher per task on another handle follows its log.
+// random cursors, request cancellations and take, renew and release leases
+// (some short enough to expire and pass between holders), all at once, while a watcher per task on another handle follows its log.
 // Afterwards it checks what no interleaving may break (one task per request
 // id, gapless logs equal through every handle, the task state machine,
 // every successful write in the log as it was returned and nothing else,

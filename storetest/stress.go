@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -36,6 +37,10 @@ const (
 	stressKeys         = 8   // client request ids per owner
 	stressEventKeys    = 3   // idempotency keys per task
 	stressLeaseTTL     = time.Hour
+	// stressShortTTL is the lease time of tasks whose leases expire during
+	// the scenario: about 80 operations of all workers, about as long as
+	// one task waits between two lease operations.
+	stressShortTTL = 80 * time.Millisecond
 )
 
 var stressOwners = [...]string{"alice", "bob"}
@@ -66,15 +71,18 @@ func stressSeeds(t *testing.T) []uint64 {
 // over the store's handles (both replicas when Harness.Replica is set),
 // create tasks under a few shared client request ids, append events of
 // every kind (some under shared idempotency keys), read from random
-// cursors, request cancellations and take, renew and release leases, all
-// at once, while a watcher per task on another handle follows each log.
+// cursors, request cancellations and take, renew and release leases (long
+// ones, released, on half of the tasks; short ones that expire and pass
+// between holders on the others), all at once, while a watcher per task on
+// another handle follows each log.
 // It then checks what no interleaving may break: one task per request id,
 // logs numbered without gaps or duplicates and equal through every handle,
 // the task state machine (one start, at most one terminal event and
 // nothing after it), every successful append in the log exactly as it was
 // returned and nothing else there, one append per idempotency key, one
-// first cancellation, one lease holder at a time, and every watcher
-// reaching the end of its log.
+// first cancellation, one accepted action per suspension, one lease holder
+// at a time (no overlapping grants of short leases to different holders),
+// and every watcher reaching the end of its log.
 func testStress(t *testing.T, h Harness) {
 	for _, seed := range stressSeeds(t) {
 		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
@@ -128,10 +136,21 @@ type stressTask struct {
 	inside   atomic.Int32
 	maxSeq   atomic.Int64 // highest Seq an append returned
 	leaseErr []string     // holders whose renewal found the lease lost
+	// short is set for a task whose leases expire during the scenario
+	// (and are never released); grants records their acquisitions and
+	// renewals.
+	short  bool
+	grants []stressGrant
 	// suspends lists the suspensions opened; actions what AcceptAction
 	// returned for each of them.
 	suspends []string
 	actions  map[string][]stressAction
+}
+
+// stressGrant is a successful AcquireLease or RenewLease of a short lease.
+type stressGrant struct {
+	holder string
+	at     time.Time
 }
 
 // stressAction is one AcceptAction that returned no error.
@@ -226,6 +245,7 @@ func (r *stressRun) pick(rng *rand.Rand) (string, *stressTask) {
 func (r *stressRun) create(s taskbridge.Store, rng *rand.Rand, w, op int) {
 	owner := stressOwners[rng.IntN(len(stressOwners))]
 	req := fmt.Sprint("req-", rng.IntN(stressKeys))
+	short := rng.IntN(2) == 0
 	got, created, err := s.CreateTask(r.f.ctx, NewTask(fmt.Sprintf("t-%d-%d", w, op), owner, req, r.now()))
 	if err != nil {
 		r.failf("CreateTask(%s, %s): %v", owner, req, err)
@@ -245,7 +265,7 @@ func (r *stressRun) create(s taskbridge.Store, rng *rand.Rand, w, op int) {
 	}
 	c.created++
 	r.ids = append(r.ids, got.ID)
-	r.tasks[got.ID] = &stressTask{keyed: map[string][]string{}, actions: map[string][]stressAction{}}
+	r.tasks[got.ID] = &stressTask{keyed: map[string][]string{}, actions: map[string][]stressAction{}, short: short}
 	r.mu.Unlock()
 	// The watcher uses another handle than the creator's, when there is
 	// one: notifications must cross replicas.
@@ -446,6 +466,10 @@ func (r *stressRun) lease(s taskbridge.Store, rng *rand.Rand, task *stressTask, 
 	if !ok {
 		return
 	}
+	if task.short {
+		r.shortLease(ls, rng, task, id, holder)
+		return
+	}
 	if held[id] {
 		if rng.IntN(2) == 0 {
 			delete(held, id)
@@ -485,8 +509,51 @@ func (r *stressRun) lease(s taskbridge.Store, rng *rand.Rand, task *stressTask, 
 	}
 }
 
+// shortLease takes or renews a lease that expires during the scenario, so
+// that holders take over from each other. Each grant gives its holder the
+// lease from its now for stressShortTTL; what no interleaving may produce is
+// two grants to different holders whose spans overlap (checked at the end).
+func (r *stressRun) shortLease(ls taskbridge.LeaseStore, rng *rand.Rand, task *stressTask, id, holder string) {
+	now := r.now()
+	var (
+		l        taskbridge.Lease
+		granted  bool
+		terminal bool
+		err      error
+		op       = "RenewLease"
+	)
+	if rng.IntN(2) == 0 {
+		l, err = ls.RenewLease(r.f.ctx, id, holder, now, stressShortTTL)
+		granted = err == nil
+		if errors.Is(err, taskbridge.ErrLeaseLost) {
+			err = nil
+		}
+	} else {
+		op = "AcquireLease"
+		l, granted, err = ls.AcquireLease(r.f.ctx, id, holder, now, stressShortTTL)
+		if terminal = errors.Is(err, taskbridge.ErrTaskTerminal); terminal {
+			err = nil
+		}
+	}
+	switch {
+	case err != nil:
+		r.failf("%s(%s, %s): %v", op, id, holder, err)
+	case granted:
+		if l.Holder != holder || l.TaskID != id || !l.ExpiresAt.Equal(now.Add(stressShortTTL)) {
+			r.failf("%s(%s, %s) at %v granted %+v", op, id, holder, now, l)
+		}
+		r.mu.Lock()
+		task.grants = append(task.grants, stressGrant{holder, now})
+		r.mu.Unlock()
+	case op == "AcquireLease" && !terminal && (l.Holder == holder || l.Holder == "" || !l.ExpiresAt.After(now)):
+		r.failf("AcquireLease(%s, %s) refused with lease %+v at %v", id, holder, l, now)
+	}
+}
+
 func (r *stressRun) release(s taskbridge.Store, task *stressTask, id, holder string) {
-	task.inside.Add(-1)
+	if !task.short {
+		task.inside.Add(-1)
+	}
 	if err := s.(taskbridge.LeaseStore).ReleaseLease(r.f.ctx, id, holder); err != nil {
 		r.failf("ReleaseLease(%s, %s): %v", id, holder, err)
 	}
@@ -572,6 +639,26 @@ func (r *stressRun) check() {
 	r.waitWatchers()
 }
 
+// checkGrants checks that no two grants of the short leases of a task to
+// different holders overlap, and returns the holder of the last one ("" if
+// there was none).
+func (r *stressRun) checkGrants(id string, task *stressTask) (last string) {
+	grants := slices.SortedFunc(slices.Values(task.grants), func(a, b stressGrant) int { return a.at.Compare(b.at) })
+	for i, g := range grants {
+		for _, h := range grants[i+1:] {
+			if !h.at.Before(g.at.Add(stressShortTTL)) {
+				break
+			}
+			if h.holder != g.holder {
+				r.t.Errorf("seed %d: task %s: %s got the lease at %v, while %s had it from %v for %v",
+					r.seed, id, h.holder, h.at, g.holder, g.at, stressShortTTL)
+			}
+		}
+		last = g.holder
+	}
+	return last
+}
+
 // checkLeases checks that the leases the workers kept are the ones that
 // expire (those of live tasks), through every handle, and that releasing
 // them leaves none.
@@ -584,6 +671,12 @@ func (r *stressRun) checkLeases(live map[string]bool) {
 	for id, holder := range r.held {
 		if live[id] {
 			want = append(want, taskbridge.Lease{TaskID: id, Holder: holder})
+		}
+	}
+	for id, task := range r.tasks {
+		if last := r.checkGrants(id, task); live[id] && last != "" {
+			want = append(want, taskbridge.Lease{TaskID: id, Holder: last})
+			r.held[id] = last
 		}
 	}
 	later := BaseTime.Add(2 * stressLeaseTTL)
