@@ -34,13 +34,15 @@
 // over the handles create tasks under shared client request ids, append
 // events of every kind (some under shared idempotency keys), open
 // suspensions (some soon to expire) and submit actions to them, read from
-// random cursors, request cancellations and take, renew and release leases
-// (some short enough to expire and pass between holders), all at once, while a watcher per task on another handle follows its log.
-// Afterwards it checks what no interleaving may break (one task per request
-// id, gapless logs equal through every handle, the task state machine,
-// every successful write in the log as it was returned and nothing else,
-// one accepted action per suspension, one lease holder at a time, every
-// watcher at the end of its log). It runs 3 seeds; set
+// random cursors, request cancellations, take, renew and release leases
+// (some short enough to expire and pass between holders) and delete tasks
+// that ended a while ago, all at once, while a watcher per task on another
+// handle follows its log. Afterwards it checks what no interleaving may
+// break (one task per request id at a time, deleted tasks finished and
+// gone everywhere, gapless logs equal through every handle, the task state
+// machine, every successful write in the log as it was returned and
+// nothing else, one accepted action per suspension, one lease holder at a
+// time, every watcher at the end of its log). It runs 3 seeds; set
 // TASKBRIDGE_STRESS_SEEDS (say, to 300) for a long run and
 // TASKBRIDGE_STRESS_SEED to run one seed again.
 //

@@ -70,19 +70,22 @@ func stressSeeds(t *testing.T) []uint64 {
 // testStress runs randomized scenarios in which several workers, spread
 // over the store's handles (both replicas when Harness.Replica is set),
 // create tasks under a few shared client request ids, append events of
-// every kind (some under shared idempotency keys), read from random
-// cursors, request cancellations and take, renew and release leases (long
-// ones, released, on half of the tasks; short ones that expire and pass
-// between holders on the others), all at once, while a watcher per task on
-// another handle follows each log.
-// It then checks what no interleaving may break: one task per request id,
-// logs numbered without gaps or duplicates and equal through every handle,
-// the task state machine (one start, at most one terminal event and
-// nothing after it), every successful append in the log exactly as it was
-// returned and nothing else there, one append per idempotency key, one
-// first cancellation, one accepted action per suspension, one lease holder
-// at a time (no overlapping grants of short leases to different holders),
-// and every watcher reaching the end of its log.
+// every kind (some under shared idempotency keys), open suspensions and
+// act on them, read from random cursors, request cancellations, take,
+// renew and release leases (long ones, released, on half of the tasks;
+// short ones that expire and pass between holders on the others) and
+// delete tasks that ended a while ago (retention, which frees their
+// request ids), all at once, while a watcher per task on another handle
+// follows its log. It then checks what no interleaving may break: one task
+// per request id at a time, deleted tasks ended before a deletion's bound
+// and gone everywhere, logs numbered without gaps or duplicates and equal
+// through every handle, the task state machine (one start, at most one
+// terminal event and nothing after it), every successful append in the
+// log exactly as it was returned and nothing else there, one append per
+// idempotency key, one first cancellation, one accepted action per
+// suspension and none after it expired, one lease holder at a time (no
+// overlapping grants of short leases to different holders), and every
+// watcher reaching the end of its log.
 func testStress(t *testing.T, h Harness) {
 	for _, seed := range stressSeeds(t) {
 		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
@@ -111,11 +114,15 @@ type stressRun struct {
 	seed   uint64
 	stores []taskbridge.Store
 	clock  atomic.Int64 // milliseconds after BaseTime
+	// pruned is the latest bound DeleteTerminalTasks was called with
+	// (milliseconds after BaseTime).
+	pruned atomic.Int64
 
 	mu      sync.Mutex
 	held    map[string]string        // task → the worker holding its lease at the end
 	byKey   map[string]*stressCreate // owner/request id → creates
 	ids     []string                 // created tasks, in creation order
+	picks   []string                 // created tasks no operation found missing
 	tasks   map[string]*stressTask
 	watches map[string]*stressWatch
 }
@@ -123,8 +130,13 @@ type stressRun struct {
 // stressCreate records the creates under one client request id.
 type stressCreate struct {
 	owner   string
-	ids     []string // the id every successful create returned
-	created int      // how many reported created
+	results []stressCreated
+}
+
+// stressCreated is what one create returned.
+type stressCreated struct {
+	id      string
+	created bool
 }
 
 // stressTask records what the workers did to one task.
@@ -136,6 +148,9 @@ type stressTask struct {
 	inside   atomic.Int32
 	maxSeq   atomic.Int64 // highest Seq an append returned
 	leaseErr []string     // holders whose renewal found the lease lost
+	// gone lists the operations that found the task missing: it must
+	// have been deleted as a finished task.
+	gone []string
 	// short is set for a task whose leases expire during the scenario
 	// (and are never released); grants records their acquisitions and
 	// renewals.
@@ -168,6 +183,7 @@ type stressFailure struct {
 // stressWatch follows one task's log through Watch and Read.
 type stressWatch struct {
 	seen atomic.Int64
+	gone atomic.Bool // a read found the task missing
 	stop func()
 	quit chan struct{}
 	done chan struct{}
@@ -223,8 +239,10 @@ func (r *stressRun) worker(w int) {
 			r.act(s, rng, task, id)
 		case n < 75:
 			r.read(s, rng, task, id)
-		case n < 82:
+		case n < 80:
 			r.cancel(s, task, id, w, op)
+		case n < 83:
+			r.prune(s, rng)
 		default:
 			r.lease(s, rng, task, id, holder, held)
 		}
@@ -235,10 +253,10 @@ func (r *stressRun) worker(w int) {
 func (r *stressRun) pick(rng *rand.Rand) (string, *stressTask) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.ids) == 0 {
+	if len(r.picks) == 0 {
 		return "", nil
 	}
-	id := r.ids[rng.IntN(len(r.ids))]
+	id := r.picks[rng.IntN(len(r.picks))]
 	return id, r.tasks[id]
 }
 
@@ -258,13 +276,13 @@ func (r *stressRun) create(s taskbridge.Store, rng *rand.Rand, w, op int) {
 		c = &stressCreate{owner: owner}
 		r.byKey[key] = c
 	}
-	c.ids = append(c.ids, got.ID)
+	c.results = append(c.results, stressCreated{got.ID, created})
 	if !created {
 		r.mu.Unlock()
 		return
 	}
-	c.created++
 	r.ids = append(r.ids, got.ID)
+	r.picks = append(r.picks, got.ID)
 	r.tasks[got.ID] = &stressTask{keyed: map[string][]string{}, actions: map[string][]stressAction{}, short: short}
 	r.mu.Unlock()
 	// The watcher uses another handle than the creator's, when there is
@@ -303,6 +321,9 @@ func (r *stressRun) append(s taskbridge.Store, rng *rand.Rand, task *stressTask,
 		r.mu.Unlock()
 	}
 	got, err := s.Append(r.f.ctx, ev)
+	if r.missing(task, err, "Append(%s)", ev.Type) {
+		return
+	}
 	if err != nil {
 		if !errors.Is(err, taskbridge.ErrTaskTerminal) && !errors.Is(err, taskbridge.ErrInvalidTransition) {
 			r.failf("Append(%s, %s): %v", id, ev.Type, err)
@@ -339,6 +360,9 @@ func (r *stressRun) suspend(s taskbridge.Store, rng *rand.Rand, task *stressTask
 	suspendID := fmt.Sprintf("s-%d-%d", w, op)
 	in, ev := NewSuspension(id, suspendID, expires, now)
 	got, gotEv, err := s.OpenSuspension(r.f.ctx, in, ev)
+	if r.missing(task, err, "OpenSuspension(%s)", suspendID) {
+		return
+	}
 	if err != nil {
 		if !errors.Is(err, taskbridge.ErrTaskTerminal) && !errors.Is(err, taskbridge.ErrInvalidTransition) {
 			r.failf("OpenSuspension(%s, %s): %v", id, suspendID, err)
@@ -376,6 +400,9 @@ func (r *stressRun) act(s taskbridge.Store, rng *rand.Rand, task *stressTask, id
 	// suspension is a conflict.
 	a := NewAttempt(id, suspendID, actionID, "fp-"+suspendID+"-"+actionID, r.now())
 	res, err := s.AcceptAction(r.f.ctx, a)
+	if r.missing(task, err, "AcceptAction(%s, %s)", suspendID, actionID) {
+		return
+	}
 	if err != nil {
 		if !errors.Is(err, taskbridge.ErrIdempotencyConflict) {
 			r.failf("AcceptAction(%s, %s, %s): %v", id, suspendID, actionID, err)
@@ -408,6 +435,32 @@ func (r *stressRun) noteSeq(task *stressTask, seq int64) {
 	}
 }
 
+// missing reports whether err says the task is unknown, and records it:
+// a finished task may be deleted by another worker's prune. Workers pick
+// the task no more.
+func (r *stressRun) missing(task *stressTask, err error, op string, args ...any) bool {
+	if !errors.Is(err, taskbridge.ErrTaskNotFound) {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	task.gone = append(task.gone, fmt.Sprintf(op, args...))
+	r.picks = slices.DeleteFunc(r.picks, func(id string) bool { return r.tasks[id] == task })
+	return true
+}
+
+// prune deletes a few tasks that ended a while ago (retention).
+func (r *stressRun) prune(s taskbridge.Store, rng *rand.Rand) {
+	ms := r.clock.Add(1) - 40
+	for cur := r.pruned.Load(); ms > cur && !r.pruned.CompareAndSwap(cur, ms); cur = r.pruned.Load() {
+	}
+	limit := 1 + rng.IntN(3)
+	n, err := s.DeleteTerminalTasks(r.f.ctx, BaseTime.Add(time.Duration(ms)*time.Millisecond), limit)
+	if err != nil || n < 0 || n > limit {
+		r.failf("DeleteTerminalTasks(limit %d) = %d, %v", limit, n, err)
+	}
+}
+
 // eventsMatch reports whether got is the event appended as want: same type,
 // payload (as JSON values) and creation time.
 func eventsMatch(want, got taskbridge.TaskEvent) bool {
@@ -422,6 +475,9 @@ func (r *stressRun) read(s taskbridge.Store, rng *rand.Rand, task *stressTask, i
 	after := rng.Int64N(maxSeq + 1)
 	limit := 1 + rng.IntN(5)
 	evs, err := s.Read(r.f.ctx, id, after, limit)
+	if r.missing(task, err, "Read(%d, %d)", after, limit) {
+		return
+	}
 	if err != nil {
 		r.failf("Read(%s, %d, %d) with Seq %d appended: %v", id, after, limit, maxSeq, err)
 		return
@@ -441,6 +497,9 @@ func (r *stressRun) read(s taskbridge.Store, rng *rand.Rand, task *stressTask, i
 func (r *stressRun) cancel(s taskbridge.Store, task *stressTask, id string, w, op int) {
 	reason := fmt.Sprintf("w%d-op%d", w, op)
 	got, first, err := s.RequestCancel(r.f.ctx, id, reason, r.now())
+	if r.missing(task, err, "RequestCancel") {
+		return
+	}
 	if err != nil {
 		r.failf("RequestCancel(%s): %v", id, err)
 		return
@@ -477,7 +536,7 @@ func (r *stressRun) lease(s taskbridge.Store, rng *rand.Rand, task *stressTask, 
 			return
 		}
 		if _, err := ls.RenewLease(r.f.ctx, id, holder, r.now(), stressLeaseTTL); err != nil {
-			if !errors.Is(err, taskbridge.ErrLeaseLost) {
+			if !errors.Is(err, taskbridge.ErrLeaseLost) && !r.missing(task, err, "RenewLease") {
 				r.failf("RenewLease(%s, %s): %v", id, holder, err)
 			}
 			// Lost: only a terminal event may take it away (checked at
@@ -493,7 +552,7 @@ func (r *stressRun) lease(s taskbridge.Store, rng *rand.Rand, task *stressTask, 
 	now := r.now()
 	l, acquired, err := ls.AcquireLease(r.f.ctx, id, holder, now, stressLeaseTTL)
 	switch {
-	case errors.Is(err, taskbridge.ErrTaskTerminal):
+	case errors.Is(err, taskbridge.ErrTaskTerminal), r.missing(task, err, "AcquireLease"):
 	case err != nil:
 		r.failf("AcquireLease(%s, %s): %v", id, holder, err)
 	case acquired:
@@ -525,13 +584,13 @@ func (r *stressRun) shortLease(ls taskbridge.LeaseStore, rng *rand.Rand, task *s
 	if rng.IntN(2) == 0 {
 		l, err = ls.RenewLease(r.f.ctx, id, holder, now, stressShortTTL)
 		granted = err == nil
-		if errors.Is(err, taskbridge.ErrLeaseLost) {
+		if errors.Is(err, taskbridge.ErrLeaseLost) || r.missing(task, err, "RenewLease") {
 			err = nil
 		}
 	} else {
 		op = "AcquireLease"
 		l, granted, err = ls.AcquireLease(r.f.ctx, id, holder, now, stressShortTTL)
-		if terminal = errors.Is(err, taskbridge.ErrTaskTerminal); terminal {
+		if terminal = errors.Is(err, taskbridge.ErrTaskTerminal) || r.missing(task, err, "AcquireLease"); terminal {
 			err = nil
 		}
 	}
@@ -578,6 +637,10 @@ func (r *stressRun) watch(s taskbridge.Store, taskID string) {
 		for {
 			for {
 				evs, err := s.Read(r.f.ctx, taskID, after, 16)
+				if errors.Is(err, taskbridge.ErrTaskNotFound) {
+					w.gone.Store(true) // deleted: checked at the end
+					return
+				}
 				if err != nil {
 					r.failf("watcher Read(%s, %d): %v", taskID, after, err)
 					return
@@ -607,14 +670,50 @@ func (r *stressRun) watch(s taskbridge.Store, taskID string) {
 func (r *stressRun) check() {
 	t := r.t
 	defer r.stopWatches()
-	// One task per client request id.
+	exists := map[string]bool{}
+	for _, id := range r.ids {
+		_, err := r.f.s.GetTask(r.f.ctx, id)
+		if errors.Is(err, taskbridge.ErrTaskNotFound) {
+			r.checkDeleted(id, r.tasks[id])
+			continue
+		}
+		require.NoError(t, err)
+		exists[id] = true
+	}
+	// One task per client request id at a time: a create either made a
+	// new task or returned the one the id had, and only deleting that
+	// task frees the id.
 	owned := map[string][]string{}
 	for key, c := range r.byKey {
-		require.Equal(t, 1, c.created, "seed %d: creates under %s that created a task", r.seed, key)
-		for _, id := range c.ids {
-			require.Equal(t, c.ids[0], id, "seed %d: the task of every create under %s", r.seed, key)
+		made := map[string]int{}
+		for _, res := range c.results {
+			if res.created {
+				made[res.id]++
+			}
 		}
-		owned[c.owner] = append(owned[c.owner], c.ids[0])
+		for _, res := range c.results {
+			require.Equal(t, 1, made[res.id], "seed %d: creates under %s that created task %s", r.seed, key, res.id)
+		}
+		var live []string
+		for id := range made {
+			if exists[id] {
+				live = append(live, id)
+			}
+		}
+		require.LessOrEqual(t, len(live), 1, "seed %d: tasks under %s", r.seed, key)
+		owned[c.owner] = append(owned[c.owner], live...)
+		// Another create returns the live task, or makes one when
+		// deletes freed the id.
+		req := key[len(c.owner)+1:]
+		got, created, err := r.f.s.CreateTask(r.f.ctx, NewTask("t-last-"+c.owner+"-"+req, c.owner, req, r.now()))
+		require.NoError(t, err)
+		if len(live) == 1 {
+			require.False(t, created, "seed %d: a create under %s with task %s there", r.seed, key, live[0])
+			require.Equal(t, live[0], got.ID, "seed %d: a create under %s", r.seed, key)
+		} else {
+			require.True(t, created, "seed %d: a create under %s, whose tasks were all deleted, returned %s", r.seed, key, got.ID)
+			owned[c.owner] = append(owned[c.owner], got.ID)
+		}
 	}
 	for _, owner := range stressOwners {
 		for _, s := range r.stores {
@@ -625,7 +724,12 @@ func (r *stressRun) check() {
 	}
 	live := map[string]bool{} // tasks without a terminal event
 	for _, id := range r.ids {
+		if !exists[id] {
+			continue
+		}
 		task := r.tasks[id]
+		require.Empty(t, task.gone, "seed %d: task %s: operations found it missing, but it exists", r.seed, id)
+		require.False(t, r.watches[id].gone.Load(), "seed %d: task %s: its watcher found it missing, but it exists", r.seed, id)
 		log := r.checkLog(id, task)
 		live[id] = len(log) == 0 || !log[len(log)-1].Terminal()
 		require.LessOrEqual(t, len(task.firsts), 1, "seed %d: task %s: cancellation requests that were first", r.seed, id)
@@ -636,7 +740,24 @@ func (r *stressRun) check() {
 		}
 	}
 	r.checkLeases(live)
-	r.waitWatchers()
+	r.waitWatchers(exists)
+}
+
+// checkDeleted checks that a task that is gone ended before a prune's
+// bound and is gone through every handle.
+func (r *stressRun) checkDeleted(id string, task *stressTask) {
+	t := r.t
+	bound := BaseTime.Add(time.Duration(r.pruned.Load()) * time.Millisecond)
+	i := slices.IndexFunc(task.appended, taskbridge.TaskEvent.Terminal)
+	require.NotEqual(t, -1, i, "seed %d: task %s is gone, but never ended", r.seed, id)
+	require.True(t, task.appended[i].CreatedAt.Before(bound),
+		"seed %d: task %s is gone, but it ended at %v, not before %v", r.seed, id, task.appended[i].CreatedAt, bound)
+	for _, s := range r.stores {
+		_, err := s.GetTask(r.f.ctx, id)
+		requireErrorIs(t, err, taskbridge.ErrTaskNotFound, "seed %d: task %s: GetTask of a deleted task", r.seed, id)
+		_, err = s.Read(r.f.ctx, id, 0, 1)
+		requireErrorIs(t, err, taskbridge.ErrTaskNotFound, "seed %d: task %s: Read of a deleted task", r.seed, id)
+	}
 }
 
 // checkGrants checks that no two grants of the short leases of a task to
@@ -862,10 +983,14 @@ func stressStatus(log []taskbridge.TaskEvent) taskbridge.TaskStatus {
 	return taskbridge.StatusRunning
 }
 
-// waitWatchers waits until every watcher has read its whole log.
-func (r *stressRun) waitWatchers() {
+// waitWatchers waits until the watcher of every task that exists has read
+// its whole log.
+func (r *stressRun) waitWatchers(exists map[string]bool) {
 	deadline := time.Now().Add(waitTimeout)
 	for _, id := range r.ids {
+		if !exists[id] {
+			continue
+		}
 		want := r.f.get(id).LastSeq
 		w := r.watches[id]
 		for w.seen.Load() < want {
