@@ -20,17 +20,23 @@ import (
 // one op emits an event to the stream's task and reads it off the socket
 // (the client reads in this process). Served inside ServeHTTP, it counts
 // net/http's write path too, which BenchmarkServeHTTPDelivery leaves out;
-// Hijack=true is the stream on the hijacked connection.
+// Hijack=true is the stream on the hijacked connection, Quiet a stream
+// inside ServeHTTP whose every step is a quiet stream's (on the offload
+// pool, writing around net/http's response buffer).
 func BenchmarkSocketDelivery(b *testing.B) {
 	for _, hijack := range []bool{false, true} {
-		b.Run(fmt.Sprintf("Hijack=%v", hijack), func(b *testing.B) { benchmarkSocketDelivery(b, hijack) })
+		b.Run(fmt.Sprintf("Hijack=%v", hijack), func(b *testing.B) { benchmarkSocketDelivery(b, hijack, false) })
 	}
+	b.Run("Quiet", func(b *testing.B) { benchmarkSocketDelivery(b, false, true) })
 }
 
-func benchmarkSocketDelivery(b *testing.B, hijack bool) {
+func benchmarkSocketDelivery(b *testing.B, hijack, quiet bool) {
 	env := streamtest.New(b, streamtest.Options{MaxEventsPerTask: 64})
 	h, err := sse.NewHandler(env.Svc, sse.Config{Auth: streamtest.Auth, DisableHeartbeats: true, Hijack: hijack})
 	require.NoError(b, err)
+	if quiet {
+		sse.SetQuietAfter(h, 0)
+	}
 	mux := http.NewServeMux()
 	mux.Handle(sse.DefaultPattern, h)
 	srv := httptest.NewServer(mux)

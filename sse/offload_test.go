@@ -2,9 +2,12 @@ package sse_test
 
 import (
 	"bufio"
+	"fmt"
+	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,4 +133,77 @@ func TestOffloadPoolReleased(t *testing.T) {
 		"the stream's steps leave a goroutine waiting")
 	_ = resp.Body.Close() // the client leaves
 	require.Eventually(t, idle, 10*time.Second, time.Millisecond, "after the stream ended")
+}
+
+// writeCounter is host middleware's ResponseWriter that counts the writes
+// that go through net/http's response buffer (Write) and around it
+// (ReadFrom).
+type writeCounter struct {
+	http.ResponseWriter
+	writes, readFroms atomic.Int64
+}
+
+func (w *writeCounter) Write(b []byte) (int, error) {
+	w.writes.Add(1)
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *writeCounter) ReadFrom(r io.Reader) (int64, error) {
+	w.readFroms.Add(1)
+	return w.ResponseWriter.(io.ReaderFrom).ReadFrom(r)
+}
+
+func (w *writeCounter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// TestQuietWritesGoAroundTheResponseBuffer checks which of a stream's writes
+// inside ServeHTTP go around net/http's response buffer, so that an idle
+// stream never touches it: a quiet stream's batches and every heartbeat; a
+// busy stream's batches go through it.
+func TestQuietWritesGoAroundTheResponseBuffer(t *testing.T) {
+	t.Parallel()
+	for _, quiet := range []bool{true, false} {
+		t.Run(fmt.Sprint("quiet=", quiet), func(t *testing.T) {
+			t.Parallel()
+			env := streamtest.New(t, streamtest.Options{})
+			h := newHandler(t, env, sse.Config{HeartbeatInterval: 20 * time.Millisecond, Retry: time.Second})
+			if quiet {
+				sse.SetQuietAfter(h, 0) // every step is a quiet stream's
+			} else {
+				sse.SetQuietAfter(h, time.Hour) // only the first step is
+			}
+			counters := make(chan *writeCounter, 1)
+			srv := serve(t, h, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				wc := &writeCounter{ResponseWriter: w}
+				counters <- wc
+				h.ServeHTTP(wc, r)
+			}))
+			task := env.CreateTask(t, "alice")
+			env.Started(t, task)
+			resp := get(t, srv.Client(), streamURL(srv.URL, task), "alice", nil)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			wc := <-counters
+			br := bufio.NewReader(resp.Body)
+			fr, err := streamtest.ReadSSE(br)
+			require.NoError(t, err)
+			require.Equal(t, "1000", fr.Retry)
+			readEvent(t, br)
+			require.Zero(t, wc.writes.Load(), "the first step's batch (head and replay) is quiet")
+			readHeartbeat(t, br, task)
+			require.Zero(t, wc.writes.Load(), "heartbeats are quiet")
+			around := wc.readFroms.Load()
+			require.GreaterOrEqual(t, around, int64(2))
+
+			ev := env.Progress(t, task, 0.5)
+			require.Equal(t, ev.EventID, nextEventID(t, br))
+			if quiet {
+				require.Zero(t, wc.writes.Load(), "a quiet stream's batch")
+				require.Greater(t, wc.readFroms.Load(), around, "a quiet stream's batch")
+			} else {
+				require.Positive(t, wc.writes.Load(), "a busy stream's batch")
+			}
+			done := env.Complete(t, task)
+			require.Equal(t, done.EventID, nextEventID(t, br))
+			requireEnd(t, br)
+		})
+	}
 }
