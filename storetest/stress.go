@@ -575,11 +575,11 @@ func (r *stressRun) lease(s taskbridge.Store, rng *rand.Rand, task *stressTask, 
 func (r *stressRun) shortLease(ls taskbridge.LeaseStore, rng *rand.Rand, task *stressTask, id, holder string) {
 	now := r.now()
 	var (
-		l        taskbridge.Lease
-		granted  bool
-		terminal bool
-		err      error
-		op       = "RenewLease"
+		l       taskbridge.Lease
+		granted bool
+		ended   bool // the task ended, or was deleted
+		err     error
+		op      = "RenewLease"
 	)
 	if rng.IntN(2) == 0 {
 		l, err = ls.RenewLease(r.f.ctx, id, holder, now, stressShortTTL)
@@ -590,7 +590,7 @@ func (r *stressRun) shortLease(ls taskbridge.LeaseStore, rng *rand.Rand, task *s
 	} else {
 		op = "AcquireLease"
 		l, granted, err = ls.AcquireLease(r.f.ctx, id, holder, now, stressShortTTL)
-		if terminal = errors.Is(err, taskbridge.ErrTaskTerminal) || r.missing(task, err, "AcquireLease"); terminal {
+		if ended = errors.Is(err, taskbridge.ErrTaskTerminal) || r.missing(task, err, "AcquireLease"); ended {
 			err = nil
 		}
 	}
@@ -604,7 +604,7 @@ func (r *stressRun) shortLease(ls taskbridge.LeaseStore, rng *rand.Rand, task *s
 		r.mu.Lock()
 		task.grants = append(task.grants, stressGrant{holder, now})
 		r.mu.Unlock()
-	case op == "AcquireLease" && !terminal && (l.Holder == holder || l.Holder == "" || !l.ExpiresAt.After(now)):
+	case op == "AcquireLease" && !ended && (l.Holder == holder || l.Holder == "" || !l.ExpiresAt.After(now)):
 		r.failf("AcquireLease(%s, %s) refused with lease %+v at %v", id, holder, l, now)
 	}
 }
