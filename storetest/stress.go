@@ -345,7 +345,7 @@ func (r *stressRun) append(s taskbridge.Store, rng *rand.Rand, task *stressTask,
 	r.mu.Lock()
 	task.appended = append(task.appended, got)
 	r.mu.Unlock()
-	r.noteSeq(task, got.Seq)
+	raise(&task.maxSeq, got.Seq)
 }
 
 // suspend opens a suspension, which expires soon in a third of the cases
@@ -379,7 +379,7 @@ func (r *stressRun) suspend(s taskbridge.Store, rng *rand.Rand, task *stressTask
 	task.appended = append(task.appended, gotEv)
 	task.suspends = append(task.suspends, suspendID)
 	r.mu.Unlock()
-	r.noteSeq(task, gotEv.Seq)
+	raise(&task.maxSeq, gotEv.Seq)
 }
 
 // act submits an action, from a small pool of client action ids per task,
@@ -419,7 +419,7 @@ func (r *stressRun) act(s taskbridge.Store, rng *rand.Rand, task *stressTask, id
 		r.mu.Lock()
 		task.appended = append(task.appended, res.Event)
 		r.mu.Unlock()
-		r.noteSeq(task, res.Event.Seq)
+		raise(&task.maxSeq, res.Event.Seq)
 	case taskbridge.ActionDeduplicated, taskbridge.ActionRejectedExpired, taskbridge.ActionRejectedAlreadyResolved:
 	default:
 		r.failf("AcceptAction(%s, %s, %s) returned status %q", id, suspendID, actionID, res.Status)
@@ -429,9 +429,9 @@ func (r *stressRun) act(s taskbridge.Store, rng *rand.Rand, task *stressTask, id
 	r.mu.Unlock()
 }
 
-// noteSeq records that an event with Seq seq was appended.
-func (r *stressRun) noteSeq(task *stressTask, seq int64) {
-	for cur := task.maxSeq.Load(); seq > cur && !task.maxSeq.CompareAndSwap(cur, seq); cur = task.maxSeq.Load() {
+// raise sets a to v if v is larger.
+func raise(a *atomic.Int64, v int64) {
+	for cur := a.Load(); v > cur && !a.CompareAndSwap(cur, v); cur = a.Load() {
 	}
 }
 
@@ -452,8 +452,7 @@ func (r *stressRun) missing(task *stressTask, err error, op string, args ...any)
 // prune deletes a few tasks that ended a while ago (retention).
 func (r *stressRun) prune(s taskbridge.Store, rng *rand.Rand) {
 	ms := r.clock.Add(1) - 40
-	for cur := r.pruned.Load(); ms > cur && !r.pruned.CompareAndSwap(cur, ms); cur = r.pruned.Load() {
-	}
+	raise(&r.pruned, ms)
 	limit := 1 + rng.IntN(3)
 	n, err := s.DeleteTerminalTasks(r.f.ctx, BaseTime.Add(time.Duration(ms)*time.Millisecond), limit)
 	if err != nil || n < 0 || n > limit {
@@ -797,7 +796,7 @@ func (r *stressRun) checkLeases(live map[string]bool) {
 	for id, task := range r.tasks {
 		if last := r.checkGrants(id, task); live[id] && last != "" {
 			want = append(want, taskbridge.Lease{TaskID: id, Holder: last})
-			r.held[id] = last
+			r.held[id] = last // released below with the rest
 		}
 	}
 	later := BaseTime.Add(2 * stressLeaseTTL)
