@@ -42,7 +42,8 @@
 // gone everywhere, gapless logs equal through every handle, the task state
 // machine, every successful write in the log as it was returned and
 // nothing else, one accepted action per suspension, one lease holder at a
-// time, every watcher at the end of its log). It runs 3 seeds; set
+// time, every watcher at the end of its log, every control change on
+// every handle's control feed). It runs 3 seeds; set
 // TASKBRIDGE_STRESS_SEEDS (say, to 300) for a long run and
 // TASKBRIDGE_STRESS_SEED to run one seed again.
 //

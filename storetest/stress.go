@@ -84,8 +84,10 @@ func stressSeeds(t *testing.T) []uint64 {
 // log exactly as it was returned and nothing else there, one append per
 // idempotency key, one first cancellation, one accepted action per
 // suspension and none after it expired, one lease holder at a time (no
-// overlapping grants of short leases to different holders), and every
-// watcher reaching the end of its log.
+// overlapping grants of short leases to different holders), every watcher
+// reaching the end of its log, and every handle's control feed (when the
+// store has one) reporting every task with a first cancellation or an
+// accepted action.
 func testStress(t *testing.T, h Harness) {
 	for _, seed := range stressSeeds(t) {
 		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
@@ -101,6 +103,15 @@ func testStress(t *testing.T, h Harness) {
 				watches: map[string]*stressWatch{},
 				held:    map[string]string{},
 			}
+			// A control watcher on every handle that has a feed, from
+			// before the first change.
+			for _, s := range stores {
+				if cf, ok := s.(taskbridge.ControlFeed); ok {
+					c := newControlSignal()
+					t.Cleanup(cf.WatchControl(c.notify))
+					r.controls = append(r.controls, c)
+				}
+			}
 			r.run()
 			r.check()
 		})
@@ -113,7 +124,9 @@ type stressRun struct {
 	f      *fixture
 	seed   uint64
 	stores []taskbridge.Store
-	clock  atomic.Int64 // milliseconds after BaseTime
+	// controls are the control watchers of the handles with a feed.
+	controls []*controlSignal
+	clock    atomic.Int64 // milliseconds after BaseTime
 	// pruned is the latest bound DeleteTerminalTasks was called with
 	// (milliseconds after BaseTime).
 	pruned atomic.Int64
@@ -740,6 +753,28 @@ func (r *stressRun) check() {
 	}
 	r.checkLeases(live)
 	r.waitWatchers(exists)
+	r.checkControls()
+}
+
+// checkControls checks that every handle's control feed reported every
+// task with a control change: a first cancellation request or an accepted
+// action.
+func (r *stressRun) checkControls() {
+	for _, id := range r.ids {
+		task := r.tasks[id]
+		changed := len(task.firsts) > 0
+		for _, acts := range task.actions {
+			for _, a := range acts {
+				changed = changed || a.res.Status == taskbridge.ActionAccepted
+			}
+		}
+		if !changed {
+			continue
+		}
+		for _, c := range r.controls {
+			c.wait(r.t, id, fmt.Sprintf("(stress seed %d: it had a first cancellation or an accepted action)", r.seed))
+		}
+	}
 }
 
 // checkDeleted checks that a task that is gone ended before a prune's
