@@ -213,18 +213,7 @@ func (r *stressRun) failf(format string, args ...any) {
 		r.seed, StressSeedEnv, r.seed, fmt.Sprintf(format, args...))
 }
 
-func (r *stressRun) run() {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for w := range stressWorkers {
-		wg.Go(func() {
-			<-start
-			r.worker(w)
-		})
-	}
-	close(start)
-	wg.Wait()
-}
+func (r *stressRun) run() { race(stressWorkers, r.worker) }
 
 // worker runs one worker's operations on its handle.
 func (r *stressRun) worker(w int) {
@@ -633,13 +622,8 @@ func (r *stressRun) release(s taskbridge.Store, task *stressTask, id, holder str
 // watch starts following the log of taskID through s.
 func (r *stressRun) watch(s taskbridge.Store, taskID string) {
 	w := &stressWatch{quit: make(chan struct{}), done: make(chan struct{})}
-	sig := make(chan struct{}, 1)
-	w.stop = s.Watch(taskID, func() {
-		select {
-		case sig <- struct{}{}:
-		default:
-		}
-	})
+	sig := newSignal()
+	w.stop = s.Watch(taskID, sig.notify)
 	r.mu.Lock()
 	r.watches[taskID] = w
 	r.mu.Unlock()
@@ -670,7 +654,7 @@ func (r *stressRun) watch(s taskbridge.Store, taskID string) {
 				w.seen.Store(after)
 			}
 			select {
-			case <-sig:
+			case <-sig.ch:
 			case <-w.quit:
 				return
 			}
