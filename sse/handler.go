@@ -154,7 +154,7 @@ type Handler struct {
 	// wd cuts off the streams' writes that overrun Config.WriteTimeout.
 	wd *writewatch.Watchdog
 
-	// quietAfter is defaultQuietAfter; tests change it.
+	// quietAfter is streamlife.QuietAfter; tests change it.
 	quietAfter time.Duration
 	// deliverHook, set by tests, learns the outcome of every
 	// stream.deliver.
@@ -200,7 +200,7 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 		life:       life,
 		done:       life.Done(),
 		wd:         writewatch.New(cfg.WriteTimeout),
-		quietAfter: defaultQuietAfter,
+		quietAfter: streamlife.QuietAfter,
 		// Offloaded work runs while its stream's goroutine waits, so about
 		// one goroutine per core is busy with it at a time; those that
 		// wait are few, as their stacks have grown to an open's depth.

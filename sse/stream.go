@@ -23,21 +23,12 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/writewatch"
 )
 
-// Buffers come from package bufpool and are held only while a batch is
-// written, so an idle stream keeps none.
-const (
-	// chunkSize is how many bytes of a batch collect before they are
-	// written: the write watchdog times each write on its own, so a large
-	// batch to a healthy client never runs into the write timeout.
-	chunkSize = 64 << 10
-	// defaultQuietAfter is Handler.quietAfter: how long a stream must
-	// have sent nothing for its next step (reading its subscription,
-	// writing a batch or a heartbeat) to run on another goroutine, one of
-	// the handler's pool (see packages internal/offstack and
-	// internal/gopool). A busy stream works on its own goroutine, a quiet
-	// one keeps that goroutine's stack small.
-	defaultQuietAfter = time.Second
-)
+// chunkSize is how many bytes of a batch collect before they are written:
+// the write watchdog times each write on its own, so a large batch to a
+// healthy client never runs into the write timeout. Buffers come from
+// package bufpool and are held only while a batch is written, so an idle
+// stream keeps none.
+const chunkSize = 64 << 10
 
 // stream is one client connection's write side: either the ResponseWriter
 // (rc set) or a hijacked connection (conn set).
@@ -71,7 +62,7 @@ type stream struct {
 	// retry field. A pooled buffer; nil once written.
 	head *[]byte
 	// lastSent is when the last batch or heartbeat began; see
-	// defaultQuietAfter.
+	// streamlife.QuietAfter.
 	lastSent int64 // Unix ns
 }
 

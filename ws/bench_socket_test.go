@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,10 +23,17 @@ import (
 // its frame off the socket (the client, raw frames, runs in this process).
 // It is sse's benchmark of the same name for this transport: with a task's
 // only subscriber on a plain socket, the appending goroutine writes the
-// frame itself (an inline write).
+// frame itself (an inline write); with Inline=false the connection's
+// goroutine does, in a round of its own per event.
 func BenchmarkSocketDelivery(b *testing.B) {
+	for _, inline := range []bool{true, false} {
+		b.Run(fmt.Sprint("Inline=", inline), func(b *testing.B) { benchSocketDelivery(b, !inline) })
+	}
+}
+
+func benchSocketDelivery(b *testing.B, disableInline bool) {
 	env := streamtest.New(b, streamtest.Options{MaxEventsPerTask: 64})
-	h, err := ws.NewHandler(env.Svc, ws.Config{Auth: streamtest.Auth, DisableHeartbeats: true})
+	h, err := ws.NewHandler(env.Svc, ws.Config{Auth: streamtest.Auth, DisableHeartbeats: true, DisableInlineWrites: disableInline})
 	require.NoError(b, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()

@@ -29,10 +29,14 @@ var errShutdown = errors.New("ws: shutting down")
 // a write failed).
 const statusAbort websocket.StatusCode = -1
 
-// conn is one WebSocket connection. Two goroutines serve it: run, which
-// owns the subscriptions and every data write, and readLoop, which reads
-// client frames (so pings are answered and a departed client is noticed at
-// once) and hands subscribe frames to run.
+// conn is one WebSocket connection. Two goroutines of its own serve it:
+// run, which owns the subscriptions and every data write, and readLoop,
+// which reads client frames (so pings are answered and a departed client is
+// noticed at once) and hands subscribe frames to run. Both wait in shallow
+// frames, so that an idle connection's stacks stay at the minimum: run
+// hands the work of a quiet connection to the handler's offload pool (see
+// step), and readLoop waits for the client's next bytes before it reads
+// them through the library (see waitReadable).
 type conn struct {
 	h    *Handler
 	st   *streamlife.Stream
@@ -52,8 +56,12 @@ type conn struct {
 	signal     chan struct{}
 	readerDone chan struct{}
 
-	mu   sync.Mutex // guards reqs and taken
+	mu   sync.Mutex // guards reqs, taken and closing
 	reqs []request  // frames read by readLoop, not yet handled by run
+	// closing is set by finish before the close handshake, in which the
+	// library reads from run: readLoop no longer looks at what the
+	// library has buffered (see waitReadable).
+	closing bool
 	// taken, when not nil, is closed by run once it has taken reqs:
 	// readLoop waits on it while reqs is full.
 	taken chan struct{}
@@ -62,12 +70,16 @@ type conn struct {
 	readErr error
 
 	// Owned by run.
-	subs       []*subscription
-	more       bool                 // the last round found frames
-	readerGone bool                 // readLoop has exited
-	code       websocket.StatusCode // close code once the connection ends
-	reason     string
-	writeErr   error // the write that failed, if one did
+	subs []*subscription
+	more bool // the last round found frames
+	// at is when run last read the clock, before a round: the time a
+	// batch that round writes begins; lastSent is when the last round
+	// that wrote began (Unix ns). See step.
+	at, lastSent int64
+	readerGone   bool                 // readLoop has exited
+	code         websocket.StatusCode // close code once the connection ends
+	reason       string
+	writeErr     error // the write that failed, if one did
 }
 
 // request is a client frame read by readLoop.
@@ -133,11 +145,15 @@ func newConn(reqCtx context.Context, h *Handler, wc *websocket.Conn, nc *netConn
 }
 
 // run serves the connection until it closes. Between rounds it waits in
-// its own frame, so an idle connection's goroutine is parked on a shallow
-// stack that the garbage collector shrinks to the minimum.
+// its own frame, and the deep work of a connection that is not busy (the
+// first subscribe frame, quiet rounds) runs on a goroutine of the
+// handler's offload pool (see step), so an idle connection's goroutine
+// never grows past the smallest stack.
 func (c *conn) run() {
-	if c.start() {
-		for c.round() {
+	var ok bool
+	c.h.offload.Run(func() { ok = c.start() })
+	if ok {
+		for c.step() {
 			if c.more {
 				// More may be available at once; stop only for shutdown.
 				select {
@@ -188,6 +204,9 @@ func (c *conn) finish() {
 		s.close()
 	}
 	c.subs = nil
+	c.mu.Lock()
+	c.closing = true
+	c.mu.Unlock()
 	if c.code == statusAbort {
 		_ = c.ws.CloseNow()
 	} else {
@@ -197,6 +216,7 @@ func (c *conn) finish() {
 	<-c.readerDone
 	c.nc.release()
 	c.st.Leave()
+	c.h.releaseIdle()
 }
 
 // abort drops the connection at once; used when Shutdown runs out of time.
@@ -273,6 +293,7 @@ func (c *conn) readLoop() {
 	defer close(c.readerDone)
 	defer c.wake()
 	for {
+		c.waitReadable()
 		req, err := c.read()
 		if err != nil {
 			c.readErr = err
@@ -319,11 +340,40 @@ func readEnd(err error) (websocket.StatusCode, string) {
 	return websocket.StatusProtocolError, "protocol error"
 }
 
+// waitReadable waits for the client's next bytes in a shallow frame (see
+// netConn.waitReadable) unless some are buffered already, or the close
+// handshake has begun (the library then reads on run's goroutine, and
+// what it buffered is not readLoop's to look at).
+func (c *conn) waitReadable() {
+	c.mu.Lock()
+	ready := c.closing || c.nc.buffered()
+	c.mu.Unlock()
+	if !ready {
+		c.nc.waitReadable()
+	}
+}
+
 func (c *conn) wake() {
 	select {
 	case c.signal <- struct{}{}:
 	default:
 	}
+}
+
+// step runs a round: on run's goroutine while the connection is busy
+// (the last round wrote, or one wrote less than quietAfter ago), else on
+// a goroutine of the handler's offload pool, so that run's own stack stays
+// small on a connection that is mostly idle.
+func (c *conn) step() bool {
+	if !c.more {
+		c.at = time.Now().UnixNano()
+		if c.at-c.lastSent >= int64(c.h.quietAfter) {
+			var ok bool
+			c.h.offload.Run(func() { ok = c.round() })
+			return ok
+		}
+	}
+	return c.round()
 }
 
 // round handles pending subscribe frames, collects what every
@@ -352,6 +402,9 @@ func (c *conn) round() bool {
 	fp := bufpool.Frames.Get()
 	if code == 0 {
 		code, reason, c.more = c.collect(&msgs, fp)
+	}
+	if len(msgs) > 0 {
+		c.lastSent = c.at
 	}
 	err := c.write(msgs)
 	fanout.Release(*fp) // written, or the connection is over

@@ -1,6 +1,17 @@
 package ws
 
+import "time"
+
 // SetDeliverHook makes every inline delivery of h's connections (on an
 // appending goroutine) report whether the socket took all of it. Call it
 // before h serves.
 func SetDeliverHook(h *Handler, f func(sent bool)) { h.wire.deliverHook = f }
+
+// SetQuietAfter sets how long a connection must have sent nothing for its
+// next round to run on a goroutine of h's offload pool: 0 offloads every
+// round. Call it before h serves.
+func SetQuietAfter(h *Handler, d time.Duration) { h.quietAfter = d }
+
+// OffloadWaiting returns how many goroutines of h's offload pool wait for
+// work.
+func OffloadWaiting(h *Handler) int { return h.offload.Waiting() }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/coder/websocket"
 
 	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/gopool"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
 	"github.com/taskbridge-go/taskbridge/internal/writewatch"
@@ -163,6 +165,11 @@ type Handler struct {
 	// life.Done(): connections close with 1001.
 	life *streamlife.Group
 	done <-chan struct{}
+	// offload runs the deep work of connections that are not busy (see
+	// conn.run and conn.step). Released when no connection is left.
+	offload gopool.Pool
+	// quietAfter is streamlife.QuietAfter; tests change it.
+	quietAfter time.Duration
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler
@@ -213,10 +220,12 @@ func NewHandler(svc *taskbridge.Service, cfg Config) (*Handler, error) {
 			// on which the library writes a compressed frame.
 			CompressionMode: websocket.CompressionDisabled,
 		},
-		wire:    wireConfig{wd: writewatch.New(cfg.WriteTimeout), log: svcHooks.Logger(svc)},
-		origins: origins,
-		life:    life,
-		done:    life.Done(),
+		wire:       wireConfig{wd: writewatch.New(cfg.WriteTimeout), log: svcHooks.Logger(svc)},
+		origins:    origins,
+		life:       life,
+		done:       life.Done(),
+		offload:    gopool.Pool{MaxIdle: max(4, runtime.GOMAXPROCS(0))},
+		quietAfter: streamlife.QuietAfter,
 	}, nil
 }
 
@@ -261,6 +270,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := newConn(r.Context(), h, wc, uw.conn, auth, st)
 	st.OnAbort(c.abort)
 	go c.run()
+}
+
+// releaseIdle releases the offload pool's goroutines when no connection
+// is left to need them.
+func (h *Handler) releaseIdle() {
+	if h.life.Active() == 0 {
+		h.offload.Release()
+	}
 }
 
 // refused answers a handshake Accept refused despite the checks above,

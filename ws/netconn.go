@@ -110,7 +110,8 @@ func (u *upgradeWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	u.conn = nc
-	return nc, bufio.NewReadWriter(bufio.NewReaderSize(nc, readBufSize), bufio.NewWriterSize(nc, writeBufSize)), nil
+	nc.br = bufio.NewReaderSize(nc, readBufSize)
+	return nc, bufio.NewReadWriter(nc.br, bufio.NewWriterSize(nc, writeBufSize)), nil
 }
 
 // netConn is a hijacked connection and the one writer of its socket: every
@@ -156,6 +157,8 @@ type netConn struct {
 	// pending is read before the socket; only the reading goroutine
 	// touches it.
 	pending []byte
+	// br is the library's read buffer (handed to it by Hijack).
+	br *bufio.Reader
 
 	mu sync.Mutex
 	// err is why nothing may be written: errNoHead until writeHead, then
@@ -200,6 +203,13 @@ func (c *netConn) release() {
 		c.owed = nil
 	}
 	c.mu.Unlock()
+}
+
+// buffered reports that bytes the client sent wait in pending or the
+// library's read buffer. Only the goroutine that reads may call it, while
+// the library is not reading on another (see conn.waitReadable).
+func (c *netConn) buffered() bool {
+	return len(c.pending) > 0 || (c.br != nil && c.br.Buffered() > 0)
 }
 
 // Read implements net.Conn.

@@ -18,6 +18,14 @@ const (
 	MaxHeartbeatInterval = 40 * time.Second
 )
 
+// QuietAfter is how long a stream must have sent nothing for its next
+// step (reading its subscriptions, writing a batch or a heartbeat) to run
+// on a goroutine of its handler's offload pool rather than its own (see
+// packages internal/offstack and internal/gopool): a busy stream works on
+// its own goroutine, a quiet one keeps that goroutine's stack small. The
+// sse and ws handlers use it.
+const QuietAfter = time.Second
+
 // HeartbeatInterval checks a handler's heartbeat settings and returns the
 // interval to use: 0 when disabled, DefaultHeartbeatInterval for a zero
 // interval. pkg prefixes the error messages ("sse", "ws").

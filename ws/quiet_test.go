@@ -1,0 +1,140 @@
+package ws_test
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge"
+	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
+	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
+	"github.com/taskbridge-go/taskbridge/memstore"
+	"github.com/taskbridge-go/taskbridge/ws"
+)
+
+// TestEveryRoundOffloaded serves whole connections (replay, heartbeats, a
+// ping, live events, a second subscription, the normal close) with every
+// round on a goroutine of the handler's offload pool, as a quiet
+// connection's rounds are.
+func TestEveryRoundOffloaded(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{HeartbeatInterval: 20 * time.Millisecond})
+	ws.SetQuietAfter(f.h, 0)
+	a, b := f.env.CreateTask(t, "alice"), f.env.CreateTask(t, "alice")
+	started := f.env.Started(t, a)
+
+	c := f.subscribed(t, a)
+	require.Equal(t, started.EventID, readEvent(t, c).EventID)
+	protocoltest.ValidateHeartbeat(t, read(t, c))
+	pong := make(chan error, 1)
+	go func() { pong <- c.Ping(testCtx(t)) }()
+	protocoltest.ValidateHeartbeat(t, read(t, c)) // reading lets the pong through
+	require.NoError(t, <-pong)
+
+	subscribe(t, c, b, nil)
+	readConfirm(t, c, b, nil)
+	f.env.Progress(t, a, 0.5)
+	f.env.Complete(t, a)
+	f.env.Complete(t, b)
+	ends := 0
+	for ends < 2 {
+		msg := read(t, c)
+		if strings.Contains(string(msg), `"TASK_COMPLETED"`) {
+			ends++
+		}
+	}
+	requireClose(t, c, websocket.StatusNormalClosure)
+	require.Eventually(t, func() bool { return f.active() == 0 }, 5*time.Second, time.Millisecond)
+}
+
+// The goroutines the handler keeps for quiet connections' rounds wait only
+// while it has connections.
+func TestOffloadPoolReleased(t *testing.T) {
+	t.Parallel()
+	f := setup(t, ws.Config{})
+	ws.SetQuietAfter(f.h, 0)
+	task := f.env.CreateTask(t, "alice")
+	c := f.subscribed(t, task)
+	f.env.Started(t, task)
+	readEvent(t, c)
+	require.Eventually(t, func() bool { return ws.OffloadWaiting(f.h) > 0 }, 10*time.Second, time.Millisecond,
+		"the connection's rounds leave a goroutine waiting")
+	require.NoError(t, c.Close(websocket.StatusNormalClosure, ""))
+	require.Eventually(t, func() bool { return ws.OffloadWaiting(f.h) == 0 && f.active() == 0 }, 10*time.Second, time.Millisecond,
+		"after the connection closed")
+}
+
+// stackPolicy is taskbridge.OwnerOnly that records, on each access check,
+// whether it runs on a goroutine of the connection itself (inside run) or
+// on one of the offload pool.
+type stackPolicy struct {
+	taskbridge.OwnerOnly
+	mu     sync.Mutex
+	onConn []bool
+}
+
+func (p *stackPolicy) CanAccess(ctx context.Context, auth taskbridge.AuthContext, task taskbridge.Task) error {
+	buf := make([]byte, 64<<10)
+	stack := string(buf[:runtime.Stack(buf, false)])
+	p.mu.Lock()
+	p.onConn = append(p.onConn, strings.Contains(stack, "ws.(*conn).run("))
+	p.mu.Unlock()
+	return p.OwnerOnly.CanAccess(ctx, auth, task)
+}
+
+func (p *stackPolicy) seen() []bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]bool(nil), p.onConn...)
+}
+
+// TestQuietRoundsRunOffTheConnection checks where subscribe frames are
+// handled: the round of a connection that has sent nothing for quietAfter
+// runs on the offload pool, that of a busy one on the connection's own
+// goroutine.
+func TestQuietRoundsRunOffTheConnection(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		quietAfter time.Duration
+		want       []bool // per subscribe frame: handled on the connection's goroutine
+	}{
+		// The first round is always quiet: nothing was ever sent.
+		{"busy after the first confirmation", time.Hour, []bool{false, true}},
+		{"always quiet", 0, []bool{false, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			policy := &stackPolicy{}
+			svc, err := taskbridge.New(taskbridge.Config{Store: memstore.New(memstore.Config{}), Executor: streamtest.Executor{}, Ownership: policy})
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = svc.Shutdown(context.Background()) })
+			h := newHandler(t, &streamtest.Env{Svc: svc}, ws.Config{})
+			ws.SetQuietAfter(h, tc.quietAfter)
+			mux := http.NewServeMux()
+			mux.Handle("GET "+ws.DefaultPath, h)
+			f := &fixture{h: h, srv: streamtest.SmallBufferServer(t, mux)}
+			t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+			var tasks []string
+			for i := range 2 {
+				resp, err := svc.CreateTask(context.Background(), taskbridge.AuthContext{Subject: "alice"},
+					taskbridge.CreateTaskRequest{ClientRequestID: "req-" + string(rune('a'+i)), TaskType: "test"})
+				require.NoError(t, err)
+				tasks = append(tasks, resp.TaskID)
+			}
+			c := f.dial(t, "alice")
+			for _, task := range tasks {
+				subscribe(t, c, task, nil)
+				readConfirm(t, c, task, nil)
+			}
+			require.Equal(t, tc.want, policy.seen())
+		})
+	}
+}

@@ -1,0 +1,42 @@
+//go:build unix
+
+package ws_test
+
+import (
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskbridge-go/taskbridge/ws"
+)
+
+// TestIdleReaderWaitsOutsideTheLibrary: a subscribed connection's reading
+// goroutine waits for the client's next bytes in its own shallow frame, not
+// inside the websocket library's read path, so that its stack stays at the
+// minimum; after reading a frame it goes back to waiting there. Not
+// parallel: it looks at every goroutine of the process.
+func TestIdleReaderWaitsOutsideTheLibrary(t *testing.T) {
+	f := setup(t, ws.Config{})
+	a, b := f.env.CreateTask(t, "alice"), f.env.CreateTask(t, "alice")
+	c := f.rawClient(t, subscribeFrames(t, a))
+	confirmedThen(t, subscribeFrames(t, b))(c)
+	confirmedThen(t, nil)(c)
+	waiting := func() bool {
+		buf := make([]byte, 1<<20)
+		readers := 0
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if !strings.Contains(g, "ws.(*conn).readLoop(") {
+				continue
+			}
+			readers++
+			if !strings.Contains(g, "ws.(*netConn).waitReadable(") || strings.Contains(g, "github.com/coder/websocket") {
+				return false
+			}
+		}
+		return readers == 1
+	}
+	require.Eventually(t, waiting, 10*time.Second, time.Millisecond)
+}
