@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/propagation"
@@ -58,6 +59,13 @@ func TestJobContextCarriesTheCreateRequestsTrace(t *testing.T) {
 	resp, err := n.svc.CreateTask(ctx, alice, taskbridge.CreateTaskRequest{ClientRequestID: "r1", TaskType: "traced"})
 	require.NoError(t, err)
 	n.waitTerminal(t, resp.TaskID)
+	// The hook runs after the append it reports, so the terminal event can
+	// be in the store before its hook has run.
+	require.Eventually(t, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(eventSCs) >= 3
+	}, 10*time.Second, time.Millisecond)
 
 	mu.Lock()
 	defer mu.Unlock()
