@@ -15,3 +15,8 @@ func SetDeliverHook(h *Handler, f func(sent bool)) { h.deliverHook = f }
 // OffloadWaiting returns how many goroutines of h's offload pool wait for
 // work.
 func OffloadWaiting(h *Handler) int { return h.offload.Waiting() }
+
+// SetWaitHook makes every wait of h's streams report whether the stream
+// waits on its subscription alone, as a busy one does. Call it before h
+// serves.
+func SetWaitHook(h *Handler, f func(busy bool)) { h.waitHook = f }

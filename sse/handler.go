@@ -159,6 +159,9 @@ type Handler struct {
 	// deliverHook, set by tests, learns the outcome of every
 	// stream.deliver.
 	deliverHook func(sent bool)
+	// waitHook, set by tests, learns at each wait of a stream whether it
+	// waits on its subscription alone (a busy stream; see stream.run).
+	waitHook func(busy bool)
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler

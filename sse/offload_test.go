@@ -207,3 +207,66 @@ func TestQuietWritesGoAroundTheResponseBuffer(t *testing.T) {
 		})
 	}
 }
+
+// TestBusyStreamsWaitOnTheirSubscriptionAlone: a stream that sends from its
+// own goroutine waits for its subscription alone, with the end of the
+// request registered to wake it, so that a client leaving is still noticed
+// at once; once it has been quiet for quietAfter it waits in a select
+// again, with nothing registered (a stream that has never been busy never
+// registers anything).
+func TestBusyStreamsWaitOnTheirSubscriptionAlone(t *testing.T) {
+	t.Parallel()
+	forEachMode(t, sse.Config{DisableInlineWrites: true}, func(t *testing.T, cfg sse.Config) {
+		const quietAfter = 300 * time.Millisecond
+		metrics := &taskbridge.MemoryMetrics{}
+		env := streamtest.New(t, streamtest.Options{Metrics: metrics})
+		h := newHandler(t, env, cfg)
+		sse.SetQuietAfter(h, quietAfter)
+		var busy atomic.Bool
+		var waits atomic.Int64
+		sse.SetWaitHook(h, func(b bool) {
+			busy.Store(b)
+			waits.Add(1)
+		})
+		mux := http.NewServeMux()
+		mux.Handle(sse.DefaultPattern, h)
+		f := &fixture{env: env, h: h, srv: serve(t, h, mux)}
+		task := env.CreateTask(t, "alice")
+		resp, cancel := f.openCancelable(t, task)
+		br := bufio.NewReader(resp.Body)
+		require.Eventually(t, func() bool { return waits.Load() > 0 }, 10*time.Second, time.Millisecond)
+		require.False(t, busy.Load(), "a stream that has sent only its head")
+		require.Equal(t, env.Started(t, task).EventID, nextEventID(t, br))
+
+		// becomeBusy delivers events until the stream waits as a busy one.
+		becomeBusy := func() {
+			t.Helper()
+			for range 50 {
+				n := waits.Load()
+				ev := env.Emit(t, task, taskbridge.MessagePayload{Message: "m"})
+				require.Equal(t, ev.EventID, nextEventID(t, br))
+				require.Eventually(t, func() bool { return waits.Load() > n }, 10*time.Second, time.Millisecond)
+				if busy.Load() {
+					return
+				}
+			}
+			t.Fatal("the stream never waited as a busy one")
+		}
+		becomeBusy()
+
+		// Quiet for longer than quietAfter (the input here is time
+		// itself): the next step is a quiet one and unregisters.
+		time.Sleep(2 * quietAfter)
+		n := waits.Load()
+		ev := env.Emit(t, task, taskbridge.MessagePayload{Message: "after a pause"})
+		require.Equal(t, ev.EventID, nextEventID(t, br))
+		require.Eventually(t, func() bool { return waits.Load() > n }, 10*time.Second, time.Millisecond)
+		require.False(t, busy.Load(), "after a quiet step")
+
+		// Busy again, then the client leaves: the stream ends without
+		// waiting for an event or a heartbeat.
+		becomeBusy()
+		cancel()
+		require.Eventually(t, func() bool { return activeStreams(metrics)() == 0 }, 5*time.Second, time.Millisecond)
+	})
+}

@@ -245,14 +245,27 @@ func (s *stream) run(ctx context.Context) {
 	// older than the batch, which only makes a busy stream look quiet
 	// sooner.
 	var at int64
+	// sent is lastSent before the steps since the last wait: whether
+	// they sent tells a busy stream (see below).
+	var sent int64
+	// stop, while set, unregisters the wake-up of a busy stream's
+	// subscription when ctx ends (see below).
+	var stop func() bool
+	defer func() {
+		if stop != nil {
+			stop()
+		}
+	}()
 	for {
 		var ok bool
 		// A step right after one that sent (more) is not quiet: no clock
 		// read needed.
 		if !more {
 			at = time.Now().UnixNano()
+			sent = s.lastSent
 		}
-		if !more && at-s.lastSent >= int64(s.h.quietAfter) {
+		quiet := !more && at-s.lastSent >= int64(s.h.quietAfter)
+		if quiet {
 			more, ok = s.offloadStep(ctx, at)
 		} else {
 			more, ok = s.step(ctx, at, false)
@@ -274,12 +287,36 @@ func (s *stream) run(ctx context.Context) {
 		if more {
 			continue
 		}
-		select {
-		case <-s.sub.Ready():
-		case <-ctx.Done():
-			s.sub.SetEnd(fanout.EndClientGone, nil)
-			return
+		switch {
+		case quiet && stop != nil:
+			stop()
+			stop = nil
+		case !quiet && stop == nil && s.lastSent != sent:
+			// A busy stream (its steps ran on its goroutine and sent)
+			// parks once per delivery: on Ready alone, which ctx's end
+			// then wakes too, a receive being much cheaper than a
+			// select. Registered until the stream is quiet again: its
+			// context.AfterFunc costs some 300 bytes meanwhile, which a
+			// stream that has never been busy does not pay.
+			stop = context.AfterFunc(ctx, s.sub.Wake)
 		}
+		if s.h.waitHook != nil {
+			s.h.waitHook(stop != nil)
+		}
+		if stop != nil {
+			<-s.sub.Ready()
+			if ctx.Err() == nil {
+				continue
+			}
+		} else {
+			select {
+			case <-s.sub.Ready():
+				continue
+			case <-ctx.Done():
+			}
+		}
+		s.sub.SetEnd(fanout.EndClientGone, nil)
+		return
 	}
 }
 
