@@ -52,7 +52,8 @@ type conn struct {
 	cancel context.CancelFunc
 
 	// signal is every subscription's Ready channel and is also signalled
-	// by readLoop, so run waits on one channel.
+	// by readLoop and by the handler's shutdown, so run waits on one
+	// channel.
 	signal     chan struct{}
 	readerDone chan struct{}
 
@@ -154,24 +155,26 @@ func (c *conn) run() {
 	c.h.offload.Run(func() { ok = c.start() })
 	if ok {
 		for c.step() {
-			if c.more {
-				// More may be available at once; stop only for shutdown.
-				select {
-				case <-c.h.done:
-					c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
-				default:
-					continue
-				}
-				break
+			// Unless more may be available at once, wait for a signal:
+			// the subscriptions', readLoop's (a frame, or its end) or the
+			// handler's shutdown (see Wake), all on one channel, which
+			// costs a receive where a select over three would cost much
+			// more per wake-up.
+			if !c.more {
+				<-c.signal
 			}
 			select {
-			case <-c.signal:
-				continue
-			case <-c.readerDone:
-				c.readerGone = true
-				continue
 			case <-c.h.done:
 				c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
+			default:
+				if !c.readerGone {
+					select {
+					case <-c.readerDone:
+						c.readerGone = true
+					default:
+					}
+				}
+				continue
 			}
 			break
 		}
@@ -290,8 +293,10 @@ func (c *conn) read() (request, error) {
 // stops reading until run takes them, so a burst of frames is served at
 // the pace run handles them (TCP flow control holds the client back).
 func (c *conn) readLoop() {
-	defer close(c.readerDone)
-	defer c.wake()
+	defer func() {
+		close(c.readerDone)
+		c.wake() // after the close, so that the woken run sees it
+	}()
 	for {
 		c.waitReadable()
 		req, err := c.read()
@@ -352,6 +357,9 @@ func (c *conn) waitReadable() {
 		c.nc.waitReadable()
 	}
 }
+
+// Wake implements streamlife.Waker: the handler's shutdown wakes run.
+func (c *conn) Wake() { c.wake() }
 
 func (c *conn) wake() {
 	select {

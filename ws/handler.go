@@ -269,6 +269,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	wc.SetReadLimit(h.cfg.ReadLimit)
 	c := newConn(r.Context(), h, wc, uw.conn, auth, st)
 	st.OnAbort(c.abort)
+	st.OnClose(c)
 	go c.run()
 }
 
