@@ -258,20 +258,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// or a hijacked stream now served by goroutines of its own: a
 		// stream served here releases the pool when it leaves.
 		if s == nil {
-			h.releaseIdle()
+			h.life.ReleaseIfIdle(&h.offload)
 		}
 	}()
 	h.offload.Run(func() { s = h.open(w, r) })
 	if s != nil {
 		s.serve(r.Context())
-	}
-}
-
-// releaseIdle releases the offload pool's goroutines when no stream is
-// left to need them.
-func (h *Handler) releaseIdle() {
-	if h.life.Active() == 0 {
-		h.offload.Release()
 	}
 }
 

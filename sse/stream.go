@@ -171,7 +171,7 @@ func (s *stream) finish() {
 // releases the goroutines of the offload pool.
 func (s *stream) leave() {
 	s.st.Leave()
-	s.h.releaseIdle()
+	s.h.life.ReleaseIfIdle(&s.h.offload)
 }
 
 // closeSub closes the subscription under its lock and drops what deliver

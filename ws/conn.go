@@ -219,7 +219,7 @@ func (c *conn) finish() {
 	<-c.readerDone
 	c.nc.release()
 	c.st.Leave()
-	c.h.releaseIdle()
+	c.h.life.ReleaseIfIdle(&c.h.offload)
 }
 
 // abort drops the connection at once; used when Shutdown runs out of time.

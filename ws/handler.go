@@ -273,14 +273,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go c.run()
 }
 
-// releaseIdle releases the offload pool's goroutines when no connection
-// is left to need them.
-func (h *Handler) releaseIdle() {
-	if h.life.Active() == 0 {
-		h.offload.Release()
-	}
-}
-
 // refused answers a handshake Accept refused despite the checks above,
 // with an envelope carrying the status Accept chose (it was held back by
 // the upgradeWriter). A connection that could not be hijacked (host

@@ -63,6 +63,16 @@ func (g *Group) Active() int {
 	return g.active
 }
 
+// ReleaseIfIdle calls r.Release when no stream is active: for resources
+// only the streams need, such as a handler's pool of goroutines (see
+// package internal/gopool), released by the last stream to leave. A
+// stream entering later starts them again.
+func (g *Group) ReleaseIfIdle(r interface{ Release() }) {
+	if g.Active() == 0 {
+		r.Release()
+	}
+}
+
 // Enter counts a new stream in. Once the group is closed it returns nil and
 // false: the handler refuses the request (503 SERVICE_UNAVAILABLE).
 func (g *Group) Enter() (*Stream, bool) {

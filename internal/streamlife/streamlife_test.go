@@ -233,3 +233,24 @@ func TestOnCloseWakesOnce(t *testing.T) {
 	sa.Leave()
 	require.NoError(t, g.Shutdown(context.Background()))
 }
+
+// releases counts calls of Release.
+type releases int
+
+func (r *releases) Release() { *r++ }
+
+func TestReleaseIfIdleReleasesOnlyWithoutStreams(t *testing.T) {
+	t.Parallel()
+	g := setup(t)
+	var r releases
+	a, _ := g.Enter()
+	b, _ := g.Enter()
+	g.ReleaseIfIdle(&r)
+	require.Zero(t, int(r), "two streams active")
+	a.Leave()
+	g.ReleaseIfIdle(&r)
+	require.Zero(t, int(r), "one stream active")
+	b.Leave()
+	g.ReleaseIfIdle(&r)
+	require.Equal(t, 1, int(r), "no stream left")
+}
