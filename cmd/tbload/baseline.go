@@ -180,14 +180,18 @@ func (s *baselineServer) directStream(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return
 	}
+	// The head is written and the connection joins the task under one
+	// lock, which the publisher holds while it writes: the client, which
+	// counts itself subscribed once it has the head, gets every event
+	// published after that, and nothing before the head.
 	hdr := http.Header{"Content-Type": {"text/event-stream"}, "Cache-Control": {"no-cache"}}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if _, err := conn.Write(httpx.AppendResponseHead(nil, http.StatusOK, hdr, "close")); err != nil {
 		_ = conn.Close()
 		return
 	}
-	s.mu.Lock()
 	t.conns = append(t.conns, conn)
-	s.mu.Unlock()
 }
 
 // poll answers a long poll: the events after afterEventId, waiting up to
