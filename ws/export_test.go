@@ -9,7 +9,7 @@ func SetDeliverHook(h *Handler, f func(sent bool)) { h.wire.deliverHook = f }
 
 // SetQuietAfter sets how long a connection must have sent nothing for its
 // next round to run on a goroutine of h's offload pool: 0 offloads every
-// round. Call it before h serves.
+// round. Call it before the first connection.
 func SetQuietAfter(h *Handler, d time.Duration) { h.quietAfter = d }
 
 // OffloadWaiting returns how many goroutines of h's offload pool wait for

@@ -2,7 +2,6 @@ package ws_test
 
 import (
 	"context"
-	"net/http"
 	"runtime"
 	"strings"
 	"sync"
@@ -15,7 +14,6 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
 	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
-	"github.com/taskbridge-go/taskbridge/memstore"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
 
@@ -113,22 +111,9 @@ func TestQuietRoundsRunOffTheConnection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			policy := &stackPolicy{}
-			svc, err := taskbridge.New(taskbridge.Config{Store: memstore.New(memstore.Config{}), Executor: streamtest.Executor{}, Ownership: policy})
-			require.NoError(t, err)
-			t.Cleanup(func() { _ = svc.Shutdown(context.Background()) })
-			h := newHandler(t, &streamtest.Env{Svc: svc}, ws.Config{})
-			ws.SetQuietAfter(h, tc.quietAfter)
-			mux := http.NewServeMux()
-			mux.Handle("GET "+ws.DefaultPath, h)
-			f := &fixture{h: h, srv: streamtest.SmallBufferServer(t, mux)}
-			t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
-			var tasks []string
-			for i := range 2 {
-				resp, err := svc.CreateTask(context.Background(), taskbridge.AuthContext{Subject: "alice"},
-					taskbridge.CreateTaskRequest{ClientRequestID: "req-" + string(rune('a'+i)), TaskType: "test"})
-				require.NoError(t, err)
-				tasks = append(tasks, resp.TaskID)
-			}
+			f := setupWith(t, ws.Config{}, streamtest.Options{Ownership: policy})
+			ws.SetQuietAfter(f.h, tc.quietAfter)
+			tasks := []string{f.env.CreateTask(t, "alice"), f.env.CreateTask(t, "alice")}
 			c := f.dial(t, "alice")
 			for _, task := range tasks {
 				subscribe(t, c, task, nil)

@@ -59,6 +59,9 @@ type Options struct {
 	Now func() time.Time
 	// Diagnostics, when set, records the service's diagnostics hooks.
 	Diagnostics *Recorder
+	// Ownership is the service's ownership policy; defaults to the
+	// service's default (taskbridge.OwnerOnly).
+	Ownership taskbridge.OwnershipPolicy
 }
 
 // Env is a service under test.
@@ -74,7 +77,7 @@ func New(t testing.TB, opts Options) *Env {
 	t.Helper()
 	st := memstore.New(memstore.Config{MaxEventsPerTask: opts.MaxEventsPerTask})
 	cfg := taskbridge.Config{
-		Store: st, Executor: Executor{}, Now: opts.Now,
+		Store: st, Executor: Executor{}, Now: opts.Now, Ownership: opts.Ownership,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if opts.Metrics != nil {
