@@ -80,6 +80,16 @@ func confirmedThen(t *testing.T, b []byte) func(*rawClient) {
 	}
 }
 
+// zeroMasked returns a client frame with first as its first byte (FIN,
+// RSV bits, opcode) and n zero bytes of payload, masked with the all-zero
+// key: its payload is zeros on the wire, whatever the run, where a random
+// key would make what a misreading server parses differ from run to run.
+func zeroMasked(first byte, n int) []byte {
+	b := wsframe.AppendHeader(nil, 0, true, n)
+	b[0] = first
+	return append(b, make([]byte, 4+n)...)
+}
+
 // ending is how the server ended a connection, as a rawClient saw it.
 type ending struct {
 	texts  [][]byte // text messages before the close frame
@@ -95,7 +105,8 @@ type ending struct {
 
 // end reads what the server sends until its close frame, answers it with a
 // close frame of the same code, as a client does, and reads on until the
-// TCP connection ends.
+// TCP connection ends (after a pause, so that a server which closes
+// without reading the answer is caught every time).
 func (c *rawClient) end(t *testing.T) ending {
 	t.Helper()
 	var e ending
@@ -121,6 +132,10 @@ func (c *rawClient) end(t *testing.T) ending {
 	// The server may have dropped the connection already; the answer is
 	// best effort.
 	_, _ = c.conn.Write(wsframe.AppendClientFrame(nil, wsframe.OpClose, binary.BigEndian.AppendUint16(nil, uint16(e.code))))
+	// A server that closed its socket without reading the answer makes
+	// the answer's arrival reset the connection; waiting before reading
+	// lets that reset arrive first, every time.
+	time.Sleep(50 * time.Millisecond)
 	b, err := c.br.ReadByte()
 	require.Error(t, err, "byte %#x after the close frame", b)
 	e.after = err
@@ -282,6 +297,59 @@ func TestEveryEndSendsACloseFrame(t *testing.T) {
 			code: 1002, reason: "received unknown opcode opcode(3)",
 		},
 		{
+			// Frames whose header alone breaks the protocol: the library
+			// refuses each once it has read the header; its payload must
+			// not be read as the frames that follow (zero-masked, so its
+			// bytes are zeros on the wire: unmasked empty frames, were
+			// they parsed as frames).
+			name: "oversize ping",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, zeroMasked(0x80|wsframe.OpPing, 126)), 0
+			},
+			code: 1002, reason: "received control frame payload with invalid length: 126",
+		},
+		{
+			name: "fragmented ping",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, zeroMasked(wsframe.OpPing, 10)), 0
+			},
+			code: 1002, reason: "received fragmented control frame",
+		},
+		{
+			name: "unmasked ping",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, append(wsframe.AppendHeader(nil, wsframe.OpPing, false, 10), make([]byte, 10)...)), 0
+			},
+			code: 1002, reason: "protocol error",
+		},
+		{
+			name: "ping with an RSV bit",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, zeroMasked(0xC0|wsframe.OpPing, 10)), 0
+			},
+			code: 1002, reason: "received header with unexpected rsv bits set: true:false:false",
+		},
+		{
+			name: "text with an RSV bit",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, zeroMasked(0xA0|wsframe.OpText, 300)), 0
+			},
+			code: 1002, reason: "received header with unexpected rsv bits set: false:true:false",
+		},
+		{
+			name: "reserved opcode with a payload",
+			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
+				task := f.env.CreateTask(t, "alice")
+				return subscribeFrames(t, task), confirmedThen(t, zeroMasked(0x80|0xB, 10)), 0
+			},
+			code: 1002, reason: "received unknown opcode opcode(11)",
+		},
+		{
 			name: "all subscribed tasks finished",
 			send: func(t *testing.T, f *fixture) ([]byte, func(*rawClient), int) {
 				task := f.env.CreateTask(t, "alice")
@@ -312,6 +380,8 @@ func TestEveryEndSendsACloseFrame(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := setupWith(t, tc.cfg, tc.opts)
+			handshake := make(chan error, 1)
+			ws.SetCloseHook(f.h, func(err error) { handshake <- err })
 			first, then, texts := tc.send(t, f)
 			c := f.rawClient(t, first)
 			if then != nil {
@@ -327,6 +397,7 @@ func TestEveryEndSendsACloseFrame(t *testing.T) {
 				texts = len(e.texts)
 			}
 			requireEnding(t, e, texts, tc.code, tc.reason)
+			require.NoError(t, <-handshake, "the server's close handshake did not read the client's answer")
 			if tc.shutdown {
 				require.NoError(t, <-shutdown)
 			}

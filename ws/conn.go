@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -18,6 +19,7 @@ import (
 	"github.com/taskbridge-go/taskbridge/internal/fanout"
 	"github.com/taskbridge-go/taskbridge/internal/httpx"
 	"github.com/taskbridge-go/taskbridge/internal/streamlife"
+	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
 
 // errShutdown reports that the handler shut down while a connection waited
@@ -59,6 +61,9 @@ type conn struct {
 
 	mu   sync.Mutex // guards reqs, taken and closing
 	reqs []request  // frames read by readLoop, not yet handled by run
+	// hasReqs is set by readLoop with each frame it adds to reqs and
+	// cleared by the round that takes them: step reads it without c.mu.
+	hasReqs atomic.Bool
 	// closing is set by finish before the close handshake, in which the
 	// library reads from run: readLoop no longer looks at what the
 	// library has buffered (see waitReadable).
@@ -213,7 +218,10 @@ func (c *conn) finish() {
 	if c.code == statusAbort {
 		_ = c.ws.CloseNow()
 	} else {
-		_ = c.ws.Close(c.code, c.reason)
+		err := c.ws.Close(c.code, c.reason)
+		if c.h.closeHook != nil {
+			c.h.closeHook(err)
+		}
 	}
 	c.cancel()
 	<-c.readerDone
@@ -292,39 +300,78 @@ func (c *conn) read() (request, error) {
 // MaxSubscriptions frames that run has not taken yet: with that many, it
 // stops reading until run takes them, so a burst of frames is served at
 // the pace run handles them (TCP flow control holds the client back).
+//
+// Its goroutine waits for the client in waitReadable, most of its life:
+// the frames on the stack then (readLoop's, waitReadable's) are kept small,
+// and the work between waits is in functions of its own (readNext,
+// answer), so that the stack stays at the minimum size.
 func (c *conn) readLoop() {
-	defer func() {
-		close(c.readerDone)
-		c.wake() // after the close, so that the woken run sees it
-	}()
+	defer c.readerEnded()
 	for {
-		c.waitReadable()
-		req, err := c.read()
+		head, err := c.waitReadable()
+		if err == nil {
+			err = c.readNext(head)
+		}
 		if err != nil {
-			c.readErr = err
-			return
-		}
-		c.mu.Lock()
-		c.reqs = append(c.reqs, req)
-		var taken chan struct{}
-		if len(c.reqs) >= c.h.cfg.MaxSubscriptions {
-			taken = make(chan struct{})
-			c.taken = taken
-		}
-		c.mu.Unlock()
-		c.wake()
-		if !req.ok {
-			return
-		}
-		if taken != nil {
-			select {
-			case <-taken:
-			case <-c.ctx.Done():
-				c.readErr = net.ErrClosed // run has closed the connection
-				return
+			if err != errStopReading {
+				c.readErr = err
 			}
+			return
 		}
 	}
+}
+
+// errStopReading ends readLoop with readErr unset: the frame it read
+// explains why (see readNext).
+var errStopReading = errors.New("ws: stop reading")
+
+// readerEnded reports readLoop's end to run.
+func (c *conn) readerEnded() {
+	close(c.readerDone)
+	c.wake() // after the close, so that the woken run sees it
+}
+
+// readNext reads the client's next message through the library and hands
+// it to run. The library's read path is deep: a read that will not wait
+// (head is a whole frame) runs on a goroutine of the offload pool, so that
+// readLoop's stack does not grow; one that may wait for the rest of a
+// message waits on readLoop's goroutine, not on the pool. An error ends
+// readLoop.
+func (c *conn) readNext(head *socketHead) error {
+	var req request
+	var err error
+	if head.kind == headFrame {
+		c.h.offload.Run(func() { req, err = c.read() })
+	} else {
+		req, err = c.read()
+	}
+	if err != nil {
+		if head.broken {
+			c.skipPayload(head.h)
+		}
+		return err
+	}
+	c.mu.Lock()
+	c.reqs = append(c.reqs, req)
+	c.hasReqs.Store(true)
+	var taken chan struct{}
+	if len(c.reqs) >= c.h.cfg.MaxSubscriptions {
+		taken = make(chan struct{})
+		c.taken = taken
+	}
+	c.mu.Unlock()
+	c.wake()
+	if !req.ok {
+		return errStopReading
+	}
+	if taken != nil {
+		select {
+		case <-taken:
+		case <-c.ctx.Done():
+			return net.ErrClosed // run has closed the connection
+		}
+	}
+	return nil
 }
 
 // readEnd maps the error that ended reading to a close code. The peer is
@@ -348,15 +395,86 @@ func readEnd(err error) (websocket.StatusCode, string) {
 // waitReadable waits for the client's next bytes in a shallow frame (see
 // netConn.waitReadable) unless some are buffered already, or the close
 // handshake has begun (the library then reads on run's goroutine, and
-// what it buffered is not readLoop's to look at).
-func (c *conn) waitReadable() {
-	c.mu.Lock()
-	ready := c.closing || c.nc.buffered()
-	c.mu.Unlock()
-	if !ready {
+// what it buffered is not readLoop's to look at). Pings and pongs are
+// taken off the socket here, without the library (see peekHead), so that
+// a client's pings do not leave readLoop waiting inside the library's
+// read for the next message. It returns what is next for the library to
+// read: a whole frame (headFrame: reading it will not wait) or anything
+// else (headPartial). An error means the socket can no longer be read.
+func (c *conn) waitReadable() (*socketHead, error) {
+	for {
+		if c.readable() {
+			return partialHead, nil
+		}
 		c.nc.waitReadable()
+		head, err := c.peekHead()
+		switch {
+		case err != nil:
+			return nil, err
+		case head.kind == headFrame, head.kind == headPartial:
+			return head, nil
+		case head.kind == headControl:
+			c.answer(head)
+		}
 	}
 }
+
+// readable reports that the library can read at once (bytes are
+// buffered), or must (the close handshake has begun).
+func (c *conn) readable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closing || c.nc.buffered()
+}
+
+// peekHead looks at the client's next bytes and takes a ping or pong off
+// the socket (see netConn.takeControl). Under c.mu, so that the close
+// handshake's reads (which begin once closing is set) cannot interleave
+// with takeControl's.
+func (c *conn) peekHead() (*socketHead, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return partialHead, nil
+	}
+	return c.nc.takeControl()
+}
+
+// answer answers a ping that peekHead took with a pong, written from the
+// offload pool; a pong needs no answer.
+func (c *conn) answer(head *socketHead) {
+	if head.h.Opcode == wsframe.OpPing {
+		c.h.offload.Run(func() { c.nc.pong(head.payload()) })
+	}
+}
+
+// partialHead is what waitReadable returns when it did not look at the
+// socket.
+var partialHead = &socketHead{kind: headPartial}
+
+// skipPayload discards the payload of a frame the library refused once it
+// had read the header (see socketHead.broken), so that the close handshake
+// reads the client's next frame (its close frame, in answer to the
+// library's) where it begins, rather than the payload as a frame header,
+// which would end the connection with a reset or a wait. Skipped once the
+// close handshake has begun: it reads on run's goroutine.
+func (c *conn) skipPayload(h wsframe.Header) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closing {
+		_, _ = c.nc.br.Discard(int(h.Length))
+	}
+}
+
+// headKind is what the client sent next, as takeControl found it.
+type headKind uint8
+
+const (
+	headNone    headKind = iota // nothing to read after all
+	headControl                 // a ping or pong, taken off the socket
+	headFrame                   // a whole frame ending a message, or breaking the protocol
+	headPartial                 // anything else: part of a frame, a fragment, the end of the stream
+)
 
 // Wake implements streamlife.Waker: the handler's shutdown wakes run.
 func (c *conn) Wake() { c.wake() }
@@ -371,11 +489,15 @@ func (c *conn) wake() {
 // step runs a round: on run's goroutine while the connection is busy
 // (the last round wrote, or one wrote less than quietAfter ago), else on
 // a goroutine of the handler's offload pool, so that run's own stack stays
-// small on a connection that is mostly idle.
+// small on a connection that is mostly idle. A round with subscribe frames
+// to handle (authorization, store reads, a replay) is offloaded even on a
+// busy connection unless more frames wait: a client that subscribes to
+// several tasks one after the other would otherwise grow run's stack for
+// good.
 func (c *conn) step() bool {
 	if !c.more {
 		c.at = time.Now().UnixNano()
-		if c.at-c.lastSent >= int64(c.h.quietAfter) {
+		if c.at-c.lastSent >= int64(c.h.quietAfter) || c.hasReqs.Load() {
 			var ok bool
 			c.h.offload.Run(func() { ok = c.round() })
 			return ok
@@ -389,9 +511,13 @@ func (c *conn) step() bool {
 // frames were found and more may be ready at once (see collect), and
 // returns false, with c.code set, when the connection is to be closed.
 func (c *conn) round() bool {
+	if c.h.roundHook != nil {
+		c.h.roundHook()
+	}
 	c.mu.Lock()
 	reqs := c.reqs
 	c.reqs = nil
+	c.hasReqs.Store(false)
 	if c.taken != nil {
 		close(c.taken)
 		c.taken = nil

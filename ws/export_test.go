@@ -15,3 +15,12 @@ func SetQuietAfter(h *Handler, d time.Duration) { h.quietAfter = d }
 // OffloadWaiting returns how many goroutines of h's offload pool wait for
 // work.
 func OffloadWaiting(h *Handler) int { return h.offload.Waiting() }
+
+// SetRoundHook makes every round of h's connections call f first, on the
+// goroutine the round runs on. Call it before the first connection.
+func SetRoundHook(h *Handler, f func()) { h.roundHook = f }
+
+// SetCloseHook makes every close handshake of h's connections report how
+// it ended: nil once the client answered the close frame. Call it before
+// the first connection.
+func SetCloseHook(h *Handler, f func(error)) { h.closeHook = f }

@@ -170,6 +170,10 @@ type Handler struct {
 	offload gopool.Pool
 	// quietAfter is streamlife.QuietAfter; tests change it.
 	quietAfter time.Duration
+	// roundHook, set by tests, is called at the start of every round.
+	roundHook func()
+	// closeHook, set by tests, learns how each close handshake ended.
+	closeHook func(error)
 }
 
 // NewHandler validates cfg, fills in defaults and returns a Handler

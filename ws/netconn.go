@@ -440,6 +440,25 @@ func (c *netConn) deliver(frames []*fanout.Frame) (handled, flushed bool) {
 	return true, false
 }
 
+// pong answers a ping the reader took off the socket itself (see
+// takeControl) with a pong carrying its payload, as the library answers
+// the pings it reads (RFC 6455 section 5.5.3). Nothing is sent once a close
+// frame went out or the connection failed. A library frame held back
+// incomplete is not on the wire yet, so the pong may go out before it.
+func (c *netConn) pong(payload []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return
+	}
+	bp := bufpool.Bytes.Get()
+	b := wsframe.AppendHeader((*bp)[:0], wsframe.OpPong, false, len(payload))
+	b = append(b, payload...)
+	_ = c.writeLocked(b) // a failure is kept in c.err
+	*bp = b
+	bufpool.Bytes.Put(bp)
+}
+
 // appendText appends m as an unfragmented, unmasked text frame.
 func appendText(b, m []byte) []byte {
 	b = wsframe.AppendHeader(b, wsframe.OpText, false, len(m))

@@ -3,6 +3,7 @@ package ws_test
 import (
 	"context"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -79,10 +80,9 @@ type stackPolicy struct {
 }
 
 func (p *stackPolicy) CanAccess(ctx context.Context, auth taskbridge.AuthContext, task taskbridge.Task) error {
-	buf := make([]byte, 64<<10)
-	stack := string(buf[:runtime.Stack(buf, false)])
+	on := onConnection()
 	p.mu.Lock()
-	p.onConn = append(p.onConn, strings.Contains(stack, "ws.(*conn).run("))
+	p.onConn = append(p.onConn, on)
 	p.mu.Unlock()
 	return p.OwnerOnly.CanAccess(ctx, auth, task)
 }
@@ -93,33 +93,68 @@ func (p *stackPolicy) seen() []bool {
 	return append([]bool(nil), p.onConn...)
 }
 
-// TestQuietRoundsRunOffTheConnection checks where subscribe frames are
-// handled: the round of a connection that has sent nothing for quietAfter
-// runs on the offload pool, that of a busy one on the connection's own
-// goroutine.
+// onConnection reports whether the caller runs on a connection's own
+// goroutine (inside run) rather than on one of the offload pool.
+func onConnection() bool {
+	buf := make([]byte, 64<<10)
+	return strings.Contains(string(buf[:runtime.Stack(buf, false)]), "ws.(*conn).run(")
+}
+
+// TestQuietRoundsRunOffTheConnection checks where rounds run: subscribe
+// frames are always handled on the offload pool, busy connection or not
+// (a client subscribing to one task after another would otherwise grow
+// the connection's stack for good); the rounds that write events run on
+// the connection's own goroutine while it is busy, on the pool once it
+// has been quiet for quietAfter.
 func TestQuietRoundsRunOffTheConnection(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name       string
 		quietAfter time.Duration
-		want       []bool // per subscribe frame: handled on the connection's goroutine
+		busy       bool // event rounds run on the connection's goroutine
 	}{
-		// The first round is always quiet: nothing was ever sent.
-		{"busy after the first confirmation", time.Hour, []bool{false, true}},
-		{"always quiet", 0, []bool{false, false}},
+		{"busy after the first confirmation", time.Hour, true},
+		{"always quiet", 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			policy := &stackPolicy{}
-			f := setupWith(t, ws.Config{}, streamtest.Options{Ownership: policy})
+			// Without inline writes, every event goes out in a round.
+			f := setupWith(t, ws.Config{DisableInlineWrites: true, DisableHeartbeats: true},
+				streamtest.Options{Ownership: policy})
 			ws.SetQuietAfter(f.h, tc.quietAfter)
+			var mu sync.Mutex
+			var rounds []bool
+			ws.SetRoundHook(f.h, func() {
+				on := onConnection()
+				mu.Lock()
+				rounds = append(rounds, on)
+				mu.Unlock()
+			})
 			tasks := []string{f.env.CreateTask(t, "alice"), f.env.CreateTask(t, "alice")}
 			c := f.dial(t, "alice")
 			for _, task := range tasks {
 				subscribe(t, c, task, nil)
 				readConfirm(t, c, task, nil)
 			}
-			require.Equal(t, tc.want, policy.seen())
+			require.Equal(t, []bool{false, false}, policy.seen(), "subscribe frames handled on the connection's goroutine")
+
+			mu.Lock()
+			subscribed := len(rounds)
+			mu.Unlock()
+			started := f.env.Started(t, tasks[0])
+			require.Equal(t, started.EventID, readEvent(t, c).EventID)
+			for i := range 3 {
+				f.env.Progress(t, tasks[0], float64(i+1)/4)
+				readEvent(t, c)
+			}
+			mu.Lock()
+			events := slices.Clone(rounds[subscribed:])
+			mu.Unlock()
+			require.NotEmpty(t, events)
+			for i, on := range events {
+				require.Equal(t, tc.busy, on, "event round %d of %v on the connection's goroutine", i, events)
+			}
 		})
 	}
 }

@@ -10,14 +10,17 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
 
 // TestIdleReaderWaitsOutsideTheLibrary: a subscribed connection's reading
 // goroutine waits for the client's next bytes in its own shallow frame, not
 // inside the websocket library's read path, so that its stack stays at the
-// minimum; after reading a frame it goes back to waiting there. Not
-// parallel: it looks at every goroutine of the process.
+// minimum; after reading a frame, or answering a ping, it goes back to
+// waiting there, and no goroutine waits inside the library's read (as one
+// of the offload pool would, had it read the ping through the library).
+// Not parallel: it looks at every goroutine of the process.
 func TestIdleReaderWaitsOutsideTheLibrary(t *testing.T) {
 	f := setup(t, ws.Config{})
 	a, b := f.env.CreateTask(t, "alice"), f.env.CreateTask(t, "alice")
@@ -28,6 +31,9 @@ func TestIdleReaderWaitsOutsideTheLibrary(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		readers := 0
 		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, "github.com/coder/websocket.(*Conn).Reader(") {
+				return false
+			}
 			if !strings.Contains(g, "ws.(*conn).readLoop(") {
 				continue
 			}
@@ -39,4 +45,12 @@ func TestIdleReaderWaitsOutsideTheLibrary(t *testing.T) {
 		return readers == 1
 	}
 	require.Eventually(t, waiting, 10*time.Second, time.Millisecond)
+
+	for _, op := range []byte{wsframe.OpPing, wsframe.OpPong} {
+		c.write(t, wsframe.AppendClientFrame(nil, op, []byte("are you there")))
+		if op == wsframe.OpPing {
+			readPong(t, c, []byte("are you there"))
+		}
+		require.Eventually(t, waiting, 10*time.Second, time.Millisecond, "after an opcode %#x", op)
+	}
 }
