@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
 
 // idleConfig configures an idle-streams run.
@@ -26,7 +28,10 @@ type idleConfig struct {
 	Probes int
 	// HealthChecks is how many /health requests are timed.
 	HealthChecks int
-	Timeout      time.Duration
+	// Ping has every WebSocket stream send a ping once connected; the
+	// measurement waits for every pong.
+	Ping    bool
+	Timeout time.Duration
 }
 
 func (c *idleConfig) validate() error {
@@ -39,6 +44,8 @@ func (c *idleConfig) validate() error {
 		return errors.New("-tasks must be within 0..-streams")
 	case c.BufSize < 512:
 		return errors.New("-buffer must be at least 512")
+	case c.Ping && c.Transport != transportWS:
+		return errors.New("-ping needs -transport ws")
 	}
 	return nil
 }
@@ -75,6 +82,8 @@ type idleRun struct {
 	n          int64
 	heartbeats atomic.Int64 // streams with at least one heartbeat
 	allHB      chan struct{}
+	pongs      atomic.Int64 // pongs to be received (-ping)
+	allPongs   chan struct{}
 	livePend   atomic.Int64 // streams yet to receive the probe event
 	liveDone   chan struct{}
 	liveMax    atomic.Int64
@@ -94,6 +103,22 @@ func (r *idleRun) fail(err error) {
 	if r.err == nil {
 		r.err = err
 	}
+}
+
+// ping sends a ping on a WebSocket stream, before its reader starts, and
+// has the reader count its pong.
+func (r *idleRun) ping(s stream) error {
+	ws, ok := s.(*wsStream)
+	if !ok {
+		return errors.New("-ping: not a WebSocket stream")
+	}
+	ws.onPong = func() {
+		if r.pongs.Add(-1) == 0 {
+			close(r.allPongs)
+		}
+	}
+	_, err := ws.c.Write(wsframe.AppendClientFrame(nil, opPing, []byte("tbload")))
+	return err
 }
 
 func (r *idleRun) failure() error {
@@ -162,12 +187,18 @@ func runIdle(ctx context.Context, cfg idleConfig, log io.Writer) (*idleResult, e
 	}
 
 	fmt.Fprintf(log, "opening %d idle %s streams\n", cfg.Streams, cfg.Transport)
-	run := &idleRun{n: int64(cfg.Streams), allHB: make(chan struct{}), liveDone: make(chan struct{})}
+	run := &idleRun{n: int64(cfg.Streams), allHB: make(chan struct{}), liveDone: make(chan struct{}), allPongs: make(chan struct{})}
+	if cfg.Ping {
+		run.pongs.Store(int64(cfg.Streams))
+	}
 	readers := make([]*idleStream, cfg.Streams)
 	var wg sync.WaitGroup
 	start := time.Now()
 	streams, err := dialAll(ctx, cfg.Streams, cfg.DialConcurrency, func(i int) (stream, error) {
 		s, err := ctl.dial(ctx, cfg.Transport, tasks[i%len(tasks)], cfg.BufSize)
+		if err == nil && cfg.Ping {
+			err = run.ping(s)
+		}
 		if err == nil {
 			readers[i] = &idleStream{s: s, run: run}
 			wg.Go(readers[i].read)
@@ -198,6 +229,17 @@ func runIdle(ctx context.Context, cfg idleConfig, log io.Writer) (*idleResult, e
 		return nil, err
 	}
 
+	if cfg.Ping {
+		fmt.Fprintf(log, "waiting for a pong on every stream\n")
+		select {
+		case <-run.allPongs:
+		case <-time.After(cfg.HeartbeatTimeout):
+			return nil, errors.Join(fmt.Errorf("after -heartbeat-timeout %s %d of %d streams had no pong",
+				cfg.HeartbeatTimeout, run.pongs.Load(), cfg.Streams), run.failure())
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 	fmt.Fprintf(log, "waiting for a heartbeat on every stream\n")
 	select {
 	case <-run.allHB:
@@ -269,7 +311,7 @@ func printIdle(w io.Writer, cfg idleConfig, res *idleResult) {
 	if tasks == 0 {
 		tasks = cfg.Streams
 	}
-	fmt.Fprintf(w, "idle transport=%s streams=%d tasks=%d\n", cfg.Transport, cfg.Streams, tasks)
+	fmt.Fprintf(w, "idle transport=%s streams=%d tasks=%d ping=%t\n", cfg.Transport, cfg.Streams, tasks, cfg.Ping)
 	fmt.Fprintf(w, "connected:   %d streams in %s\n", res.Streams, res.ConnectTime.Round(time.Millisecond))
 	for _, row := range []struct {
 		name string

@@ -308,6 +308,7 @@ func idleMain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.HeartbeatTimeout, "heartbeat-timeout", time.Minute, "how long to wait for a heartbeat on every stream")
 	fs.IntVar(&cfg.Probes, "probes", 10, "tasks that get a live event to check delivery")
 	fs.IntVar(&cfg.HealthChecks, "health-checks", 20, "timed /health requests while the streams are open")
+	fs.BoolVar(&cfg.Ping, "ping", false, "WebSocket: every stream sends a ping once connected and waits for its pong (a client with a keep-alive ping)")
 	return cf.run(ctx, fs, args, stdout, stderr, func() error {
 		cfg.Transport, cfg.DialConcurrency, cfg.Timeout = cf.transport, cf.dialConc, cf.timeout
 		return cfg.validate()

@@ -263,6 +263,8 @@ type wsStream struct {
 	ender           // Centrifugo: ends the stream after a terminal event
 	size  int       // payload size of the current frame
 	queue []message // further messages of the current frame (Centrifugo)
+	// onPong, when set, is called for each pong.
+	onPong func()
 }
 
 // split queues the newline-separated messages in rest.
@@ -381,6 +383,9 @@ func (s *wsStream) read() (message, error) {
 		case opPong:
 			if _, err := s.r.Discard(s.size); err != nil {
 				return message{}, err
+			}
+			if s.onPong != nil {
+				s.onPong()
 			}
 		default:
 			return message{}, fmt.Errorf("unexpected WebSocket opcode %d", op)

@@ -141,6 +141,26 @@ func TestIdle(t *testing.T) {
 	}
 }
 
+// With -ping, every WebSocket stream's ping is answered before the
+// measurement goes on; -ping needs WebSockets.
+func TestIdlePing(t *testing.T) {
+	t.Parallel()
+	addr := startServer(t, "taskbridge", serverConfig{Heartbeat: 50 * time.Millisecond})
+	cfg := idleConfig{
+		Server: newControlClient(addr), Transport: transportWS, Streams: 10, DialConcurrency: 4, BufSize: 1024,
+		HeartbeatTimeout: 10 * time.Second, Probes: 1, HealthChecks: 1, Timeout: time.Minute, Ping: true,
+	}
+	res, err := runIdle(context.Background(), cfg, io.Discard)
+	require.NoError(t, err)
+	require.True(t, res.Released)
+	var out bytes.Buffer
+	printIdle(&out, cfg, res)
+	require.Contains(t, out.String(), "ping=true")
+
+	cfg.Transport = transportSSE
+	require.ErrorContains(t, cfg.validate(), "-ping needs -transport ws")
+}
+
 func TestIdleWithoutHeartbeatsFails(t *testing.T) {
 	t.Parallel()
 	addr := startServer(t, "taskbridge", serverConfig{Heartbeat: -1})
