@@ -304,3 +304,31 @@ func BenchmarkLeases(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkGetTaskHead looks tasks up by id in an order that touches each
+// task once per pass, as a service with many tasks does (each task is read
+// when an event of its is appended, delivered or polled): with 100,000
+// tasks, most lookups miss the CPU caches.
+func BenchmarkGetTaskHead(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint("tasks=", n), func(b *testing.B) {
+			s := memstore.New(memstore.Config{})
+			b.Cleanup(func() { _ = s.Close() })
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = uuid.NewString()
+				if _, _, err := s.CreateTask(b.Context(), storetest.NewTask(ids[i], fmt.Sprint("owner", i%100), ids[i], storetest.BaseTime)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if _, err := s.GetTaskHead(b.Context(), ids[i]); err != nil {
+					b.Fatal(err)
+				}
+				i = (i + 7919) % n // a prime: every task once per pass, far from the last
+			}
+		})
+	}
+}

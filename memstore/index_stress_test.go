@@ -119,6 +119,13 @@ func ownerIndexRandom(t *testing.T, seed uint64) {
 			for _, task := range pruned {
 				delete(live, task.ID)
 				delete(ended, task.ID)
+				_, err := s.GetTask(ctx, task.ID)
+				require.ErrorIs(t, err, taskbridge.ErrTaskNotFound, "seed %d round %d: pruned task %s", seed, round, task.ID)
+			}
+			for id := range live {
+				got, err := s.GetTaskHead(ctx, id)
+				require.NoError(t, err, "seed %d round %d: live task %s", seed, round, id)
+				require.Equal(t, id, got.ID)
 			}
 			require.Equal(t, len(ended), memstore.Waiting(s)["ended"], "seed %d round %d: terminal tasks waiting for retention", seed, round)
 		}

@@ -28,9 +28,9 @@ type Store struct {
 	maxEvents int
 	closed    atomic.Bool
 
-	// tasks maps a task id to its *taskState. Read-mostly: entries are
-	// added by CreateTask and removed by DeleteTerminalTasks.
-	tasks sync.Map
+	// tasks maps a task id to its state. Read-mostly: entries are added
+	// by CreateTask and removed by DeleteTerminalTasks.
+	tasks taskMap
 
 	// keyMu guards keys and serialises task creation and deletion. Lock
 	// order: keyMu, then ownersMu, then taskState.mu.
@@ -74,7 +74,7 @@ var (
 
 // New returns an empty store configured by cfg.
 func New(cfg Config) *Store {
-	return &Store{
+	s := &Store{
 		maxEvents: max(cfg.MaxEventsPerTask, 0),
 		keys:      make(map[taskKey]string),
 		owners:    make(map[string]*ownerTasks),
@@ -85,6 +85,8 @@ func New(cfg Config) *Store {
 		resumes:  dueHeap{keyed: true},
 		leases:   dueHeap{keyed: true},
 	}
+	s.tasks.init()
+	return s
 }
 
 // CheckReady implements [taskbridge.ReadinessProbe]: the store is ready
@@ -119,7 +121,7 @@ func (s *Store) Close() error {
 	// Release the data; in-flight calls keep what they already hold.
 	s.keyMu.Lock()
 	s.keys = make(map[taskKey]string)
-	s.tasks.Clear()
+	s.tasks.clear()
 	s.ownersMu.Lock()
 	s.owners = make(map[string]*ownerTasks)
 	s.ownersMu.Unlock()
@@ -219,11 +221,11 @@ func (s *Store) lookup(id string) (*taskState, error) {
 	if err := s.check(); err != nil {
 		return nil, err
 	}
-	v, ok := s.tasks.Load(id)
+	ts, ok := s.tasks.load(id)
 	if !ok {
 		return nil, taskNotFound(id)
 	}
-	return v.(*taskState), nil
+	return ts, nil
 }
 
 // update runs fn with task id write-locked.

@@ -53,7 +53,7 @@ func (s *Store) create(t taskbridge.Task, maxLive int) (taskbridge.Task, bool, e
 		}
 		return cloneTask(existing), false, nil
 	}
-	if _, ok := s.tasks.Load(t.ID); ok {
+	if _, ok := s.tasks.load(t.ID); ok {
 		return taskbridge.Task{}, false, invalidRequest("task id %q is already used", t.ID)
 	}
 	if maxLive > 0 && s.liveTasks(t.OwnerID) >= int64(maxLive) {
@@ -65,7 +65,7 @@ func (s *Store) create(t taskbridge.Task, maxLive int) (taskbridge.Task, bool, e
 	out := cloneTask(stored)
 	ts := &taskState{task: stored, first: 1}
 	s.index(ts, stored) // before the task can be found, so ts.owner is set for every append
-	s.tasks.Store(t.ID, ts)
+	s.tasks.store(t.ID, ts)
 	s.keys[key] = t.ID
 	return out, true, nil
 }
@@ -216,7 +216,7 @@ func (s *Store) PruneTerminalTasks(_ context.Context, before time.Time, limit in
 		if s.keys[key] == e.taskID {
 			delete(s.keys, key)
 		}
-		s.tasks.CompareAndDelete(e.taskID, e.ts)
+		s.tasks.compareAndDelete(e.taskID, e.ts)
 		deleted = append(deleted, cloneTask(t))
 	}
 	s.unindex(deleted)
