@@ -332,3 +332,26 @@ func BenchmarkGetTaskHead(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWatchChurn watches a task and stops watching it, as a long
+// poll does for every wake, over many tasks in an order that touches each
+// once per pass (see BenchmarkGetTaskHead).
+func BenchmarkWatchChurn(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprint("tasks=", n), func(b *testing.B) {
+			s := memstore.New(memstore.Config{})
+			b.Cleanup(func() { _ = s.Close() })
+			ids := make([]string, n)
+			for i := range ids {
+				ids[i] = uuid.NewString()
+			}
+			notify := func() {}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				s.Watch(ids[i], notify)()
+				i = (i + 7919) % n
+			}
+		})
+	}
+}

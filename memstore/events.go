@@ -237,11 +237,10 @@ func (s *Store) Watch(taskID string, notify func()) (stop func()) {
 	w := &watcher{fn: notify}
 	var ws *watchSet
 	for {
-		v, ok := s.watches.Load(taskID)
-		if !ok {
-			v, _ = s.watches.LoadOrStore(taskID, &watchSet{})
+		var ok bool
+		if ws, ok = s.watches.load(taskID); !ok {
+			ws = s.watches.loadOrStore(taskID, &watchSet{})
 		}
-		ws = v.(*watchSet)
 		ws.mu.Lock()
 		if !ws.dead {
 			w.idx = len(ws.list)
@@ -274,17 +273,15 @@ func (s *Store) unwatch(taskID string, ws *watchSet, w *watcher) {
 	w.idx = -1
 	if len(ws.list) == 0 {
 		ws.dead = true
-		s.watches.CompareAndDelete(taskID, ws)
+		s.watches.compareAndDelete(taskID, ws)
 	}
 }
 
 // notify calls the watchers of taskID.
 func (s *Store) notify(taskID string) {
-	v, ok := s.watches.Load(taskID)
-	if !ok {
-		return
+	if ws, ok := s.watches.load(taskID); ok {
+		ws.call()
 	}
-	v.(*watchSet).call()
 }
 
 // notifyTask calls the watchers of ts, whose id is taskID, through the set
@@ -297,11 +294,10 @@ func (s *Store) notifyTask(ts *taskState, taskID string) {
 	if ws := ts.watched.Load(); ws != nil && ws.call() {
 		return
 	}
-	v, ok := s.watches.Load(taskID)
+	ws, ok := s.watches.load(taskID)
 	if !ok {
 		return
 	}
-	ws := v.(*watchSet)
 	ts.watched.Store(ws)
 	ws.call()
 }

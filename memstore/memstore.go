@@ -30,7 +30,7 @@ type Store struct {
 
 	// tasks maps a task id to its state. Read-mostly: entries are added
 	// by CreateTask and removed by DeleteTerminalTasks.
-	tasks taskMap
+	tasks idMap[*taskState]
 
 	// keyMu guards keys and serialises task creation and deletion. Lock
 	// order: keyMu, then ownersMu, then taskState.mu.
@@ -41,9 +41,9 @@ type Store struct {
 	ownersMu sync.RWMutex
 	owners   map[string]*ownerTasks
 
-	// watches maps a task id to its *watchSet. It is independent of tasks,
+	// watches maps a task id to its watchers. It is independent of tasks,
 	// so a task can be watched before it exists.
-	watches sync.Map
+	watches idMap[*watchSet]
 
 	// control holds the watchers of control changes.
 	control controlSet
@@ -86,6 +86,7 @@ func New(cfg Config) *Store {
 		leases:   dueHeap{keyed: true},
 	}
 	s.tasks.init()
+	s.watches.init()
 	return s
 }
 
@@ -105,8 +106,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.control.close()
-	s.watches.Range(func(k, v any) bool {
-		ws := v.(*watchSet)
+	ids, sets := s.watches.all()
+	for i, ws := range sets {
 		ws.mu.Lock()
 		for _, w := range ws.list {
 			w.idx = -1
@@ -114,10 +115,9 @@ func (s *Store) Close() error {
 		}
 		ws.list = nil
 		ws.dead = true
-		s.watches.CompareAndDelete(k, ws)
+		s.watches.compareAndDelete(ids[i], ws)
 		ws.mu.Unlock()
-		return true
-	})
+	}
 	// Release the data; in-flight calls keep what they already hold.
 	s.keyMu.Lock()
 	s.keys = make(map[taskKey]string)
