@@ -75,9 +75,12 @@ type conn struct {
 	// closed.
 	readErr error
 
-	// Owned by run.
+	// Owned by run (and serve).
 	subs []*subscription
 	more bool // the last round found frames
+	// grown is set when a round ran on serve's goroutine, which may have
+	// grown its stack; moveOn asks serve to go on on a new goroutine.
+	grown, moveOn bool
 	// at is when run last read the clock, before a round: the time a
 	// batch that round writes begins; lastSent is when the last round
 	// that wrote began (Unix ns). See step.
@@ -158,33 +161,52 @@ func newConn(reqCtx context.Context, h *Handler, wc *websocket.Conn, nc *netConn
 func (c *conn) run() {
 	var ok bool
 	c.h.offload.Run(func() { ok = c.start() })
-	if ok {
-		for c.step() {
-			// Unless more may be available at once, wait for a signal:
-			// the subscriptions', readLoop's (a frame, or its end) or the
-			// handler's shutdown (see Wake), all on one channel, which
-			// costs a receive where a select over three would cost much
-			// more per wake-up.
-			if !c.more {
-				<-c.signal
-			}
-			select {
-			case <-c.h.done:
-				c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
-			default:
-				if !c.readerGone {
-					select {
-					case <-c.readerDone:
-						c.readerGone = true
-					default:
-					}
-				}
-				continue
-			}
-			break
-		}
+	if ok && c.step() {
+		c.serve()
+		return
 	}
 	c.finish()
+}
+
+// serve waits for work and runs rounds until the connection is to close,
+// then finishes it. A busy connection's rounds run on this goroutine and
+// grow its stack, which the runtime cannot shrink again while it waits
+// (see step): once such a connection has gone quiet, serve hands it to a
+// new goroutine, on the smallest stack, and returns.
+func (c *conn) serve() {
+	for {
+		// Unless more may be available at once, wait for a signal: the
+		// subscriptions', readLoop's (a frame, or its end) or the
+		// handler's shutdown (see Wake), all on one channel, which costs
+		// a receive where a select over three would cost much more per
+		// wake-up.
+		if !c.more {
+			<-c.signal
+		}
+		select {
+		case <-c.h.done:
+			c.code, c.reason = websocket.StatusGoingAway, "server shutting down"
+			c.finish()
+			return
+		default:
+		}
+		if !c.readerGone {
+			select {
+			case <-c.readerDone:
+				c.readerGone = true
+			default:
+			}
+		}
+		if !c.step() {
+			c.finish()
+			return
+		}
+		if c.moveOn {
+			c.moveOn = false
+			go c.serve()
+			return
+		}
+	}
 }
 
 // finish closes the connection with c.code and waits for readLoop. Close
@@ -486,43 +508,59 @@ func (c *conn) wake() {
 	}
 }
 
-// step runs a round: on run's goroutine while the connection is busy
+// step runs a round: on serve's goroutine while the connection is busy
 // (the last round wrote, or one wrote less than quietAfter ago), else on
-// a goroutine of the handler's offload pool, so that run's own stack stays
-// small on a connection that is mostly idle. A round with subscribe frames
-// to handle (authorization, store reads, a replay) is offloaded even on a
-// busy connection unless more frames wait: a client that subscribes to
-// several tasks one after the other would otherwise grow run's stack for
-// good.
+// a goroutine of the handler's offload pool, so that serve's own stack
+// stays small on a connection that is mostly idle. Subscribe frames
+// (authorization, store reads, a replay) are handled only by offloaded
+// rounds, busy connection or not: a client that subscribes to several
+// tasks one after the other would otherwise grow serve's stack for good.
 func (c *conn) step() bool {
+	quiet := false
 	if !c.more {
 		c.at = time.Now().UnixNano()
-		if c.at-c.lastSent >= int64(c.h.quietAfter) || c.hasReqs.Load() {
-			var ok bool
-			c.h.offload.Run(func() { ok = c.round() })
-			return ok
-		}
+		quiet = c.at-c.lastSent >= int64(c.h.quietAfter)
 	}
-	return c.round()
+	if quiet || c.hasReqs.Load() {
+		var ok bool
+		c.h.offload.Run(func() { ok = c.round(true) })
+		if quiet && c.grown {
+			// Quiet after rounds of its own: the stack they grew would
+			// stay with the waiting goroutine (the runtime shrinks a
+			// stack to the minimum only while less than 224 bytes of it
+			// are in use, and a goroutine waiting on a channel uses
+			// more): serve moves on to a new one.
+			c.grown, c.moveOn = false, true
+		}
+		return ok
+	}
+	c.grown = true
+	return c.round(false)
 }
 
-// round handles pending subscribe frames, collects what every
-// subscription has ready and writes it as one batch. It sets c.more when
-// frames were found and more may be ready at once (see collect), and
-// returns false, with c.code set, when the connection is to be closed.
-func (c *conn) round() bool {
+// round handles pending subscribe frames (when offloaded: see step),
+// collects what every subscription has ready and writes it as one batch.
+// It sets c.more when frames were found and more may be ready at once
+// (see collect), and returns false, with c.code set, when the connection
+// is to be closed.
+func (c *conn) round(offloaded bool) bool {
 	if c.h.roundHook != nil {
 		c.h.roundHook()
 	}
-	c.mu.Lock()
-	reqs := c.reqs
-	c.reqs = nil
-	c.hasReqs.Store(false)
-	if c.taken != nil {
-		close(c.taken)
-		c.taken = nil
+	// Subscribe frames are for offloaded rounds (see step); those that
+	// came after step looked are left for the next round (see below).
+	var reqs []request
+	if offloaded {
+		c.mu.Lock()
+		reqs = c.reqs
+		c.reqs = nil
+		c.hasReqs.Store(false)
+		if c.taken != nil {
+			close(c.taken)
+			c.taken = nil
+		}
+		c.mu.Unlock()
 	}
-	c.mu.Unlock()
 
 	mp := bufpool.Messages.Get()
 	msgs := *mp
@@ -554,6 +592,11 @@ func (c *conn) round() bool {
 		c.writeErr = err
 		code, reason = c.writeEnd(err)
 	case code != 0:
+	case !offloaded && c.hasReqs.Load():
+		// Subscribe frames came after step looked: the next round,
+		// offloaded, handles them at once, before the connection can end
+		// for want of subscriptions or a reader.
+		c.more = true
 	case c.readerGone:
 		// The reader stopped and left no request explaining why: its
 		// error does.

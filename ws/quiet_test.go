@@ -34,8 +34,17 @@ func TestEveryRoundOffloaded(t *testing.T) {
 	protocoltest.ValidateHeartbeat(t, read(t, c))
 	pong := make(chan error, 1)
 	go func() { pong <- c.Ping(testCtx(t)) }()
-	protocoltest.ValidateHeartbeat(t, read(t, c)) // reading lets the pong through
-	require.NoError(t, <-pong)
+	// Reading lets the pong through, which may come after the next
+	// heartbeats.
+	for answered := false; !answered; {
+		select {
+		case err := <-pong:
+			require.NoError(t, err)
+			answered = true
+		default:
+			protocoltest.ValidateHeartbeat(t, read(t, c))
+		}
+	}
 
 	subscribe(t, c, b, nil)
 	readConfirm(t, c, b, nil)
@@ -94,10 +103,10 @@ func (p *stackPolicy) seen() []bool {
 }
 
 // onConnection reports whether the caller runs on a connection's own
-// goroutine (inside run) rather than on one of the offload pool.
+// goroutine (inside serve) rather than on one of the offload pool.
 func onConnection() bool {
 	buf := make([]byte, 64<<10)
-	return strings.Contains(string(buf[:runtime.Stack(buf, false)]), "ws.(*conn).run(")
+	return strings.Contains(string(buf[:runtime.Stack(buf, false)]), "ws.(*conn).serve(")
 }
 
 // TestQuietRoundsRunOffTheConnection checks where rounds run: subscribe
@@ -157,4 +166,81 @@ func TestQuietRoundsRunOffTheConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveGoroutines returns the ids of the goroutines serving connections
+// (see conn.serve) and whether each waits for work: parked in serve's own
+// receive, not inside a call it makes (a round on the offload pool). A
+// goroutine that serve has just started, and that has not run yet, is one
+// too.
+func serveGoroutines() (ids []string, waiting []bool) {
+	buf := make([]byte, 1<<20)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if !strings.Contains(g, "ws.(*conn).serve") {
+			continue
+		}
+		lines := strings.Split(g, "\n")
+		id, _, _ := strings.Cut(strings.TrimPrefix(lines[0], "goroutine "), " ")
+		ids = append(ids, id)
+		// The first frame outside the runtime is the one that waits.
+		inServe := false
+		for _, l := range lines[1:] {
+			if !strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "runtime.") {
+				inServe = strings.Contains(l, "ws.(*conn).serve(")
+				break
+			}
+		}
+		waiting = append(waiting, inServe && strings.Contains(lines[0], "[chan receive"))
+	}
+	return ids, waiting
+}
+
+// TestQuietConnectionMovesOn: a connection whose rounds ran on its own
+// goroutine while it was busy moves on to a new goroutine (on the smallest
+// stack) at its first quiet round; a connection that stays busy, or stays
+// quiet, keeps its goroutine. Not parallel: it looks at every goroutine of
+// the process.
+func TestQuietConnectionMovesOn(t *testing.T) {
+	f := setup(t, ws.Config{DisableHeartbeats: true, DisableInlineWrites: true})
+	const quiet = 500 * time.Millisecond
+	ws.SetQuietAfter(f.h, quiet)
+	task := f.env.CreateTask(t, "alice")
+	c := f.subscribed(t, task)
+	// serving returns the goroutine serving the connection, once it is the
+	// only one and waits for work (a goroutine moving on to another is on
+	// its way out, and the new one may not have run yet).
+	serving := func() string {
+		t.Helper()
+		var ids []string
+		require.Eventually(t, func() bool {
+			var waiting []bool
+			ids, waiting = serveGoroutines()
+			return len(ids) == 1 && waiting[0]
+		}, 5*time.Second, time.Millisecond, "one goroutine serves the connection, waiting: %v", ids)
+		return ids[0]
+	}
+	f.env.Started(t, task)
+	readEvent(t, c)
+	first := serving()
+	for i := range 3 { // busy: rounds on the connection's goroutine
+		f.env.Progress(t, task, float64(i+1)/10)
+		readEvent(t, c)
+	}
+	require.Equal(t, first, serving(), "a busy connection keeps its goroutine")
+
+	time.Sleep(quiet + 50*time.Millisecond)
+	f.env.Progress(t, task, 0.5)
+	readEvent(t, c)
+	moved := serving()
+	require.NotEqual(t, first, moved, "the first quiet round after busy ones moves the connection on")
+
+	time.Sleep(quiet + 50*time.Millisecond)
+	f.env.Progress(t, task, 0.6)
+	readEvent(t, c)
+	require.Equal(t, moved, serving(), "a quiet round after quiet ones does not")
+
+	f.env.Complete(t, task)
+	readEvent(t, c)
+	requireClose(t, c, websocket.StatusNormalClosure)
+	require.Eventually(t, func() bool { ids, _ := serveGoroutines(); return f.active() == 0 && len(ids) == 0 }, 5*time.Second, time.Millisecond)
 }

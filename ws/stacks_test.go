@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
@@ -53,4 +54,50 @@ func TestIdleConnectionStackAllocations(t *testing.T) {
 	perConn := float64(stackInuse()-before) / n
 	t.Logf("%.0f B of stacks per connection, %.2f goroutines", perConn, float64(runtime.NumGoroutine()-goroutines)/n)
 	require.Less(t, perConn, 5.75*1024, "bytes of goroutine stacks per idle connection")
+}
+
+// TestBusyConnectionStackAllocations: connections whose rounds ran on
+// their own goroutine while busy (no inline writes: each event is a
+// round), which grows its stack, are back on the smallest stacks once a
+// round finds them quiet: the connection moves on to a new goroutine.
+func TestBusyConnectionStackAllocations(t *testing.T) {
+	f := setup(t, ws.Config{DisableHeartbeats: true, DisableInlineWrites: true})
+	ws.SetQuietAfter(f.h, 200*time.Millisecond)
+	const n = 400
+	tasks := make([]string, n)
+	for i := range tasks {
+		tasks[i] = f.env.CreateTask(t, "alice")
+	}
+	before := stackInuse()
+	clients := make([]*rawClient, n)
+	for i := range n {
+		clients[i] = f.rawClient(t, subscribeFrames(t, tasks[i]))
+		confirmedThen(t, nil)(clients[i])
+	}
+	readEvents := func(c *rawClient, k int) {
+		for range k {
+			op, payload, err := streamtest.ReadServerFrame(c.br)
+			require.NoError(t, err)
+			require.Equal(t, byte(wsframe.OpText), op, "%s", payload)
+		}
+	}
+	// Busy: events one right after the other, each read before the next.
+	for i, c := range clients {
+		f.env.Started(t, tasks[i])
+		readEvents(c, 1)
+		for k := range 4 {
+			f.env.Progress(t, tasks[i], float64(k+1)/10)
+			readEvents(c, 1)
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Quiet: the next round moves each connection to a new goroutine.
+	for i, c := range clients {
+		f.env.Progress(t, tasks[i], 0.9)
+		readEvents(c, 1)
+	}
+	time.Sleep(100 * time.Millisecond)
+	perConn := float64(stackInuse()-before) / n
+	t.Logf("%.0f B of stacks per connection", perConn)
+	require.Less(t, perConn, 5.75*1024, "bytes of goroutine stacks per connection gone quiet")
 }
