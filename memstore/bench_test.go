@@ -310,6 +310,27 @@ func BenchmarkLeases(b *testing.B) {
 // when an event of its is appended, delivered or polled): with 100,000
 // tasks, most lookups miss the CPU caches.
 func BenchmarkGetTaskHead(b *testing.B) {
+	benchManyTasks(b, true, func(b *testing.B, s *memstore.Store, id string) {
+		if _, err := s.GetTaskHead(b.Context(), id); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkWatchChurn watches a task and stops watching it, as a long
+// poll does for every wake, over many tasks in the order of
+// BenchmarkGetTaskHead.
+func BenchmarkWatchChurn(b *testing.B) {
+	notify := func() {}
+	benchManyTasks(b, false, func(_ *testing.B, s *memstore.Store, id string) {
+		s.Watch(id, notify)()
+	})
+}
+
+// benchManyTasks runs op once per iteration on the ids of 1,000 and of
+// 100,000 tasks (created in the store when create is set), touching each
+// once per pass, each far from the last.
+func benchManyTasks(b *testing.B, create bool, op func(b *testing.B, s *memstore.Store, id string)) {
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprint("tasks=", n), func(b *testing.B) {
 			s := memstore.New(memstore.Config{})
@@ -317,6 +338,9 @@ func BenchmarkGetTaskHead(b *testing.B) {
 			ids := make([]string, n)
 			for i := range ids {
 				ids[i] = uuid.NewString()
+				if !create {
+					continue
+				}
 				if _, _, err := s.CreateTask(b.Context(), storetest.NewTask(ids[i], fmt.Sprint("owner", i%100), ids[i], storetest.BaseTime)); err != nil {
 					b.Fatal(err)
 				}
@@ -324,33 +348,8 @@ func BenchmarkGetTaskHead(b *testing.B) {
 			b.ReportAllocs()
 			i := 0
 			for b.Loop() {
-				if _, err := s.GetTaskHead(b.Context(), ids[i]); err != nil {
-					b.Fatal(err)
-				}
-				i = (i + 7919) % n // a prime: every task once per pass, far from the last
-			}
-		})
-	}
-}
-
-// BenchmarkWatchChurn watches a task and stops watching it, as a long
-// poll does for every wake, over many tasks in an order that touches each
-// once per pass (see BenchmarkGetTaskHead).
-func BenchmarkWatchChurn(b *testing.B) {
-	for _, n := range []int{1_000, 100_000} {
-		b.Run(fmt.Sprint("tasks=", n), func(b *testing.B) {
-			s := memstore.New(memstore.Config{})
-			b.Cleanup(func() { _ = s.Close() })
-			ids := make([]string, n)
-			for i := range ids {
-				ids[i] = uuid.NewString()
-			}
-			notify := func() {}
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				s.Watch(ids[i], notify)()
-				i = (i + 7919) % n
+				op(b, s, ids[i])
+				i = (i + 7919) % n // a prime: every task once per pass
 			}
 		})
 	}
