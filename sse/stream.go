@@ -64,6 +64,9 @@ type stream struct {
 	// lastSent is when the last batch or heartbeat began; see
 	// streamlife.QuietAfter.
 	lastSent int64 // Unix ns
+	// grown is set when a step ran on the goroutine that runs the
+	// stream, which may have grown its stack (see run).
+	grown bool
 }
 
 // start commits to the stream s (its subscription open): it returns the
@@ -226,7 +229,36 @@ func (s *stream) detached() {
 			}
 		}
 	}()
-	s.run(ctx)
+	s.runDetached(ctx)
+}
+
+// runDetached runs a hijacked stream on this goroutine until it is over,
+// then releases it; or returns at once when run has handed the stream to
+// a new goroutine, which goes on with it (see run and resume).
+func (s *stream) runDetached(ctx context.Context) {
+	if s.run(ctx) {
+		s.release(ctx)
+	}
+}
+
+// resume goes on with a hijacked stream that run handed over: it waits
+// for work, as run would have, then runs the stream.
+func (s *stream) resume(ctx context.Context) {
+	if s.h.waitHook != nil {
+		s.h.waitHook(false)
+	}
+	select {
+	case <-s.sub.Ready():
+		s.runDetached(ctx)
+	case <-ctx.Done():
+		s.sub.SetEnd(fanout.EndClientGone, nil)
+		s.release(ctx)
+	}
+}
+
+// release ends a hijacked stream once run is over: the subscription and
+// the connection close, and it leaves once the reading goroutine is done.
+func (s *stream) release(ctx context.Context) {
 	s.closeSub()
 	_ = s.conn.Close()
 	s.guard.Remove()
@@ -236,8 +268,13 @@ func (s *stream) detached() {
 
 // run writes replay, live events and heartbeats until the terminal event,
 // the client leaves (ctx), a write fails or the service or handler shuts
-// down.
-func (s *stream) run(ctx context.Context) {
+// down, and then returns true. A busy stream's steps run on this goroutine
+// and grow its stack, which the runtime does not shrink back to the
+// minimum while it waits (it would need less than 224 bytes in use): a
+// hijacked stream whose first quiet step follows such steps is handed to
+// a new goroutine (resume), and run returns false. A stream inside
+// ServeHTTP stays on net/http's goroutine.
+func (s *stream) run(ctx context.Context) (over bool) {
 	more := false
 	// at is when the loop last read the clock, before a step: the time a
 	// batch that step writes begins. A step right after one that sent
@@ -268,10 +305,11 @@ func (s *stream) run(ctx context.Context) {
 		if quiet {
 			more, ok = s.offloadStep(ctx, at)
 		} else {
+			s.grown = true
 			more, ok = s.step(ctx, at, false)
 		}
 		if !ok {
-			return
+			return true
 		}
 		// Stop for shutdown. After frames went out more may be available
 		// at once (replay, a burst): step again. Otherwise wait for Ready,
@@ -281,11 +319,18 @@ func (s *stream) run(ctx context.Context) {
 		select {
 		case <-s.h.done:
 			s.sub.SetEnd(fanout.EndShutdown, nil)
-			return
+			return true
 		default:
 		}
 		if more {
 			continue
+		}
+		if quiet && s.grown && s.conn != nil {
+			// The new goroutine starts as this one would go on; a
+			// busy stream's registration (stop) ends with this call.
+			s.grown = false
+			go s.resume(ctx)
+			return false
 		}
 		switch {
 		case quiet && stop != nil:
@@ -316,7 +361,7 @@ func (s *stream) run(ctx context.Context) {
 			}
 		}
 		s.sub.SetEnd(fanout.EndClientGone, nil)
-		return
+		return true
 	}
 }
 
