@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
+	"github.com/taskbridge-go/taskbridge/internal/goroutinetest"
 	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
@@ -168,33 +169,6 @@ func TestQuietRoundsRunOffTheConnection(t *testing.T) {
 	}
 }
 
-// serveGoroutines returns the ids of the goroutines serving connections
-// (see conn.serve) and whether each waits for work: parked in serve's own
-// receive, not inside a call it makes (a round on the offload pool). A
-// goroutine that serve has just started, and that has not run yet, is one
-// too.
-func serveGoroutines() (ids []string, waiting []bool) {
-	buf := make([]byte, 1<<20)
-	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-		if !strings.Contains(g, "ws.(*conn).serve") {
-			continue
-		}
-		lines := strings.Split(g, "\n")
-		id, _, _ := strings.Cut(strings.TrimPrefix(lines[0], "goroutine "), " ")
-		ids = append(ids, id)
-		// The first frame outside the runtime is the one that waits.
-		inServe := false
-		for _, l := range lines[1:] {
-			if !strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "runtime.") {
-				inServe = strings.Contains(l, "ws.(*conn).serve(")
-				break
-			}
-		}
-		waiting = append(waiting, inServe && strings.Contains(lines[0], "[chan receive"))
-	}
-	return ids, waiting
-}
-
 // TestQuietConnectionMovesOn: a connection whose rounds ran on its own
 // goroutine while it was busy moves on to a new goroutine (on the smallest
 // stack) at its first quiet round; a connection that stays busy, or stays
@@ -207,17 +181,16 @@ func TestQuietConnectionMovesOn(t *testing.T) {
 	task := f.env.CreateTask(t, "alice")
 	c := f.subscribed(t, task)
 	// serving returns the goroutine serving the connection, once it is the
-	// only one and waits for work (a goroutine moving on to another is on
-	// its way out, and the new one may not have run yet).
-	serving := func() string {
+	// only one and waits for work in serve itself (a goroutine moving on
+	// to another is on its way out, and the new one may not have run yet).
+	serving := func() uint64 {
 		t.Helper()
-		var ids []string
+		var gs []goroutinetest.Goroutine
 		require.Eventually(t, func() bool {
-			var waiting []bool
-			ids, waiting = serveGoroutines()
-			return len(ids) == 1 && waiting[0]
-		}, 5*time.Second, time.Millisecond, "one goroutine serves the connection, waiting: %v", ids)
-		return ids[0]
+			gs = goroutinetest.Find("ws.(*conn).serve")
+			return len(gs) == 1 && gs[0].WaitsIn("ws.(*conn).serve", "chan receive")
+		}, 5*time.Second, time.Millisecond, "one goroutine serves the connection, waiting in serve")
+		return gs[0].ID
 	}
 	f.env.Started(t, task)
 	readEvent(t, c)
@@ -242,5 +215,5 @@ func TestQuietConnectionMovesOn(t *testing.T) {
 	f.env.Complete(t, task)
 	readEvent(t, c)
 	requireClose(t, c, websocket.StatusNormalClosure)
-	require.Eventually(t, func() bool { ids, _ := serveGoroutines(); return f.active() == 0 && len(ids) == 0 }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return f.active() == 0 && len(goroutinetest.Find("ws.(*conn).serve")) == 0 }, 5*time.Second, time.Millisecond)
 }

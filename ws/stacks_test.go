@@ -10,19 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
+	"github.com/taskbridge-go/taskbridge/internal/goroutinetest"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
-
-// stackInuse returns the bytes of goroutine stacks after two collections,
-// which give back what stacks can shrink.
-func stackInuse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.StackInuse
-}
 
 // TestIdleConnectionStackAllocations: a connection that subscribed to two
 // tasks one after the other and sent a ping and a pong, then went idle,
@@ -39,7 +30,7 @@ func TestIdleConnectionStackAllocations(t *testing.T) {
 	for i := range tasks {
 		tasks[i] = f.env.CreateTask(t, "alice")
 	}
-	before := stackInuse()
+	before := goroutinetest.StackInuse()
 	goroutines := runtime.NumGoroutine()
 	for i := range n {
 		c := f.rawClient(t, subscribeFrames(t, tasks[2*i]))
@@ -51,7 +42,7 @@ func TestIdleConnectionStackAllocations(t *testing.T) {
 	// Let every connection settle into its wait (the pong is read after
 	// the last answer the client saw).
 	time.Sleep(100 * time.Millisecond)
-	perConn := float64(stackInuse()-before) / n
+	perConn := float64(goroutinetest.StackInuse()-before) / n
 	t.Logf("%.0f B of stacks per connection, %.2f goroutines", perConn, float64(runtime.NumGoroutine()-goroutines)/n)
 	require.Less(t, perConn, 5.75*1024, "bytes of goroutine stacks per idle connection")
 }
@@ -68,7 +59,7 @@ func TestBusyConnectionStackAllocations(t *testing.T) {
 	for i := range tasks {
 		tasks[i] = f.env.CreateTask(t, "alice")
 	}
-	before := stackInuse()
+	before := goroutinetest.StackInuse()
 	clients := make([]*rawClient, n)
 	for i := range n {
 		clients[i] = f.rawClient(t, subscribeFrames(t, tasks[i]))
@@ -97,7 +88,7 @@ func TestBusyConnectionStackAllocations(t *testing.T) {
 		readEvents(c, 1)
 	}
 	time.Sleep(100 * time.Millisecond)
-	perConn := float64(stackInuse()-before) / n
+	perConn := float64(goroutinetest.StackInuse()-before) / n
 	t.Logf("%.0f B of stacks per connection", perConn)
 	require.Less(t, perConn, 5.75*1024, "bytes of goroutine stacks per connection gone quiet")
 }
