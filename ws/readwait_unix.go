@@ -23,16 +23,8 @@ func (c *netConn) waitReadable() {
 // to read, or has failed or reached EOF.
 func peekReadable(fd uintptr) bool {
 	var b [1]byte
-	for {
-		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK)
-		switch err {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		return true
-	}
+	_, err := recvRetry(fd, b[:], syscall.MSG_PEEK)
+	return err != syscall.EAGAIN
 }
 
 // peekHeadSize is how many bytes takeControl looks at: a subscribe frame

@@ -3,13 +3,14 @@
 package ws_test
 
 import (
-	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge-go/taskbridge/internal/goroutinetest"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
@@ -28,21 +29,17 @@ func TestIdleReaderWaitsOutsideTheLibrary(t *testing.T) {
 	confirmedThen(t, subscribeFrames(t, b))(c)
 	confirmedThen(t, nil)(c)
 	waiting := func() bool {
-		buf := make([]byte, 1<<20)
-		readers := 0
-		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
-			if strings.Contains(g, "github.com/coder/websocket.(*Conn).Reader(") {
-				return false
-			}
-			if !strings.Contains(g, "ws.(*conn).readLoop(") {
-				continue
-			}
-			readers++
-			if !strings.Contains(g, "ws.(*netConn).waitReadable(") || strings.Contains(g, "github.com/coder/websocket") {
-				return false
-			}
+		if len(goroutinetest.Find("github.com/coder/websocket.(*Conn).Reader")) > 0 {
+			return false
 		}
-		return readers == 1
+		readers := goroutinetest.Find("ws.(*conn).readLoop")
+		if len(readers) != 1 {
+			return false
+		}
+		has := func(s string) bool {
+			return slices.ContainsFunc(readers[0].Funcs, func(f string) bool { return strings.Contains(f, s) })
+		}
+		return has("ws.(*netConn).waitReadable") && !has("github.com/coder/websocket")
 	}
 	require.Eventually(t, waiting, 10*time.Second, time.Millisecond)
 
