@@ -302,6 +302,9 @@ func (c *conn) start() bool {
 
 // read reads one client message and parses it as a subscribe frame.
 func (c *conn) read() (request, error) {
+	if c.h.readHook != nil {
+		c.h.readHook()
+	}
 	typ, r, err := c.ws.Reader(context.Background())
 	if err != nil {
 		return request{}, err
@@ -415,21 +418,23 @@ func readEnd(err error) (websocket.StatusCode, string) {
 }
 
 // waitReadable waits for the client's next bytes in a shallow frame (see
-// netConn.waitReadable) unless some are buffered already, or the close
+// netConn.waitReadable) unless some are buffered already (read with the
+// last message, or with the handshake), or the close
 // handshake has begun (the library then reads on run's goroutine, and
 // what it buffered is not readLoop's to look at). Pings and pongs are
-// taken off the socket here, without the library (see peekHead), so that
-// a client's pings do not leave readLoop waiting inside the library's
-// read for the next message. It returns what is next for the library to
-// read: a whole frame (headFrame: reading it will not wait) or anything
-// else (headPartial). An error means the socket can no longer be read.
+// taken off the socket, or out of the buffers, here, without the library
+// (see peekHead), so that a client's pings do not leave readLoop waiting
+// inside the library's read for the next message. It returns what is next
+// for the library to read: a whole frame (headFrame: reading it will not
+// wait) or anything else (headPartial). An error means the socket can no
+// longer be read.
 func (c *conn) waitReadable() (*socketHead, error) {
 	for {
-		if c.readable() {
-			return partialHead, nil
+		head, err := c.peekHead(false)
+		if err == nil && head.kind == headNone {
+			c.nc.waitReadable()
+			head, err = c.peekHead(true)
 		}
-		c.nc.waitReadable()
-		head, err := c.peekHead()
 		switch {
 		case err != nil:
 			return nil, err
@@ -441,23 +446,19 @@ func (c *conn) waitReadable() (*socketHead, error) {
 	}
 }
 
-// readable reports that the library can read at once (bytes are
-// buffered), or must (the close handshake has begun).
-func (c *conn) readable() bool {
+// peekHead looks at the client's next bytes, and takes a ping or pong off
+// them (see netConn.takeControl): unless socket is set, only when some are
+// buffered; kind headNone means there is nothing to read yet. Under c.mu,
+// so that the close handshake's reads (which begin once closing is set)
+// cannot interleave.
+func (c *conn) peekHead(socket bool) (*socketHead, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.closing || c.nc.buffered()
-}
-
-// peekHead looks at the client's next bytes and takes a ping or pong off
-// the socket (see netConn.takeControl). Under c.mu, so that the close
-// handshake's reads (which begin once closing is set) cannot interleave
-// with takeControl's.
-func (c *conn) peekHead() (*socketHead, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing {
+	switch {
+	case c.closing:
 		return partialHead, nil
+	case !socket && !c.nc.buffered():
+		return noHead, nil
 	}
 	return c.nc.takeControl()
 }
@@ -470,9 +471,12 @@ func (c *conn) answer(head *socketHead) {
 	}
 }
 
-// partialHead is what waitReadable returns when it did not look at the
-// socket.
-var partialHead = &socketHead{kind: headPartial}
+// partialHead is what peekHead returns when it did not look at the
+// client's bytes; noHead when nothing is buffered.
+var (
+	partialHead = &socketHead{kind: headPartial}
+	noHead      = &socketHead{kind: headNone}
+)
 
 // skipPayload discards the payload of a frame the library refused once it
 // had read the header (see socketHead.broken), so that the close handshake

@@ -24,3 +24,8 @@ func SetRoundHook(h *Handler, f func()) { h.roundHook = f }
 // it ended: nil once the client answered the close frame. Call it before
 // the first connection.
 func SetCloseHook(h *Handler, f func(error)) { h.closeHook = f }
+
+// SetReadHook makes every read of a client message through the library
+// call f first, on the goroutine that reads. Call it before the first
+// connection.
+func SetReadHook(h *Handler, f func()) { h.readHook = f }

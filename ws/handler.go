@@ -172,6 +172,9 @@ type Handler struct {
 	quietAfter time.Duration
 	// roundHook, set by tests, is called at the start of every round.
 	roundHook func()
+	// readHook, set by tests, is called before every read of a client
+	// message through the library, on the goroutine that reads.
+	readHook func()
 	// closeHook, set by tests, learns how each close handshake ended.
 	closeHook func(error)
 }

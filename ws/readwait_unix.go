@@ -31,25 +31,50 @@ func peekReadable(fd uintptr) bool {
 // fits.
 const peekHeadSize = 1024
 
-// takeControl looks at what the client sent next, without waiting, and
-// reads it off the socket itself when it is a whole ping or pong frame,
-// valid as a client's (final, masked, no RSV bit, at most 125 bytes of
-// payload). Everything else stays for the websocket library to read. The
-// caller makes sure nothing else reads the socket meanwhile and that the
-// library has buffered none of the client's bytes (see conn.waitReadable).
-// An error means the socket can no longer be read.
+// takeControl looks at what the client sent next, without waiting: the
+// bytes buffered (in pending, or the library's read buffer: frames that
+// arrived with the handshake, or together with one the library read),
+// then those on the socket. When they begin with a whole ping or pong
+// frame, valid as a client's (final, masked, no RSV bit, at most 125
+// bytes of payload), it takes the frame out of the buffers and off the
+// socket itself. Everything else stays for the websocket library to read.
+// The caller makes sure nothing else reads meanwhile, and that the library
+// is between messages (see conn.waitReadable). An error means the socket
+// can no longer be read.
 func (c *netConn) takeControl() (*socketHead, error) {
 	if c.raw == nil {
-		return &socketHead{kind: headPartial}, nil
+		return partialHead, nil
 	}
 	f := new(socketHead)
+	if c.br != nil {
+		// At most what is buffered: Peek does not read then.
+		b, _ := c.br.Peek(min(c.br.Buffered(), peekHeadSize))
+		f.buffered = copy(f.buf[:], b)
+	}
+	f.buffered += copy(f.buf[f.buffered:], c.pending)
 	if err := c.raw.Read(f.take); err != nil {
 		return nil, err
+	}
+	if f.kind == headControl {
+		c.dropBuffered(min(f.size, f.buffered))
 	}
 	return f, f.err
 }
 
-// socketHead is what takeControl found at the head of the socket.
+// dropBuffered drops the first n buffered bytes: those of the library's
+// read buffer first, then pending.
+func (c *netConn) dropBuffered(n int) {
+	if c.br != nil {
+		d, _ := c.br.Discard(min(n, c.br.Buffered()))
+		n -= d
+	}
+	c.pending = c.pending[n:]
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
+}
+
+// socketHead is what takeControl found at the head of the client's bytes.
 type socketHead struct {
 	kind headKind
 	h    wsframe.Header // the frame's header, but for headNone and headPartial
@@ -58,38 +83,71 @@ type socketHead struct {
 	// close handshake would read the payload as frames; the reader
 	// discards it first (see conn.readLoop).
 	broken bool
-	buf    [peekHeadSize]byte // a control frame taken: header, masking key, payload
-	size   int                // bytes of the control frame in buf
-	err    error
+	// buf holds the buffered bytes, then what the socket had, and once a
+	// control frame is taken: its header, masking key, payload.
+	buf      [peekHeadSize]byte
+	buffered int // bytes of buf copied from the buffers
+	size     int // bytes of the control frame in buf
+	err      error
 }
 
 // payload returns a taken control frame's payload, unmasked by take.
 func (f *socketHead) payload() []byte { return f.buf[f.h.Size:f.size] }
 
-// take is takeControl's callback: it peeks at what the socket holds and
-// reads it only when it begins with a whole ping or pong frame. It always
-// returns true, so the read it runs in never waits.
+// take is takeControl's callback: it peeks at what the socket holds, after
+// the buffered bytes, and reads the socket's part of a whole ping or pong
+// frame at their head. It always returns true, so the read it runs in
+// never waits.
 func (f *socketHead) take(fd uintptr) bool {
 	f.kind = headPartial
-	n, err := recvRetry(fd, f.buf[:], syscall.MSG_PEEK)
+	n, err := recvRetry(fd, f.buf[f.buffered:], syscall.MSG_PEEK)
 	switch {
-	case err == syscall.EAGAIN:
+	case err == syscall.EAGAIN && f.buffered == 0:
 		f.kind = headNone
 		return true
-	case err != nil || n < 2:
-		return true // EOF, an error, or too little to tell: for the library
+	case err != nil && f.buffered == 0:
+		return true // EOF or an error: for the library
+	case err != nil:
+		n = 0 // the buffered bytes may tell; a failure is the library's to meet
+	}
+	size, control := f.parse(f.buffered + n)
+	if !control {
+		return true
+	}
+	// The peeked bytes are there and nothing else reads the socket: this
+	// read takes exactly them.
+	if want := size - f.buffered; want > 0 {
+		if got, err := recvRetry(fd, f.buf[f.buffered:size], 0); err != nil || got != want {
+			f.err = fmt.Errorf("ws: reading the %d bytes of a control frame that were there: got %d, %v", want, got, err)
+			return true
+		}
+	}
+	key := f.buf[f.h.Size-4 : f.h.Size]
+	for i := range int(f.h.Length) {
+		f.buf[f.h.Size+i] ^= key[i&3]
+	}
+	f.kind, f.size = headControl, size
+	return true
+}
+
+// parse classifies the n bytes at the head of f.buf, setting f.kind (to
+// headFrame, or headPartial for anything but a whole frame), f.h and
+// f.broken. For a whole ping or pong frame valid as a client's, left for
+// the caller to take, it returns the frame's size and true.
+func (f *socketHead) parse(n int) (size int, control bool) {
+	if n < 2 {
+		return 0, false // too little to tell: for the library
 	}
 	h, ok := wsframe.ParseHeader(f.buf[:n])
 	if !ok || h.Length > uint64(n-h.Size) {
-		return true // a frame not all there yet, or longer than the peek
+		return 0, false // a frame not all there yet, or longer than the peek
 	}
-	size := h.Size + int(h.Length)
 	f.h = h
 	if brokenHeader(h) {
 		// The library refuses it once it has read the header, and
 		// leaves the payload (see socketHead.broken).
 		f.kind, f.broken = headFrame, true
-		return true
+		return 0, false
 	}
 	if h.Opcode != wsframe.OpPing && h.Opcode != wsframe.OpPong {
 		// A whole frame that ends its message: the library reads it
@@ -97,20 +155,9 @@ func (f *socketHead) take(fd uintptr) bool {
 		if h.Fin {
 			f.kind = headFrame
 		}
-		return true
+		return 0, false
 	}
-	// The peeked bytes are there and nothing else reads the socket: this
-	// read takes exactly them.
-	if got, err := recvRetry(fd, f.buf[:size], 0); err != nil || got != size {
-		f.err = fmt.Errorf("ws: reading a %d-byte control frame that was there: got %d bytes, %v", size, got, err)
-		return true
-	}
-	key := f.buf[h.Size-4 : h.Size]
-	for i := range int(h.Length) {
-		f.buf[h.Size+i] ^= key[i&3]
-	}
-	f.kind, f.size = headControl, size
-	return true
+	return h.Size + int(h.Length), true
 }
 
 // brokenHeader reports a client frame whose header alone breaks the
