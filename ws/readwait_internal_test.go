@@ -8,23 +8,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskbridge-go/taskbridge/internal/sockettest"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 )
-
-// tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (server, client net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = client.Close() })
-	server, err = ln.Accept()
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = server.Close() })
-	return server, client
-}
 
 // TestReaderMeetsAClosedSocketWithBytesBuffered: when the connection is
 // closed under the reader while client bytes wait in its buffers (the
@@ -33,7 +19,7 @@ func tcpPair(t *testing.T) (server, client net.Conn) {
 // The first version of the buffered look dereferenced the missing head and
 // panicked.
 func TestReaderMeetsAClosedSocketWithBytesBuffered(t *testing.T) {
-	server, _ := tcpPair(t)
+	_, server := sockettest.Pair(t)
 	nc := newNetConn(server, testWire(t))
 	t.Cleanup(nc.release)
 	nc.pending = wsframe.AppendClientFrame(nil, wsframe.OpPing, []byte("buffered"))
@@ -48,7 +34,7 @@ func TestReaderMeetsAClosedSocketWithBytesBuffered(t *testing.T) {
 // the library buffered and whose rest is still on the socket is taken
 // whole, out of both, and nothing after it is consumed.
 func TestReaderTakesAPingSplitAcrossBufferAndSocket(t *testing.T) {
-	server, client := tcpPair(t)
+	client, server := sockettest.Pair(t)
 	nc := newNetConn(server, testWire(t))
 	t.Cleanup(nc.release)
 	ping := wsframe.AppendClientFrame(nil, wsframe.OpPing, []byte("split across"))

@@ -8,32 +8,15 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-)
 
-// pair returns both ends of a loopback TCP connection.
-func pair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer func() { _ = ln.Close() }()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	server = <-accepted
-	require.NotNil(t, server)
-	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
-	return client, server
-}
+	"github.com/taskbridge-go/taskbridge/internal/sockettest"
+)
 
 // Try writes what the socket takes at once and never waits: all of a small
 // write, a prefix once the buffers fill, nothing when they are full or the
 // connection is closed. What it wrote arrives intact and in order.
 func TestTry(t *testing.T) {
-	client, server := pair(t)
+	client, server := sockettest.Pair(t)
 	require.NoError(t, server.(*net.TCPConn).SetWriteBuffer(16<<10))
 	rc := Conn(server)
 	require.NotNil(t, rc)
@@ -89,7 +72,7 @@ func TestConnNotASocket(t *testing.T) {
 // An inline delivery's write allocates nothing (it used to allocate its
 // callback and the count it returned).
 func TestTryAllocations(t *testing.T) {
-	client, server := pair(t)
+	client, server := sockettest.Pair(t)
 	rc := Conn(server)
 	msg := []byte("data: {}\n\n")
 	got := make([]byte, len(msg))
