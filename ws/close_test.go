@@ -417,3 +417,26 @@ func TestEveryEndSendsACloseFrame(t *testing.T) {
 		})
 	}
 }
+
+// readConfirmedAndPongs reads confirmations subscription confirmations and
+// pongs pongs from c, in whatever order they come, and returns the pongs'
+// payloads in order.
+func readConfirmedAndPongs(t *testing.T, c *rawClient, confirmations, pongs int) []string {
+	t.Helper()
+	var got []string
+	for range confirmations + pongs {
+		op, payload, err := streamtest.ReadServerFrame(c.br)
+		require.NoError(t, err)
+		switch op {
+		case wsframe.OpText:
+			protocoltest.ValidateSubscriptionConfirmed(t, payload)
+			confirmations--
+		case wsframe.OpPong:
+			got = append(got, string(payload))
+		default:
+			t.Fatalf("unexpected frame %#x %q", op, payload)
+		}
+	}
+	require.Zero(t, confirmations, "confirmations")
+	return got
+}

@@ -21,6 +21,22 @@ import (
 	"github.com/taskbridge-go/taskbridge/ws"
 )
 
+// fuzzServer serves a handler with cfg (and the test's authentication)
+// for a fuzz target, until the target ends.
+func fuzzServer(f *testing.F, env *streamtest.Env, cfg ws.Config) *httptest.Server {
+	cfg.Auth = streamtest.Auth
+	h, err := ws.NewHandler(env.Svc, cfg)
+	require.NoError(f, err)
+	mux := http.NewServeMux()
+	mux.Handle("GET "+ws.DefaultPath, h)
+	srv := httptest.NewServer(mux)
+	f.Cleanup(func() {
+		srv.Close()
+		require.NoError(f, h.Shutdown(context.Background()))
+	})
+	return srv
+}
+
 // FuzzSubscribeFrame sends one client frame ("$T" stands for the id of a
 // finished task of the caller) and reads until the server closes. Every
 // frame must end in a close with a code the protocol gives a client's
@@ -31,15 +47,7 @@ func FuzzSubscribeFrame(f *testing.F) {
 	task := env.CreateTask(f, "alice")
 	env.Started(f, task)
 	env.Complete(f, task)
-	h, err := ws.NewHandler(env.Svc, ws.Config{Auth: streamtest.Auth})
-	require.NoError(f, err)
-	mux := http.NewServeMux()
-	mux.Handle("GET "+ws.DefaultPath, h)
-	srv := httptest.NewServer(mux)
-	f.Cleanup(func() {
-		srv.Close()
-		require.NoError(f, h.Shutdown(context.Background()))
-	})
+	srv := fuzzServer(f, env, ws.Config{})
 	url := wsURL(srv.URL)
 
 	f.Add([]byte(`{"action":"subscribe","taskId":"$T","lastEventId":"1"}`))
@@ -89,15 +97,7 @@ func FuzzClientFrames(f *testing.F) {
 	for i := range tasks {
 		tasks[i] = env.CreateTask(f, "alice")
 	}
-	h, err := ws.NewHandler(env.Svc, ws.Config{Auth: streamtest.Auth, DisableHeartbeats: true})
-	require.NoError(f, err)
-	mux := http.NewServeMux()
-	mux.Handle("GET "+ws.DefaultPath, h)
-	srv := httptest.NewServer(mux)
-	f.Cleanup(func() {
-		srv.Close()
-		require.NoError(f, h.Shutdown(context.Background()))
-	})
+	srv := fuzzServer(f, env, ws.Config{DisableHeartbeats: true})
 
 	for _, seed := range [][]byte{
 		{},                                    // the first subscribe frame alone

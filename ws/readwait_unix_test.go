@@ -12,9 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
 	"github.com/taskbridge-go/taskbridge/internal/goroutinetest"
-	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
 	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
@@ -100,27 +98,4 @@ func TestBufferedFramesReadOffTheReader(t *testing.T) {
 	defer mu.Unlock()
 	require.Equal(t, len(tasks), reads, "one library read per subscribe frame")
 	require.Zero(t, onReader, "library reads on the reading goroutine")
-}
-
-// readConfirmedAndPongs reads confirmations subscription confirmations and
-// pongs pongs from c, in whatever order they come, and returns the pongs'
-// payloads in order.
-func readConfirmedAndPongs(t *testing.T, c *rawClient, confirmations, pongs int) []string {
-	t.Helper()
-	var got []string
-	for range confirmations + pongs {
-		op, payload, err := streamtest.ReadServerFrame(c.br)
-		require.NoError(t, err)
-		switch op {
-		case wsframe.OpText:
-			protocoltest.ValidateSubscriptionConfirmed(t, payload)
-			confirmations--
-		case wsframe.OpPong:
-			got = append(got, string(payload))
-		default:
-			t.Fatalf("unexpected frame %#x %q", op, payload)
-		}
-	}
-	require.Zero(t, confirmations, "confirmations")
-	return got
 }

@@ -3,11 +3,14 @@ package ws_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +23,7 @@ import (
 	"github.com/taskbridge-go/taskbridge"
 	"github.com/taskbridge-go/taskbridge/internal/e2e/streamtest"
 	"github.com/taskbridge-go/taskbridge/internal/protocoltest"
+	"github.com/taskbridge-go/taskbridge/internal/wsframe"
 	"github.com/taskbridge-go/taskbridge/ws"
 )
 
@@ -837,4 +841,52 @@ func TestMessageSizes(t *testing.T) {
 	f.env.Complete(t, task)
 	require.Equal(t, taskbridge.EventTaskCompleted, readEvent(t, c).Type)
 	requireClose(t, c, websocket.StatusNormalClosure)
+}
+
+// TestOverTLS: over TLS the reader cannot look at the socket (see
+// TestBufferedFramesReadOffTheReader for a plain one) and the library
+// reads every frame on the reading goroutine; frames that arrive together
+// or one by one are handled all the same: pings answered in order,
+// subscriptions confirmed, events delivered, the client's close answered.
+func TestOverTLS(t *testing.T) {
+	t.Parallel()
+	env := streamtest.New(t, streamtest.Options{})
+	h := newHandler(t, env, ws.Config{DisableHeartbeats: true})
+	t.Cleanup(func() { require.NoError(t, h.Shutdown(context.Background())) })
+	srv := httptest.NewTLSServer(h)
+	t.Cleanup(srv.Close)
+	tasks := []string{env.CreateTask(t, "alice"), env.CreateTask(t, "alice"), env.CreateTask(t, "alice")}
+	ping := func(p string) []byte { return wsframe.AppendClientFrame(nil, wsframe.OpPing, []byte(p)) }
+
+	conn, err := tls.Dial("tcp", srv.Listener.Addr().String(), srv.Client().Transport.(*http.Transport).TLSClientConfig)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	require.NoError(t, conn.SetDeadline(time.Now().Add(20*time.Second)))
+	hs := streamtest.HandshakeRequest(srv.Listener.Addr().String(), ws.DefaultPath, streamtest.Bearer("alice"))
+	_, err = conn.Write(slices.Concat(hs, subscribeFrames(t, tasks[0]), ping("with the handshake"), subscribeFrames(t, tasks[1])))
+	require.NoError(t, err)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	c := &rawClient{conn: conn, br: br}
+	require.Equal(t, []string{"with the handshake"}, readConfirmedAndPongs(t, c, 2, 1))
+
+	c.write(t, ping("alone"))
+	require.Equal(t, []string{"alone"}, readConfirmedAndPongs(t, c, 0, 1))
+	c.write(t, slices.Concat(subscribeFrames(t, tasks[2]), ping("after a subscribe frame")))
+	require.Equal(t, []string{"after a subscribe frame"}, readConfirmedAndPongs(t, c, 1, 1))
+
+	env.Started(t, tasks[2])
+	op, payload, err := streamtest.ReadServerFrame(br)
+	require.NoError(t, err)
+	require.Equal(t, byte(wsframe.OpText), op)
+	protocoltest.ValidateEvent(t, payload)
+	require.Contains(t, string(payload), tasks[2])
+
+	c.write(t, wsframe.AppendClientFrame(nil, wsframe.OpClose, binary.BigEndian.AppendUint16(nil, 1000)))
+	op, payload, err = streamtest.ReadServerFrame(br)
+	require.NoError(t, err)
+	require.Equal(t, byte(wsframe.OpClose), op, "%q", payload)
+	require.Equal(t, uint16(1000), binary.BigEndian.Uint16(payload))
 }
