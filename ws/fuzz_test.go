@@ -83,10 +83,11 @@ func FuzzSubscribeFrame(f *testing.F) {
 }
 
 // FuzzClientFrames sends a client's frames as a program in its input
-// spells them (each byte: a ping or pong with a payload of up to 125 bytes, a
-// subscribe frame for the next of four tasks, the end of one write, or a
-// cut inside the next frame), after a first subscribe frame that goes with
-// the handshake. However the frames are split over writes, and so over the
+// spells them, after a first subscribe frame that goes with the handshake.
+// Each byte b is an instruction b%5 with an argument a = b/5: 0 a ping
+// and 1 a pong, each with 5a%126 bytes of payload; 2 a subscribe frame for
+// the next of four tasks; 3 the end of one write; 4 a cut inside the next
+// frame, after its first 1+a%(size-1) bytes. However the frames are split over writes, and so over the
 // websocket library's read buffer and the socket, the server answers every
 // ping with a pong of its payload, in order, ignores pongs, confirms every
 // subscription, and answers the client's closing handshake with a close
